@@ -1,0 +1,38 @@
+# Touchpoint — the commands you need. `make test` and `make demo` are the two that matter.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test lint demo bench schema clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install Touchpoint with its dev extras
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/pytest
+
+lint: $(STAMP)  ## ruff (format check + lint) and mypy
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+demo: $(STAMP)  ## validate the example journeys and draw them
+	$(BIN)/touchpoint validate
+	@for j in journeys/*.yaml; do echo; $(BIN)/touchpoint graph $$j; done
+
+schema: $(STAMP)  ## regenerate schema/*.schema.json (a test checks they are current)
+	$(BIN)/touchpoint schema journey > schema/journey.schema.json
+	$(BIN)/touchpoint schema config > schema/touchpoint.schema.json
+
+bench: $(STAMP)  ## benchmarks (arrive with the runtime issues)
+	@if ls bench/bench_*.py >/dev/null 2>&1; then for b in bench/bench_*.py; do $(BIN)/python $$b; done; \
+	else echo "no benchmarks yet"; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Side effects: rendering, email, webhooks, chat, lookups and store access (delivery issue)."""
