@@ -1,0 +1,141 @@
+"""``touchpoint.yaml``: project defaults, named destinations and connections.
+
+Secrets never stand in this file: a secret setting holds a reference to an environment variable,
+``${CRM_WEBHOOK_SECRET}``, resolved by the worker at run time (:func:`resolve_env`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, WithJsonSchema
+
+from workflows.language.authoring import Duration, Model, Slug, text_matching
+
+ENV_REFERENCE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+SECRET_HEADER = re.compile(r"auth|token|key|secret|cookie|signature|password", re.IGNORECASE)
+LOCALE_PATTERN = r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
+
+KNOWN_SECRET_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a SendGrid API key", re.compile(r"\bSG\.[\w-]{10,}\.[\w-]{10,}")),
+    ("a Slack token", re.compile(r"\bxox[abprs]-[\w-]{10,}")),
+    ("a Slack webhook URL", re.compile(r"hooks\.slack\.com/services/\w+")),
+    ("a webhook signing secret", re.compile(r"\bwhsec_[A-Za-z0-9+/=]{8,}")),
+    ("a Telegram bot token", re.compile(r"\b\d{6,}:[A-Za-z0-9_-]{30,}")),
+    ("an AWS access key", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    ("a bearer token", re.compile(r"\bBearer\s+(?!\$\{)[A-Za-z0-9._~+/-]{12,}")),
+)
+"""Shapes of secrets that must never be written into YAML, wherever they appear."""
+
+
+class Sender(Model):
+    email: str
+    name: str | None = None
+
+
+class Defaults(Model):
+    locale: Annotated[
+        str,
+        text_matching(LOCALE_PATTERN, "a locale", "en"),
+        WithJsonSchema({"type": "string", "pattern": LOCALE_PATTERN}),
+    ] = "en"
+    timezone: str = "UTC"
+    sender: Sender | None = None
+
+
+class EmailSettings(Model):
+    provider: Literal["maildir", "sendgrid", "smtp"] = "maildir"
+
+
+class WebhookDestination(Model):
+    type: Literal["webhook"]
+    url: str
+    secrets: list[str] = Field(
+        default_factory=list, description="signing secrets (whsec_…) as ${ENV} references"
+    )
+
+
+class SlackDestination(Model):
+    type: Literal["slack"]
+    url: str = Field(description="the incoming-webhook URL, as an ${ENV} reference")
+
+
+class TeamsDestination(Model):
+    type: Literal["teams"]
+    url: str = Field(description="the workflow webhook URL, as an ${ENV} reference")
+
+
+class TelegramDestination(Model):
+    type: Literal["telegram"]
+    bot_token: str
+    chat_id: str | int
+
+
+Destination = Annotated[
+    WebhookDestination | SlackDestination | TeamsDestination | TelegramDestination,
+    Field(discriminator="type"),
+]
+CHAT_TYPES = frozenset({"slack", "teams", "telegram"})
+
+
+class Connection(Model):
+    base_url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = "10s"
+
+
+class ProjectConfig(Model):
+    """The project's ``touchpoint.yaml``."""
+
+    defaults: Defaults = Defaults()
+    email: EmailSettings = EmailSettings()
+    destinations: dict[Slug, Destination] = Field(default_factory=dict)
+    connections: dict[Slug, Connection] = Field(default_factory=dict)
+
+
+def secret_fields(raw: Mapping[str, Any]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Every ``(path, value)`` in a raw config that must hold an environment reference."""
+    for name, destination in (raw.get("destinations") or {}).items():
+        if not isinstance(destination, dict):
+            continue
+        kind = destination.get("type")
+        if kind in ("slack", "teams"):
+            yield ("destinations", name, "url"), destination.get("url")
+        if kind == "telegram":
+            yield ("destinations", name, "bot_token"), destination.get("bot_token")
+        secrets = destination.get("secrets")
+        if isinstance(secrets, list):
+            for i, secret in enumerate(secrets):
+                yield ("destinations", name, "secrets", i), secret
+    for name, connection in (raw.get("connections") or {}).items():
+        headers = connection.get("headers") if isinstance(connection, dict) else None
+        for header, value in (headers or {}).items():
+            if SECRET_HEADER.search(str(header)):
+                yield ("connections", name, "headers", header), value
+
+
+def env_name_for(path: tuple[str | int, ...]) -> str:
+    """A suggested environment variable name for a secret at ``path``: ``CRM_SECRET``."""
+    skip = ("destinations", "connections", "headers")
+    words = [
+        str(p).removesuffix("s") if p == "secrets" else str(p)
+        for p in path
+        if not isinstance(p, int) and p not in skip
+    ]
+    return re.sub(r"[^A-Z0-9]+", "_", "_".join(words).upper()).strip("_")
+
+
+def resolve_env(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replace each ``${NAME}`` with the environment's value; ``KeyError`` names a missing one."""
+    env = os.environ if environ is None else environ
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise KeyError(name)
+        return env[name]
+
+    return ENV_REFERENCE.sub(lookup, value)

@@ -1,0 +1,196 @@
+"""The compiled plan: everything the interpreter workflow ever sees of a journey.
+
+A plan is a flat, immutable graph ``{step id → node}``; every node names the step(s) that come
+next, ``end`` being the reserved id of the implicit final node. Node ``type`` strings are part of
+the interface: they never change once released, even if a class is renamed, because running
+workflows carry plans in their history. Durations are seconds; expressions are Jinja2 source text
+that the workflow evaluates over its recorded state.
+
+This module imports only pydantic and the standard library so that the workflow sandbox can load
+it (pass it through with ``workflow.unsafe.imports_passed_through()``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_FORMAT = 1
+"""Bumped when the plan's shape changes incompatibly; the workflow input carries it."""
+END = "end"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventMatch(Frozen):
+    """An event name, plus an optional condition and correlation key expression over it."""
+
+    event: str
+    condition: str | None = None
+    key: str | None = None
+
+
+class EntryRule(Frozen):
+    policy: Literal["once", "one_at_a_time", "every_time"] = "one_at_a_time"
+    cooldown_seconds: int | None = None
+    condition: str | None = None
+
+
+class ExitRule(EventMatch):
+    reason: str
+
+
+class GoalRule(EventMatch):
+    within_seconds: int | None = None
+
+
+class NodeBase(Frozen):
+    id: str
+    stage: str | None = None
+
+
+class SendNode(NodeBase):
+    type: Literal["send"] = "send"
+    channel: Literal["email", "webhook", "chat"]
+    template: str
+    destination: str | None = None
+    skip_on_failure: bool = False
+    next: str
+
+
+class WaitNode(NodeBase):
+    type: Literal["wait"] = "wait"
+    seconds: int
+    next: str
+
+
+class WaitUntilNode(NodeBase):
+    """Either the next ``time`` of day on an allowed weekday (0 = Monday) in the customer's
+    timezone, or the moment ``date`` (an expression) plus ``offset_seconds``, optionally moved
+    to ``time`` on that day."""
+
+    type: Literal["wait_until"] = "wait_until"
+    time: str | None = None
+    days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    date: str | None = None
+    offset_seconds: int = 0
+    next: str
+
+
+class WaitForNode(NodeBase):
+    type: Literal["wait_for"] = "wait_for"
+    match: EventMatch
+    timeout_seconds: int
+    on_event: str
+    on_timeout: str
+
+
+class BranchCase(Frozen):
+    condition: str
+    next: str
+
+
+class BranchNode(NodeBase):
+    type: Literal["branch"] = "branch"
+    cases: tuple[BranchCase, ...]
+    otherwise: str
+
+
+class SplitPath(Frozen):
+    name: str
+    percent: int
+    next: str
+    holdout: bool = False
+
+
+class SplitNode(NodeBase):
+    type: Literal["split"] = "split"
+    paths: tuple[SplitPath, ...]
+
+
+class LookupNode(NodeBase):
+    type: Literal["lookup"] = "lookup"
+    connection: str
+    method: str = "GET"
+    path: str
+    query: dict[str, Any] | None = None
+    body: Any = None
+    save_as: str
+    next: str
+
+
+class SetNode(NodeBase):
+    type: Literal["set"] = "set"
+    assignments: dict[str, str]
+    next: str
+
+
+class EndNode(NodeBase):
+    type: Literal["end"] = "end"
+
+
+Node = Annotated[
+    SendNode
+    | WaitNode
+    | WaitUntilNode
+    | WaitForNode
+    | BranchNode
+    | SplitNode
+    | LookupNode
+    | SetNode
+    | EndNode,
+    Field(discriminator="type"),
+]
+
+
+def successors(node: Node) -> list[tuple[str, str]]:
+    """``(label, next step id)`` for every edge leaving ``node``; labels are for people."""
+    match node:
+        case WaitForNode():
+            return [(f"on {node.match.event}", node.on_event), ("timeout", node.on_timeout)]
+        case BranchNode():
+            return [(case.condition, case.next) for case in node.cases] + [("else", node.otherwise)]
+        case SplitNode():
+            return [(f"{path.name} {path.percent}%", path.next) for path in node.paths]
+        case EndNode():
+            return []
+        case _:
+            return [("", node.next)]
+
+
+class Plan(Frozen):
+    """A compiled journey. ``version`` is a hash of everything else: equal content, equal hash."""
+
+    format: int = PLAN_FORMAT
+    journey_id: str
+    name: str
+    description: str | None = None
+    category: Literal["marketing", "transactional"]
+    version: str = ""
+    trigger: EventMatch
+    entry: EntryRule = EntryRule()
+    exits: tuple[ExitRule, ...] = ()
+    goal: GoalRule | None = None
+    start: str
+    nodes: dict[str, Node]
+
+    def content_hash(self) -> str:
+        content = self.model_dump(mode="json", exclude={"version"})
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def with_version(self) -> Plan:
+        return self.model_copy(update={"version": self.content_hash()})
+
+    def listened_events(self) -> set[str]:
+        """Events a running journey reacts to: wait_for, exit_when and goal."""
+        events = {rule.event for rule in self.exits}
+        if self.goal:
+            events.add(self.goal.event)
+        events.update(n.match.event for n in self.nodes.values() if isinstance(n, WaitForNode))
+        return events
