@@ -1,0 +1,148 @@
+"""``touchpoint``: the command line for marketers and ops.
+
+Exit codes: 0 success, 1 a problem in the user's files (reported, no traceback), 2 bad usage,
+130 interrupted, 3 an unexpected crash (traceback without local variables, so no secret leaks).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from workflows.language.diagram import to_dot, to_mermaid
+from workflows.language.schema import config_schema, journey_schema
+from workflows.language.validator import JOURNEYS_DIR, Report, validate
+from workflows.plan import Plan
+
+app = typer.Typer(
+    name="touchpoint",
+    help="Customer journeys as code: validate, draw and run YAML journeys on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ProjectOption = Annotated[
+    Path,
+    typer.Option(
+        "--project",
+        "-C",
+        help="The project folder (holds touchpoint.yaml).",
+        file_okay=False,
+        exists=True,
+    ),
+]
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class GraphFormat(StrEnum):
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+class SchemaKind(StrEnum):
+    journey = "journey"
+    config = "config"
+
+
+@app.command("validate")
+def validate_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files or folders (default: journeys/, templates/, touchpoint.yaml).", exists=True
+        ),
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="text or json.")
+    ] = OutputFormat.text,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Check journeys, templates and config; report every problem at once."""
+    report = validate(paths or (), root=project)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps([p.as_json() for p in report.problems], indent=2, ensure_ascii=False))
+    else:
+        for problem in report.problems:
+            typer.echo(problem.format())
+        colour = "green" if report.ok else "red"
+        typer.secho(("✓ " if report.ok else "✗ ") + report.summary(), fg=colour, err=not report.ok)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("graph")
+def graph_command(
+    journey: Annotated[str, typer.Argument(help="A journey file, or a journey id from journeys/.")],
+    output: Annotated[
+        GraphFormat, typer.Option("--format", help="mermaid or dot.")
+    ] = GraphFormat.mermaid,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Draw a journey: every step, labelled edges, grouped by stage."""
+    plan = _load_plan(journey, project)
+    typer.echo(to_mermaid(plan) if output is GraphFormat.mermaid else to_dot(plan), nl=False)
+
+
+@app.command("schema")
+def schema_command(
+    kind: Annotated[SchemaKind, typer.Argument(help="journey or config.")] = SchemaKind.journey,
+) -> None:
+    """Print the JSON Schema of journey files or of touchpoint.yaml."""
+    schema = journey_schema() if kind is SchemaKind.journey else config_schema()
+    typer.echo(json.dumps(schema, indent=2, ensure_ascii=False))
+
+
+def _load_plan(journey: str, project: Path) -> Plan:
+    """Compile one journey named by path or id; report its problems and exit 1 if it is broken."""
+    path = Path(journey)
+    if not path.exists():
+        candidate = project / JOURNEYS_DIR / f"{journey}.yaml"
+        if not candidate.exists():
+            raise typer.BadParameter(
+                f"no journey file {journey!r} and no {candidate}", param_hint="JOURNEY"
+            )
+        path = candidate
+    report = validate([path], root=project)
+    _fail_on_problems(report)
+    return next(iter(report.plans.values()))
+
+
+def _fail_on_problems(report: Report) -> None:
+    if report.ok and report.plans:
+        return
+    for problem in report.problems:
+        typer.echo(problem.format(), err=True)
+    typer.secho("✗ " + report.summary(), fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _interrupted(_signum: int, _frame: FrameType | None) -> None:
+    typer.echo("\ninterrupted", err=True)
+    raise SystemExit(130)
+
+
+def main() -> None:
+    """Console-script entry point with the exit-code contract above."""
+    signal.signal(signal.SIGINT, _interrupted)
+    try:
+        app()  # exits 0/1 itself, and 2 on usage errors
+    except Exception:  # an unexpected crash: say so, without local variables
+        typer.echo("touchpoint crashed; this is a bug, please report it:", err=True)
+        typer.echo(traceback.format_exc(), err=True)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
