@@ -1,0 +1,53 @@
+"""The documentation's examples are real: every complete journey in it validates."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from workflows.language import validate
+
+BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
+
+
+def complete_journeys(markdown: str) -> list[str]:
+    blocks = BLOCK.findall(markdown)
+    return [b for b in blocks if re.search(r"^id:", b, re.M) and re.search(r"^steps:", b, re.M)]
+
+
+DOC_JOURNEYS = complete_journeys((ROOT / "docs" / "journeys.md").read_text())
+README_JOURNEYS = complete_journeys((ROOT / "README.md").read_text())
+
+
+def test_the_docs_have_complete_examples() -> None:
+    assert len(DOC_JOURNEYS) >= 3
+    assert len(README_JOURNEYS) >= 1
+
+
+@pytest.mark.parametrize("text", DOC_JOURNEYS + README_JOURNEYS)
+def test_each_complete_journey_in_the_docs_validates(text: str, tmp_path: Path) -> None:
+    shutil.copy(ROOT / "touchpoint.yaml", tmp_path / "touchpoint.yaml")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "journeys" / "example.yaml").write_text(text)
+    report = validate((), root=tmp_path)
+    assert [p.format() for p in report.problems] == []
+    assert len(report.plans) == 1
+
+
+def test_the_same_journey_id_in_two_files_is_a_problem(tmp_path: Path) -> None:
+    journeys = tmp_path / "journeys"
+    journeys.mkdir()
+    text = "id: twice\nname: Twice\ncategory: marketing\ntrigger: {event: A}\nsteps: [end]\n"
+    (journeys / "a.yaml").write_text(text)
+    (journeys / "b.yaml").write_text("# the same again\n" + text)
+    report = validate((), root=tmp_path)
+    [problem] = report.problems
+    assert problem.file.endswith("journeys/b.yaml") and problem.line == 2
+    assert problem.message.startswith('journey id "twice" is already used by ')
+    assert problem.message.endswith("journeys/a.yaml:1")
+    assert list(report.plans) == ["twice"]
