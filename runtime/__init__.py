@@ -1,0 +1,1 @@
+"""Running journeys: workers, the event router, Temporal connection settings."""

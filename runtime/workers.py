@@ -1,0 +1,70 @@
+"""Build the Temporal workers that run journeys: one for the interpreter workflow and one per
+activity task queue (email, webhook, chat, lookups), so each can be scaled and rate-limited
+on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from workflows.journey import JourneyWorkflow
+from workflows.models import CHANNEL_QUEUES, JOURNEY_QUEUE, LOOKUP_QUEUE
+from workflows.sandbox import journey_workflow_runner
+
+Role = Literal["all", "workflows", "activities"]
+
+
+@dataclass
+class WorkerOptions:
+    queue_prefix: str = ""
+    max_cached_workflows: int = 1000
+    max_concurrent_activities: int = 100
+    rate_limits: dict[str, float] = field(default_factory=dict)  # channel → activities/second
+    graceful_shutdown_seconds: float = 10.0
+
+
+def build_workers(
+    client: Client, activities: Sequence[Callable[..., Any]], options: WorkerOptions, role: Role = "all"
+) -> list[Worker]:
+    """Workers for ``role``: the workflow worker and/or one activity worker per queue."""
+    workers: list[Worker] = []
+    prefix = options.queue_prefix
+    if role in ("all", "workflows"):
+        workers.append(
+            Worker(
+                client,
+                task_queue=prefix + JOURNEY_QUEUE,
+                workflows=[JourneyWorkflow],
+                workflow_runner=journey_workflow_runner(),
+                max_cached_workflows=options.max_cached_workflows,
+            )
+        )
+    if role in ("all", "activities"):
+        by_name = {getattr(fn, "__temporal_activity_definition").name: fn for fn in activities}
+        queues = {f"send_{channel}": queue for channel, queue in CHANNEL_QUEUES.items()}
+        queues["lookup"] = LOOKUP_QUEUE
+        for name, queue in queues.items():
+            if name not in by_name:
+                continue
+            channel = name.removeprefix("send_")
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=prefix + queue,
+                    activities=[by_name[name]],
+                    max_concurrent_activities=options.max_concurrent_activities,
+                    max_task_queue_activities_per_second=options.rate_limits.get(channel),
+                    graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
+                )
+            )
+    return workers
+
+
+def _seconds(value: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=value)

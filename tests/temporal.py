@@ -1,0 +1,83 @@
+"""Helpers for tests on real Temporal servers (never downloaded: both come from PyPI packages)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from runtime.workers import WorkerOptions, build_workers
+from tests.conftest import ROOT
+from workflows.language import validate
+from workflows.language.compiler import ProjectContext
+from workflows.language.validator import compile_text
+from workflows.models import JOURNEY_QUEUE, Event, JourneyInput, Profile, RunSettings
+from workflows.plan import Plan
+
+
+def binary(name: str) -> str:
+    """A server binary installed by pip into this virtualenv (or on PATH)."""
+    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    found = shutil.which(name, path=search)
+    if found is None:
+        raise RuntimeError(f"{name} not found: install the dev extras (make install)")
+    return found
+
+
+CONTEXT = ProjectContext(config=validate((), root=ROOT).config)
+
+
+def plan_from(text: str) -> Plan:
+    plan, problems, _ = compile_text(text, "test.yaml", CONTEXT)
+    assert problems == [], [p.format() for p in problems]
+    assert plan is not None
+    return plan
+
+
+def event(name: str, customer: str = "cust-1", at: datetime | None = None, **properties: Any) -> Event:
+    return Event(message_id=f"m-{uuid.uuid4()}", event=name, customer_id=customer,
+                 properties=properties, timestamp=at or datetime.now(UTC))  # fmt: skip
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, activities: Sequence[Any], prefix: str | None = None
+) -> AsyncIterator[str]:
+    """Workers for every queue under a fresh prefix; yields the prefix."""
+    prefix = prefix if prefix is not None else f"t{uuid.uuid4().hex[:8]}-"
+    async with AsyncExitStack() as stack:
+        for worker in build_workers(client, activities, WorkerOptions(queue_prefix=prefix)):
+            await stack.enter_async_context(worker)
+        yield prefix
+
+
+async def start_run(
+    client: Client,
+    plan: Plan,
+    prefix: str,
+    trigger: Event,
+    *,
+    profile: Profile | None = None,
+    key: str | None = None,
+    settings: RunSettings | None = None,
+    workflow_id: str | None = None,
+) -> WorkflowHandle[Any, Any]:
+    """Start a run directly (the router's job in production) and return its handle."""
+    settings = settings or RunSettings(queue_prefix=prefix, index_runs=False,
+                                       default_timezone="Europe/Berlin")  # fmt: skip
+    run_input = JourneyInput(
+        plan=plan, customer_id=trigger.customer_id, key=key, trigger=trigger,
+        profile=profile or Profile(id=trigger.customer_id, email="max@example.com"),
+        settings=settings,
+    )  # fmt: skip
+    return await client.start_workflow(
+        "JourneyWorkflow", run_input, id=workflow_id or f"test-{uuid.uuid4()}",
+        task_queue=prefix + JOURNEY_QUEUE,
+    )  # fmt: skip

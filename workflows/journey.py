@@ -1,0 +1,444 @@
+"""``JourneyWorkflow``: one customer's run through one compiled journey plan.
+
+The interpreter walks the plan node by node. Waits are durable timers, ``wait_for`` is a
+condition with a timeout, branches and splits are pure functions of recorded state, and sends
+and lookups are activities on their own task queues. Goal and exit events arrive as signals at
+any moment: they end the run and interrupt whatever it is waiting for (a timer, an event, or an
+activity still being retried).
+
+Determinism: nothing here does I/O or reads the clock except through ``workflow``; expression
+evaluation and time-zone arithmetic live in modules passed through the sandbox. Changes that
+alter the commands this code issues must go behind ``workflow.patched()`` (see
+``docs/operations.md``) and are caught by the replay tests of recorded histories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import evaluation, timing
+    from workflows.models import (
+        INBOX_LIMIT,
+        LOOKUP_ACTIVITY,
+        LOOKUP_QUEUE,
+        SEEN_IDS_LIMIT,
+        SEND_ACTIVITIES,
+        TIMELINE_LIMIT,
+        CancelRequest,
+        Event,
+        JourneyInput,
+        LookupRequest,
+        LookupResult,
+        Outcome,
+        OutcomeKind,
+        RunResult,
+        RunState,
+        RunView,
+        SendRequest,
+        SendResult,
+        TimelineEntry,
+        message_id,
+    )
+    from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
+    from workflows.plan import (
+        BranchNode,
+        EndNode,
+        EventMatch,
+        LookupNode,
+        Node,
+        SendNode,
+        SetNode,
+        SplitNode,
+        WaitForNode,
+        WaitNode,
+        WaitUntilNode,
+    )
+    from workflows.search import (
+        JOURNEY_OUTCOME,
+        JOURNEY_STAGE,
+        JOURNEY_STEP,
+    )
+
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=10,
+)
+LOOKUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+)
+INSTANT_KINDS = ("branch", "split", "set")
+
+
+class Interrupted(Exception):
+    """The run ended (goal, exit or cancel) while a step was in progress."""
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, error: str) -> None:
+        super().__init__(error)
+        self.step = step
+        self.error = error
+
+
+@workflow.defn(name="JourneyWorkflow")
+class JourneyWorkflow:
+    @workflow.init
+    def __init__(self, run_input: JourneyInput) -> None:
+        self.input = run_input
+        self.plan = run_input.plan
+        self.state = run_input.state or RunState(
+            current=self.plan.start,
+            entered_at=workflow.now(),
+            seen_ids=[run_input.trigger.message_id],
+        )
+        self._seen = set(self.state.seen_ids)
+        self._listened = {n.match.event for n in self.plan.nodes.values()
+                          if isinstance(n, WaitForNode)}  # fmt: skip
+
+    # --- signals and queries ---------------------------------------------------------------
+
+    @workflow.signal(name="event")
+    def on_event(self, event: Event) -> None:
+        """A shop event routed to this run: maybe an exit, the goal, or one a wait_for wants."""
+        if self.state.outcome is not None or event.message_id in self._seen:
+            return
+        self._remember(event.message_id)
+        for rule in self.plan.exits:
+            if self._matches(rule, event):
+                self._finish("exited", reason=rule.reason)
+                return
+        goal = self.plan.goal
+        if goal is not None and self._matches(goal, event) and self._within_goal_window():
+            self._finish("converted", reason=goal.event)
+            return
+        if event.event in self._listened:
+            self.state.inbox = [*self.state.inbox, event][-INBOX_LIMIT:]
+
+    @workflow.signal(name="cancel")
+    def on_cancel(self, request: CancelRequest) -> None:
+        if self.state.outcome is None:
+            self._finish("cancelled", reason=request.reason)
+
+    @workflow.query(name="state")
+    def query_state(self) -> RunView:
+        return RunView(
+            journey_id=self.plan.journey_id,
+            journey_version=self.plan.version,
+            current=self.state.current,
+            outcome=self.state.outcome,
+            vars=self.state.vars,
+            timeline=self.state.timeline,
+        )
+
+    # --- the interpreter -------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, run_input: JourneyInput) -> RunResult:
+        while self.state.outcome is None:
+            node = self.plan.nodes[self.state.current]
+            if isinstance(node, EndNode):
+                self._finish("completed")
+                break
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self.state.continued += 1
+                workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
+            self._index_step(node)
+            try:
+                self.state.current = await self._execute(node)
+            except Interrupted:
+                break
+            except StepFailed as failure:
+                self._record(node, "failed", failure.error)
+                self._finish("failed", step=failure.step, error=failure.error)
+        self._index_outcome()
+        assert self.state.outcome is not None
+        return RunResult(outcome=self.state.outcome, timeline=self.state.timeline)
+
+    async def _execute(self, node: Node) -> str:
+        self.state.visits[node.id] = self.state.visits.get(node.id, 0) + 1
+        match node:
+            case SendNode():
+                return await self._send(node)
+            case WaitNode():
+                await self._wait(node.seconds)
+                self._record(node, "waited", f"waited {node.seconds}s")
+                return node.next
+            case WaitUntilNode():
+                return await self._wait_until(node)
+            case WaitForNode():
+                return await self._wait_for(node)
+            case BranchNode():
+                return self._branch(node)
+            case SplitNode():
+                return self._split(node)
+            case LookupNode():
+                return await self._lookup(node)
+            case SetNode():
+                for name, source in node.assignments.items():
+                    self.state.vars[name] = self._evaluate(node, source)
+                self._record(node, "set", ", ".join(f"vars.{n}" for n in node.assignments))
+                return node.next
+        raise StepFailed(node.id, f"unknown node type {node.type}")  # pragma: no cover
+
+    async def _send(self, node: SendNode) -> str:
+        if self.state.holdout:
+            self._record(node, "held out", f"{node.channel}: {node.template}", channel=node.channel)
+            return node.next
+        request = SendRequest(
+            message_id=message_id(workflow.info().workflow_id, self.input.entry_sequence,
+                                  node.id, self.state.visits[node.id]),
+            journey_id=self.plan.journey_id,
+            journey_version=self.plan.version,
+            category=self.plan.category,
+            step_id=node.id,
+            channel=node.channel,
+            template=node.template,
+            destination=node.destination,
+            customer_id=self.input.customer_id,
+            profile=self.input.profile,
+            context=self._context(),
+        )  # fmt: skip
+        queue = self.input.settings.queue(_CHANNEL_QUEUES[node.channel])
+        try:
+            result = await self._activity(
+                SEND_ACTIVITIES[node.channel], request, queue, SEND_RETRY, SendResult, 60
+            )
+        except ActivityError as error:
+            reason = _failure_text(error)
+            if node.skip_on_failure:
+                self._record(node, "skipped", f"failed, skipped: {reason}", channel=node.channel,
+                             message_id=request.message_id)  # fmt: skip
+                return node.next
+            raise StepFailed(node.id, reason) from None
+        detail = f"{node.channel}: {node.template}" + (
+            f" ({result.status}: {result.reason})" if result.status != "sent" else ""
+        )
+        self._record(node, result.status, detail, channel=node.channel,
+                     message_id=result.message_id, to=result.to, subject=result.subject)  # fmt: skip
+        return node.next
+
+    async def _lookup(self, node: LookupNode) -> str:
+        names = self._names()
+        try:
+            request = LookupRequest(
+                request_id=message_id(workflow.info().workflow_id, self.input.entry_sequence,
+                                      node.id, self.state.visits[node.id]),
+                journey_id=self.plan.journey_id, step_id=node.id, connection=node.connection,
+                method=node.method, path=evaluation.render_text(node.path, names),
+                query=evaluation.render_value(node.query, names),
+                body=evaluation.render_value(node.body, names),
+            )  # fmt: skip
+        except evaluation.ExpressionFailed as error:
+            raise StepFailed(node.id, str(error)) from None
+        queue = self.input.settings.queue(LOOKUP_QUEUE)
+        try:
+            result = await self._activity(
+                LOOKUP_ACTIVITY, request, queue, LOOKUP_RETRY, LookupResult, 30
+            )
+        except ActivityError as error:
+            raise StepFailed(node.id, _failure_text(error)) from None
+        self.state.lookups[node.save_as] = result.data
+        self._record(node, "looked up", f"{request.method} {request.path} → lookups.{node.save_as}")
+        return node.next
+
+    async def _activity(
+        self, name: str, arg: Any, queue: str, retry: RetryPolicy, result_type: type, seconds: int
+    ) -> Any:
+        """Run an activity, abandoning it (cancelled) if the run ends meanwhile."""
+        task = asyncio.ensure_future(
+            workflow.execute_activity(
+                name, arg, task_queue=queue, result_type=result_type, retry_policy=retry,
+                start_to_close_timeout=timedelta(seconds=seconds),
+            )  # fmt: skip
+        )
+        await workflow.wait_condition(lambda: task.done() or self.state.outcome is not None)
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, ActivityError):
+                pass
+            raise Interrupted
+        return task.result()
+
+    async def _wait(self, seconds: float, ready: Callable[[], bool] | None = None) -> bool:
+        """Wait ``seconds`` (a durable timer) or until ``ready()``; ``True`` if ready."""
+        if ready is not None and ready():
+            return True
+        if seconds <= 0:
+            return False
+        try:
+            await workflow.wait_condition(
+                lambda: self.state.outcome is not None or (ready is not None and ready()),
+                timeout=timedelta(seconds=seconds),
+            )
+        except TimeoutError:
+            return False
+        if self.state.outcome is not None:
+            raise Interrupted
+        return True
+
+    async def _wait_until(self, node: WaitUntilNode) -> str:
+        tz = timing.zone(self.input.profile.timezone, self.input.settings.default_timezone)
+        now = workflow.now()
+        try:
+            if node.date is not None:
+                value = self._evaluate(node, node.date)
+                target = timing.moment_from(value, tz, node.offset_seconds, node.time)
+            else:
+                assert node.time is not None
+                target = timing.next_time_of_day(now, tz, node.time, node.days)
+        except ValueError as error:
+            raise StepFailed(node.id, str(error)) from None
+        await self._wait((target - now).total_seconds())
+        self._record(node, "waited", f"until {target.isoformat()}")
+        return node.next
+
+    async def _wait_for(self, node: WaitForNode) -> str:
+        await self._wait(node.timeout_seconds, lambda: self._find_in_inbox(node.match) is not None)
+        # Look again after a timeout: an event delivered together with the timer still counts.
+        found = self._find_in_inbox(node.match)
+        if found is not None:
+            self.state.inbox = [e for e in self.state.inbox if e.message_id != found.message_id]
+            self.state.events[node.id] = found
+            self._record(node, "event", found.event)
+            return node.on_event
+        self._record(node, "timeout", f"no {node.match.event} within {node.timeout_seconds}s")
+        return node.on_timeout
+
+    def _branch(self, node: BranchNode) -> str:
+        for case in node.cases:
+            if self._evaluate(node, case.condition, truth=True):
+                self._record(node, "branch", f"if {case.condition}")
+                return case.next
+        self._record(node, "branch", "else")
+        return node.otherwise
+
+    def _split(self, node: SplitNode) -> str:
+        point = self._split_point(node.id)
+        total = 0
+        for path in node.paths:
+            total += path.percent
+            if point < total:
+                break
+        if path.holdout:
+            self.state.holdout = True
+        self._record(node, "split", f"{path.name}" + (" (holdout)" if path.holdout else ""))
+        return path.next
+
+    def _split_point(self, step_id: str) -> float:
+        """A number in [0, 100) that puts the customer on a path: a hash of customer, journey
+        and step, so the same customer lands on the same path every time (sticky and
+        reproducible in simulations) and no replay can ever disagree."""
+        source = f"{self.plan.journey_id}|{step_id}|{self.input.customer_id}|{self.input.key}"
+        digest = hashlib.sha256(source.encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _names(self, event: Event | None = None) -> dict[str, Any]:
+        return {
+            "profile": self.input.profile.model_dump(),
+            "event": (event or self.input.trigger).names(),
+            "events": {step: e.names() for step, e in self.state.events.items()},
+            "vars": self.state.vars,
+            "lookups": self.state.lookups,
+            "now": workflow.now(),
+        }
+
+    def _context(self) -> dict[str, Any]:
+        names = self._names()
+        names.pop("profile")
+        names["now"] = names["now"].isoformat()
+        return names
+
+    def _evaluate(self, node: Node, source: str, truth: bool = False) -> Any:
+        try:
+            value = evaluation.evaluate(source, self._names())
+        except evaluation.ExpressionFailed as error:
+            raise StepFailed(node.id, str(error)) from None
+        return bool(value) if truth else value
+
+    def _matches(self, rule: EventMatch, event: Event) -> bool:
+        """Does ``event`` satisfy ``rule``? A condition that cannot be evaluated is a no."""
+        if event.event != rule.event:
+            return False
+        names = self._names(event)
+        try:
+            if rule.key is not None and (
+                evaluation.key_text(evaluation.evaluate(rule.key, names)) != self.input.key
+            ):
+                return False
+            return rule.condition is None or evaluation.is_true(rule.condition, names)
+        except evaluation.ExpressionFailed:
+            return False
+
+    def _find_in_inbox(self, match: EventMatch) -> Event | None:
+        return next((e for e in self.state.inbox if self._matches(match, e)), None)
+
+    def _within_goal_window(self) -> bool:
+        goal = self.plan.goal
+        if goal is None or goal.within_seconds is None:
+            return True
+        return workflow.now() - self.state.entered_at <= timedelta(seconds=goal.within_seconds)
+
+    def _remember(self, message: str) -> None:
+        self._seen.add(message)
+        self.state.seen_ids = [*self.state.seen_ids, message][-SEEN_IDS_LIMIT:]
+        if len(self._seen) > 2 * SEEN_IDS_LIMIT:
+            self._seen = set(self.state.seen_ids)
+
+    def _record(self, node: Node, kind: str, detail: str = "", **extra: Any) -> None:
+        entry = TimelineEntry(at=workflow.now(), step=node.id, kind=kind, detail=detail, **extra)
+        self.state.timeline = [*self.state.timeline, entry][-TIMELINE_LIMIT:]
+
+    def _finish(self, kind: OutcomeKind, **details: Any) -> None:
+        self.state.outcome = Outcome(kind=kind, at=workflow.now(), **details)
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        limit = self.input.settings.history_limit
+        if limit is not None and info.get_current_history_length() >= limit:
+            return True
+        return info.is_continue_as_new_suggested()
+
+    def _index_step(self, node: Node) -> None:
+        """Show waiting and sending steps in the run's search attributes (instant ones would
+        only add history events)."""
+        if not self.input.settings.index_runs or node.type in INSTANT_KINDS:
+            return
+        workflow.upsert_search_attributes(
+            [JOURNEY_STEP.value_set(node.id), JOURNEY_STAGE.value_set(node.stage or "")]
+        )
+
+    def _index_outcome(self) -> None:
+        if self.input.settings.index_runs and self.state.outcome is not None:
+            workflow.upsert_search_attributes([JOURNEY_OUTCOME.value_set(self.state.outcome.kind)])
+
+
+def _failure_text(error: ActivityError) -> str:
+    cause = error.cause
+    while isinstance(cause, ActivityError | ApplicationError) and cause.cause is not None:
+        if isinstance(cause, ApplicationError):
+            break
+        cause = cause.cause
+    return str(cause) if cause is not None else str(error)
+
+
+if __name__ == "__main__":
+    raise SystemExit("JourneyWorkflow runs inside a Temporal worker: see worker.py")

@@ -1,0 +1,207 @@
+"""What flows in and out of a journey run: its input, its state, events, outcomes, and the
+requests it makes of activities.
+
+Every model here is part of the workflow's recorded history, so fields are only ever *added*
+(with defaults); ``INPUT_VERSION`` says which shape a run started with. Pure pydantic, passed
+through the workflow sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.plan import Plan
+
+INPUT_VERSION = 1
+SEEN_IDS_LIMIT = 500
+INBOX_LIMIT = 100
+TIMELINE_LIMIT = 300
+
+JOURNEY_QUEUE = "touchpoint-journeys"
+CHANNEL_QUEUES = {"email": "touchpoint-email", "webhook": "touchpoint-webhook",
+                  "chat": "touchpoint-chat"}  # fmt: skip
+LOOKUP_QUEUE = "touchpoint-lookups"
+SEND_ACTIVITIES = {"email": "send_email", "webhook": "send_webhook", "chat": "send_chat"}
+LOOKUP_ACTIVITY = "lookup"
+
+OutcomeKind = Literal["completed", "converted", "exited", "cancelled", "failed"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Event(Model):
+    """A shop event as the router hands it to a run (Segment's ``track`` shape, trimmed)."""
+
+    message_id: str
+    event: str
+    customer_id: str
+    properties: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime
+
+    def names(self) -> dict[str, Any]:
+        """The event as expressions see it: ``event.properties.x``, ``event.timestamp``."""
+        return {"event": self.event, "properties": self.properties,
+                "timestamp": self.timestamp.isoformat(), "message_id": self.message_id}  # fmt: skip
+
+
+class Profile(Model):
+    """What the journey knows about the customer (a snapshot taken at entry)."""
+
+    id: str
+    email: str | None = None
+    phone: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSettings(Model):
+    """Deployment settings a run needs; chosen by the router from the worker configuration."""
+
+    default_timezone: str = "UTC"
+    default_locale: str = "en"
+    queue_prefix: str = ""
+    index_runs: bool = True  # upsert search attributes (needs them registered on the server)
+    history_limit: int | None = None  # continue-as-new past this many events (tests lower it)
+
+    def queue(self, name: str) -> str:
+        return f"{self.queue_prefix}{name}"
+
+
+class Outcome(Model):
+    kind: OutcomeKind
+    reason: str | None = None
+    step: str | None = None
+    error: str | None = None
+    at: datetime | None = None
+
+
+class TimelineEntry(Model):
+    at: datetime
+    step: str
+    kind: str
+    detail: str = ""
+    channel: str | None = None
+    message_id: str | None = None
+    to: str | None = None
+    subject: str | None = None
+
+
+class RunState(Model):
+    """Everything a run carries across continue-as-new."""
+
+    current: str
+    entered_at: datetime
+    vars: dict[str, Any] = Field(default_factory=dict)
+    lookups: dict[str, Any] = Field(default_factory=dict)
+    events: dict[str, Event] = Field(default_factory=dict)  # matched by wait_for, by step id
+    inbox: list[Event] = Field(default_factory=list)  # received, not yet consumed
+    seen_ids: list[str] = Field(default_factory=list)
+    visits: dict[str, int] = Field(default_factory=dict)
+    holdout: bool = False
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    outcome: Outcome | None = None
+    continued: int = 0
+
+
+class JourneyInput(Model):
+    """The one input of :class:`~workflows.journey.JourneyWorkflow`."""
+
+    input_version: int = INPUT_VERSION
+    plan: Plan
+    customer_id: str
+    key: str | None = None
+    trigger: Event
+    profile: Profile
+    entry_sequence: int = 1
+    settings: RunSettings = Field(default_factory=RunSettings)
+    state: RunState | None = None  # set when continuing as new
+
+
+class RunResult(Model):
+    outcome: Outcome
+    timeline: list[TimelineEntry]
+
+
+class RunView(Model):
+    """The answer to the ``state`` query."""
+
+    journey_id: str
+    journey_version: str
+    current: str
+    outcome: Outcome | None
+    vars: dict[str, Any]
+    timeline: list[TimelineEntry]
+
+
+class CancelRequest(Model):
+    reason: str = "cancelled by an operator"
+
+
+# --- activity contracts -----------------------------------------------------------------------
+
+
+class SendRequest(Model):
+    """Deliver one message. ``message_id`` is stable across retries and continue-as-new."""
+
+    message_id: str
+    journey_id: str
+    journey_version: str
+    category: Literal["marketing", "transactional"]
+    step_id: str
+    channel: Literal["email", "webhook", "chat"]
+    template: str
+    destination: str | None = None
+    customer_id: str
+    profile: Profile
+    context: dict[str, Any] = Field(default_factory=dict)  # event, events, vars, lookups, now
+
+
+class SendResult(Model):
+    message_id: str
+    status: Literal["sent", "duplicate", "skipped"] = "sent"
+    reason: str | None = None
+    provider_id: str | None = None
+    to: str | None = None
+    subject: str | None = None
+
+
+class LookupRequest(Model):
+    request_id: str
+    journey_id: str
+    step_id: str
+    connection: str
+    method: str = "GET"
+    path: str
+    query: dict[str, Any] | None = None
+    body: Any = None
+
+
+class LookupResult(Model):
+    status: int = 200
+    data: Any = None
+
+
+def customer_hash(customer_id: str) -> str:
+    """A stable pseudonym for a customer id: no personal data in ids or search attributes."""
+    return hashlib.sha256(f"touchpoint-customer:{customer_id}".encode()).hexdigest()[:24]
+
+
+def workflow_id(journey_id: str, customer_id: str, key: str | None, sequence: int | None) -> str:
+    """``journey/<journey>/<hash of customer and key>[/<entry>]``: deterministic, no PII."""
+    subject = customer_id if key is None else f"{customer_id}\x00{key}"
+    digest = hashlib.sha256(f"touchpoint-run:{subject}".encode()).hexdigest()[:24]
+    suffix = f"/{sequence}" if sequence is not None else ""
+    return f"journey/{journey_id}/{digest}{suffix}"
+
+
+def message_id(run_workflow_id: str, entry_sequence: int, step_id: str, visit: int) -> str:
+    """The idempotency key of one send: the same on every retry and after continue-as-new."""
+    source = f"{run_workflow_id}|{entry_sequence}|{step_id}|{visit}"
+    return "msg_" + hashlib.sha256(source.encode()).hexdigest()[:32]
