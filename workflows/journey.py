@@ -294,11 +294,11 @@ class JourneyWorkflow:
         return True
 
     async def _wait_until(self, node: WaitUntilNode) -> str:
-        tz = timing.zone(self.input.profile.timezone, self.input.settings.default_timezone)
         now = workflow.now()
+        value = self._evaluate(node, node.date) if node.date is not None else None
         try:
+            tz = timing.zone(self.input.profile.timezone, self.input.settings.default_timezone)
             if node.date is not None:
-                value = self._evaluate(node, node.date)
                 target = timing.moment_from(value, tz, node.offset_seconds, node.time)
             else:
                 assert node.time is not None

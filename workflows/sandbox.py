@@ -8,11 +8,21 @@ modules.
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 PASSED_THROUGH = ("jinja2", "markupsafe")
 
 
 def journey_workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox, with Jinja2 passed through and ``zoneinfo.ZoneInfo`` usable.
+
+    The default restrictions wrap ``ZoneInfo`` in a proxy (to forbid ``from_file`` and cache
+    resets), and a proxied zone is not a ``tzinfo`` that ``datetime`` accepts. Zone lookups by
+    name are deterministic for a given tzdata, so the workflow may use them.
+    """
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
+    members = restrictions.invalid_module_members.with_child_unrestricted("zoneinfo", "ZoneInfo")
+    restrictions = dataclasses.replace(restrictions, invalid_module_members=members)
     return SandboxedWorkflowRunner(restrictions=restrictions)
