@@ -28,7 +28,10 @@ class WorkerOptions:
 
 
 def build_workers(
-    client: Client, activities: Sequence[Callable[..., Any]], options: WorkerOptions, role: Role = "all"
+    client: Client,
+    activities: Sequence[Callable[..., Any]],
+    options: WorkerOptions,
+    role: Role = "all",
 ) -> list[Worker]:
     """Workers for ``role``: the workflow worker and/or one activity worker per queue."""
     workers: list[Worker] = []

@@ -41,7 +41,9 @@ def plan_from(text: str) -> Plan:
     return plan
 
 
-def event(name: str, customer: str = "cust-1", at: datetime | None = None, **properties: Any) -> Event:
+def event(
+    name: str, customer: str = "cust-1", at: datetime | None = None, **properties: Any
+) -> Event:
     return Event(message_id=f"m-{uuid.uuid4()}", event=name, customer_id=customer,
                  properties=properties, timestamp=at or datetime.now(UTC))  # fmt: skip
 

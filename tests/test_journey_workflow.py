@@ -37,7 +37,9 @@ async def result_of(handle: WorkflowHandle) -> RunResult:
 
 
 async def test_send_wait_send_completes_with_two_messages(time_env: WorkflowEnvironment) -> None:
-    plan = plan_from(HEADER + """
+    plan = plan_from(
+        HEADER
+        + """
 steps:
   - id: hello
     send: email
@@ -46,7 +48,8 @@ steps:
   - id: again
     send: email
     template: free-shipping
-""")
+"""
+    )
     recorder = RecordingActivities()
     async with running_workers(time_env.client, recorder.all()) as prefix:
         started = await time_env.get_current_time()
@@ -59,8 +62,12 @@ steps:
     assert sent_at[1] - started < timedelta(days=3, minutes=5)
 
 
-async def run_to_end(env: WorkflowEnvironment, text: str, recorder: RecordingActivities | None = None,
-                     **start: object) -> tuple[RunResult, RecordingActivities]:
+async def run_to_end(
+    env: WorkflowEnvironment,
+    text: str,
+    recorder: RecordingActivities | None = None,
+    **start: object,
+) -> tuple[RunResult, RecordingActivities]:
     recorder = recorder or RecordingActivities()
     async with running_workers(env.client, recorder.all()) as prefix:
         handle = await start_run(env.client, plan_from(text), prefix, event("Signed Up"), **start)
@@ -68,7 +75,9 @@ async def run_to_end(env: WorkflowEnvironment, text: str, recorder: RecordingAct
 
 
 async def test_a_goal_during_a_wait_converts_at_once(time_env: WorkflowEnvironment) -> None:
-    plan = plan_from(HEADER + """
+    plan = plan_from(
+        HEADER
+        + """
 goal:
   event: Order Completed
   within: 30d
@@ -79,7 +88,8 @@ steps:
     wait: 7d
   - send: email
     template: free-shipping
-""")
+"""
+    )
     recorder = RecordingActivities()
     async with running_workers(time_env.client, recorder.all()) as prefix:
         handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
@@ -94,7 +104,9 @@ steps:
 
 
 async def test_a_goal_outside_its_window_does_not_convert(time_env: WorkflowEnvironment) -> None:
-    plan = plan_from(HEADER + """
+    plan = plan_from(
+        HEADER
+        + """
 goal:
   event: Order Completed
   within: 1d
@@ -102,7 +114,8 @@ steps:
   - wait: 3d
   - send: email
     template: free-shipping
-""")
+"""
+    )
     recorder = RecordingActivities()
     async with running_workers(time_env.client, recorder.all()) as prefix:
         handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
@@ -113,7 +126,9 @@ steps:
     assert len(recorder.sent) == 1
 
 
-async def test_an_exit_interrupts_a_send_that_is_being_retried(time_env: WorkflowEnvironment) -> None:
+async def test_an_exit_interrupts_a_send_that_is_being_retried(
+    time_env: WorkflowEnvironment,
+) -> None:
 
     attempts: list[int] = []
 
@@ -122,14 +137,17 @@ async def test_an_exit_interrupts_a_send_that_is_being_retried(time_env: Workflo
         attempts.append(activity.info().attempt)
         raise ApplicationError("503 from the provider", type="ProviderUnavailable")
 
-    plan = plan_from(HEADER + """
+    plan = plan_from(
+        HEADER
+        + """
 exit_when:
   - event: Order Refunded
     reason: refunded
 steps:
   - send: email
     template: newsletter-welcome
-""")
+"""
+    )
     async with running_workers(time_env.client, [flaky_provider]) as prefix:
         handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
         await time_env.sleep(timedelta(seconds=40))
@@ -162,7 +180,9 @@ async def test_a_provider_retry_after_is_honoured(time_env: WorkflowEnvironment)
     assert result.timeline[0].at - started < timedelta(minutes=6)
 
 
-async def test_a_rejected_send_fails_the_run_with_step_and_error(time_env: WorkflowEnvironment) -> None:
+async def test_a_rejected_send_fails_the_run_with_step_and_error(
+    time_env: WorkflowEnvironment,
+) -> None:
 
     attempts: list[int] = []
 
@@ -171,7 +191,9 @@ async def test_a_rejected_send_fails_the_run_with_step_and_error(time_env: Workf
         attempts.append(1)
         raise ApplicationError("400 invalid recipient", type="EmailRejected", non_retryable=True)
 
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 steps:
   - id: first
     send: email
@@ -180,6 +202,7 @@ steps:
   - id: second
     wait: 1h
 """
+    )
     async with running_workers(time_env.client, [rejecting]) as prefix:
         handle = await start_run(time_env.client, plan_from(text.replace("SKIP", "")), prefix,
                                  event("Signed Up"))  # fmt: skip
@@ -198,7 +221,9 @@ steps:
 
 
 async def test_an_event_before_its_wait_for_is_not_missed(time_env: WorkflowEnvironment) -> None:
-    plan = plan_from(HEADER + """
+    plan = plan_from(
+        HEADER
+        + """
 steps:
   - wait: 1d
   - id: delivered
@@ -206,7 +231,8 @@ steps:
     timeout: 3d
   - send: email
     template: laptop-setup
-""")
+"""
+    )
     recorder = RecordingActivities()
     async with running_workers(time_env.client, recorder.all()) as prefix:
         handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
@@ -220,7 +246,9 @@ steps:
 
 
 async def test_the_same_event_delivered_twice_counts_once(time_env: WorkflowEnvironment) -> None:
-    plan = plan_from(HEADER + """
+    plan = plan_from(
+        HEADER
+        + """
 steps:
   - id: first
     wait_for: Item Viewed
@@ -228,14 +256,18 @@ steps:
   - id: second
     wait_for: Item Viewed
     timeout: 2d
-""")
+"""
+    )
     async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
         handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
         viewed = event("Item Viewed")
         await handle.signal("event", viewed)
         await handle.signal("event", viewed)  # at-least-once delivery: the same messageId again
         result = await result_of(handle)
-    assert [(e.step, e.kind) for e in result.timeline] == [("first", "event"), ("second", "timeout")]
+    assert [(e.step, e.kind) for e in result.timeline] == [
+        ("first", "event"),
+        ("second", "timeout"),
+    ]
 
 
 async def _until_step(handle: WorkflowHandle, step: str) -> None:
@@ -260,13 +292,16 @@ async def test_cancel_ends_the_run(time_env: WorkflowEnvironment) -> None:
 
 
 async def test_the_state_query_shows_step_and_timeline(time_env: WorkflowEnvironment) -> None:
-    plan = plan_from(HEADER + """
+    plan = plan_from(
+        HEADER
+        + """
 steps:
   - send: email
     template: newsletter-welcome
   - id: long-wait
     wait: 10d
-""")
+"""
+    )
     async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
         handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
         await _until_step(handle, "long-wait")
@@ -279,7 +314,10 @@ steps:
 
 async def test_branch_set_goto_loop_and_lookup(time_env: WorkflowEnvironment) -> None:
     recorder = RecordingActivities(lookups={"shop-api": {"products": [{"name": "X1"}]}})
-    result, _ = await run_to_end(time_env, HEADER + """
+    result, _ = await run_to_end(
+        time_env,
+        HEADER
+        + """
 steps:
   - id: picks
     lookup: shop-api
@@ -305,7 +343,9 @@ steps:
   - id: recommend
     send: email
     template: laptop-picks
-""", recorder)
+""",
+        recorder,
+    )
     assert result.outcome.kind == "completed"
     assert recorder.looked_up[0].path == "/customers/cust-1/recommendations"
     assert recorder.looked_up[0].query == {"limit": 3}
@@ -315,8 +355,12 @@ steps:
     assert sum(1 for e in result.timeline if e.step == "loop") == 3
 
 
-async def test_splits_are_sticky_and_a_holdout_receives_nothing(time_env: WorkflowEnvironment) -> None:
-    text = HEADER + """
+async def test_splits_are_sticky_and_a_holdout_receives_nothing(
+    time_env: WorkflowEnvironment,
+) -> None:
+    text = (
+        HEADER
+        + """
 steps:
   - id: ab
     split:
@@ -329,6 +373,7 @@ steps:
     send: email
     template: first-order-discount
 """
+    )
     recorder = RecordingActivities()
     paths: dict[str, list[str]] = {}
     async with running_workers(time_env.client, recorder.all()) as prefix:
@@ -339,7 +384,9 @@ steps:
                                          event("Signed Up", customer=customer))  # fmt: skip
                 result = await result_of(handle)
                 paths.setdefault(customer, []).append(result.timeline[0].detail)
-        holdout = HEADER + """
+        holdout = (
+            HEADER
+            + """
 steps:
   - split:
       - {name: a, percent: 1}
@@ -347,6 +394,7 @@ steps:
   - send: email
     template: free-shipping
 """
+        )
         before = len(recorder.sent)
         held = await result_of(await start_run(time_env.client, plan_from(holdout), prefix,
                                                event("Signed Up", customer="customer-0")))  # fmt: skip
@@ -377,7 +425,10 @@ async def test_wait_until_a_local_time_across_a_daylight_saving_change() -> None
 
 
 async def _dst_journey(env: WorkflowEnvironment) -> tuple[RunResult, RecordingActivities]:
-    return await run_to_end(env, HEADER + """
+    return await run_to_end(
+        env,
+        HEADER
+        + """
 steps:
   - wait_until:
       time: "09:00"
@@ -388,13 +439,20 @@ steps:
       days: [mon]
   - send: email
     template: free-shipping
-""", profile=Profile(id="cust-1", timezone="Europe/Berlin"))
+""",
+        profile=Profile(id="cust-1", timezone="Europe/Berlin"),
+    )
 
 
-async def test_wait_until_a_date_from_the_profile_with_an_offset(time_env: WorkflowEnvironment) -> None:
+async def test_wait_until_a_date_from_the_profile_with_an_offset(
+    time_env: WorkflowEnvironment,
+) -> None:
     now = await time_env.get_current_time()
     birthday = (now + timedelta(days=10)).date().isoformat()
-    result, _ = await run_to_end(time_env, HEADER + """
+    result, _ = await run_to_end(
+        time_env,
+        HEADER
+        + """
 steps:
   - wait_until:
       date: profile.traits.birthday
@@ -402,7 +460,9 @@ steps:
       time: "10:00"
   - send: email
     template: newsletter-welcome
-""", profile=Profile(id="c", timezone="Europe/Berlin", traits={"birthday": birthday}))
+""",
+        profile=Profile(id="c", timezone="Europe/Berlin", traits={"birthday": birthday}),
+    )
     waited = result.timeline[0]
     assert waited.kind == "waited"
     expected_day = (now + timedelta(days=9)).date().isoformat()
@@ -411,7 +471,9 @@ steps:
 
 async def test_continue_as_new_keeps_all_state(time_env: WorkflowEnvironment) -> None:
     recorder = RecordingActivities()
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 steps:
   - id: got
     wait_for: Item Viewed
@@ -428,6 +490,7 @@ steps:
   - send: email
     template: newsletter-welcome
 """
+    )
     async with running_workers(time_env.client, recorder.all()) as prefix:
         settings = RunSettings(queue_prefix=prefix, index_runs=False, history_limit=40)
         handle = await start_run(time_env.client, plan_from(text), prefix, event("Signed Up"),

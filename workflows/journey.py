@@ -262,7 +262,11 @@ class JourneyWorkflow:
         """Run an activity, abandoning it (cancelled) if the run ends meanwhile."""
         task = asyncio.ensure_future(
             workflow.execute_activity(
-                name, arg, task_queue=queue, result_type=result_type, retry_policy=retry,
+                name,
+                arg,
+                task_queue=queue,
+                result_type=result_type,
+                retry_policy=retry,
                 start_to_close_timeout=timedelta(seconds=seconds),
             )  # fmt: skip
         )

@@ -57,7 +57,11 @@ def moment_from(
     if isinstance(value, str):
         text = value.strip().replace("Z", "+00:00")
         try:
-            value = datetime.fromisoformat(text) if "T" in text or " " in text else date.fromisoformat(text)
+            value = (
+                datetime.fromisoformat(text)
+                if "T" in text or " " in text
+                else date.fromisoformat(text)
+            )
         except ValueError:
             raise ValueError(f"not a date or time: {value!r}") from None
     if isinstance(value, datetime):

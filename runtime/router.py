@@ -1,0 +1,237 @@
+"""The router: hands each shop event to the journeys it starts and the runs that wait for it.
+
+* A **trigger** starts a run with signal-with-start (the event is the start signal), after the
+  trigger condition, the correlation key, the entry condition and the re-entry policy allow it.
+* A **listener** journey (``wait_for``, ``exit_when``, ``goal``) gets a plain signal at the
+  workflow id computed from customer and key; "no such run" is a normal no-op. Runs that cannot
+  be named by id (``every_time`` journeys, or a key-less rule in a keyed journey) are found with
+  a visibility query on the Touchpoint search attributes.
+
+Workflow ids hash the customer id and key: no personal data in ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from store.entries import EntryStore
+from workflows import evaluation
+from workflows.models import (
+    JOURNEY_QUEUE,
+    Event,
+    JourneyInput,
+    Profile,
+    RunSettings,
+    customer_hash,
+    workflow_id,
+)
+from workflows.plan import EventMatch, Plan, WaitForNode
+from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
+
+log = logging.getLogger(__name__)
+Action = Literal["started", "signalled", "skipped", "not_running"]
+ENTRY_MEMO = "touchpoint_entry"
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What happened to one journey for one event (for logs, metrics and tests)."""
+
+    journey_id: str
+    action: Action
+    workflow_id: str | None = None
+    reason: str | None = None
+
+
+class Router:
+    def __init__(
+        self,
+        client: Client,
+        plans: Mapping[str, Plan],
+        entries: EntryStore,
+        settings: RunSettings,
+        clock: Callable[[], Awaitable[datetime]] | None = None,
+    ) -> None:
+        self.client = client
+        self.plans = dict(plans)
+        self.entries = entries
+        self.settings = settings
+        self.clock = clock or _utc_now
+        self.triggers: dict[str, list[Plan]] = {}
+        self.listeners: dict[str, list[Plan]] = {}
+        for plan in self.plans.values():
+            self.triggers.setdefault(plan.trigger.event, []).append(plan)
+            for name in sorted(plan.listened_events()):
+                self.listeners.setdefault(name, []).append(plan)
+
+    def routes_for(self, event_name: str) -> tuple[list[str], list[str]]:
+        """Journey ids an event name triggers, and journey ids that listen for it."""
+        return ([p.journey_id for p in self.triggers.get(event_name, [])],
+                [p.journey_id for p in self.listeners.get(event_name, [])])  # fmt: skip
+
+    async def route(self, event: Event, profile: Profile) -> list[Routed]:
+        now = await self.clock()
+        results: list[Routed] = []
+        handled: set[str] = set()
+        for plan in self.triggers.get(event.event, []):
+            routed = await self._trigger(plan, event, profile, now)
+            results.append(routed)
+            if routed.action in ("started", "signalled"):
+                handled.add(plan.journey_id)
+        for plan in self.listeners.get(event.event, []):
+            if plan.journey_id not in handled:
+                results += await self._listen(plan, event)
+        return results
+
+    # --- triggers -------------------------------------------------------------------------
+
+    async def _trigger(self, plan: Plan, event: Event, profile: Profile, now: datetime) -> Routed:
+        journey = plan.journey_id
+        event_names = {"event": event.names()}
+        try:
+            if plan.trigger.condition and not evaluation.is_true(
+                plan.trigger.condition, event_names
+            ):
+                return Routed(journey, "skipped", reason="trigger condition is false")
+            key = None
+            if plan.trigger.key:
+                key = evaluation.key_text(evaluation.evaluate(plan.trigger.key, event_names))
+                if key is None:
+                    return Routed(journey, "skipped", reason="the event has no correlation key")
+            entry_names = {"event": event.names(), "profile": profile.model_dump(), "now": now}
+            if plan.entry.condition and not evaluation.is_true(plan.entry.condition, entry_names):
+                return Routed(journey, "skipped", reason="entry condition is false")
+        except evaluation.ExpressionFailed as error:
+            return Routed(journey, "skipped", reason=f"cannot evaluate: {error}")
+
+        subject = _subject(event.customer_id, key)
+        record = await asyncio.to_thread(self.entries.record, journey, subject)
+        if plan.entry.policy == "once" and record.entered > 0:
+            return Routed(journey, "skipped", reason="already entered once")
+        cooldown = plan.entry.cooldown_seconds
+        if (
+            cooldown
+            and record.last_entered_at
+            and now - record.last_entered_at < timedelta(seconds=cooldown)
+        ):
+            return Routed(journey, "skipped", reason="within the re-entry cooldown")
+
+        sequence = await asyncio.to_thread(self.entries.reserve, journey, subject)
+        run_id = workflow_id(journey, event.customer_id, key,
+                             sequence if plan.entry.policy == "every_time" else None)  # fmt: skip
+        run_input = JourneyInput(plan=plan, customer_id=event.customer_id, key=key, trigger=event,
+                                 profile=profile, entry_sequence=sequence, settings=self.settings)  # fmt: skip
+        handle = await self.client.start_workflow(
+            "JourneyWorkflow",
+            run_input,
+            id=run_id,
+            task_queue=self.settings.queue(JOURNEY_QUEUE),
+            start_signal="event",
+            start_signal_args=[event],
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=self._search_attributes(plan, event.customer_id),
+            memo={ENTRY_MEMO: sequence},
+        )
+        if not await _started(handle, sequence):
+            return Routed(journey, "signalled", run_id, reason="a run is already active")
+        await asyncio.to_thread(self.entries.record_entry, journey, subject, now)
+        return Routed(journey, "started", run_id)
+
+    def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
+        if not self.settings.index_runs:
+            return None
+        return TypedSearchAttributes([
+            JOURNEY_ID.value_set(plan.journey_id),
+            JOURNEY_VERSION.value_set(plan.version),
+            CUSTOMER.value_set(customer_hash(customer_id)),
+            JOURNEY_STEP.value_set(plan.start),
+        ])  # fmt: skip
+
+    # --- listeners ------------------------------------------------------------------------
+
+    async def _listen(self, plan: Plan, event: Event) -> list[Routed]:
+        journey = plan.journey_id
+        targets: set[str] = set()
+        fan_out = plan.entry.policy == "every_time"
+        for rule in _rules_for(plan, event.event):
+            if rule.key is None:
+                if plan.trigger.key is None:
+                    targets.add(workflow_id(journey, event.customer_id, None, None))
+                else:
+                    fan_out = True
+                continue
+            try:
+                key = evaluation.key_text(evaluation.evaluate(rule.key, {"event": event.names()}))
+            except evaluation.ExpressionFailed:
+                key = None
+            if key is not None:
+                targets.add(workflow_id(journey, event.customer_id, key, None))
+        if fan_out:
+            return await self._signal_all_running(plan, event)
+        return [await self._signal(journey, target, event) for target in sorted(targets)]
+
+    async def _signal(self, journey: str, target: str, event: Event) -> Routed:
+        try:
+            await self.client.get_workflow_handle(target).signal("event", event)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return Routed(journey, "not_running", target)
+            raise
+        return Routed(journey, "signalled", target)
+
+    async def _signal_all_running(self, plan: Plan, event: Event) -> list[Routed]:
+        if not self.settings.index_runs:
+            log.warning(
+                "journey %s needs search attributes to route %s", plan.journey_id, event.event
+            )
+            return [Routed(plan.journey_id, "skipped", reason="run index is off")]
+        query = (f"{JOURNEY_ID.name} = '{plan.journey_id}' AND "
+                 f"{CUSTOMER.name} = '{customer_hash(event.customer_id)}' AND "
+                 "ExecutionStatus = 'Running'")  # fmt: skip
+        results = [await self._signal(plan.journey_id, run.id, event)
+                   async for run in self.client.list_workflows(query)]  # fmt: skip
+        return results or [Routed(plan.journey_id, "not_running")]
+
+
+def _rules_for(plan: Plan, event_name: str) -> list[EventMatch]:
+    rules: list[EventMatch] = [rule for rule in plan.exits if rule.event == event_name]
+    if plan.goal is not None and plan.goal.event == event_name:
+        rules.append(plan.goal)
+    rules += [node.match for node in plan.nodes.values()
+              if isinstance(node, WaitForNode) and node.match.event == event_name]  # fmt: skip
+    return rules
+
+
+def _subject(customer_id: str, key: str | None) -> str:
+    return customer_hash(customer_id if key is None else f"{customer_id}\x00{key}")
+
+
+async def _started(handle: WorkflowHandle, sequence: int) -> bool:
+    """Did signal-with-start start a new run (rather than signal a running one)?
+
+    Recent servers say so in the response; where it says no (or an older server leaves the
+    field unset), the run's memo tells whose entry number it was started with.
+    """
+    response = getattr(handle, "_start_workflow_response", None)
+    if getattr(response, "started", False):
+        return True
+    description = await handle.describe()
+    return bool(await description.memo_value(ENTRY_MEMO, default=None) == sequence)
+
+
+async def _utc_now() -> datetime:
+    return datetime.now(UTC)

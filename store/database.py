@@ -1,0 +1,55 @@
+"""Tables and the engine. SQLAlchemy Core with portable SQL, so a URL is all PostgreSQL needs.
+
+The schema grows with later issues (profiles, ledger, consent); until migrations arrive, the
+tables are created on start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+)
+
+DEFAULT_URL = "sqlite:///.touchpoint/touchpoint.db"
+
+metadata = MetaData()
+
+journey_entries = Table(
+    "journey_entries",
+    metadata,
+    Column("journey_id", String(200), primary_key=True),
+    Column("subject", String(64), primary_key=True),  # hash of customer id (and key): no PII
+    Column("reserved", Integer, nullable=False, default=0),  # entry numbers handed out
+    Column("entered", Integer, nullable=False, default=0),  # runs actually started
+    Column("last_entered_at", DateTime(timezone=True), nullable=True),
+)
+
+
+def connect(url: str = DEFAULT_URL) -> Engine:
+    """An engine for ``url``; a SQLite file gets its folder, WAL and a busy timeout."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    metadata.create_all(engine)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

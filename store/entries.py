@@ -1,0 +1,62 @@
+"""Who entered which journey, and when: what re-entry rules need beyond Temporal's memory.
+
+Temporal forgets closed runs after the namespace's retention period, so "once ever" and
+cooldowns are decided from this record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from store.database import journey_entries as entries
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    entered: int
+    last_entered_at: datetime | None
+
+
+class EntryStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def reserve(self, journey_id: str, subject: str) -> int:
+        """The next entry number for this customer (and key): unique, never reused."""
+        key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
+        for _ in range(3):
+            with self.engine.begin() as db:
+                bumped = db.execute(
+                    update(entries).where(key).values(reserved=entries.c.reserved + 1)
+                )
+                if bumped.rowcount == 0:
+                    try:
+                        db.execute(insert(entries).values(journey_id=journey_id, subject=subject,
+                                                          reserved=1, entered=0))  # fmt: skip
+                    except IntegrityError:  # another router inserted it first: bump instead
+                        continue
+                return int(db.execute(select(entries.c.reserved).where(key)).scalar_one())
+        raise RuntimeError("could not reserve an entry number")  # pragma: no cover
+
+    def record_entry(self, journey_id: str, subject: str, at: datetime) -> None:
+        key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
+        with self.engine.begin() as db:
+            db.execute(update(entries).where(key).values(entered=entries.c.entered + 1,
+                                                         last_entered_at=at))  # fmt: skip
+
+    def record(self, journey_id: str, subject: str) -> EntryRecord:
+        key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(entries.c.entered, entries.c.last_entered_at).where(key)
+            ).first()
+        if row is None:
+            return EntryRecord(0, None)
+        last = row.last_entered_at
+        if last is not None and last.tzinfo is None:  # SQLite returns naive UTC
+            last = last.replace(tzinfo=UTC)
+        return EntryRecord(int(row.entered), last)

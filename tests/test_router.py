@@ -1,0 +1,224 @@
+"""The router on the time-skipping server: triggers, listeners, keys and re-entry policies."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from activities.recording import RecordingActivities
+from runtime.router import Router
+from store.database import connect
+from store.entries import EntryStore
+from tests.temporal import event, plan_from, running_workers
+from workflows.models import Profile, RunResult, RunSettings
+
+MAX = Profile(id="max-1", email="max@example.com", traits={"vip": True})
+
+
+def journey(entry: str, steps: str = "  - wait: 2d\n  - send: email\n    template: apology\n",
+            extra: str = "") -> str:  # fmt: skip
+    return f"""
+id: reentry
+name: Re-entry
+category: marketing
+trigger:
+  event: Signed Up
+entry:
+{entry}
+{extra}
+steps:
+{steps}"""
+
+
+@pytest.fixture
+def entries(tmp_path: Path) -> EntryStore:
+    return EntryStore(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}"))
+
+
+def make_router(env: WorkflowEnvironment, prefix: str, entries: EntryStore, *texts: str) -> Router:
+    plans = {plan.journey_id: plan for plan in map(plan_from, texts)}
+    settings = RunSettings(queue_prefix=prefix, index_runs=False, default_timezone="Europe/Berlin")
+    return Router(env.client, plans, entries, settings, clock=env.get_current_time)
+
+
+async def finish(env: WorkflowEnvironment, run_id: str | None) -> RunResult:
+    """The run's result; handles made by id do not skip time by themselves, so skip it here."""
+    assert run_id is not None
+    handle = env.client.get_workflow_handle(run_id)
+    for _ in range(200):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return RunResult.model_validate(await handle.result())
+        await env.sleep(timedelta(hours=6))
+    raise AssertionError(f"{run_id} did not finish")
+
+
+async def test_one_at_a_time_starts_no_second_run_while_one_is_active(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    recorder = RecordingActivities()
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = make_router(time_env, prefix, entries, journey("  reentry: one_at_a_time"))
+        [first] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        [second] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        await finish(time_env, first.workflow_id)
+        [third] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        await finish(time_env, third.workflow_id)
+    assert (first.action, second.action, third.action) == ("started", "signalled", "started")
+    assert first.workflow_id == second.workflow_id == third.workflow_id
+    assert len(recorder.sent) == 2
+    assert "max" not in (first.workflow_id or "") and "@" not in (first.workflow_id or "")
+
+
+async def test_every_time_runs_side_by_side(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    recorder = RecordingActivities()
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = make_router(time_env, prefix, entries, journey("  reentry: every_time"))
+        [first] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        [second] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        await finish(time_env, first.workflow_id)
+        await finish(time_env, second.workflow_id)
+    assert (first.action, second.action) == ("started", "started")
+    assert first.workflow_id != second.workflow_id
+    assert len({m.message_id for m in recorder.sent}) == 2
+
+
+async def test_once_means_once_ever_even_for_a_new_router(
+    time_env: WorkflowEnvironment, entries: EntryStore, tmp_path: Path
+) -> None:
+    async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
+        router = make_router(time_env, prefix, entries, journey("  reentry: once"))
+        [first] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        await finish(time_env, first.workflow_id)
+        reopened = EntryStore(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}"))
+        [again] = await make_router(time_env, prefix, reopened, journey("  reentry: once")).route(
+            event("Signed Up", customer="max-1"), MAX
+        )
+        [other] = await router.route(event("Signed Up", customer="erika-2"), Profile(id="erika-2"))
+        await finish(time_env, other.workflow_id)
+    assert first.action == "started"
+    assert (again.action, again.reason) == ("skipped", "already entered once")
+    assert other.action == "started"
+
+
+async def test_a_cooldown_blocks_re_entry_until_it_has_passed(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    text = journey("  reentry: one_at_a_time\n  after: 10d", steps="  - wait: 1d\n")
+    async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
+        router = make_router(time_env, prefix, entries, text)
+        [first] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        await finish(time_env, first.workflow_id)
+        [blocked] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        await time_env.sleep(timedelta(days=10))
+        [later] = await router.route(event("Signed Up", customer="max-1"), MAX)
+        await finish(time_env, later.workflow_id)
+    assert (blocked.action, blocked.reason) == ("skipped", "within the re-entry cooldown")
+    assert later.action == "started"
+
+
+async def test_trigger_and_entry_conditions_are_checked_before_starting(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    text = """
+id: laptops
+name: Laptops
+category: marketing
+trigger:
+  event: Product Category Viewed
+  if: event.properties.category == "laptops"
+entry:
+  if: profile.traits.vip | default(false)
+steps:
+  - wait: 1h
+"""
+    async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
+        router = make_router(time_env, prefix, entries, text)
+        [phones] = await router.route(event("Product Category Viewed", customer="max-1",
+                                            category="phones"), MAX)  # fmt: skip
+        [not_vip] = await router.route(event("Product Category Viewed", customer="erika-2",
+                                             category="laptops"), Profile(id="erika-2"))  # fmt: skip
+        [vip] = await router.route(event("Product Category Viewed", customer="max-1",
+                                         category="laptops"), MAX)  # fmt: skip
+        await finish(time_env, vip.workflow_id)
+    assert (phones.action, phones.reason) == ("skipped", "trigger condition is false")
+    assert (not_vip.action, not_vip.reason) == ("skipped", "entry condition is false")
+    assert vip.action == "started"
+
+
+KEYED = """
+id: orders
+name: One run per order
+category: transactional
+trigger:
+  event: Order Completed
+  key: event.properties.order_id
+entry:
+  reentry: every_time
+exit_when:
+  - event: Order Refunded
+    key: event.properties.order_id
+    reason: refunded
+steps:
+  - id: delivered
+    wait_for: Order Delivered
+    key: event.properties.order_id
+    timeout: 14d
+    on_timeout: end
+  - send: email
+    template: laptop-setup
+"""
+
+
+async def test_two_orders_run_side_by_side_and_events_reach_only_their_run(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    recorder = RecordingActivities()
+    text = KEYED.replace("  reentry: every_time", "  reentry: one_at_a_time")
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = make_router(time_env, prefix, entries, text)
+        [a] = await router.route(event("Order Completed", customer="max-1", order_id="A-1"), MAX)
+        [b] = await router.route(event("Order Completed", customer="max-1", order_id=2), MAX)
+        [delivered] = await router.route(
+            event("Order Delivered", customer="max-1", order_id="A-1"), MAX
+        )
+        [refunded] = await router.route(
+            event("Order Refunded", customer="max-1", order_id="2"), MAX
+        )
+        [stray] = await router.route(
+            event("Order Delivered", customer="max-1", order_id="C-3"), MAX
+        )
+        result_a, result_b = (
+            await finish(time_env, a.workflow_id),
+            await finish(time_env, b.workflow_id),
+        )
+    assert a.action == b.action == "started" and a.workflow_id != b.workflow_id
+    assert (delivered.action, delivered.workflow_id) == ("signalled", a.workflow_id)
+    assert (refunded.action, refunded.workflow_id) == ("signalled", b.workflow_id)
+    assert stray.action == "not_running", "an event for no running run is a normal no-op"
+    assert result_a.outcome.kind == "completed"
+    assert (result_b.outcome.kind, result_b.outcome.reason) == ("exited", "refunded")
+    assert [m.template for m in recorder.sent] == ["laptop-setup"]
+
+
+async def test_a_trigger_without_its_key_starts_nothing(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
+        router = make_router(time_env, prefix, entries, KEYED)
+        [routed] = await router.route(event("Order Completed", customer="max-1"), MAX)
+    assert (routed.action, routed.reason) == ("skipped", "the event has no correlation key")
+
+
+def test_the_index_knows_triggers_and_listeners(entries: EntryStore) -> None:
+    router = Router(client=None, plans={"orders": plan_from(KEYED)}, entries=entries,  # type: ignore[arg-type]
+                    settings=RunSettings())  # fmt: skip
+    assert router.routes_for("Order Completed") == (["orders"], [])
+    assert router.routes_for("Order Delivered") == ([], ["orders"])
+    assert router.routes_for("Order Refunded") == ([], ["orders"])
+    assert router.routes_for("Page Viewed") == ([], [])
