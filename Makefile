@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench schema clean
+.PHONY: install test lint demo bench schema histories clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ demo: $(STAMP)  ## validate the example journeys and draw them
 schema: $(STAMP)  ## regenerate schema/*.schema.json (a test checks they are current)
 	$(BIN)/touchpoint schema journey > schema/journey.schema.json
 	$(BIN)/touchpoint schema config > schema/touchpoint.schema.json
+
+histories: $(STAMP)  ## re-record the replay corpus in tests/histories (after a patched change)
+	RECORD_HISTORIES=1 $(BIN)/pytest tests/test_devserver.py -k end_to_end
 
 bench: $(STAMP)  ## benchmarks (arrive with the runtime issues)
 	@if ls bench/bench_*.py >/dev/null 2>&1; then for b in bench/bench_*.py; do $(BIN)/python $$b; done; \

@@ -104,6 +104,96 @@ def schema_command(
     typer.echo(json.dumps(schema, indent=2, ensure_ascii=False))
 
 
+@app.command("worker")
+def worker_command(
+    role: Annotated[str, typer.Option(help="all, workflows or activities.")] = "all",
+    project: ProjectOption = Path("."),
+) -> None:
+    """Run the Temporal worker (same as python worker.py)."""
+    import asyncio
+
+    from worker import run_worker
+
+    if role not in ("all", "workflows", "activities"):
+        raise typer.BadParameter("choose all, workflows or activities", param_hint="--role")
+    asyncio.run(run_worker(project.resolve(), role))  # type: ignore[arg-type]
+
+
+@app.command("emit")
+def emit_command(
+    event_name: Annotated[str, typer.Argument(metavar="EVENT", help="The event name, as tracked.")],
+    customer: Annotated[str, typer.Option("--customer", help="The customer's id.")],
+    prop: Annotated[list[str] | None, typer.Option("--property", "-p",
+                                                    help="key=value (JSON values allowed).")] = None,
+    trait: Annotated[list[str] | None, typer.Option("--trait", "-t",
+                                                     help="A profile trait, key=value.")] = None,
+    email: Annotated[str | None, typer.Option(help="The customer's email.")] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Route one event through the router, as the ingestion API would."""
+    import asyncio
+
+    from runtime.operations import emit_event
+
+    results = asyncio.run(emit_event(project.resolve(), event_name, customer, _pairs(prop),
+                                     _pairs(trait), email))  # fmt: skip
+    for routed in results:
+        reason = f" ({routed.reason})" if routed.reason else ""
+        typer.echo(f"{routed.journey_id}: {routed.action}{reason}")
+    if not results:
+        typer.echo(f"no journey starts on or waits for {event_name!r}")
+
+
+runs_app = typer.Typer(help="Find and inspect journey runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list_command(
+    journey: Annotated[str | None, typer.Option(help="Only runs of this journey id.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer's runs.")] = None,
+    outcome: Annotated[str | None, typer.Option(help="completed, converted, exited, …")] = None,
+    running: Annotated[bool, typer.Option("--running", help="Only runs still going.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    project: ProjectOption = Path("."),
+) -> None:
+    """List runs, newest first, by the Touchpoint search attributes."""
+    import asyncio
+
+    from runtime.operations import list_runs
+
+    rows = asyncio.run(list_runs(project.resolve(), journey, customer, outcome, running, limit))
+    for row in rows:
+        typer.echo("  ".join(row))
+    typer.echo(f"{len(rows)} run(s)", err=True)
+
+
+@runs_app.command("show")
+def runs_show_command(
+    workflow_id: Annotated[str, typer.Argument(help="The run's workflow id.")],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Show a run's current step, outcome and timeline."""
+    import asyncio
+
+    from runtime.operations import show_run
+
+    typer.echo(asyncio.run(show_run(project.resolve(), workflow_id)))
+
+
+def _pairs(items: list[str] | None) -> dict[str, object]:
+    pairs: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {item!r}")
+        try:
+            pairs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            pairs[key] = value
+    return pairs
+
+
 def _load_plan(journey: str, project: Path) -> Plan:
     """Compile one journey named by path or id; report its problems and exit 1 if it is broken."""
     path = Path(journey)

@@ -1,8 +1,66 @@
 """Temporal worker entry point: connect, register the journey workflow and activities, run.
 
-The interpreter workflow and the worker arrive with the runtime issue; this module is the
-design card's fixed entry point for them.
+``python worker.py [--role all|workflows|activities] [--project DIR]`` (or ``touchpoint
+worker``). Workflows and activities run in one process by default; ``--role`` splits them so
+ops can scale each apart. SIGTERM (and Ctrl-C) shut the workers down gracefully: in-flight
+activities get ``graceful_shutdown_seconds`` to finish, then Temporal retries them elsewhere.
 """
 
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from activities.recording import RecordingActivities
+from runtime.settings import Settings, connect, load_settings
+from runtime.workers import Role, build_workers
+from workflows.language import validate
+
+log = logging.getLogger("touchpoint.worker")
+
+
+async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | None = None) -> None:
+    report = validate((), root=project)
+    if not report.ok:
+        raise SystemExit("the project has problems; run `touchpoint validate` first")
+    settings = load_settings(report.config)
+    client = await connect(settings)
+    activities = _activities(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    workers = build_workers(client, activities, settings.worker_options(), role)
+    async with AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        queues = ", ".join(w.task_queue for w in workers)
+        log.info("worker running on %s (%s): %s", settings.address, settings.namespace, queues)
+        print(f"touchpoint worker ready: {queues}", flush=True)
+        await stop.wait()
+        log.info("shutting down")
+    print("touchpoint worker stopped", flush=True)
+
+
+def _activities(settings: Settings) -> list[object]:
+    """Delivery activities. Until the delivery issue lands, the recording stand-in."""
+    lookups = json.loads(settings.lookup_fixtures.read_text()) if settings.lookup_fixtures else {}
+    return RecordingActivities(record_file=settings.record_file, lookups=lookups).all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=["all", "workflows", "activities"], default="all")
+    parser.add_argument("--project", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_worker(args.project.resolve(), args.role))
+
+
 if __name__ == "__main__":
-    raise SystemExit("the worker arrives with the journey runtime; nothing to run yet")
+    main()

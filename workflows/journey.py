@@ -284,6 +284,7 @@ class JourneyWorkflow:
         """Wait ``seconds`` (a durable timer) or until ``ready()``; ``True`` if ready."""
         if ready is not None and ready():
             return True
+        seconds = self.input.settings.scaled(seconds)
         if seconds <= 0:
             return False
         try:
@@ -399,7 +400,8 @@ class JourneyWorkflow:
         goal = self.plan.goal
         if goal is None or goal.within_seconds is None:
             return True
-        return workflow.now() - self.state.entered_at <= timedelta(seconds=goal.within_seconds)
+        window = self.input.settings.scaled(goal.within_seconds)
+        return workflow.now() - self.state.entered_at <= timedelta(seconds=window)
 
     def _remember(self, message: str) -> None:
         self._seen.add(message)

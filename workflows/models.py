@@ -69,6 +69,10 @@ class RunSettings(Model):
     queue_prefix: str = ""
     index_runs: bool = True  # upsert search attributes (needs them registered on the server)
     history_limit: int | None = None  # continue-as-new past this many events (tests lower it)
+    time_scale: float = 1.0  # multiplies every wait: 1/86400 turns a day into a second (tests)
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.time_scale
 
     def queue(self, name: str) -> str:
         return f"{self.queue_prefix}{name}"

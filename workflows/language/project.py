@@ -87,11 +87,33 @@ class Connection(Model):
     timeout: Duration = "10s"
 
 
+class TemporalSettings(Model):
+    """Where the Temporal service is. Credentials (API key, TLS key) come only from the
+    environment: TOUCHPOINT_TEMPORAL_API_KEY, TOUCHPOINT_TEMPORAL_TLS_CERT/_KEY (file paths)."""
+
+    address: str = "localhost:7233"
+    namespace: str = "default"
+
+
+class WorkerSettings(Model):
+    task_queue_prefix: str = ""
+    max_cached_workflows: int = Field(1000, ge=1)
+    max_concurrent_activities: int = Field(100, ge=1)
+    rate_limits: dict[Literal["email", "webhook", "chat"], float] = Field(
+        default_factory=dict, description="server-side limit per channel, activities per second"
+    )
+    index_runs: bool = Field(True, description="keep Touchpoint search attributes on runs")
+
+
 class ProjectConfig(Model):
     """The project's ``touchpoint.yaml``."""
 
     defaults: Defaults = Defaults()
     email: EmailSettings = EmailSettings()
+    temporal: TemporalSettings = TemporalSettings()
+    worker: WorkerSettings = WorkerSettings()
+    database_url: str = Field("sqlite:///.touchpoint/touchpoint.db",
+                              description="SQLAlchemy URL of Touchpoint's own store")  # fmt: skip
     destinations: dict[Slug, Destination] = Field(default_factory=dict)
     connections: dict[Slug, Connection] = Field(default_factory=dict)
 

@@ -1,0 +1,76 @@
+"""What the ops commands do (``touchpoint emit``, ``touchpoint runs``), kept out of the CLI."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runtime.router import Routed, Router
+from runtime.settings import connect, load_settings
+from store.database import connect as connect_store
+from store.entries import EntryStore
+from workflows.language import validate
+from workflows.language.project import ProjectConfig
+from workflows.models import Event, Profile, RunView, customer_hash
+from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_OUTCOME, JOURNEY_STEP
+
+
+def _project(project: Path) -> tuple[dict[str, Any], ProjectConfig]:
+    report = validate((), root=project)
+    if not report.ok:
+        raise SystemExit("the project has problems; run `touchpoint validate` first")
+    return report.plans, report.config
+
+
+async def emit_event(
+    project: Path, name: str, customer: str, properties: dict[str, Any],
+    traits: dict[str, Any], email: str | None,
+) -> list[Routed]:  # fmt: skip
+    plans, config = _project(project)
+    settings = load_settings(config)
+    router = Router(await connect(settings), plans, EntryStore(connect_store(settings.database_url)),
+                    settings.run_settings())  # fmt: skip
+    event = Event(message_id=str(uuid.uuid4()), event=name, customer_id=customer,
+                  properties=properties, timestamp=datetime.now(UTC))  # fmt: skip
+    return await router.route(event, Profile(id=customer, email=email, traits=traits))
+
+
+async def list_runs(
+    project: Path, journey: str | None, customer: str | None, outcome: str | None,
+    running: bool, limit: int,
+) -> list[list[str]]:  # fmt: skip
+    _, config = _project(project)
+    client = await connect(load_settings(config))
+    clauses = ["WorkflowType = 'JourneyWorkflow'"]
+    if journey:
+        clauses.append(f"{JOURNEY_ID.name} = '{_quote(journey)}'")
+    if customer:
+        clauses.append(f"{CUSTOMER.name} = '{customer_hash(customer)}'")
+    if outcome:
+        clauses.append(f"{JOURNEY_OUTCOME.name} = '{_quote(outcome)}'")
+    if running:
+        clauses.append("ExecutionStatus = 'Running'")
+    rows = []
+    async for run in client.list_workflows(" AND ".join(clauses), limit=limit):
+        attributes = run.typed_search_attributes
+        rows.append([run.id, run.status.name.lower() if run.status else "?",
+                     attributes.get(JOURNEY_STEP) or "-", attributes.get(JOURNEY_OUTCOME) or "-",
+                     run.start_time.isoformat(timespec="seconds")])  # fmt: skip
+    return rows
+
+
+async def show_run(project: Path, workflow_id: str) -> str:
+    _, config = _project(project)
+    client = await connect(load_settings(config))
+    view = RunView.model_validate(await client.get_workflow_handle(workflow_id).query("state"))
+    lines = [f"{view.journey_id} (version {view.journey_version}) at {view.current}",
+             f"outcome: {view.outcome.kind if view.outcome else 'running'}"]  # fmt: skip
+    lines += [f"  {e.at.isoformat(timespec='seconds')}  {e.step:<24} {e.kind:<10} {e.detail}"
+              for e in view.timeline]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "")

@@ -1,0 +1,294 @@
+"""End to end on the real Temporal dev server: a real worker process, events through the router,
+the three example journeys (a day lasts a second), search attributes, races and fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.recording import RecordingActivities
+from runtime.router import Router
+from store.database import connect
+from store.entries import EntryStore
+from tests.conftest import ROOT
+from tests.temporal import event, plan_from, running_workers, start_run
+from workflows.language import validate
+from workflows.models import Profile, RunResult, RunSettings, RunView
+from workflows.search import JOURNEY_ID, JOURNEY_OUTCOME
+
+DAY_IN_SECONDS = 1 / 86_400
+HISTORIES = Path(__file__).parent / "histories"
+LOOKUPS = {
+    "shop-api": {"products": [
+        {"name": "Aero 14", "price": 1299.0, "currency": "EUR", "url": "https://shop.example/a14",
+         "image_url": "https://shop.example/a14.png", "highlights": ["14 inch", "1.2 kg"]},
+        {"name": "Work 15", "price": 999.0, "currency": "EUR", "url": "https://shop.example/w15",
+         "image_url": "https://shop.example/w15.png", "highlights": ["15 inch"]},
+    ]},
+}  # fmt: skip
+
+
+@pytest.fixture
+def worker_process(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """``python worker.py`` in its own process, against the dev server."""
+    prefix = f"e2e{uuid.uuid4().hex[:6]}-"
+    record = tmp_path / "sent.jsonl"
+    fixtures = tmp_path / "lookups.json"
+    fixtures.write_text(json.dumps(LOOKUPS))
+    env = {**os.environ,
+           "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "TOUCHPOINT_QUEUE_PREFIX": prefix, "TOUCHPOINT_RECORD_FILE": str(record),
+           "TOUCHPOINT_LOOKUP_FIXTURES": str(fixtures),
+           "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS)}  # fmt: skip
+    log = (tmp_path / "worker.log").open("w")
+    process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--project", str(ROOT)],
+                               env=env, stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
+    assert process.stdout is not None
+    ready = process.stdout.readline()
+    assert "touchpoint worker ready" in ready, (tmp_path / "worker.log").read_text()
+    yield {"process": process, "prefix": prefix, "record": record}
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    process.stdout.close()
+    log.close()
+
+
+def recorded(record: Path, customer: str, journey: str) -> list[str]:
+    if not record.exists():
+        return []
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    return [line["template"] for line in lines
+            if line["customer_id"] == customer and line["journey_id"] == journey]  # fmt: skip
+
+
+async def wait_for_step(client: Client, workflow_id: str | None, step: str) -> None:
+    assert workflow_id is not None
+    handle = client.get_workflow_handle(workflow_id)
+    for _ in range(600):
+        view = RunView.model_validate(await handle.query("state"))
+        if view.current == step or view.outcome is not None:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{workflow_id} never reached {step}")
+
+
+async def outcome_of(client: Client, workflow_id: str | None) -> RunResult:
+    assert workflow_id is not None
+    result = await asyncio.wait_for(client.get_workflow_handle(workflow_id).result(), 120)
+    return RunResult.model_validate(result)
+
+
+async def test_the_three_examples_end_to_end(
+    dev_env: WorkflowEnvironment, worker_process: dict[str, Any], tmp_path: Path
+) -> None:
+    client = dev_env.client
+    report = validate((), root=ROOT)
+    settings = RunSettings(queue_prefix=worker_process["prefix"], time_scale=DAY_IN_SECONDS,
+                           default_timezone="Europe/Berlin")  # fmt: skip
+    router = Router(client, report.plans, EntryStore(connect(f"sqlite:///{tmp_path}/t.db")), settings)
+    record = worker_process["record"]
+
+    async def newsletter() -> RunResult:
+        profile = Profile(id="max", email="max@example.com", traits={"interests": ["laptops"]})
+        [routed] = await router.route(event("Newsletter Subscribed", customer="max"), profile)
+        assert routed.action == "started"
+        return await outcome_of(client, routed.workflow_id)
+
+    async def laptop_click() -> RunResult:
+        profile = Profile(id="erika", email="erika@example.com", traits={"email_opt_in": True})
+        [routed] = await router.route(
+            event("Product Category Viewed", customer="erika", category="laptops"), profile
+        )
+        await wait_for_step(client, routed.workflow_id, "clicked")
+        await router.route(event("email.clicked", customer="erika", step="recommend"), profile)
+        return await outcome_of(client, routed.workflow_id)
+
+    async def laptop_purchase() -> RunResult:
+        profile = Profile(id="jonas", email="jonas@example.com", traits={"email_opt_in": True})
+        [routed] = await router.route(
+            event("Product Category Viewed", customer="jonas", category="laptops"), profile
+        )
+        await wait_for_step(client, routed.workflow_id, "clicked")
+        await router.route(event("Order Completed", customer="jonas", order_id="J-1",
+                                 categories=["laptops"]), profile)  # fmt: skip
+        return await outcome_of(client, routed.workflow_id)
+
+    async def after_purchase() -> RunResult:
+        profile = Profile(id="lena", email="lena@example.com")
+        routed = await router.route(event("Order Completed", customer="lena", order_id="O-7",
+                                          categories=["laptops"], products=[]), profile)  # fmt: skip
+        [started] = [r for r in routed if r.journey_id == "post-purchase-accessories"]
+        await router.route(event("Order Delivered", customer="lena", order_id="O-7"), profile)
+        await wait_for_step(client, started.workflow_id, "answer")
+        await router.route(event("Survey Answered", customer="lena", order_id="O-7", score=3), profile)
+        return await outcome_of(client, started.workflow_id)
+
+    welcome, clicked, bought, post = await asyncio.gather(
+        newsletter(), laptop_click(), laptop_purchase(), after_purchase()
+    )
+    assert welcome.outcome.kind == "completed"
+    assert recorded(record, "max", "newsletter-welcome")[:2] == ["newsletter-welcome", "newsletter-recommendations"]
+    assert clicked.outcome.kind == "completed"
+    assert recorded(record, "erika", "laptop-recommendation") == ["laptop-picks", "laptop-store-invite"]
+    assert (bought.outcome.kind, bought.outcome.reason) == ("converted", "Order Completed")
+    assert recorded(record, "jonas", "laptop-recommendation") == ["laptop-picks"]
+    assert post.outcome.kind == "completed"
+    assert recorded(record, "lena", "post-purchase-accessories") == ["laptop-setup", "accessory-offer", "satisfaction-survey",
+                                        "detractor-alert", "crm-detractor", "apology"]  # fmt: skip
+
+    query = f"{JOURNEY_ID.name} = 'post-purchase-accessories' AND {JOURNEY_OUTCOME.name} = 'completed'"
+    found = [run.id async for run in client.list_workflows(query)]
+    assert found, "runs can be found by the Touchpoint search attributes"
+
+    if os.environ.get("RECORD_HISTORIES") == "1":  # `make histories` refreshes the replay corpus
+        HISTORIES.mkdir(exist_ok=True)
+        for run_id, name in await _run_ids(client):
+            history = await client.get_workflow_handle(run_id).fetch_history()
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    process = worker_process["process"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, "SIGTERM shuts the worker down gracefully"
+    assert "touchpoint worker stopped" in process.stdout.read()
+
+
+async def _run_ids(client: Client) -> list[tuple[str, str]]:
+    names = []
+    async for run in client.list_workflows("WorkflowType = 'JourneyWorkflow' AND ExecutionStatus = 'Completed'"):
+        journey = run.typed_search_attributes.get(JOURNEY_ID)
+        outcome = run.typed_search_attributes.get(JOURNEY_OUTCOME)
+        if journey and outcome:
+            names.append((run.id, f"{journey}-{outcome}"))
+    return names
+
+
+async def test_an_event_and_a_timeout_that_race_resolve_for_the_event(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """The timer fires and the event arrives while no worker runs: the workflow sees both in one
+    activation, and the event counts (it was delivered before the run moved on)."""
+    plan = plan_from("""
+id: race
+name: Race
+category: marketing
+trigger:
+  event: Signed Up
+steps:
+  - id: delivered
+    wait_for: Order Delivered
+    timeout: 2s
+    on_timeout: late
+  - send: email
+    template: laptop-setup
+  - end
+  - id: late
+    send: chat
+    to: support-team
+    template: delivery-late-alert
+""")
+    recorder = RecordingActivities()
+    prefix = f"race{uuid.uuid4().hex[:6]}-"
+    async with running_workers(dev_env.client, recorder.all(), prefix):
+        handle = await start_run(dev_env.client, plan, prefix, event("Signed Up"))
+        await wait_for_step(dev_env.client, handle.id, "delivered")
+    await asyncio.sleep(3)  # the 2 s timer fires while no worker polls
+    await handle.signal("event", event("Order Delivered"))
+    async with running_workers(dev_env.client, recorder.all(), prefix):
+        result = RunResult.model_validate(await asyncio.wait_for(handle.result(), 60))
+    assert [(e.step, e.kind) for e in result.timeline] == [("delivered", "event"), ("send-2", "sent")]
+
+
+async def test_a_keyless_exit_reaches_every_run_of_an_every_time_journey(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    plan = plan_from("""
+id: every-time-fanout
+name: Fan-out
+category: marketing
+trigger:
+  event: Item Viewed
+entry:
+  reentry: every_time
+exit_when:
+  - event: Unsubscribed
+    reason: unsubscribed
+steps:
+  - wait: 30d
+  - send: email
+    template: apology
+""")
+    recorder = RecordingActivities()
+    async with running_workers(dev_env.client, recorder.all()) as prefix:
+        router = Router(dev_env.client, {plan.journey_id: plan},
+                        EntryStore(connect(f"sqlite:///{tmp_path}/t.db")),
+                        RunSettings(queue_prefix=prefix))  # fmt: skip
+        customer = f"fan-{uuid.uuid4().hex[:6]}"
+        first = await router.route(event("Item Viewed", customer=customer), Profile(id=customer))
+        second = await router.route(event("Item Viewed", customer=customer), Profile(id=customer))
+        for routed in (*first, *second):
+            await wait_for_step(dev_env.client, routed.workflow_id, "wait-1")
+        exits: list[Any] = []
+        for _ in range(50):  # visibility is eventually consistent
+            exits = await router.route(event("Unsubscribed", customer=customer), Profile(id=customer))
+            if len([e for e in exits if e.action == "signalled"]) == 2:
+                break
+            await asyncio.sleep(0.2)
+        results = [await outcome_of(dev_env.client, r.workflow_id) for r in (*first, *second)]
+    assert {e.workflow_id for e in exits} == {first[0].workflow_id, second[0].workflow_id}
+    assert [(r.outcome.kind, r.outcome.reason) for r in results] == [("exited", "unsubscribed")] * 2
+    assert recorder.sent == []
+
+
+def test_timedelta_days_become_seconds() -> None:
+    assert timedelta(days=14).total_seconds() * DAY_IN_SECONDS == 14
+
+
+async def test_emit_and_runs_commands(
+    dev_env: WorkflowEnvironment, worker_process: dict[str, Any], tmp_path: Path
+) -> None:
+    env = {**os.environ,
+           "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
+           "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+           "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS)}  # fmt: skip
+    touchpoint = str(Path(sys.executable).parent / "touchpoint")
+
+    async def run(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            touchpoint, *args, cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        return out.decode()
+
+    customer = f"cli-{uuid.uuid4().hex[:6]}"
+    emitted = await run("emit", "Newsletter Subscribed", "--customer", customer,
+                        "--trait", 'interests=["laptops"]', "--email", "cli@example.com")  # fmt: skip
+    assert emitted.strip() == "newsletter-welcome: started"
+    again = await run("emit", "Newsletter Subscribed", "--customer", customer)
+    assert again.strip() == "newsletter-welcome: signalled (a run is already active)"
+    listed = ""
+    for _ in range(50):  # visibility is eventually consistent
+        listed = await run("runs", "list", "--customer", customer)
+        if listed.strip():
+            break
+        await asyncio.sleep(0.2)
+    run_id = listed.split()[0]
+    assert run_id.startswith("journey/newsletter-welcome/") and customer not in run_id
+    shown = await run("runs", "show", run_id)
+    assert shown.startswith("newsletter-welcome (version ")
