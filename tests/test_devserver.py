@@ -281,7 +281,7 @@ async def test_emit_and_runs_commands(
                         "--trait", 'interests=["laptops"]', "--email", "cli@example.com")  # fmt: skip
     assert emitted.strip() == "newsletter-welcome: started"
     again = await run("emit", "Newsletter Subscribed", "--customer", customer)
-    assert again.strip() == "newsletter-welcome: signalled (a run is already active)"
+    assert again.strip() == "newsletter-welcome: skipped (already entered once)"
     listed = ""
     for _ in range(50):  # visibility is eventually consistent
         listed = await run("runs", "list", "--customer", customer)
