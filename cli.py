@@ -123,10 +123,12 @@ def worker_command(
 def emit_command(
     event_name: Annotated[str, typer.Argument(metavar="EVENT", help="The event name, as tracked.")],
     customer: Annotated[str, typer.Option("--customer", help="The customer's id.")],
-    prop: Annotated[list[str] | None, typer.Option("--property", "-p",
-                                                    help="key=value (JSON values allowed).")] = None,
-    trait: Annotated[list[str] | None, typer.Option("--trait", "-t",
-                                                     help="A profile trait, key=value.")] = None,
+    prop: Annotated[
+        list[str] | None, typer.Option("--property", "-p", help="key=value (JSON values allowed).")
+    ] = None,
+    trait: Annotated[
+        list[str] | None, typer.Option("--trait", "-t", help="A profile trait, key=value.")
+    ] = None,
     email: Annotated[str | None, typer.Option(help="The customer's email.")] = None,
     project: ProjectOption = Path("."),
 ) -> None:
@@ -135,8 +137,9 @@ def emit_command(
 
     from runtime.operations import emit_event
 
-    results = asyncio.run(emit_event(project.resolve(), event_name, customer, _pairs(prop),
-                                     _pairs(trait), email))  # fmt: skip
+    results = asyncio.run(
+        emit_event(project.resolve(), event_name, customer, _pairs(prop), _pairs(trait), email)
+    )
     for routed in results:
         reason = f" ({routed.reason})" if routed.reason else ""
         typer.echo(f"{routed.journey_id}: {routed.action}{reason}")

@@ -13,8 +13,10 @@ import asyncio
 import json
 import logging
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 from activities.recording import RecordingActivities
 from runtime.settings import Settings, connect, load_settings
@@ -47,7 +49,7 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
     print("touchpoint worker stopped", flush=True)
 
 
-def _activities(settings: Settings) -> list[object]:
+def _activities(settings: Settings) -> list[Callable[..., Any]]:
     """Delivery activities. Until the delivery issue lands, the recording stand-in."""
     lookups = json.loads(settings.lookup_fixtures.read_text()) if settings.lookup_fixtures else {}
     return RecordingActivities(record_file=settings.record_file, lookups=lookups).all()
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--role", choices=["all", "workflows", "activities"], default="all")
     parser.add_argument("--project", type=Path, default=Path("."))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(run_worker(args.project.resolve(), args.role))
 
 

@@ -47,11 +47,16 @@ class RecordingActivities:
             self._ids.add(request.message_id)
             self.sent.append(request)
             if self.record_file is not None:
-                line = {"message_id": request.message_id, "journey_id": request.journey_id,
-                        "step_id": request.step_id, "channel": request.channel,
-                        "template": request.template, "destination": request.destination,
-                        "customer_id": request.customer_id,
-                        "at": datetime.now(UTC).isoformat()}  # fmt: skip
+                line = {
+                    "message_id": request.message_id,
+                    "journey_id": request.journey_id,
+                    "step_id": request.step_id,
+                    "channel": request.channel,
+                    "template": request.template,
+                    "destination": request.destination,
+                    "customer_id": request.customer_id,
+                    "at": datetime.now(UTC).isoformat(),
+                }
                 with self.record_file.open("a") as out:
                     out.write(json.dumps(line) + "\n")
         to = request.profile.email if request.channel == "email" else request.destination

@@ -25,22 +25,39 @@ def _project(project: Path) -> tuple[dict[str, Any], ProjectConfig]:
 
 
 async def emit_event(
-    project: Path, name: str, customer: str, properties: dict[str, Any],
-    traits: dict[str, Any], email: str | None,
-) -> list[Routed]:  # fmt: skip
+    project: Path,
+    name: str,
+    customer: str,
+    properties: dict[str, Any],
+    traits: dict[str, Any],
+    email: str | None,
+) -> list[Routed]:
     plans, config = _project(project)
     settings = load_settings(config)
-    router = Router(await connect(settings), plans, EntryStore(connect_store(settings.database_url)),
-                    settings.run_settings())  # fmt: skip
-    event = Event(message_id=str(uuid.uuid4()), event=name, customer_id=customer,
-                  properties=properties, timestamp=datetime.now(UTC))  # fmt: skip
+    router = Router(
+        await connect(settings),
+        plans,
+        EntryStore(connect_store(settings.database_url)),
+        settings.run_settings(),
+    )
+    event = Event(
+        message_id=str(uuid.uuid4()),
+        event=name,
+        customer_id=customer,
+        properties=properties,
+        timestamp=datetime.now(UTC),
+    )
     return await router.route(event, Profile(id=customer, email=email, traits=traits))
 
 
 async def list_runs(
-    project: Path, journey: str | None, customer: str | None, outcome: str | None,
-    running: bool, limit: int,
-) -> list[list[str]]:  # fmt: skip
+    project: Path,
+    journey: str | None,
+    customer: str | None,
+    outcome: str | None,
+    running: bool,
+    limit: int,
+) -> list[list[str]]:
     _, config = _project(project)
     client = await connect(load_settings(config))
     clauses = ["WorkflowType = 'JourneyWorkflow'"]
@@ -55,9 +72,15 @@ async def list_runs(
     rows = []
     async for run in client.list_workflows(" AND ".join(clauses), limit=limit):
         attributes = run.typed_search_attributes
-        rows.append([run.id, run.status.name.lower() if run.status else "?",
-                     attributes.get(JOURNEY_STEP) or "-", attributes.get(JOURNEY_OUTCOME) or "-",
-                     run.start_time.isoformat(timespec="seconds")])  # fmt: skip
+        rows.append(
+            [
+                run.id,
+                run.status.name.lower() if run.status else "?",
+                attributes.get(JOURNEY_STEP) or "-",
+                attributes.get(JOURNEY_OUTCOME) or "-",
+                run.start_time.isoformat(timespec="seconds"),
+            ]
+        )
     return rows
 
 
@@ -65,10 +88,14 @@ async def show_run(project: Path, workflow_id: str) -> str:
     _, config = _project(project)
     client = await connect(load_settings(config))
     view = RunView.model_validate(await client.get_workflow_handle(workflow_id).query("state"))
-    lines = [f"{view.journey_id} (version {view.journey_version}) at {view.current}",
-             f"outcome: {view.outcome.kind if view.outcome else 'running'}"]  # fmt: skip
-    lines += [f"  {e.at.isoformat(timespec='seconds')}  {e.step:<24} {e.kind:<10} {e.detail}"
-              for e in view.timeline]  # fmt: skip
+    lines = [
+        f"{view.journey_id} (version {view.journey_version}) at {view.current}",
+        f"outcome: {view.outcome.kind if view.outcome else 'running'}",
+    ]
+    lines += [
+        f"  {e.at.isoformat(timespec='seconds')}  {e.step:<24} {e.kind:<10} {e.detail}"
+        for e in view.timeline
+    ]
     return "\n".join(lines)
 
 

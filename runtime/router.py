@@ -80,8 +80,10 @@ class Router:
 
     def routes_for(self, event_name: str) -> tuple[list[str], list[str]]:
         """Journey ids an event name triggers, and journey ids that listen for it."""
-        return ([p.journey_id for p in self.triggers.get(event_name, [])],
-                [p.journey_id for p in self.listeners.get(event_name, [])])  # fmt: skip
+        return (
+            [p.journey_id for p in self.triggers.get(event_name, [])],
+            [p.journey_id for p in self.listeners.get(event_name, [])],
+        )
 
     async def route(self, event: Event, profile: Profile) -> list[Routed]:
         now = await self.clock()
@@ -131,10 +133,18 @@ class Router:
             return Routed(journey, "skipped", reason="within the re-entry cooldown")
 
         sequence = await asyncio.to_thread(self.entries.reserve, journey, subject)
-        run_id = workflow_id(journey, event.customer_id, key,
-                             sequence if plan.entry.policy == "every_time" else None)  # fmt: skip
-        run_input = JourneyInput(plan=plan, customer_id=event.customer_id, key=key, trigger=event,
-                                 profile=profile, entry_sequence=sequence, settings=self.settings)  # fmt: skip
+        run_id = workflow_id(
+            journey, event.customer_id, key, sequence if plan.entry.policy == "every_time" else None
+        )
+        run_input = JourneyInput(
+            plan=plan,
+            customer_id=event.customer_id,
+            key=key,
+            trigger=event,
+            profile=profile,
+            entry_sequence=sequence,
+            settings=self.settings,
+        )
         handle = await self.client.start_workflow(
             "JourneyWorkflow",
             run_input,
@@ -155,12 +165,14 @@ class Router:
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
         if not self.settings.index_runs:
             return None
-        return TypedSearchAttributes([
-            SearchAttributePair(JOURNEY_ID, plan.journey_id),
-            SearchAttributePair(JOURNEY_VERSION, plan.version),
-            SearchAttributePair(CUSTOMER, customer_hash(customer_id)),
-            SearchAttributePair(JOURNEY_STEP, plan.start),
-        ])  # fmt: skip
+        return TypedSearchAttributes(
+            [
+                SearchAttributePair(JOURNEY_ID, plan.journey_id),
+                SearchAttributePair(JOURNEY_VERSION, plan.version),
+                SearchAttributePair(CUSTOMER, customer_hash(customer_id)),
+                SearchAttributePair(JOURNEY_STEP, plan.start),
+            ]
+        )
 
     # --- listeners ------------------------------------------------------------------------
 
@@ -200,11 +212,15 @@ class Router:
                 "journey %s needs search attributes to route %s", plan.journey_id, event.event
             )
             return [Routed(plan.journey_id, "skipped", reason="run index is off")]
-        query = (f"{JOURNEY_ID.name} = '{plan.journey_id}' AND "
-                 f"{CUSTOMER.name} = '{customer_hash(event.customer_id)}' AND "
-                 "ExecutionStatus = 'Running'")  # fmt: skip
-        results = [await self._signal(plan.journey_id, run.id, event)
-                   async for run in self.client.list_workflows(query)]  # fmt: skip
+        query = (
+            f"{JOURNEY_ID.name} = '{plan.journey_id}' AND "
+            f"{CUSTOMER.name} = '{customer_hash(event.customer_id)}' AND "
+            "ExecutionStatus = 'Running'"
+        )
+        results = [
+            await self._signal(plan.journey_id, run.id, event)
+            async for run in self.client.list_workflows(query)
+        ]
         return results or [Routed(plan.journey_id, "not_running")]
 
 
@@ -212,8 +228,11 @@ def _rules_for(plan: Plan, event_name: str) -> list[EventMatch]:
     rules: list[EventMatch] = [rule for rule in plan.exits if rule.event == event_name]
     if plan.goal is not None and plan.goal.event == event_name:
         rules.append(plan.goal)
-    rules += [node.match for node in plan.nodes.values()
-              if isinstance(node, WaitForNode) and node.match.event == event_name]  # fmt: skip
+    rules += [
+        node.match
+        for node in plan.nodes.values()
+        if isinstance(node, WaitForNode) and node.match.event == event_name
+    ]
     return rules
 
 

@@ -5,7 +5,7 @@ the environment.
 |---|---|
 | TOUCHPOINT_TEMPORAL_ADDRESS, TOUCHPOINT_TEMPORAL_NAMESPACE | override ``temporal:`` |
 | TOUCHPOINT_TEMPORAL_API_KEY | API key (Temporal Cloud); implies TLS |
-| TOUCHPOINT_TEMPORAL_TLS_CERT, TOUCHPOINT_TEMPORAL_TLS_KEY | client certificate and key files (mTLS) |
+| TOUCHPOINT_TEMPORAL_TLS_CERT, TOUCHPOINT_TEMPORAL_TLS_KEY | client certificate, key (mTLS) |
 | TOUCHPOINT_QUEUE_PREFIX | prefix for every task queue (several deployments on one namespace) |
 | TOUCHPOINT_DATABASE_URL | Touchpoint's own store |
 | TOUCHPOINT_TIME_SCALE | multiply every wait (tests and demos; 1 in production) |
@@ -57,7 +57,7 @@ class Settings:
             queue_prefix=self.queue_prefix,
             max_cached_workflows=worker.max_cached_workflows,
             max_concurrent_activities=worker.max_concurrent_activities,
-            rate_limits=dict(worker.rate_limits),
+            rate_limits={str(channel): rate for channel, rate in worker.rate_limits.items()},
         )
 
 
@@ -86,8 +86,10 @@ async def connect(settings: Settings) -> Client:
     """A client for a local server, a self-hosted cluster (mTLS) or Temporal Cloud (API key)."""
     tls: TLSConfig | bool = False
     if settings.tls_cert and settings.tls_key:
-        tls = TLSConfig(client_cert=settings.tls_cert.read_bytes(),
-                        client_private_key=settings.tls_key.read_bytes())  # fmt: skip
+        tls = TLSConfig(
+            client_cert=settings.tls_cert.read_bytes(),
+            client_private_key=settings.tls_key.read_bytes(),
+        )
     elif settings.api_key:
         tls = True
     return await Client.connect(

@@ -35,8 +35,11 @@ class EntryStore:
                 )
                 if bumped.rowcount == 0:
                     try:
-                        db.execute(insert(entries).values(journey_id=journey_id, subject=subject,
-                                                          reserved=1, entered=0))  # fmt: skip
+                        db.execute(
+                            insert(entries).values(
+                                journey_id=journey_id, subject=subject, reserved=1, entered=0
+                            )
+                        )
                     except IntegrityError:  # another router inserted it first: bump instead
                         continue
                 return int(db.execute(select(entries.c.reserved).where(key)).scalar_one())
@@ -45,8 +48,9 @@ class EntryStore:
     def record_entry(self, journey_id: str, subject: str, at: datetime) -> None:
         key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
         with self.engine.begin() as db:
-            db.execute(update(entries).where(key).values(entered=entries.c.entered + 1,
-                                                         last_entered_at=at))  # fmt: skip
+            db.execute(
+                update(entries).where(key).values(entered=entries.c.entered + 1, last_entered_at=at)
+            )
 
     def record(self, journey_id: str, subject: str) -> EntryRecord:
         key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)

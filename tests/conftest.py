@@ -52,8 +52,12 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
         data_converter=pydantic_data_converter,
         dev_server_existing_path=binary("temporal"),
         dev_server_database_filename=str(database),
-        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal",
-                               "--sqlite-pragma", "synchronous=normal"],
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
         search_attributes=ALL,
     )
     async with env:

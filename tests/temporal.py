@@ -44,8 +44,13 @@ def plan_from(text: str) -> Plan:
 def event(
     name: str, customer: str = "cust-1", at: datetime | None = None, **properties: Any
 ) -> Event:
-    return Event(message_id=f"m-{uuid.uuid4()}", event=name, customer_id=customer,
-                 properties=properties, timestamp=at or datetime.now(UTC))  # fmt: skip
+    return Event(
+        message_id=f"m-{uuid.uuid4()}",
+        event=name,
+        customer_id=customer,
+        properties=properties,
+        timestamp=at or datetime.now(UTC),
+    )
 
 
 @asynccontextmanager
@@ -72,14 +77,20 @@ async def start_run(
     workflow_id: str | None = None,
 ) -> WorkflowHandle[Any, Any]:
     """Start a run directly (the router's job in production) and return its handle."""
-    settings = settings or RunSettings(queue_prefix=prefix, index_runs=False,
-                                       default_timezone="Europe/Berlin")  # fmt: skip
+    settings = settings or RunSettings(
+        queue_prefix=prefix, index_runs=False, default_timezone="Europe/Berlin"
+    )
     run_input = JourneyInput(
-        plan=plan, customer_id=trigger.customer_id, key=key, trigger=trigger,
+        plan=plan,
+        customer_id=trigger.customer_id,
+        key=key,
+        trigger=trigger,
         profile=profile or Profile(id=trigger.customer_id, email="max@example.com"),
         settings=settings,
-    )  # fmt: skip
+    )
     return await client.start_workflow(
-        "JourneyWorkflow", run_input, id=workflow_id or f"test-{uuid.uuid4()}",
+        "JourneyWorkflow",
+        run_input,
+        id=workflow_id or f"test-{uuid.uuid4()}",
         task_queue=prefix + JOURNEY_QUEUE,
-    )  # fmt: skip
+    )

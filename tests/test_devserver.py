@@ -32,13 +32,27 @@ from workflows.search import JOURNEY_ID, JOURNEY_OUTCOME
 DAY_IN_SECONDS = 1 / 86_400
 HISTORIES = Path(__file__).parent / "histories"
 LOOKUPS = {
-    "shop-api": {"products": [
-        {"name": "Aero 14", "price": 1299.0, "currency": "EUR", "url": "https://shop.example/a14",
-         "image_url": "https://shop.example/a14.png", "highlights": ["14 inch", "1.2 kg"]},
-        {"name": "Work 15", "price": 999.0, "currency": "EUR", "url": "https://shop.example/w15",
-         "image_url": "https://shop.example/w15.png", "highlights": ["15 inch"]},
-    ]},
-}  # fmt: skip
+    "shop-api": {
+        "products": [
+            {
+                "name": "Aero 14",
+                "price": 1299.0,
+                "currency": "EUR",
+                "url": "https://shop.example/a14",
+                "image_url": "https://shop.example/a14.png",
+                "highlights": ["14 inch", "1.2 kg"],
+            },
+            {
+                "name": "Work 15",
+                "price": 999.0,
+                "currency": "EUR",
+                "url": "https://shop.example/w15",
+                "image_url": "https://shop.example/w15.png",
+                "highlights": ["15 inch"],
+            },
+        ]
+    },
+}
 
 
 @pytest.fixture
@@ -48,14 +62,22 @@ def worker_process(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[dic
     record = tmp_path / "sent.jsonl"
     fixtures = tmp_path / "lookups.json"
     fixtures.write_text(json.dumps(LOOKUPS))
-    env = {**os.environ,
-           "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-           "TOUCHPOINT_QUEUE_PREFIX": prefix, "TOUCHPOINT_RECORD_FILE": str(record),
-           "TOUCHPOINT_LOOKUP_FIXTURES": str(fixtures),
-           "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS)}  # fmt: skip
+    env = {
+        **os.environ,
+        "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TOUCHPOINT_QUEUE_PREFIX": prefix,
+        "TOUCHPOINT_RECORD_FILE": str(record),
+        "TOUCHPOINT_LOOKUP_FIXTURES": str(fixtures),
+        "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS),
+    }
     log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--project", str(ROOT)],
-                               env=env, stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "worker.py"), "--project", str(ROOT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
     assert process.stdout is not None
     ready = process.stdout.readline()
     assert "touchpoint worker ready" in ready, (tmp_path / "worker.log").read_text()
@@ -71,8 +93,11 @@ def recorded(record: Path, customer: str, journey: str) -> list[str]:
     if not record.exists():
         return []
     lines = [json.loads(line) for line in record.read_text().splitlines()]
-    return [line["template"] for line in lines
-            if line["customer_id"] == customer and line["journey_id"] == journey]  # fmt: skip
+    return [
+        line["template"]
+        for line in lines
+        if line["customer_id"] == customer and line["journey_id"] == journey
+    ]
 
 
 async def wait_for_step(client: Client, workflow_id: str | None, step: str) -> None:
@@ -97,9 +122,14 @@ async def test_the_three_examples_end_to_end(
 ) -> None:
     client = dev_env.client
     report = validate((), root=ROOT)
-    settings = RunSettings(queue_prefix=worker_process["prefix"], time_scale=DAY_IN_SECONDS,
-                           default_timezone="Europe/Berlin")  # fmt: skip
-    router = Router(client, report.plans, EntryStore(connect(f"sqlite:///{tmp_path}/t.db")), settings)
+    settings = RunSettings(
+        queue_prefix=worker_process["prefix"],
+        time_scale=DAY_IN_SECONDS,
+        default_timezone="Europe/Berlin",
+    )
+    router = Router(
+        client, report.plans, EntryStore(connect(f"sqlite:///{tmp_path}/t.db")), settings
+    )
     record = worker_process["record"]
 
     async def newsletter() -> RunResult:
@@ -123,34 +153,60 @@ async def test_the_three_examples_end_to_end(
             event("Product Category Viewed", customer="jonas", category="laptops"), profile
         )
         await wait_for_step(client, routed.workflow_id, "clicked")
-        await router.route(event("Order Completed", customer="jonas", order_id="J-1",
-                                 categories=["laptops"]), profile)  # fmt: skip
+        await router.route(
+            event("Order Completed", customer="jonas", order_id="J-1", categories=["laptops"]),
+            profile,
+        )
         return await outcome_of(client, routed.workflow_id)
 
     async def after_purchase() -> RunResult:
         profile = Profile(id="lena", email="lena@example.com")
-        routed = await router.route(event("Order Completed", customer="lena", order_id="O-7",
-                                          categories=["laptops"], products=[]), profile)  # fmt: skip
+        routed = await router.route(
+            event(
+                "Order Completed",
+                customer="lena",
+                order_id="O-7",
+                categories=["laptops"],
+                products=[],
+            ),
+            profile,
+        )
         [started] = [r for r in routed if r.journey_id == "post-purchase-accessories"]
         await router.route(event("Order Delivered", customer="lena", order_id="O-7"), profile)
         await wait_for_step(client, started.workflow_id, "answer")
-        await router.route(event("Survey Answered", customer="lena", order_id="O-7", score=3), profile)
+        await router.route(
+            event("Survey Answered", customer="lena", order_id="O-7", score=3), profile
+        )
         return await outcome_of(client, started.workflow_id)
 
     welcome, clicked, bought, post = await asyncio.gather(
         newsletter(), laptop_click(), laptop_purchase(), after_purchase()
     )
     assert welcome.outcome.kind == "completed"
-    assert recorded(record, "max", "newsletter-welcome")[:2] == ["newsletter-welcome", "newsletter-recommendations"]
+    assert recorded(record, "max", "newsletter-welcome")[:2] == [
+        "newsletter-welcome",
+        "newsletter-recommendations",
+    ]
     assert clicked.outcome.kind == "completed"
-    assert recorded(record, "erika", "laptop-recommendation") == ["laptop-picks", "laptop-store-invite"]
+    assert recorded(record, "erika", "laptop-recommendation") == [
+        "laptop-picks",
+        "laptop-store-invite",
+    ]
     assert (bought.outcome.kind, bought.outcome.reason) == ("converted", "Order Completed")
     assert recorded(record, "jonas", "laptop-recommendation") == ["laptop-picks"]
     assert post.outcome.kind == "completed"
-    assert recorded(record, "lena", "post-purchase-accessories") == ["laptop-setup", "accessory-offer", "satisfaction-survey",
-                                        "detractor-alert", "crm-detractor", "apology"]  # fmt: skip
+    assert recorded(record, "lena", "post-purchase-accessories") == [
+        "laptop-setup",
+        "accessory-offer",
+        "satisfaction-survey",
+        "detractor-alert",
+        "crm-detractor",
+        "apology",
+    ]
 
-    query = f"{JOURNEY_ID.name} = 'post-purchase-accessories' AND {JOURNEY_OUTCOME.name} = 'completed'"
+    query = (
+        f"{JOURNEY_ID.name} = 'post-purchase-accessories' AND {JOURNEY_OUTCOME.name} = 'completed'"
+    )
     found = [run.id async for run in client.list_workflows(query)]
     assert found, "runs can be found by the Touchpoint search attributes"
 
@@ -168,7 +224,9 @@ async def test_the_three_examples_end_to_end(
 
 async def _run_ids(client: Client) -> list[tuple[str, str]]:
     names = []
-    async for run in client.list_workflows("WorkflowType = 'JourneyWorkflow' AND ExecutionStatus = 'Completed'"):
+    async for run in client.list_workflows(
+        "WorkflowType = 'JourneyWorkflow' AND ExecutionStatus = 'Completed'"
+    ):
         journey = run.typed_search_attributes.get(JOURNEY_ID)
         outcome = run.typed_search_attributes.get(JOURNEY_OUTCOME)
         if journey and outcome:
@@ -209,7 +267,10 @@ steps:
     await handle.signal("event", event("Order Delivered"))
     async with running_workers(dev_env.client, recorder.all(), prefix):
         result = RunResult.model_validate(await asyncio.wait_for(handle.result(), 60))
-    assert [(e.step, e.kind) for e in result.timeline] == [("delivered", "event"), ("send-2", "sent")]
+    assert [(e.step, e.kind) for e in result.timeline] == [
+        ("delivered", "event"),
+        ("send-2", "sent"),
+    ]
 
 
 async def test_a_keyless_exit_reaches_every_run_of_an_every_time_journey(
@@ -233,9 +294,12 @@ steps:
 """)
     recorder = RecordingActivities()
     async with running_workers(dev_env.client, recorder.all()) as prefix:
-        router = Router(dev_env.client, {plan.journey_id: plan},
-                        EntryStore(connect(f"sqlite:///{tmp_path}/t.db")),
-                        RunSettings(queue_prefix=prefix))  # fmt: skip
+        router = Router(
+            dev_env.client,
+            {plan.journey_id: plan},
+            EntryStore(connect(f"sqlite:///{tmp_path}/t.db")),
+            RunSettings(queue_prefix=prefix),
+        )
         customer = f"fan-{uuid.uuid4().hex[:6]}"
         first = await router.route(event("Item Viewed", customer=customer), Profile(id=customer))
         second = await router.route(event("Item Viewed", customer=customer), Profile(id=customer))
@@ -243,7 +307,9 @@ steps:
             await wait_for_step(dev_env.client, routed.workflow_id, "wait-1")
         exits: list[Any] = []
         for _ in range(50):  # visibility is eventually consistent
-            exits = await router.route(event("Unsubscribed", customer=customer), Profile(id=customer))
+            exits = await router.route(
+                event("Unsubscribed", customer=customer), Profile(id=customer)
+            )
             if len([e for e in exits if e.action == "signalled"]) == 2:
                 break
             await asyncio.sleep(0.2)
@@ -260,25 +326,39 @@ def test_timedelta_days_become_seconds() -> None:
 async def test_emit_and_runs_commands(
     dev_env: WorkflowEnvironment, worker_process: dict[str, Any], tmp_path: Path
 ) -> None:
-    env = {**os.environ,
-           "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-           "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
-           "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
-           "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS)}  # fmt: skip
+    env = {
+        **os.environ,
+        "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
+        "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+        "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS),
+    }
     touchpoint = str(Path(sys.executable).parent / "touchpoint")
 
     async def run(*args: str) -> str:
         process = await asyncio.create_subprocess_exec(
-            touchpoint, *args, cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            touchpoint,
+            *args,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0, err.decode()
         return out.decode()
 
     customer = f"cli-{uuid.uuid4().hex[:6]}"
-    emitted = await run("emit", "Newsletter Subscribed", "--customer", customer,
-                        "--trait", 'interests=["laptops"]', "--email", "cli@example.com")  # fmt: skip
+    emitted = await run(
+        "emit",
+        "Newsletter Subscribed",
+        "--customer",
+        customer,
+        "--trait",
+        'interests=["laptops"]',
+        "--email",
+        "cli@example.com",
+    )
     assert emitted.strip() == "newsletter-welcome: started"
     again = await run("emit", "Newsletter Subscribed", "--customer", customer)
     assert again.strip() == "newsletter-welcome: skipped (already entered once)"

@@ -204,13 +204,16 @@ steps:
 """
     )
     async with running_workers(time_env.client, [rejecting]) as prefix:
-        handle = await start_run(time_env.client, plan_from(text.replace("SKIP", "")), prefix,
-                                 event("Signed Up"))  # fmt: skip
+        handle = await start_run(
+            time_env.client, plan_from(text.replace("SKIP", "")), prefix, event("Signed Up")
+        )
         failed = await result_of(handle)
         handle = await start_run(
-            time_env.client, plan_from(text.replace("SKIP", "skip_on_failure: true")), prefix,
+            time_env.client,
+            plan_from(text.replace("SKIP", "skip_on_failure: true")),
+            prefix,
             event("Signed Up"),
-        )  # fmt: skip
+        )
         skipped = await result_of(handle)
     assert failed.outcome.kind == "failed"
     assert failed.outcome.step == "first"
@@ -377,11 +380,12 @@ steps:
     recorder = RecordingActivities()
     paths: dict[str, list[str]] = {}
     async with running_workers(time_env.client, recorder.all()) as prefix:
-        for round_ in range(2):
+        for _round in range(2):
             for n in range(8):
                 customer = f"customer-{n}"
-                handle = await start_run(time_env.client, plan_from(text), prefix,
-                                         event("Signed Up", customer=customer))  # fmt: skip
+                handle = await start_run(
+                    time_env.client, plan_from(text), prefix, event("Signed Up", customer=customer)
+                )
                 result = await result_of(handle)
                 paths.setdefault(customer, []).append(result.timeline[0].detail)
         holdout = (
@@ -396,8 +400,14 @@ steps:
 """
         )
         before = len(recorder.sent)
-        held = await result_of(await start_run(time_env.client, plan_from(holdout), prefix,
-                                               event("Signed Up", customer="customer-0")))  # fmt: skip
+        held = await result_of(
+            await start_run(
+                time_env.client,
+                plan_from(holdout),
+                prefix,
+                event("Signed Up", customer="customer-0"),
+            )
+        )
     assert all(first == second for first, second in paths.values()), "the same path every time"
     assert {p[0] for p in paths.values()} == {"a", "b"}, "both paths are used"
     assert held.timeline[0].detail == "control (holdout)"
@@ -493,8 +503,9 @@ steps:
     )
     async with running_workers(time_env.client, recorder.all()) as prefix:
         settings = RunSettings(queue_prefix=prefix, index_runs=False, history_limit=40)
-        handle = await start_run(time_env.client, plan_from(text), prefix, event("Signed Up"),
-                                 settings=settings)  # fmt: skip
+        handle = await start_run(
+            time_env.client, plan_from(text), prefix, event("Signed Up"), settings=settings
+        )
         await handle.signal("event", event("Item Viewed", sku="LAP-1"))
         result = await result_of(handle)
         described = await handle.describe()

@@ -31,14 +31,21 @@ def load(path: Path) -> WorkflowHistory:
 
 def test_there_is_a_history_for_each_example_journey() -> None:
     names = {path.stem for path in HISTORIES}
-    assert {"newsletter-welcome-completed", "laptop-recommendation-completed",
-            "laptop-recommendation-converted", "post-purchase-accessories-completed"} <= names  # fmt: skip
+    assert {
+        "newsletter-welcome-completed",
+        "laptop-recommendation-completed",
+        "laptop-recommendation-converted",
+        "post-purchase-accessories-completed",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_a_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[JourneyWorkflow], workflow_runner=journey_workflow_runner(),
-                        data_converter=pydantic_data_converter)  # fmt: skip
+    replayer = Replayer(
+        workflows=[JourneyWorkflow],
+        workflow_runner=journey_workflow_runner(),
+        data_converter=pydantic_data_converter,
+    )
     result = await replayer.replay_workflow(load(path))
     assert result.replay_failure is None
 
@@ -60,8 +67,10 @@ class InterpreterWithoutStepIndex(JourneyWorkflow):
 
 
 async def test_a_careless_interpreter_change_is_caught() -> None:
-    replayer = Replayer(workflows=[InterpreterWithoutStepIndex],
-                        workflow_runner=UnsandboxedWorkflowRunner(),
-                        data_converter=pydantic_data_converter)  # fmt: skip
+    replayer = Replayer(
+        workflows=[InterpreterWithoutStepIndex],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        data_converter=pydantic_data_converter,
+    )
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(load(HISTORIES[0]))

@@ -19,8 +19,11 @@ from workflows.models import Profile, RunResult, RunSettings
 MAX = Profile(id="max-1", email="max@example.com", traits={"vip": True})
 
 
-def journey(entry: str, steps: str = "  - wait: 2d\n  - send: email\n    template: apology\n",
-            extra: str = "") -> str:  # fmt: skip
+def journey(
+    entry: str,
+    steps: str = "  - wait: 2d\n  - send: email\n    template: apology\n",
+    extra: str = "",
+) -> str:
     return f"""
 id: reentry
 name: Re-entry
@@ -139,12 +142,16 @@ steps:
 """
     async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
         router = make_router(time_env, prefix, entries, text)
-        [phones] = await router.route(event("Product Category Viewed", customer="max-1",
-                                            category="phones"), MAX)  # fmt: skip
-        [not_vip] = await router.route(event("Product Category Viewed", customer="erika-2",
-                                             category="laptops"), Profile(id="erika-2"))  # fmt: skip
-        [vip] = await router.route(event("Product Category Viewed", customer="max-1",
-                                         category="laptops"), MAX)  # fmt: skip
+        [phones] = await router.route(
+            event("Product Category Viewed", customer="max-1", category="phones"), MAX
+        )
+        [not_vip] = await router.route(
+            event("Product Category Viewed", customer="erika-2", category="laptops"),
+            Profile(id="erika-2"),
+        )
+        [vip] = await router.route(
+            event("Product Category Viewed", customer="max-1", category="laptops"), MAX
+        )
         await finish(time_env, vip.workflow_id)
     assert (phones.action, phones.reason) == ("skipped", "trigger condition is false")
     assert (not_vip.action, not_vip.reason) == ("skipped", "entry condition is false")
@@ -216,8 +223,12 @@ async def test_a_trigger_without_its_key_starts_nothing(
 
 
 def test_the_index_knows_triggers_and_listeners(entries: EntryStore) -> None:
-    router = Router(client=None, plans={"orders": plan_from(KEYED)}, entries=entries,  # type: ignore[arg-type]
-                    settings=RunSettings())  # fmt: skip
+    router = Router(
+        client=None,
+        plans={"orders": plan_from(KEYED)},
+        entries=entries,  # type: ignore[arg-type]
+        settings=RunSettings(),
+    )
     assert router.routes_for("Order Completed") == (["orders"], [])
     assert router.routes_for("Order Delivered") == ([], ["orders"])
     assert router.routes_for("Order Refunded") == ([], ["orders"])

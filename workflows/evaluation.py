@@ -28,7 +28,7 @@ def _environment() -> Any:
 
 @lru_cache(maxsize=4096)
 def _compiled(source: str) -> Callable[..., Any]:
-    return _environment().compile_expression(source)  # type: ignore[no-any-return]
+    return _environment().compile_expression(source)
 
 
 @lru_cache(maxsize=1024)

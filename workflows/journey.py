@@ -15,6 +15,7 @@ alter the commands this code issues must go behind ``workflow.patched()`` (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,6 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import evaluation, timing
+    from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
     from workflows.models import (
         INBOX_LIMIT,
         LOOKUP_ACTIVITY,
@@ -48,7 +50,6 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         message_id,
     )
-    from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
     from workflows.plan import (
         BranchNode,
         EndNode,
@@ -106,8 +107,9 @@ class JourneyWorkflow:
             seen_ids=[run_input.trigger.message_id],
         )
         self._seen = set(self.state.seen_ids)
-        self._listened = {n.match.event for n in self.plan.nodes.values()
-                          if isinstance(n, WaitForNode)}  # fmt: skip
+        self._listened = {
+            n.match.event for n in self.plan.nodes.values() if isinstance(n, WaitForNode)
+        }
 
     # --- signals and queries ---------------------------------------------------------------
 
@@ -200,8 +202,12 @@ class JourneyWorkflow:
             self._record(node, "held out", f"{node.channel}: {node.template}", channel=node.channel)
             return node.next
         request = SendRequest(
-            message_id=message_id(workflow.info().workflow_id, self.input.entry_sequence,
-                                  node.id, self.state.visits[node.id]),
+            message_id=message_id(
+                workflow.info().workflow_id,
+                self.input.entry_sequence,
+                node.id,
+                self.state.visits[node.id],
+            ),
             journey_id=self.plan.journey_id,
             journey_version=self.plan.version,
             category=self.plan.category,
@@ -212,7 +218,7 @@ class JourneyWorkflow:
             customer_id=self.input.customer_id,
             profile=self.input.profile,
             context=self._context(),
-        )  # fmt: skip
+        )
         queue = self.input.settings.queue(_CHANNEL_QUEUES[node.channel])
         try:
             result = await self._activity(
@@ -221,28 +227,47 @@ class JourneyWorkflow:
         except ActivityError as error:
             reason = _failure_text(error)
             if node.skip_on_failure:
-                self._record(node, "skipped", f"failed, skipped: {reason}", channel=node.channel,
-                             message_id=request.message_id)  # fmt: skip
+                self._record(
+                    node,
+                    "skipped",
+                    f"failed, skipped: {reason}",
+                    channel=node.channel,
+                    message_id=request.message_id,
+                )
                 return node.next
             raise StepFailed(node.id, reason) from None
         detail = f"{node.channel}: {node.template}" + (
             f" ({result.status}: {result.reason})" if result.status != "sent" else ""
         )
-        self._record(node, result.status, detail, channel=node.channel,
-                     message_id=result.message_id, to=result.to, subject=result.subject)  # fmt: skip
+        self._record(
+            node,
+            result.status,
+            detail,
+            channel=node.channel,
+            message_id=result.message_id,
+            to=result.to,
+            subject=result.subject,
+        )
         return node.next
 
     async def _lookup(self, node: LookupNode) -> str:
         names = self._names()
         try:
             request = LookupRequest(
-                request_id=message_id(workflow.info().workflow_id, self.input.entry_sequence,
-                                      node.id, self.state.visits[node.id]),
-                journey_id=self.plan.journey_id, step_id=node.id, connection=node.connection,
-                method=node.method, path=evaluation.render_text(node.path, names),
+                request_id=message_id(
+                    workflow.info().workflow_id,
+                    self.input.entry_sequence,
+                    node.id,
+                    self.state.visits[node.id],
+                ),
+                journey_id=self.plan.journey_id,
+                step_id=node.id,
+                connection=node.connection,
+                method=node.method,
+                path=evaluation.render_text(node.path, names),
                 query=evaluation.render_value(node.query, names),
                 body=evaluation.render_value(node.body, names),
-            )  # fmt: skip
+            )
         except evaluation.ExpressionFailed as error:
             raise StepFailed(node.id, str(error)) from None
         queue = self.input.settings.queue(LOOKUP_QUEUE)
@@ -268,15 +293,13 @@ class JourneyWorkflow:
                 result_type=result_type,
                 retry_policy=retry,
                 start_to_close_timeout=timedelta(seconds=seconds),
-            )  # fmt: skip
+            )
         )
         await workflow.wait_condition(lambda: task.done() or self.state.outcome is not None)
         if not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, ActivityError):
                 await task
-            except (asyncio.CancelledError, ActivityError):
-                pass
             raise Interrupted
         return task.result()
 

@@ -22,8 +22,11 @@ INBOX_LIMIT = 100
 TIMELINE_LIMIT = 300
 
 JOURNEY_QUEUE = "touchpoint-journeys"
-CHANNEL_QUEUES = {"email": "touchpoint-email", "webhook": "touchpoint-webhook",
-                  "chat": "touchpoint-chat"}  # fmt: skip
+CHANNEL_QUEUES = {
+    "email": "touchpoint-email",
+    "webhook": "touchpoint-webhook",
+    "chat": "touchpoint-chat",
+}
 LOOKUP_QUEUE = "touchpoint-lookups"
 SEND_ACTIVITIES = {"email": "send_email", "webhook": "send_webhook", "chat": "send_chat"}
 LOOKUP_ACTIVITY = "lookup"
@@ -46,8 +49,12 @@ class Event(Model):
 
     def names(self) -> dict[str, Any]:
         """The event as expressions see it: ``event.properties.x``, ``event.timestamp``."""
-        return {"event": self.event, "properties": self.properties,
-                "timestamp": self.timestamp.isoformat(), "message_id": self.message_id}  # fmt: skip
+        return {
+            "event": self.event,
+            "properties": self.properties,
+            "timestamp": self.timestamp.isoformat(),
+            "message_id": self.message_id,
+        }
 
 
 class Profile(Model):

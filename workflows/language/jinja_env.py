@@ -32,9 +32,12 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
         if operator == "*":
             for sequence, count in ((left, right), (right, left)):
-                if isinstance(sequence, str | list | tuple) and isinstance(count, int):
-                    if len(sequence) * count > MAX_REPEAT:
-                        raise SecurityError(f"repeating would build more than {MAX_REPEAT} items")
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(count, int)
+                    and len(sequence) * count > MAX_REPEAT
+                ):
+                    raise SecurityError(f"repeating would build more than {MAX_REPEAT} items")
         return super().call_binop(context, operator, left, right)
 
 

@@ -112,8 +112,10 @@ class ProjectConfig(Model):
     email: EmailSettings = EmailSettings()
     temporal: TemporalSettings = TemporalSettings()
     worker: WorkerSettings = WorkerSettings()
-    database_url: str = Field("sqlite:///.touchpoint/touchpoint.db",
-                              description="SQLAlchemy URL of Touchpoint's own store")  # fmt: skip
+    database_url: str = Field(
+        "sqlite:///.touchpoint/touchpoint.db",
+        description="SQLAlchemy URL of Touchpoint's own store",
+    )
     destinations: dict[Slug, Destination] = Field(default_factory=dict)
     connections: dict[Slug, Connection] = Field(default_factory=dict)
 
