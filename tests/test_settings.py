@@ -1,0 +1,78 @@
+"""Deployment settings: touchpoint.yaml first, the environment on top; workers by role."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from activities.recording import RecordingActivities
+from runtime.settings import load_settings
+from runtime.workers import build_workers
+from workflows.language.project import ProjectConfig
+
+CONFIG = ProjectConfig.model_validate(
+    {
+        "defaults": {"timezone": "Europe/Vienna", "locale": "de"},
+        "temporal": {"address": "temporal.internal:7233", "namespace": "shop"},
+        "worker": {"task_queue_prefix": "eu-", "rate_limits": {"email": 20}, "index_runs": False},
+    }
+)
+
+
+def test_the_config_file_gives_the_defaults() -> None:
+    settings = load_settings(CONFIG, environ={})
+    assert (settings.address, settings.namespace) == ("temporal.internal:7233", "shop")
+    assert settings.api_key is None and settings.tls_cert is None
+    run = settings.run_settings()
+    assert (run.default_timezone, run.default_locale, run.queue_prefix) == (
+        "Europe/Vienna",
+        "de",
+        "eu-",
+    )
+    assert run.index_runs is False and run.time_scale == 1.0
+    assert settings.worker_options().rate_limits == {"email": 20}
+
+
+def test_the_environment_overrides_and_holds_the_secrets() -> None:
+    settings = load_settings(
+        CONFIG,
+        environ={
+            "TOUCHPOINT_TEMPORAL_ADDRESS": "shop.a1b2c.tmprl.cloud:7233",
+            "TOUCHPOINT_TEMPORAL_NAMESPACE": "shop.a1b2c",
+            "TOUCHPOINT_TEMPORAL_API_KEY": "key-from-the-vault",
+            "TOUCHPOINT_TEMPORAL_TLS_CERT": "/etc/touchpoint/client.pem",
+            "TOUCHPOINT_TEMPORAL_TLS_KEY": "/etc/touchpoint/client.key",
+            "TOUCHPOINT_QUEUE_PREFIX": "blue-",
+            "TOUCHPOINT_TIME_SCALE": "0.5",
+        },
+    )
+    assert settings.address == "shop.a1b2c.tmprl.cloud:7233"
+    assert settings.namespace == "shop.a1b2c"
+    assert settings.api_key == "key-from-the-vault"
+    assert settings.tls_cert == Path("/etc/touchpoint/client.pem")
+    assert settings.run_settings().queue_prefix == "blue-"
+    assert settings.run_settings().scaled(10) == 5
+
+
+def test_the_config_has_no_place_for_temporal_secrets() -> None:
+    fields = set(ProjectConfig.model_fields["temporal"].annotation.model_fields)  # type: ignore[union-attr]
+    assert fields == {"address", "namespace"}
+
+
+async def test_roles_split_workflows_from_activities(time_env: WorkflowEnvironment) -> None:
+    options = load_settings(CONFIG, environ={}).worker_options()
+    activities = RecordingActivities().all()
+    workflows_only = build_workers(time_env.client, activities, options, "workflows")
+    activities_only = build_workers(time_env.client, activities, options, "activities")
+    # a worker registers its queue on creation: "all" needs queues of its own in this process
+    everything = build_workers(time_env.client, activities, replace(options, queue_prefix="x-"))
+    assert [w.task_queue for w in workflows_only] == ["eu-touchpoint-journeys"]
+    assert sorted(w.task_queue for w in activities_only) == [
+        "eu-touchpoint-chat",
+        "eu-touchpoint-email",
+        "eu-touchpoint-lookups",
+        "eu-touchpoint-webhook",
+    ]
+    assert len(everything) == 5
