@@ -202,12 +202,7 @@ class JourneyWorkflow:
             self._record(node, "held out", f"{node.channel}: {node.template}", channel=node.channel)
             return node.next
         request = SendRequest(
-            message_id=message_id(
-                workflow.info().workflow_id,
-                self.input.entry_sequence,
-                node.id,
-                self.state.visits[node.id],
-            ),
+            message_id=self._idempotency_key(node),
             journey_id=self.plan.journey_id,
             journey_version=self.plan.version,
             category=self.plan.category,
@@ -254,12 +249,7 @@ class JourneyWorkflow:
         names = self._names()
         try:
             request = LookupRequest(
-                request_id=message_id(
-                    workflow.info().workflow_id,
-                    self.input.entry_sequence,
-                    node.id,
-                    self.state.visits[node.id],
-                ),
+                request_id=self._idempotency_key(node),
                 journey_id=self.plan.journey_id,
                 step_id=node.id,
                 connection=node.connection,
@@ -378,6 +368,13 @@ class JourneyWorkflow:
         return int.from_bytes(digest[:8], "big") / 2**64 * 100
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _idempotency_key(self, node: Node) -> str:
+        """Stable across retries and continue-as-new: run id, entry, step and visit."""
+        info = workflow.info()
+        return message_id(
+            info.workflow_id, self.input.entry_sequence, node.id, self.state.visits[node.id]
+        )
 
     def _names(self, event: Event | None = None) -> dict[str, Any]:
         return {
