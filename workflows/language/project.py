@@ -46,8 +46,41 @@ class Defaults(Model):
     sender: Sender | None = None
 
 
+class SendGridSettings(Model):
+    """The API key comes from SENDGRID_API_KEY (never from this file)."""
+
+    host: str = Field(
+        "https://api.sendgrid.com", description="EU region: https://api.eu.sendgrid.com"
+    )
+    timeout: Duration = "10s"
+    sandbox: bool = Field(False, description="SendGrid validates but does not deliver")
+    categories: list[str] = Field(default_factory=list)
+    unsubscribe_group: int | None = Field(None, description="SendGrid ASM group id for marketing")
+
+
+class SmtpSettings(Model):
+    """User name and password come from SMTP_USERNAME and SMTP_PASSWORD."""
+
+    host: str = "localhost"
+    port: int = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    timeout: Duration = "10s"
+
+
+class MaildirSettings(Model):
+    path: str = ".touchpoint/outbox"
+
+
 class EmailSettings(Model):
     provider: Literal["maildir", "sendgrid", "smtp"] = "maildir"
+    unsubscribe_url: str = Field(
+        "http://localhost:8000/unsubscribe",
+        description="base URL of the one-click unsubscribe endpoint; the signed token is appended",
+    )
+    unsubscribe_mailto: str | None = Field(None, description="address for mailto: unsubscribes")
+    sendgrid: SendGridSettings = SendGridSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    maildir: MaildirSettings = MaildirSettings()
 
 
 class WebhookDestination(Model):
