@@ -36,6 +36,24 @@ journey_entries = Table(
 )
 
 
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("journey_id", String(200), nullable=False),
+    Column("step_id", String(200), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("customer", String(64), nullable=False),  # hash of the customer id: no PII
+    Column("status", String(16), nullable=False),  # pending, sent, failed, skipped
+    Column("provider", String(32), nullable=True),
+    Column("provider_id", String(200), nullable=True),
+    Column("reason", String(1000), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def connect(url: str = DEFAULT_URL) -> Engine:
     """An engine for ``url``; a SQLite file gets its folder, WAL and a busy timeout."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
