@@ -184,6 +184,124 @@ def runs_show_command(
     typer.echo(asyncio.run(show_run(project.resolve(), workflow_id)))
 
 
+@app.command("preview")
+def preview_command(
+    journey: Annotated[str, typer.Argument(help="The journey id.")],
+    step: Annotated[str, typer.Argument(help="The id of a send step.")],
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="YAML/JSON: id, email, locale, traits (and event, events, vars)."),
+    ] = None,
+    locale: Annotated[str | None, typer.Option(help="Render this locale variant.")] = None,
+    lookups: Annotated[Path | None, typer.Option(help="YAML/JSON answers: lookups.<name>.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the HTML.")] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Render one message for a sample customer: subject and text here, the HTML to a file."""
+    from runtime.messaging import PreviewError, build_preview
+
+    try:
+        preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
+    except PreviewError as error:
+        typer.secho(f"✗ {error}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    message = preview.message
+    typer.echo(f"template: {message.template} ({message.locale})")
+    if message.subject is not None:
+        typer.echo(f"subject:  {message.subject}")
+    if message.data is not None:
+        typer.echo(json.dumps(message.data, ensure_ascii=False, indent=2))
+    if message.text:
+        typer.echo("")
+        typer.echo(message.text)
+    if message.html:
+        target = (
+            out or project / ".touchpoint" / "preview" / f"{journey}-{step}.{message.locale}.html"
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(message.html, encoding="utf-8")
+        typer.echo(f"\nHTML written to {target}")
+
+
+@app.command("send-test")
+def send_test_command(
+    journey: Annotated[str, typer.Argument(help="The journey id.")],
+    step: Annotated[str, typer.Argument(help="The id of an email step.")],
+    to: Annotated[str, typer.Option("--to", help="Where the test goes.")],
+    profile: Annotated[Path | None, typer.Option(help="Sample customer (as for preview).")] = None,
+    locale: Annotated[str | None, typer.Option(help="Render this locale variant.")] = None,
+    lookups: Annotated[Path | None, typer.Option(help="Lookup answers (as for preview).")] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Send one email step through the configured provider, marked [TEST]."""
+    import asyncio
+
+    from temporalio.exceptions import ApplicationError
+
+    from runtime.messaging import PreviewError, build_preview, send_test
+
+    try:
+        preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
+        provider_id = asyncio.run(send_test(project.resolve(), preview, to))
+    except PreviewError as error:
+        typer.secho(f"✗ {error}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except ApplicationError as error:
+        typer.secho(
+            f"✗ the provider did not take it: {error.type}: {error.message}", fg="red", err=True
+        )
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"sent test of {journey}/{step} to {to}" + (f" ({provider_id})" if provider_id else "")
+    )
+
+
+@app.command("messages")
+def messages_command(
+    customer: Annotated[str | None, typer.Option(help="Only this customer's messages.")] = None,
+    journey: Annotated[str | None, typer.Option(help="Only this journey's messages.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    project: ProjectOption = Path("."),
+) -> None:
+    """The delivery ledger: every message, newest first, with its status."""
+    from runtime.messaging import ledger_rows
+
+    rows = ledger_rows(project.resolve(), customer, journey, limit)
+    for row in rows:
+        typer.echo(
+            f"{row.created_at.isoformat(timespec='seconds')}  {row.status:<8} "
+            f"{row.channel:<8} {row.journey_id}/{row.step_id}  {row.message_id}  "
+            f"{row.provider or '-'}:{row.provider_id or '-'}"
+            + (f"  ({row.reason})" if row.reason else "")
+        )
+    typer.echo(f"{len(rows)} message(s)", err=True)
+
+
+@app.command("outbox")
+def outbox_command(
+    key: Annotated[
+        str | None, typer.Argument(help="Show this message (a key or its start).")
+    ] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """The local Maildir outbox: list the messages, or show one."""
+    from activities.email.maildir import list_messages, read_message
+    from runtime.messaging import outbox_path
+
+    path = outbox_path(project.resolve())
+    if key is None:
+        entries = list_messages(path)
+        for entry in entries:
+            typer.echo(f"{entry.key[:16]}  {entry.date}  {entry.to:<28} {entry.subject}")
+        typer.echo(f"{len(entries)} message(s) in {path}", err=True)
+        return
+    try:
+        typer.echo(read_message(path, key).as_string())
+    except (KeyError, LookupError) as error:
+        typer.secho(f"✗ no message {key!r} in {path}: {error}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
 def _pairs(items: list[str] | None) -> dict[str, object]:
     pairs: dict[str, object] = {}
     for item in items or []:

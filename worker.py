@@ -21,6 +21,8 @@ from typing import Any
 from activities.recording import RecordingActivities
 from runtime.settings import Settings, connect, load_settings
 from runtime.workers import Role, build_workers
+from store.database import connect as connect_store
+from store.ledger import Ledger
 from workflows.language import validate
 
 log = logging.getLogger("touchpoint.worker")
@@ -32,7 +34,8 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
         raise SystemExit("the project has problems; run `touchpoint validate` first")
     settings = load_settings(report.config)
     client = await connect(settings)
-    activities = _activities(settings)
+    names = {plan.journey_id: plan.name for plan in report.plans.values()}
+    activities = _activities(settings, project, names)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -49,10 +52,20 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
     print("touchpoint worker stopped", flush=True)
 
 
-def _activities(settings: Settings) -> list[Callable[..., Any]]:
-    """Delivery activities. Until the delivery issue lands, the recording stand-in."""
-    lookups = json.loads(settings.lookup_fixtures.read_text()) if settings.lookup_fixtures else {}
-    return RecordingActivities(record_file=settings.record_file, lookups=lookups).all()
+def _activities(
+    settings: Settings, project: Path, journey_names: dict[str, str]
+) -> list[Callable[..., Any]]:
+    """Real delivery; the recording stand-in when TOUCHPOINT_RECORD_FILE is set (tests, demos)."""
+    if settings.record_file is not None:
+        fixtures = settings.lookup_fixtures
+        lookups = json.loads(fixtures.read_text()) if fixtures else {}
+        return RecordingActivities(record_file=settings.record_file, lookups=lookups).all()
+    from activities.delivery import DeliveryActivities
+
+    ledger = Ledger(connect_store(settings.database_url))
+    return DeliveryActivities.for_project(
+        settings.config, project, ledger, journey_names=journey_names
+    ).all()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,29 +48,52 @@ class Ledger:
         now = datetime.now(UTC)
         with self.engine.begin() as db:
             try:
-                db.execute(insert(deliveries).values(
-                    message_id=message_id, journey_id=journey_id, step_id=step_id,
-                    channel=channel, customer=customer, status="pending", attempts=1,
-                    created_at=now, updated_at=now))  # fmt: skip
+                db.execute(
+                    insert(deliveries).values(
+                        message_id=message_id,
+                        journey_id=journey_id,
+                        step_id=step_id,
+                        channel=channel,
+                        customer=customer,
+                        status="pending",
+                        attempts=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
             except IntegrityError:
                 db.rollback()
                 with self.engine.begin() as retry:
-                    retry.execute(update(deliveries)
-                                  .where(deliveries.c.message_id == message_id,
-                                         deliveries.c.status != "sent")
-                                  .values(attempts=deliveries.c.attempts + 1, updated_at=now))  # fmt: skip
+                    retry.execute(
+                        update(deliveries)
+                        .where(deliveries.c.message_id == message_id, deliveries.c.status != "sent")
+                        .values(attempts=deliveries.c.attempts + 1, updated_at=now)
+                    )
         found = self.get(message_id)
         assert found is not None
         return found
 
     def mark(
-        self, message_id: str, status: Status, *, provider: str | None = None,
-        provider_id: str | None = None, reason: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        message_id: str,
+        status: Status,
+        *,
+        provider: str | None = None,
+        provider_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         with self.engine.begin() as db:
-            db.execute(update(deliveries).where(deliveries.c.message_id == message_id).values(
-                status=status, provider=provider, provider_id=provider_id,
-                reason=(reason or "")[:1000] or None, updated_at=datetime.now(UTC)))  # fmt: skip
+            db.execute(
+                update(deliveries)
+                .where(deliveries.c.message_id == message_id)
+                .values(
+                    status=status,
+                    provider=provider,
+                    provider_id=provider_id,
+                    reason=(reason or "")[:1000] or None,
+                    updated_at=datetime.now(UTC),
+                )
+            )
 
     def get(self, message_id: str) -> Delivery | None:
         with self.engine.connect() as db:
