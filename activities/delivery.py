@@ -180,6 +180,8 @@ class DeliveryActivities:
                 status="skipped",
                 reason="the customer has no email address",
             )
+        if not _looks_like_address(address):
+            raise permanent(f"not an email address: {address!r}", "RecipientUnreachable")
         marketing = request.category == "marketing"
         headers: dict[str, str] = {}
         unsubscribe_url = None
@@ -250,10 +252,17 @@ class DeliveryActivities:
         elif isinstance(destination, TeamsDestination):
             provider_id = await chat.send_teams(self.http, self._env(destination.url), text)
         elif isinstance(destination, TelegramDestination):
+            chat_id = destination.chat_id or request.profile.traits.get("telegram_chat_id")
+            if chat_id is None:
+                return SendResult(
+                    message_id=request.message_id,
+                    status="skipped",
+                    reason="no Telegram chat id for this customer",
+                )
             provider_id = await chat.send_telegram(
                 self.http,
                 self._env(destination.bot_token),
-                str(destination.chat_id),
+                str(chat_id),
                 text,
                 api_base=self.telegram_api,
             )
@@ -285,3 +294,9 @@ def _step_time(request: SendRequest) -> datetime | None:
         return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def _looks_like_address(address: str) -> bool:
+    """A cheap sanity check (one @, a dotted domain, no spaces); providers judge the rest."""
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and "." in domain.strip(".") and not any(c.isspace() for c in address))

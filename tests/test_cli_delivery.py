@@ -19,13 +19,34 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("touchpoint.yaml", "journeys", "templates"):
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
-    (tmp_path / "max.yaml").write_text(yaml.safe_dump({
-        "id": "max-1", "email": "max@example.com", "locale": "en",
-        "traits": {"first_name": "Max", "email_opt_in": True},
-    }))  # fmt: skip
-    (tmp_path / "picks.yaml").write_text(yaml.safe_dump({"laptops": {"products": [
-        {"name": "Aero 14", "price": 1299, "currency": "EUR", "url": "https://shop.example/a",
-         "image_url": "https://shop.example/a.png", "highlights": ["light"]}]}}))  # fmt: skip
+    (tmp_path / "max.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "id": "max-1",
+                "email": "max@example.com",
+                "locale": "en",
+                "traits": {"first_name": "Max", "email_opt_in": True},
+            }
+        )
+    )
+    (tmp_path / "picks.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "laptops": {
+                    "products": [
+                        {
+                            "name": "Aero 14",
+                            "price": 1299,
+                            "currency": "EUR",
+                            "url": "https://shop.example/a",
+                            "image_url": "https://shop.example/a.png",
+                            "highlights": ["light"],
+                        }
+                    ]
+                }
+            }
+        )
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TOUCHPOINT_UNSUBSCRIBE_SECRET", "a-long-enough-test-secret")
     monkeypatch.setenv("TOUCHPOINT_DATABASE_URL", f"sqlite:///{tmp_path / 'touchpoint.db'}")
@@ -33,8 +54,20 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_preview_prints_subject_and_text_and_writes_html(cli: CliRunner, project: Path) -> None:
-    result = cli.invoke(app, ["preview", "laptop-recommendation", "recommend", "--profile",
-                              "max.yaml", "--lookups", "picks.yaml", "--locale", "de"])  # fmt: skip
+    result = cli.invoke(
+        app,
+        [
+            "preview",
+            "laptop-recommendation",
+            "recommend",
+            "--profile",
+            "max.yaml",
+            "--lookups",
+            "picks.yaml",
+            "--locale",
+            "de",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "template: laptop-picks (de)" in result.stdout
     assert "subject:  Max" in result.stdout
@@ -51,8 +84,18 @@ def test_preview_of_an_unknown_step_says_which_steps_exist(cli: CliRunner, proje
 
 
 def test_send_test_goes_to_the_outbox_marked_test(cli: CliRunner, project: Path) -> None:
-    sent = cli.invoke(app, ["send-test", "newsletter-welcome", "welcome", "--to", "me@shop.example",
-                            "--profile", "max.yaml"])  # fmt: skip
+    sent = cli.invoke(
+        app,
+        [
+            "send-test",
+            "newsletter-welcome",
+            "welcome",
+            "--to",
+            "me@shop.example",
+            "--profile",
+            "max.yaml",
+        ],
+    )
     assert sent.exit_code == 0, sent.output
     assert sent.stdout.startswith("sent test of newsletter-welcome/welcome to me@shop.example")
     listed = cli.invoke(app, ["outbox"])

@@ -280,3 +280,111 @@ async def test_the_welcome_email_goes_over_smtp(
     assert envelope.rcpt_tos == ["jonas@example.com"]
     assert message.get_content_type() == "multipart/alternative"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+TRANSACTIONAL = """
+id: order-confirmation
+name: Order confirmation
+category: transactional
+trigger:
+  event: Order Completed
+steps:
+  - id: confirm
+    send: email
+    template: laptop-setup
+"""
+
+
+async def test_transactional_email_has_no_unsubscribe_headers(
+    time_env: WorkflowEnvironment, stub: HttpStub, tmp_path: Path
+) -> None:
+    from tests.temporal import plan_from
+
+    activities = delivery(stub, tmp_path)
+    async with running_workers(time_env.client, activities.all()) as prefix:
+        handle = await start_run(
+            time_env.client,
+            plan_from(TRANSACTIONAL),
+            prefix,
+            event("Order Completed", order_id="O-9", products=[]),
+            profile=Profile(id="c", email="c@example.com"),
+        )
+        result = RunResult.model_validate(await handle.result())
+    assert result.outcome.kind == "completed"
+    [mail] = outbox(tmp_path)
+    assert mail["List-Unsubscribe"] is None and mail["List-Unsubscribe-Post"] is None
+
+
+async def test_provider_faults_as_the_journey_sees_them(
+    time_env: WorkflowEnvironment, stub: HttpStub, tmp_path: Path
+) -> None:
+    """SendGrid rate-limits, then accepts: sent once, after the reset. SendGrid refuses the
+    address: the run fails at that step with SendGrid's own words."""
+    from activities.email.sendgrid import SendGridProvider
+    from tests.sendgrid_standin import SendGridStandIn
+    from tests.temporal import plan_from
+    from workflows.language.project import SendGridSettings
+
+    with SendGridStandIn() as sendgrid:
+        reset = int(await_time(await time_env.get_current_time()) + 120)
+        sendgrid.answer(429, headers={"X-RateLimit-Reset": str(reset)})
+        sendgrid.answer(202, headers={"X-Message-Id": "sg-2"})
+        sendgrid.answer(
+            400,
+            body={
+                "errors": [
+                    {
+                        "message": "Does not contain a valid address.",
+                        "field": "personalizations.0.to.0.email",
+                    }
+                ]
+            },
+        )
+        activities = delivery(stub, tmp_path)
+        activities.email = SendGridProvider(
+            SendGridSettings(host=sendgrid.url, timeout="5s"), "SG.k"
+        )
+        async with running_workers(time_env.client, activities.all()) as prefix:
+            ok = await start_run(
+                time_env.client,
+                plan_from(TRANSACTIONAL),
+                prefix,
+                event("Order Completed", order_id="O-1", products=[]),
+                profile=Profile(id="a", email="a@example.com"),
+            )
+            sent = RunResult.model_validate(await ok.result())
+            bad = await start_run(
+                time_env.client,
+                plan_from(TRANSACTIONAL),
+                prefix,
+                event("Order Completed", order_id="O-1", products=[]),
+                profile=Profile(id="b", email="b@example.com"),
+            )
+            failed = RunResult.model_validate(await bad.result())
+            garbage = await start_run(
+                time_env.client,
+                plan_from(TRANSACTIONAL),
+                prefix,
+                event("Order Completed", order_id="O-1", products=[]),
+                profile=Profile(id="c", email="not-an-address"),
+            )
+            invalid = RunResult.model_validate(await garbage.result())
+        attempts = len(sendgrid.requests)
+    assert sent.outcome.kind == "completed", sent.outcome
+    assert sent.timeline[0].kind == "sent"
+    assert failed.outcome.kind == "failed" and failed.outcome.step == "confirm"
+    assert (
+        failed.outcome.error is not None
+        and "Does not contain a valid address" in failed.outcome.error
+    )
+    assert attempts == 3, "429 retried once, 400 never retried"
+    assert invalid.outcome.error == "RecipientUnreachable: not an email address: 'not-an-address'"
+    statuses = sorted((row.status, row.provider_id) for row in activities.ledger.list())
+    assert statuses == [("failed", None), ("failed", None), ("sent", "sg-2")]
+
+
+def await_time(now: object) -> float:
+    from datetime import datetime
+
+    assert isinstance(now, datetime)
+    return now.timestamp()

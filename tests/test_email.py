@@ -608,3 +608,15 @@ def test_sendgrid_host_must_be_a_url() -> None:
     for host in ("api.sendgrid.com", "ftp://api.sendgrid.com", "https://"):
         with pytest.raises(ValueError, match=r"email\.sendgrid\.host"):
             sendgrid_provider(host)
+
+
+async def test_sendgrid_refuses_what_its_own_helpers_cannot_build() -> None:
+    """The sendgrid helpers raise KeyError on an address without "@": a rejection, not a crash
+    that Temporal would retry ten times."""
+    provider = SendGridProvider(SendGridSettings(host="http://127.0.0.1:9", timeout="1s"), "SG.k")
+    email = OutgoingEmail(
+        message_id="m", to="not-an-address", from_email="a@b.example", subject="s", text="t"
+    )
+    with pytest.raises(ApplicationError) as caught:
+        await provider.send(email)
+    assert caught.value.non_retryable and caught.value.type == "Rejected"

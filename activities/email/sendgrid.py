@@ -80,6 +80,8 @@ class SendGridProvider:
         except SendGridException as error:  # e.g. an API key pasted into the content
             reason = getattr(error, "message", None) or type(error).__name__
             raise permanent(f"SendGrid would refuse this message: {reason}", "Rejected") from None
+        except (KeyError, ValueError, TypeError) as error:  # the helpers choke on odd input
+            raise permanent(f"cannot build a SendGrid request: {error!r}", "Rejected") from None
         try:
             response = await asyncio.wait_for(
                 asyncio.to_thread(self._post, body), timeout=self.timeout * 3 + 1

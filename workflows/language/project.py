@@ -104,7 +104,9 @@ class TeamsDestination(Model):
 class TelegramDestination(Model):
     type: Literal["telegram"]
     bot_token: str
-    chat_id: str | int
+    chat_id: str | int | None = Field(
+        None, description="a fixed chat; without it, the customer's traits.telegram_chat_id"
+    )
 
 
 Destination = Annotated[
