@@ -52,6 +52,7 @@ class SmtpProvider:
                 password=self._password if login else None,
                 use_tls=security == "tls",
                 start_tls=security == "starttls",
+                cert_bundle=self.settings.ca_file,
                 timeout=self.timeout,
             )
         except Exception as error:

@@ -65,6 +65,7 @@ class SmtpSettings(Model):
     port: int = 587
     security: Literal["starttls", "tls", "none"] = "starttls"
     timeout: Duration = "10s"
+    ca_file: str | None = Field(None, description="trust this CA (PEM) for a relay's certificate")
 
 
 class MaildirSettings(Model):
