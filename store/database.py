@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Column,
     DateTime,
     Engine,
@@ -51,6 +52,35 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("email", String(320), nullable=True),
+    Column("phone", String(64), nullable=True),
+    Column("locale", String(35), nullable=True),
+    Column("timezone", String(64), nullable=True),
+    Column("traits", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+processed_messages = Table(
+    "processed_messages",
+    metadata,
+    Column("message_id", String(200), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+write_keys = Table(
+    "write_keys",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),  # sha256: the key itself is never stored
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 

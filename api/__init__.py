@@ -1,0 +1,1 @@
+"""The shop-facing HTTP API (ingestion, Segment-compatible)."""

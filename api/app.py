@@ -1,0 +1,245 @@
+"""The shop-facing ingestion API, compatible with Segment's HTTP Tracking API.
+
+``POST /v1/identify``, ``/v1/track`` and ``/v1/batch`` take Segment's request shapes and its
+authentication (HTTP Basic, the write key as user name), so shop code instrumented with a
+Segment SDK works by changing the host. Bad input is a 4xx that names the field; nothing on a
+bad request is a 500. A ``messageId`` seen in the last 48 hours is accepted and not processed
+again; if processing fails (Temporal unreachable) the claim is released and the answer is 503,
+so the SDK's retry is processed — nothing is half done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from workflows.models import Event, Profile
+
+log = logging.getLogger("touchpoint.api")
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+
+RouteEvent = Callable[[Event, Profile], Awaitable[object]]
+
+
+class SegmentCall(BaseModel):
+    """The fields Segment's calls share; unknown fields are allowed, as Segment allows them."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    user_id: str | None = Field(None, alias="userId", max_length=200)
+    anonymous_id: str | None = Field(None, alias="anonymousId", max_length=200)
+    message_id: str | None = Field(None, alias="messageId", max_length=200)
+    timestamp: datetime | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _someone(self) -> SegmentCall:
+        if not (self.user_id or self.anonymous_id):
+            raise ValueError("userId or anonymousId is required")
+        return self
+
+    @property
+    def customer_id(self) -> str:
+        return str(self.user_id or self.anonymous_id)
+
+
+class IdentifyCall(SegmentCall):
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrackCall(SegmentCall):
+    event: str = Field(min_length=1, max_length=200)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["identify", "track", "page", "screen", "group", "alias"]
+
+
+class BatchCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    batch: list[dict[str, Any]] = Field(min_length=1)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.errors = status, message, errors or []
+
+
+@dataclass
+class Ingestion:
+    """What the API needs: the stores and the router's ``route``."""
+
+    profiles: ProfileStore
+    processed: ProcessedMessages
+    keys: WriteKeys
+    route: RouteEvent
+
+    async def identify(self, call: IdentifyCall) -> None:
+        context = call.context
+        await asyncio.to_thread(
+            self.profiles.upsert,
+            call.customer_id,
+            call.traits,
+            locale=_text(context.get("locale")),
+            timezone=_text(context.get("timezone")),
+        )
+
+    async def track(self, call: TrackCall) -> None:
+        message_id = call.message_id or f"api-{uuid.uuid4()}"
+        if not await asyncio.to_thread(self.processed.claim, message_id):
+            return  # a duplicate: accepted, not processed twice
+        try:
+            profile = await asyncio.to_thread(self.profiles.get, call.customer_id)
+            event = Event(
+                message_id=message_id,
+                event=call.event,
+                customer_id=call.customer_id,
+                properties=call.properties,
+                timestamp=call.timestamp or datetime.now(UTC),
+            )
+            await self.route(event, profile or Profile(id=call.customer_id))
+        except Exception:
+            await asyncio.to_thread(self.processed.release, message_id)
+            raise
+
+
+def create_app(ingestion: Ingestion) -> FastAPI:
+    app = FastAPI(
+        title="Touchpoint ingestion API",
+        version="1",
+        description="Segment-compatible: point a Segment SDK's host here.",
+    )
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, error: BadRequest) -> JSONResponse:
+        return JSONResponse(
+            {"success": False, "message": error.message, "errors": error.errors},
+            status_code=error.status,
+        )
+
+    async def handle(request: Request, kind: type[SegmentCall], limit: int) -> JSONResponse:
+        await _authenticate(request, ingestion.keys)
+        body = await _json_body(request, limit)
+        call = _validate(kind, body)
+        try:
+            if isinstance(call, TrackCall):
+                await ingestion.track(call)
+            elif isinstance(call, IdentifyCall):
+                await ingestion.identify(call)
+        except Exception:
+            log.exception("processing failed; the sender may retry")
+            return JSONResponse({"success": False, "message": "try again later"}, status_code=503)
+        return JSONResponse({"success": True})
+
+    @app.post("/v1/identify", summary="Create or update a customer profile")
+    async def identify(request: Request) -> JSONResponse:
+        return await handle(request, IdentifyCall, MAX_EVENT_BYTES)
+
+    @app.post("/v1/track", summary="Record an event; it may start journeys or reach waiting runs")
+    async def track(request: Request) -> JSONResponse:
+        return await handle(request, TrackCall, MAX_EVENT_BYTES)
+
+    @app.post("/v1/batch", summary="Several identify and track calls at once")
+    async def batch(request: Request) -> JSONResponse:
+        await _authenticate(request, ingestion.keys)
+        body = _validate(BatchCall, await _json_body(request, MAX_BATCH_BYTES))
+        calls: list[SegmentCall] = []
+        for index, item in enumerate(body.batch):
+            if len(json.dumps(item)) > MAX_EVENT_BYTES:
+                raise BadRequest(413, f"batch[{index}] is larger than 32 KB")
+            kind = _validate(BatchItem, item, prefix=f"batch[{index}]").type
+            model = {"identify": IdentifyCall, "track": TrackCall}.get(kind)
+            if model is not None:  # page, screen, group, alias: accepted, not used
+                calls.append(
+                    _validate(model, {"context": body.context, **item}, prefix=f"batch[{index}]")
+                )
+        try:
+            for call in calls:
+                if isinstance(call, TrackCall):
+                    await ingestion.track(call)
+                elif isinstance(call, IdentifyCall):
+                    await ingestion.identify(call)
+        except Exception:
+            log.exception("processing a batch failed; the sender may retry")
+            return JSONResponse({"success": False, "message": "try again later"}, status_code=503)
+        return JSONResponse({"success": True})
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _authenticate(request: Request, keys: WriteKeys) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    key = None
+    if scheme.lower() == "basic":
+        try:
+            key = base64.b64decode(value, validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            key = None
+    if not key or await asyncio.to_thread(keys.source, key) is None:
+        raise BadRequest(401, "unknown or missing write key (HTTP Basic, the key as user name)")
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    if "json" not in request.headers.get("content-type", "application/json"):
+        raise BadRequest(415, "send JSON (Content-Type: application/json)")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"the body is larger than {limit // 1024} KB")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise BadRequest(413, f"the body is larger than {limit // 1024} KB")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest(400, f"invalid JSON: {error}") from None
+
+
+def _validate(model: type[Any], body: Any, prefix: str = "") -> Any:
+    if not isinstance(body, dict):
+        raise BadRequest(400, f"{prefix or 'the body'} must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        errors = [
+            {"path": _path(prefix, detail["loc"]), "message": detail["msg"]}
+            for detail in error.errors()
+        ]
+        raise BadRequest(
+            400, "; ".join(f"{e['path']}: {e['message']}" for e in errors), errors
+        ) from None
+
+
+def _path(prefix: str, loc: tuple[Any, ...]) -> str:
+    text = prefix
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(body)"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,136 @@
+"""What the ingestion API keeps: customer profiles, message ids it has processed (dedupe), and
+hashed write keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from store.database import processed_messages, profiles, write_keys
+from workflows.models import Profile
+
+DEDUPE_WINDOW = timedelta(hours=48)
+
+
+class ProfileStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, customer_id: str) -> Profile | None:
+        with self.engine.connect() as db:
+            row = db.execute(select(profiles).where(profiles.c.customer_id == customer_id)).first()
+        if row is None:
+            return None
+        return Profile(
+            id=row.customer_id,
+            email=row.email,
+            phone=row.phone,
+            locale=row.locale,
+            timezone=row.timezone,
+            traits=dict(row.traits or {}),
+        )
+
+    def upsert(
+        self,
+        customer_id: str,
+        traits: dict[str, Any],
+        *,
+        locale: str | None = None,
+        timezone: str | None = None,
+    ) -> Profile:
+        """Merge ``traits`` into the profile (creating it); email and phone come from traits."""
+        now = datetime.now(UTC)
+        current = self.get(customer_id)
+        merged = {**(current.traits if current else {}), **traits}
+        values = {
+            "email": merged.get("email") if isinstance(merged.get("email"), str) else None,
+            "phone": merged.get("phone") if isinstance(merged.get("phone"), str) else None,
+            "locale": locale or (current.locale if current else None),
+            "timezone": timezone or (current.timezone if current else None),
+            "traits": merged,
+            "updated_at": now,
+        }
+        with self.engine.begin() as db:
+            if current is None:
+                try:
+                    db.execute(
+                        insert(profiles).values(customer_id=customer_id, created_at=now, **values)
+                    )
+                except IntegrityError:  # created meanwhile by another request: update instead
+                    db.rollback()
+                    return self.upsert(customer_id, traits, locale=locale, timezone=timezone)
+            else:
+                db.execute(
+                    update(profiles).where(profiles.c.customer_id == customer_id).values(**values)
+                )
+        profile = self.get(customer_id)
+        assert profile is not None
+        return profile
+
+
+class ProcessedMessages:
+    """Message ids seen in the last 48 hours: a duplicate is accepted but not processed twice."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim(self, message_id: str) -> bool:
+        """``True`` the first time ``message_id`` is seen."""
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    insert(processed_messages).values(
+                        message_id=message_id, received_at=datetime.now(UTC)
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def release(self, message_id: str) -> None:
+        """Forget a claim whose processing failed, so the sender's retry is processed."""
+        with self.engine.begin() as db:
+            db.execute(
+                delete(processed_messages).where(processed_messages.c.message_id == message_id)
+            )
+
+    def purge(self, now: datetime | None = None) -> int:
+        cutoff = (now or datetime.now(UTC)) - DEDUPE_WINDOW
+        with self.engine.begin() as db:
+            return db.execute(
+                delete(processed_messages).where(processed_messages.c.received_at < cutoff)
+            ).rowcount
+
+
+class WriteKeys:
+    """Write keys as Segment's SDKs send them (HTTP Basic user name); only hashes are stored."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, name: str) -> str:
+        key = "tp_" + secrets.token_urlsafe(24)
+        with self.engine.begin() as db:
+            db.execute(
+                insert(write_keys).values(
+                    key_hash=_hash(key), name=name, created_at=datetime.now(UTC)
+                )
+            )
+        return key
+
+    def source(self, key: str) -> str | None:
+        """The name of the source ``key`` belongs to, or ``None``."""
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(write_keys.c.name).where(write_keys.c.key_hash == _hash(key))
+            ).first()
+        return None if row is None else str(row.name)
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,235 @@
+"""The ingestion API: Segment's request shapes, auth, limits, dedupe; and the official Segment
+SDK pointed at it, starting a real journey."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from temporalio.testing import WorkflowEnvironment
+
+from activities.recording import RecordingActivities
+from api.app import Ingestion, create_app
+from runtime.router import Router
+from store.database import connect
+from store.entries import EntryStore
+from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from tests.temporal import plan_from, running_workers
+from workflows.models import Event, Profile, RunSettings
+
+
+class Routed:
+    def __init__(self) -> None:
+        self.events: list[tuple[Event, Profile]] = []
+        self.fail = False
+
+    async def __call__(self, event: Event, profile: Profile) -> None:
+        if self.fail:
+            raise RuntimeError("Temporal is unreachable")
+        self.events.append((event, profile))
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[ProfileStore, ProcessedMessages, WriteKeys]:
+    engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    return ProfileStore(engine), ProcessedMessages(engine), WriteKeys(engine)
+
+
+@pytest.fixture
+def api(
+    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys],
+) -> tuple[httpx.AsyncClient, Routed, str]:
+    routed = Routed()
+    key = stores[2].create("web shop")
+    app = create_app(Ingestion(*stores, route=routed))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", auth=(key, "")
+    )
+    return client, routed, key
+
+
+async def test_identify_then_track_hands_the_event_and_profile_to_the_router(api: Any) -> None:
+    client, routed, _ = api
+    identified = await client.post(
+        "/v1/identify",
+        json={
+            "userId": "max-1",
+            "traits": {"email": "max@example.com", "first_name": "Max"},
+            "context": {"locale": "de-DE", "timezone": "Europe/Berlin"},
+        },
+    )
+    assert (identified.status_code, identified.json()) == (200, {"success": True})
+    tracked = await client.post(
+        "/v1/track",
+        json={
+            "userId": "max-1",
+            "event": "Product Viewed",
+            "properties": {"sku": "LAP-1"},
+            "messageId": "m-1",
+            "timestamp": "2026-11-27T10:00:00Z",
+        },
+    )
+    assert tracked.status_code == 200
+    [(event, profile)] = routed.events
+    assert (event.event, event.message_id, event.properties) == (
+        "Product Viewed",
+        "m-1",
+        {"sku": "LAP-1"},
+    )
+    assert (profile.email, profile.locale, profile.timezone) == (
+        "max@example.com",
+        "de-DE",
+        "Europe/Berlin",
+    )
+
+
+async def test_a_duplicate_message_id_is_accepted_but_not_processed_twice(api: Any) -> None:
+    client, routed, _ = api
+    call = {"userId": "max-1", "event": "Product Viewed", "messageId": "same"}
+    assert (await client.post("/v1/track", json=call)).status_code == 200
+    assert (await client.post("/v1/track", json=call)).status_code == 200
+    assert len(routed.events) == 1
+
+
+async def test_a_failure_to_route_is_503_and_the_retry_is_processed(api: Any) -> None:
+    client, routed, _ = api
+    routed.fail = True
+    call = {"userId": "max-1", "event": "Product Viewed", "messageId": "retry-me"}
+    assert (await client.post("/v1/track", json=call)).status_code == 503
+    routed.fail = False
+    assert (await client.post("/v1/track", json=call)).status_code == 200
+    assert len(routed.events) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "path"),
+    [
+        ({"event": "X"}, 400, "(body)"),
+        ({"userId": "u", "event": ""}, 400, "event"),
+        ({"userId": "u", "event": "X", "properties": "nope"}, 400, "properties"),
+        ({"userId": "u", "event": "X", "timestamp": "yesterday"}, 400, "timestamp"),
+        ([1, 2], 400, None),
+        ({"userId": "u", "event": "X", "properties": {"blob": "x" * 40_000}}, 413, None),
+    ],
+)
+async def test_bad_requests_are_4xx_with_the_field_path(
+    api: Any, body: Any, status: int, path: str | None
+) -> None:
+    client, routed, _ = api
+    response = await client.post("/v1/track", json=body)
+    assert response.status_code == status
+    assert response.json()["success"] is False
+    if path is not None:
+        assert path in [e["path"] for e in response.json()["errors"]]
+    assert routed.events == []
+
+
+async def test_malformed_json_and_wrong_content_type(api: Any) -> None:
+    client, _, _ = api
+    broken = await client.post(
+        "/v1/track", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400 and "invalid JSON" in broken.json()["message"]
+    form = await client.post("/v1/track", content=b"a=b", headers={"content-type": "text/plain"})
+    assert form.status_code == 415
+
+
+async def test_unknown_or_missing_write_keys_are_401(api: Any) -> None:
+    client, routed, _ = api
+    call = {"userId": "u", "event": "X"}
+    assert (await client.post("/v1/track", json=call, auth=("wrong-key", ""))).status_code == 401
+    no_auth = httpx.AsyncClient(transport=client._transport, base_url="http://api")
+    assert (await no_auth.post("/v1/track", json=call)).status_code == 401
+    garbage = await no_auth.post("/v1/track", json=call, headers={"authorization": "Basic !!!"})
+    assert garbage.status_code == 401
+    assert routed.events == []
+
+
+async def test_batch_mixes_identify_and_track_and_names_the_bad_item(api: Any) -> None:
+    client, routed, _ = api
+    good = await client.post(
+        "/v1/batch",
+        json={
+            "batch": [
+                {"type": "identify", "userId": "erika", "traits": {"email": "erika@example.com"}},
+                {"type": "track", "userId": "erika", "event": "Signed Up", "messageId": "b-1"},
+                {"type": "page", "userId": "erika", "name": "Home"},
+            ]
+        },
+    )
+    assert good.status_code == 200
+    [(event, profile)] = routed.events
+    assert event.event == "Signed Up" and profile.email == "erika@example.com"
+    bad = await client.post("/v1/batch", json={"batch": [{"type": "track", "userId": "e"}]})
+    assert bad.status_code == 400 and "batch[0].event" in [e["path"] for e in bad.json()["errors"]]
+    odd = await client.post("/v1/batch", json={"batch": [{"type": "launch"}]})
+    assert odd.status_code == 400 and odd.json()["errors"][0]["path"] == "batch[0].type"
+
+
+async def test_the_openapi_document_lists_the_endpoints(api: Any) -> None:
+    client, _, _ = api
+    document = (await client.get("/openapi.json")).json()
+    assert {"/v1/identify", "/v1/track", "/v1/batch", "/healthz"} <= set(document["paths"])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_official_segment_sdk_starts_a_journey(
+    time_env: WorkflowEnvironment,
+    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys],
+    tmp_path: Path,
+) -> None:
+    from segment.analytics import Client as SegmentClient
+
+    plan = plan_from("""
+id: sdk-welcome
+name: Welcome from the SDK
+category: marketing
+trigger:
+  event: Signed Up
+steps:
+  - send: email
+    template: newsletter-welcome
+""")
+    recorder = RecordingActivities()
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = Router(
+            time_env.client,
+            {plan.journey_id: plan},
+            EntryStore(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")),
+            RunSettings(queue_prefix=prefix, index_runs=False),
+        )
+        key = stores[2].create("web shop")
+        app = create_app(Ingestion(*stores, route=router.route))
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        try:
+            sdk = SegmentClient(write_key=key, host=f"http://127.0.0.1:{port}", sync_mode=True)
+            await asyncio.to_thread(
+                sdk.identify, "max-1", {"email": "max@example.com", "first_name": "Max"}
+            )
+            await asyncio.to_thread(sdk.track, "max-1", "Signed Up", {"source": "newsletter-form"})
+            for _ in range(100):
+                if recorder.sent:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            server.should_exit = True
+            await serving
+    [message] = recorder.sent
+    assert message.journey_id == "sdk-welcome" and message.profile.email == "max@example.com"
+    assert message.context["event"]["properties"] == {"source": "newsletter-form"}
