@@ -30,6 +30,7 @@ from activities.http import make_client
 from activities.messages import EmailProvider, OutgoingEmail
 from activities.rendering import Renderer
 from activities.unsubscribe import SECRET_ENV, make_token, secret_from_env, unsubscribe_headers
+from store.ingestion import ConsentStore
 from store.ledger import Ledger, Status
 from workflows.language.project import (
     Connection,
@@ -67,6 +68,7 @@ class DeliveryActivities:
     http: httpx.AsyncClient
     unsubscribe_secret: bytes | None = None
     environ: Mapping[str, str] | None = None
+    consent: ConsentStore | None = None
     telegram_api: str = "https://api.telegram.org"
 
     @classmethod
@@ -93,6 +95,7 @@ class DeliveryActivities:
             http=make_client(),
             unsubscribe_secret=secret,
             environ=env,
+            consent=ConsentStore(ledger.engine),
         )
 
     def all(self) -> list[Callable[..., Any]]:
@@ -183,6 +186,10 @@ class DeliveryActivities:
         if not _looks_like_address(address):
             raise permanent(f"not an email address: {address!r}", "RecipientUnreachable")
         marketing = request.category == "marketing"
+        if marketing and self.consent is not None:
+            blocked = await asyncio.to_thread(self.consent.blocked, request.customer_id)
+            if blocked:
+                return SendResult(message_id=request.message_id, status="skipped", reason=blocked)
         headers: dict[str, str] = {}
         unsubscribe_url = None
         if marketing:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import html
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,9 +24,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from activities.unsubscribe import InvalidToken, verify_token
 from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
 from workflows.models import Event, Profile
 
@@ -91,6 +94,8 @@ class Ingestion:
     processed: ProcessedMessages
     keys: WriteKeys
     route: RouteEvent
+    unsubscribe: Callable[[str, str], Awaitable[object]] | None = None
+    unsubscribe_secret: bytes | None = None
 
     async def identify(self, call: IdentifyCall) -> None:
         context = call.context
@@ -182,6 +187,27 @@ def create_app(ingestion: Ingestion) -> FastAPI:
             return JSONResponse({"success": False, "message": "try again later"}, status_code=503)
         return JSONResponse({"success": True})
 
+    @app.get(
+        "/unsubscribe/{token}",
+        summary="Confirmation page (never unsubscribes by itself)",
+        response_class=HTMLResponse,
+    )
+    async def unsubscribe_page(token: str) -> HTMLResponse:
+        return HTMLResponse(_CONFIRM_PAGE.format(token=html.escape(token, quote=True)))
+
+    @app.post("/unsubscribe/{token}", summary="One-click unsubscribe (RFC 8058)")
+    async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+        if ingestion.unsubscribe is None or ingestion.unsubscribe_secret is None:
+            raise BadRequest(503, "unsubscribing is not configured")
+        if not _one_click(request.headers.get("content-type", ""), await request.body()):
+            raise BadRequest(400, "expected the body List-Unsubscribe=One-Click")
+        try:
+            claim = verify_token(ingestion.unsubscribe_secret, token)
+        except InvalidToken:
+            raise BadRequest(400, "this unsubscribe link is not valid") from None
+        await ingestion.unsubscribe(claim.customer_id, "one-click")
+        return HTMLResponse(_DONE_PAGE)
+
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -243,3 +269,27 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+_ONE_CLICK_MULTIPART = re.compile(
+    rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click'
+)
+
+
+def _one_click(content_type: str, body: bytes) -> bool:
+    """RFC 8058: ``List-Unsubscribe=One-Click``, form-urlencoded or multipart/form-data."""
+    if content_type.startswith("multipart/form-data"):
+        return bool(_ONE_CLICK_MULTIPART.search(body))
+    from urllib.parse import parse_qs
+
+    return parse_qs(body.decode("latin-1")).get("List-Unsubscribe") == ["One-Click"]
+
+
+_CONFIRM_PAGE = """<!doctype html><html><head><meta charset="utf-8">
+<title>Unsubscribe</title></head><body><h1>Unsubscribe from marketing email?</h1>
+<form method="post" action="/unsubscribe/{token}">
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button></form></body></html>"""
+_DONE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribed</title></head>
+<body><h1>You are unsubscribed.</h1><p>You will get no more marketing email from us.
+Messages about your orders still reach you.</p></body></html>"""

@@ -75,6 +75,16 @@ processed_messages = Table(
     Column("received_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
+consent = Table(
+    "consent",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("category", String(32), primary_key=True),  # "marketing"
+    Column("status", String(16), nullable=False),  # "unsubscribed" or "suppressed"
+    Column("reason", String(200), nullable=True),  # one-click, bounce, spamreport, …
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 write_keys = Table(
     "write_keys",
     metadata,

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from store.database import processed_messages, profiles, write_keys
+from store.database import consent, processed_messages, profiles, write_keys
 from workflows.models import Profile
 
 DEDUPE_WINDOW = timedelta(hours=48)
@@ -134,3 +134,40 @@ class WriteKeys:
 
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ConsentStore:
+    """Who must not get marketing email any more, and why (unsubscribe, bounce, spam report)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def withdraw(self, customer_id: str, reason: str, status: str = "unsubscribed") -> bool:
+        """Record it; ``True`` if it is new (idempotent: a second click changes nothing)."""
+        now = datetime.now(UTC)
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    insert(consent).values(
+                        customer_id=customer_id,
+                        category="marketing",
+                        status=status,
+                        reason=reason,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def blocked(self, customer_id: str, category: str = "marketing") -> str | None:
+        """Why ``customer_id`` must not get ``category`` messages, or ``None``."""
+        if category != "marketing":
+            return None
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(consent.c.status, consent.c.reason).where(
+                    consent.c.customer_id == customer_id, consent.c.category == "marketing"
+                )
+            ).first()
+        return None if row is None else f"{row.status} ({row.reason})"

@@ -130,6 +130,12 @@ class JourneyWorkflow:
         if event.event in self._listened:
             self.state.inbox = [*self.state.inbox, event][-INBOX_LIMIT:]
 
+    @workflow.signal(name="unsubscribed")
+    def on_unsubscribed(self, request: CancelRequest) -> None:
+        """The customer withdrew marketing consent: a marketing run exits, others go on."""
+        if self.state.outcome is None and self.plan.category == "marketing":
+            self._finish("exited", reason="unsubscribed")
+
     @workflow.signal(name="cancel")
     def on_cancel(self, request: CancelRequest) -> None:
         if self.state.outcome is None:
