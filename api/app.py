@@ -17,16 +17,25 @@ import html
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from activities import sendgrid_events as sg
 from activities.unsubscribe import InvalidToken, verify_token
 from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
 from workflows.models import Event, Profile
@@ -36,6 +45,14 @@ MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 
 RouteEvent = Callable[[Event, Profile], Awaitable[object]]
+
+REGISTRY = CollectorRegistry()
+RECEIVED = Counter("touchpoint_events_received", "Calls accepted", ["type"], registry=REGISTRY)
+ROUTED = Counter("touchpoint_events_routed", "Events handed to the router", registry=REGISTRY)
+REJECTED = Counter(
+    "touchpoint_requests_rejected", "Refused, by reason", ["reason"], registry=REGISTRY
+)
+LATENCY = Histogram("touchpoint_request_seconds", "Request latency", ["route"], registry=REGISTRY)
 
 
 class SegmentCall(BaseModel):
@@ -96,8 +113,12 @@ class Ingestion:
     route: RouteEvent
     unsubscribe: Callable[[str, str], Awaitable[object]] | None = None
     unsubscribe_secret: bytes | None = None
+    suppress: Callable[[str, str], Awaitable[object]] | None = None  # customer id, reason
+    sendgrid_key: Any = None  # the Event Webhook's verification key (P-256)
+    ready: Callable[[], Awaitable[dict[str, bool]]] | None = None
 
     async def identify(self, call: IdentifyCall) -> None:
+        RECEIVED.labels("identify").inc()
         context = call.context
         await asyncio.to_thread(
             self.profiles.upsert,
@@ -109,7 +130,9 @@ class Ingestion:
 
     async def track(self, call: TrackCall) -> None:
         message_id = call.message_id or f"api-{uuid.uuid4()}"
+        RECEIVED.labels("track").inc()
         if not await asyncio.to_thread(self.processed.claim, message_id):
+            REJECTED.labels("duplicate").inc()
             return  # a duplicate: accepted, not processed twice
         try:
             profile = await asyncio.to_thread(self.profiles.get, call.customer_id)
@@ -121,6 +144,7 @@ class Ingestion:
                 timestamp=call.timestamp or datetime.now(UTC),
             )
             await self.route(event, profile or Profile(id=call.customer_id))
+            ROUTED.inc()
         except Exception:
             await asyncio.to_thread(self.processed.release, message_id)
             raise
@@ -135,6 +159,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, error: BadRequest) -> JSONResponse:
+        REJECTED.labels(_REASONS.get(error.status, str(error.status))).inc()
         return JSONResponse(
             {"success": False, "message": error.message, "errors": error.errors},
             status_code=error.status,
@@ -208,9 +233,68 @@ def create_app(ingestion: Ingestion) -> FastAPI:
         await ingestion.unsubscribe(claim.customer_id, "one-click")
         return HTMLResponse(_DONE_PAGE)
 
+    @app.post("/webhooks/sendgrid", summary="SendGrid Event Webhook (signed)")
+    async def sendgrid_events(request: Request) -> JSONResponse:
+        raw = await request.body()
+        signature = request.headers.get(sg.SIGNATURE_HEADER, "")
+        timestamp = request.headers.get(sg.TIMESTAMP_HEADER, "")
+        key = ingestion.sendgrid_key
+        if key is None or not sg.verify(key, raw, signature, timestamp):
+            raise BadRequest(403, "the signature does not verify")
+        try:
+            events = sg.parse_events(raw)
+        except ValueError as error:
+            raise BadRequest(400, str(error)) from None
+        for feedback in events:
+            claim = f"sendgrid:{feedback.sg_event_id}"
+            if not await asyncio.to_thread(ingestion.processed.claim, claim):
+                continue
+            customer = await asyncio.to_thread(ingestion.profiles.by_email, feedback.email)
+            if customer is None:
+                continue
+            if feedback.kind == "suppression" and ingestion.suppress is not None:
+                await ingestion.suppress(customer, feedback.reason or "suppressed")
+            elif feedback.name:
+                properties = {
+                    "message_id": feedback.message_id,
+                    "journey": feedback.journey,
+                    "step": feedback.step,
+                    "url": feedback.url,
+                }
+                event = Event(
+                    message_id=claim,
+                    event=feedback.name,
+                    customer_id=customer,
+                    timestamp=feedback.timestamp,
+                    properties={k: v for k, v in properties.items() if v is not None},
+                )
+                profile = await asyncio.to_thread(ingestion.profiles.get, customer)
+                await ingestion.route(event, profile or Profile(id=customer))
+        return JSONResponse({"success": True})
+
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", summary="Temporal and the store are reachable")
+    async def readyz() -> JSONResponse:
+        checks = await ingestion.ready() if ingestion.ready else {}
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        LATENCY.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - started)
+        return response
 
     return app
 
@@ -293,3 +377,13 @@ _CONFIRM_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 _DONE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribed</title></head>
 <body><h1>You are unsubscribed.</h1><p>You will get no more marketing email from us.
 Messages about your orders still reach you.</p></body></html>"""
+
+
+_REASONS = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    413: "too_large",
+    415: "not_json",
+    503: "unavailable",
+}

@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from store.database import consent, processed_messages, profiles, write_keys
@@ -34,6 +34,16 @@ class ProfileStore:
             timezone=row.timezone,
             traits=dict(row.traits or {}),
         )
+
+    def by_email(self, email: str) -> str | None:
+        """The customer id with this email address (case-insensitive), if any."""
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(profiles.c.customer_id).where(
+                    func.lower(profiles.c.email) == email.strip().lower()
+                )
+            ).first()
+        return None if row is None else str(row.customer_id)
 
     def upsert(
         self,

@@ -4,6 +4,7 @@ SDK pointed at it, starting a real journey."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,106 @@ steps:
     [message] = recorder.sent
     assert message.journey_id == "sdk-welcome" and message.profile.email == "max@example.com"
     assert message.context["event"]["properties"] == {"source": "newsletter-form"}
+
+
+def _signed(private_key: Any, body: bytes, timestamp: str) -> dict[str, str]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    signature = private_key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return {
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        "content-type": "application/json",
+    }
+
+
+async def test_the_signed_sendgrid_webhook_suppresses_and_routes_engagement(
+    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys],
+) -> None:
+    import json as jsonlib
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    routed, suppressed = Routed(), []
+
+    async def suppress(customer: str, reason: str) -> None:
+        suppressed.append((customer, reason))
+
+    stores[0].upsert("max-1", {"email": "Max@Example.com"})
+    app = create_app(
+        Ingestion(*stores, route=routed, suppress=suppress, sendgrid_key=private.public_key())
+    )
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+    events = [
+        {
+            "sg_event_id": "e1",
+            "event": "click",
+            "email": "max@example.com",
+            "timestamp": 1764230000,
+            "url": "https://shop.example/a14",
+            "touchpoint_message_id": "msg_1",
+            "journey": "laptop-recommendation",
+            "step": "recommend",
+        },
+        {
+            "sg_event_id": "e2",
+            "event": "bounce",
+            "email": "max@example.com",
+            "timestamp": 1764230001,
+        },
+        {
+            "sg_event_id": "e3",
+            "event": "open",
+            "email": "someone-else@example.com",
+            "timestamp": 1764230002,
+        },
+    ]
+    body = jsonlib.dumps(events).encode()
+    headers = _signed(private, body, "1764230005")
+    accepted = await client.post("/webhooks/sendgrid", content=body, headers=headers)
+    again = await client.post("/webhooks/sendgrid", content=body, headers=headers)
+    tampered = await client.post(
+        "/webhooks/sendgrid", content=body.replace(b"e1", b"e9"), headers=headers
+    )
+    other_key = _signed(ec.generate_private_key(ec.SECP256R1()), body, "1764230005")
+    wrong = await client.post("/webhooks/sendgrid", content=body, headers=other_key)
+    unsigned = await client.post("/webhooks/sendgrid", content=body)
+    assert accepted.status_code == again.status_code == 200
+    assert tampered.status_code == wrong.status_code == unsigned.status_code == 403
+    [(event, profile)] = routed.events  # once, although posted twice; the stranger is ignored
+    assert (event.event, event.customer_id, profile.id) == ("email.clicked", "max-1", "max-1")
+    assert event.properties == {
+        "message_id": "msg_1",
+        "journey": "laptop-recommendation",
+        "step": "recommend",
+        "url": "https://shop.example/a14",
+    }
+    assert suppressed == [("max-1", "bounce")]
+
+
+async def test_readyz_reports_each_dependency_and_metrics_count(
+    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys],
+) -> None:
+    async def half_ready() -> dict[str, bool]:
+        return {"temporal": True, "store": False}
+
+    key = stores[2].create("shop")
+    app = create_app(Ingestion(*stores, route=Routed(), ready=half_ready))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", auth=(key, "")
+    )
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json() == {
+        "ready": False,
+        "temporal": True,
+        "store": False,
+    }
+    assert (await client.get("/healthz")).status_code == 200
+    await client.post("/v1/track", json={"userId": "u", "event": "Seen", "messageId": "metrics-1"})
+    await client.post("/v1/track", json={"event": "no user"})
+    text = (await client.get("/metrics")).text
+    assert 'touchpoint_events_received_total{type="track"}' in text
+    assert 'touchpoint_requests_rejected_total{reason="invalid"}' in text
+    assert "touchpoint_request_seconds_bucket" in text
