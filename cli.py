@@ -119,6 +119,37 @@ def worker_command(
     asyncio.run(run_worker(project.resolve(), role))  # type: ignore[arg-type]
 
 
+@app.command("api")
+def api_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Serve the ingestion API (Segment-compatible), unsubscribe and provider webhooks."""
+    import asyncio
+
+    from runtime.api_server import serve_api
+
+    asyncio.run(serve_api(project.resolve(), host, port))
+
+
+keys_app = typer.Typer(help="Write keys for the ingestion API.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create_command(
+    name: Annotated[str, typer.Argument(help="Who uses it, e.g. web-shop or store-tills.")],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Create a write key; it is shown once and only its hash is stored."""
+    from runtime.api_server import create_key
+
+    key = create_key(project.resolve(), name)
+    typer.echo(key)
+    typer.echo(f"write key for {name!r}; use it as the Segment SDK's write key", err=True)
+
+
 @app.command("emit")
 def emit_command(
     event_name: Annotated[str, typer.Argument(metavar="EVENT", help="The event name, as tracked.")],

@@ -372,3 +372,76 @@ async def test_emit_and_runs_commands(
     assert run_id.startswith("journey/newsletter-welcome/") and customer not in run_id
     shown = await run("runs", "show", run_id)
     assert shown.startswith("newsletter-welcome (version ")
+
+
+async def test_the_api_process_feeds_the_worker_process(
+    dev_env: WorkflowEnvironment, worker_process: dict[str, Any], tmp_path: Path
+) -> None:
+    """``touchpoint api`` and ``python worker.py`` as separate processes: an HTTP track call
+    with a write key from ``touchpoint keys create`` starts a journey whose email is sent."""
+    import httpx
+
+    env = {
+        **os.environ,
+        "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
+        "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/api.db",
+        "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS),
+    }
+    touchpoint = str(Path(sys.executable).parent / "touchpoint")
+    key = subprocess.run(
+        [touchpoint, "keys", "create", "web-shop"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    port = _free_port()
+    log = (tmp_path / "api.log").open("w")
+    api = subprocess.Popen(
+        [touchpoint, "api", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=(key, "")) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            ready = (await http.get("/readyz")).json()
+            assert ready == {"ready": True, "temporal": True, "store": True}
+            identified = await http.post(
+                "/v1/identify",
+                json={"userId": "ada", "traits": {"email": "ada@example.com", "interests": []}},
+            )
+            tracked = await http.post(
+                "/v1/track",
+                json={"userId": "ada", "event": "Newsletter Subscribed", "messageId": "ada-1"},
+            )
+            assert identified.status_code == tracked.status_code == 200
+            for _ in range(200):
+                if recorded(worker_process["record"], "ada", "newsletter-welcome"):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        api.send_signal(signal.SIGINT)
+        api.wait(timeout=20)
+        log.close()
+    assert (
+        recorded(worker_process["record"], "ada", "newsletter-welcome")[0] == "newsletter-welcome"
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
