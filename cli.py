@@ -119,6 +119,21 @@ def worker_command(
     asyncio.run(run_worker(project.resolve(), role))  # type: ignore[arg-type]
 
 
+@app.command("dev")
+def dev_command(
+    temporal_port: Annotated[int, typer.Option(help="Temporal's gRPC port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal UI port (0: no UI).")] = 8233,
+    api_port: Annotated[int, typer.Option(help="The API's port.")] = 8000,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Run everything locally: Temporal dev server (state in .touchpoint/), worker and API."""
+    from runtime.dev import DevPorts, run_dev
+
+    raise typer.Exit(
+        run_dev(project.resolve(), DevPorts(temporal_port, ui_port, api_port), echo=typer.echo)
+    )
+
+
 @app.command("api")
 def api_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

