@@ -90,8 +90,17 @@ async def show_run(project: Path, workflow_id: str) -> str:
     view = RunView.model_validate(await client.get_workflow_handle(workflow_id).query("state"))
     lines = [
         f"{view.journey_id} (version {view.journey_version}) at {view.current}",
-        f"outcome: {view.outcome.kind if view.outcome else 'running'}",
+        f"outcome: {view.outcome.kind if view.outcome else 'running'}"
+        + (
+            f" ({view.outcome.reason or view.outcome.error})"
+            if view.outcome and (view.outcome.reason or view.outcome.error)
+            else ""
+        ),
     ]
+    if view.waiting_for:
+        lines.append(f"waiting for: {view.waiting_for}")
+    if view.waiting_until:
+        lines.append(f"next wake-up: {view.waiting_until.isoformat(timespec='seconds')}")
     lines += [
         f"  {e.at.isoformat(timespec='seconds')}  {e.step:<24} {e.kind:<10} {e.detail}"
         for e in view.timeline

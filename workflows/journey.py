@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -107,6 +107,8 @@ class JourneyWorkflow:
             seen_ids=[run_input.trigger.message_id],
         )
         self._seen = set(self.state.seen_ids)
+        self._waiting_until: datetime | None = None
+        self._waiting_for: str | None = None
         self._listened = {
             n.match.event for n in self.plan.nodes.values() if isinstance(n, WaitForNode)
         }
@@ -150,6 +152,8 @@ class JourneyWorkflow:
             outcome=self.state.outcome,
             vars=self.state.vars,
             timeline=self.state.timeline,
+            waiting_until=self._waiting_until,
+            waiting_for=self._waiting_for,
         )
 
     # --- the interpreter -------------------------------------------------------------------
@@ -306,6 +310,7 @@ class JourneyWorkflow:
         seconds = self.input.settings.scaled(seconds)
         if seconds <= 0:
             return False
+        self._waiting_until = workflow.now() + timedelta(seconds=seconds)
         try:
             await workflow.wait_condition(
                 lambda: self.state.outcome is not None or (ready is not None and ready()),
@@ -313,6 +318,8 @@ class JourneyWorkflow:
             )
         except TimeoutError:
             return False
+        finally:
+            self._waiting_until = self._waiting_for = None
         if self.state.outcome is not None:
             raise Interrupted
         return True
@@ -334,6 +341,7 @@ class JourneyWorkflow:
         return node.next
 
     async def _wait_for(self, node: WaitForNode) -> str:
+        self._waiting_for = node.match.event
         await self._wait(node.timeout_seconds, lambda: self._find_in_inbox(node.match) is not None)
         # Look again after a timeout: an event delivered together with the timer still counts.
         found = self._find_in_inbox(node.match)

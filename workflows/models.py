@@ -149,6 +149,8 @@ class RunView(Model):
     outcome: Outcome | None
     vars: dict[str, Any]
     timeline: list[TimelineEntry]
+    waiting_until: datetime | None = None  # when the current wait ends at the latest
+    waiting_for: str | None = None  # the event a wait_for step waits for
 
 
 class CancelRequest(Model):
