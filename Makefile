@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench schema histories clean
+.PHONY: install test lint demo graphs bench schema histories clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,11 @@ lint: $(STAMP)  ## ruff (format check + lint) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-demo: $(STAMP)  ## validate the example journeys and draw them
+demo: $(STAMP)  ## validate the examples, then run Max's journeys on the real stack
 	$(BIN)/touchpoint validate
+	$(BIN)/python demo/run.py
+
+graphs: $(STAMP)  ## draw every example journey as Mermaid
 	@for j in journeys/*.yaml; do echo; $(BIN)/touchpoint graph $$j; done
 
 schema: $(STAMP)  ## regenerate schema/*.schema.json (a test checks they are current)
