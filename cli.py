@@ -13,7 +13,7 @@ import traceback
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -165,32 +165,116 @@ def keys_create_command(
     typer.echo(f"write key for {name!r}; use it as the Segment SDK's write key", err=True)
 
 
-@app.command("emit")
-def emit_command(
-    event_name: Annotated[str, typer.Argument(metavar="EVENT", help="The event name, as tracked.")],
-    customer: Annotated[str, typer.Option("--customer", help="The customer's id.")],
-    prop: Annotated[
-        list[str] | None, typer.Option("--property", "-p", help="key=value (JSON values allowed).")
-    ] = None,
-    trait: Annotated[
-        list[str] | None, typer.Option("--trait", "-t", help="A profile trait, key=value.")
-    ] = None,
-    email: Annotated[str | None, typer.Option(help="The customer's email.")] = None,
+@app.command("identify")
+def identify_command(
+    user: Annotated[str, typer.Argument(help="The customer's id.")],
+    trait: Annotated[list[str] | None, typer.Option("--trait", "-t", help="key=value")] = None,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Route one event through the router, as the ingestion API would."""
+    """Create or update a customer profile, as the API's identify would."""
     import asyncio
 
-    from runtime.operations import emit_event
+    from runtime.operations import Emitter
 
-    results = asyncio.run(
-        emit_event(project.resolve(), event_name, customer, _pairs(prop), _pairs(trait), email)
-    )
-    for routed in results:
-        reason = f" ({routed.reason})" if routed.reason else ""
-        typer.echo(f"{routed.journey_id}: {routed.action}{reason}")
-    if not results:
-        typer.echo(f"no journey starts on or waits for {event_name!r}")
+    async def go() -> None:
+        profile = await (await Emitter.for_project(project.resolve())).identify(user, _pairs(trait))
+        typer.echo(f"{profile.id}: {len(profile.traits)} trait(s)")
+
+    asyncio.run(go())
+
+
+@app.command("emit")
+def emit_command(
+    event_name: Annotated[
+        str | None, typer.Argument(metavar="[EVENT]", help="The event name, as tracked.")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "--customer", help="The customer's id.")
+    ] = None,
+    prop: Annotated[
+        list[str] | None, typer.Option("--prop", "--property", "-p", help="key=value (JSON ok).")
+    ] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Calls, one JSON a line.")] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Route events through the router, as the API would: one, or a file of them."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from runtime.operations import Emitter, read_calls
+
+    if file is None and (event_name is None or user is None):
+        raise typer.BadParameter("give EVENT and --user, or --file")
+    try:
+        single: dict[str, Any] = {
+            "type": "track",
+            "userId": user,
+            "event": event_name,
+            "properties": _pairs(prop),
+        }
+        calls: list[dict[str, Any]] = read_calls(file) if file else [single]
+    except (OSError, ValueError) as error:
+        typer.secho(f"✗ {error}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+    async def go() -> dict[str, int]:
+        emitter = await Emitter.for_project(project.resolve())
+        summary: dict[str, int] = {}
+        with Progress(disable=file is None, transient=True) as progress:
+            task = progress.add_task("routing", total=len(calls))
+            for call in calls:
+                if call.get("type") == "identify":
+                    await emitter.identify(call["userId"], call.get("traits") or {})
+                    summary["identified"] = summary.get("identified", 0) + 1
+                else:
+                    routed = await emitter.emit(
+                        call["event"],
+                        call["userId"],
+                        call.get("properties") or {},
+                        call.get("messageId"),
+                    )
+                    for result in routed:
+                        if file is None:
+                            reason = f" ({result.reason})" if result.reason else ""
+                            typer.echo(f"{result.journey_id}: {result.action}{reason}")
+                        summary[result.action] = summary.get(result.action, 0) + 1
+                    if not routed and file is None:
+                        typer.echo(f"no journey starts on or waits for {call['event']!r}")
+                progress.advance(task)
+        return summary
+
+    summary = asyncio.run(go())
+    if file is not None:
+        typer.echo(
+            f"{len(calls)} call(s): " + ", ".join(f"{n} {a}" for a, n in sorted(summary.items()))
+        )
+
+
+@app.command("show")
+def show_command(
+    workflow_id: Annotated[str, typer.Argument(help="The run's workflow id.")],
+    project: ProjectOption = Path("."),
+) -> None:
+    """A run's step, what it waits for and until when, its outcome and timeline."""
+    runs_show_command(workflow_id, project)
+
+
+@app.command("cancel")
+def cancel_command(
+    workflow_id: Annotated[str, typer.Argument(help="The run's workflow id.")],
+    reason: Annotated[
+        str, typer.Option(help="Why, for the run's outcome.")
+    ] = "cancelled by an operator",
+    project: ProjectOption = Path("."),
+) -> None:
+    """End a run now (outcome cancelled)."""
+    import asyncio
+
+    from runtime.operations import cancel_run
+
+    asyncio.run(cancel_run(project.resolve(), workflow_id, reason))
+    typer.echo(f"cancelled {workflow_id}")
 
 
 runs_app = typer.Typer(help="Find and inspect journey runs.", no_args_is_help=True)
@@ -201,7 +285,9 @@ app.add_typer(runs_app, name="runs")
 def runs_list_command(
     journey: Annotated[str | None, typer.Option(help="Only runs of this journey id.")] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer's runs.")] = None,
-    outcome: Annotated[str | None, typer.Option(help="completed, converted, exited, …")] = None,
+    outcome: Annotated[
+        str | None, typer.Option("--outcome", "--status", help="completed, converted, exited, …")
+    ] = None,
     running: Annotated[bool, typer.Option("--running", help="Only runs still going.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     project: ProjectOption = Path("."),

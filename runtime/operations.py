@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,9 +14,10 @@ from runtime.router import Routed, Router
 from runtime.settings import connect, load_settings
 from store.database import connect as connect_store
 from store.entries import EntryStore
+from store.ingestion import ProfileStore
 from workflows.language import validate
 from workflows.language.project import ProjectConfig
-from workflows.models import Event, Profile, RunView, customer_hash
+from workflows.models import CancelRequest, Event, Profile, RunView, customer_hash
 from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_OUTCOME, JOURNEY_STEP
 
 
@@ -24,30 +28,62 @@ def _project(project: Path) -> tuple[dict[str, Any], ProjectConfig]:
     return report.plans, report.config
 
 
-async def emit_event(
-    project: Path,
-    name: str,
-    customer: str,
-    properties: dict[str, Any],
-    traits: dict[str, Any],
-    email: str | None,
-) -> list[Routed]:
-    plans, config = _project(project)
-    settings = load_settings(config)
-    router = Router(
-        await connect(settings),
-        plans,
-        EntryStore(connect_store(settings.database_url)),
-        settings.run_settings(),
-    )
-    event = Event(
-        message_id=str(uuid.uuid4()),
-        event=name,
-        customer_id=customer,
-        properties=properties,
-        timestamp=datetime.now(UTC),
-    )
-    return await router.route(event, Profile(id=customer, email=email, traits=traits))
+@dataclass
+class Emitter:
+    """Routes events the way the API does: profiles from the store, the router for the rest."""
+
+    router: Router
+    profiles: ProfileStore
+
+    @classmethod
+    async def for_project(cls, project: Path) -> Emitter:
+        plans, config = _project(project)
+        settings = load_settings(config)
+        engine = connect_store(settings.database_url)
+        router = Router(await connect(settings), plans, EntryStore(engine), settings.run_settings())
+        return cls(router, ProfileStore(engine))
+
+    async def identify(self, customer: str, traits: dict[str, Any]) -> Profile:
+        return await asyncio.to_thread(self.profiles.upsert, customer, traits)
+
+    async def emit(
+        self, name: str, customer: str, properties: dict[str, Any], message_id: str | None = None
+    ) -> list[Routed]:
+        profile = await asyncio.to_thread(self.profiles.get, customer) or Profile(id=customer)
+        event = Event(
+            message_id=message_id or str(uuid.uuid4()),
+            event=name,
+            customer_id=customer,
+            properties=properties,
+            timestamp=datetime.now(UTC),
+        )
+        return await self.router.route(event, profile)
+
+
+def read_calls(path: Path) -> list[dict[str, Any]]:
+    """Segment-shaped calls, one JSON object a line (``type`` identify or track)."""
+    calls = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            call = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not JSON: {error.msg}") from None
+        if not isinstance(call, dict) or call.get("type", "track") not in ("identify", "track"):
+            raise ValueError(f"{path}:{number}: expected {{type: identify|track, userId, …}}")
+        if not call.get("userId"):
+            raise ValueError(f"{path}:{number}: userId is missing")
+        if call.get("type", "track") == "track" and not call.get("event"):
+            raise ValueError(f"{path}:{number}: event is missing")
+        calls.append(call)
+    return calls
+
+
+async def cancel_run(project: Path, workflow_id: str, reason: str) -> None:
+    _, config = _project(project)
+    client = await connect(load_settings(config))
+    await client.get_workflow_handle(workflow_id).signal("cancel", CancelRequest(reason=reason))
 
 
 async def list_runs(

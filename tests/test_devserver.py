@@ -349,19 +349,26 @@ async def test_emit_and_runs_commands(
         return out.decode()
 
     customer = f"cli-{uuid.uuid4().hex[:6]}"
-    emitted = await run(
-        "emit",
-        "Newsletter Subscribed",
-        "--customer",
-        customer,
-        "--trait",
-        'interests=["laptops"]',
-        "--email",
-        "cli@example.com",
+    identified = await run(
+        "identify", customer, "--trait", "email=cli@example.com", "--trait", 'interests=["laptops"]'
     )
+    assert identified.strip() == f"{customer}: 2 trait(s)"
+    emitted = await run("emit", "Newsletter Subscribed", "--user", customer)
     assert emitted.strip() == "newsletter-welcome: started"
-    again = await run("emit", "Newsletter Subscribed", "--customer", customer)
+    again = await run("emit", "Newsletter Subscribed", "--user", customer)
     assert again.strip() == "newsletter-welcome: skipped (already entered once)"
+    calls = tmp_path / "calls.ndjson"
+    other = f"file-{uuid.uuid4().hex[:6]}"
+    calls.write_text(
+        json.dumps({"type": "identify", "userId": other, "traits": {"email": "f@example.com"}})
+        + "\n"
+        + json.dumps({"type": "track", "userId": other, "event": "Newsletter Subscribed"})
+        + "\n"
+        + json.dumps({"type": "track", "userId": other, "event": "Page Viewed"})
+        + "\n"
+    )
+    from_file = await run("emit", "--file", str(calls))
+    assert from_file.strip() == "3 call(s): 1 identified, 1 started"
     listed = ""
     for _ in range(50):  # visibility is eventually consistent
         listed = await run("runs", "list", "--customer", customer)
@@ -370,7 +377,11 @@ async def test_emit_and_runs_commands(
         await asyncio.sleep(0.2)
     run_id = listed.split()[0]
     assert run_id.startswith("journey/newsletter-welcome/") and customer not in run_id
-    shown = await run("runs", "show", run_id)
+    shown = await run("show", run_id)
+    assert "next wake-up:" in shown
+    assert (await run("cancel", run_id, "--reason", "support ticket 42")).startswith("cancelled")
+    result = RunResult.model_validate(await dev_env.client.get_workflow_handle(run_id).result())
+    assert (result.outcome.kind, result.outcome.reason) == ("cancelled", "support ticket 42")
     assert shown.startswith("newsletter-welcome (version ")
 
 
