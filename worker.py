@@ -35,7 +35,7 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
     settings = load_settings(report.config)
     client = await connect(settings)
     names = {plan.journey_id: plan.name for plan in report.plans.values()}
-    activities = _activities(settings, project, names)
+    activities = _activities(settings, project, names) if role != "workflows" else []
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -25,7 +25,7 @@ from activities import chat, lookups, webhooks
 from activities.email.maildir import MaildirProvider
 from activities.email.sendgrid import SendGridProvider
 from activities.email.smtp import SmtpProvider
-from activities.errors import permanent
+from activities.errors import permanent, retryable
 from activities.http import make_client
 from activities.messages import EmailProvider, OutgoingEmail
 from activities.rendering import Renderer
@@ -133,38 +133,51 @@ class DeliveryActivities:
         self, request: SendRequest, send: Callable[[SendRequest], Any]
     ) -> SendResult:
         customer = customer_hash(request.customer_id)
-        entry = await asyncio.to_thread(
-            self.ledger.begin,
+        claim = await asyncio.to_thread(
+            self.ledger.claim,
             request.message_id,
             request.journey_id,
             request.step_id,
             request.channel,
             customer,
         )
-        if entry.status == "sent":
+        if claim.decision == "sent":
+            provider_id = claim.delivery.provider_id if claim.delivery else None
             return SendResult(
-                message_id=request.message_id, status="duplicate", provider_id=entry.provider_id
+                message_id=request.message_id, status="duplicate", provider_id=provider_id
+            )
+        if claim.decision == "in_flight":
+            raise retryable(
+                "another attempt is sending this message", "InFlight", retry_after=claim.retry_in
             )
         try:
             result: SendResult = await send(request)
         except ApplicationError as error:
-            if error.non_retryable:
-                await asyncio.to_thread(
-                    self.ledger.mark,
-                    request.message_id,
-                    "failed",
-                    reason=f"{error.type}: {error.message}",
-                )
+            status: Status = "failed" if error.non_retryable else "retrying"
+            await asyncio.to_thread(
+                self.ledger.mark,
+                request.message_id,
+                status,
+                reason=f"{error.type}: {error.message}",
+            )
             raise
-        status: Status = "skipped" if result.status == "skipped" else "sent"
-        await asyncio.to_thread(
-            self.ledger.mark,
-            request.message_id,
-            status,
-            provider=self._provider_name(request),
-            provider_id=result.provider_id,
-            reason=result.reason,
-        )
+        except Exception as error:
+            await asyncio.to_thread(
+                self.ledger.mark, request.message_id, "retrying", reason=type(error).__name__
+            )
+            raise
+        final: Status = "skipped" if result.status == "skipped" else "sent"
+        try:
+            await asyncio.to_thread(
+                self.ledger.mark,
+                request.message_id,
+                final,
+                provider=self._provider_name(request),
+                provider_id=result.provider_id,
+                reason=result.reason,
+            )
+        except Exception:  # the provider accepted it: never fail (and re-send) for the record
+            activity.logger.exception("could not record %s as %s", request.message_id, final)
         return result
 
     def _provider_name(self, request: SendRequest) -> str:
@@ -184,7 +197,7 @@ class DeliveryActivities:
                 reason="the customer has no email address",
             )
         if not _looks_like_address(address):
-            raise permanent(f"not an email address: {address!r}", "RecipientUnreachable")
+            raise permanent("the customer's email address is not valid", "RecipientUnreachable")
         marketing = request.category == "marketing"
         if marketing and self.consent is not None:
             blocked = await asyncio.to_thread(self.consent.blocked, request.customer_id)
@@ -197,9 +210,12 @@ class DeliveryActivities:
                 raise permanent(f"marketing email needs {SECRET_ENV}", "Misconfigured")
             token = make_token(self.unsubscribe_secret, request.customer_id)
             unsubscribe_url = f"{self.config.email.unsubscribe_url.rstrip('/')}/{token}"
-            headers = unsubscribe_headers(
-                self.config.email.unsubscribe_url, self.config.email.unsubscribe_mailto, token
-            )
+            try:
+                headers = unsubscribe_headers(
+                    self.config.email.unsubscribe_url, self.config.email.unsubscribe_mailto, token
+                )
+            except ValueError as error:
+                raise permanent(f"email.unsubscribe_url: {error}", "Misconfigured") from None
         rendered = self.renderer.render(request, unsubscribe_url=unsubscribe_url)
         sender = self.config.defaults.sender
         if sender is None:

@@ -1,16 +1,19 @@
 """The delivery ledger: one row per message id, so a retried send is never sent twice.
 
-``pending`` is written before the provider is called, ``sent`` (with the provider's id) right
-after it accepted, ``failed`` or ``skipped`` with a reason. An activity attempt that finds
-``sent`` returns at once. The one window left — the provider accepted, the process died before
-``sent`` was written — is covered by the providers' own idempotency (the message id travels as
-webhook-id and Idempotency-Key, as the Maildir file's Message-ID, in SendGrid's custom_args).
+An attempt *claims* the message before calling the provider: ``pending`` with a lease. Another
+attempt that arrives while the lease is fresh (the first one is still talking to a slow
+provider) backs off instead of sending; ``sent`` (with the provider's id) is final; a retryable
+failure releases the claim (``retrying``); ``failed`` and ``skipped`` carry a reason. The window
+left — the provider accepted and the process died before writing ``sent`` — is closed only
+where the provider deduplicates (webhook receivers honouring ``Idempotency-Key``, the Maildir
+outbox by Message-ID); for SendGrid, SMTP and chat a crash in exactly that moment can, after
+the lease, send once more.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Engine, insert, select, update
@@ -18,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from store.database import deliveries
 
-Status = Literal["pending", "sent", "failed", "skipped"]
+Status = Literal["pending", "sent", "failed", "skipped", "retrying"]
 
 
 @dataclass(frozen=True)
@@ -37,41 +40,64 @@ class Delivery:
     updated_at: datetime
 
 
+LEASE = timedelta(minutes=5)
+"""How long a ``pending`` claim keeps other attempts away (longer than any provider call)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``send``: this attempt owns the send. ``sent``: it went out already. ``in_flight``:
+    another attempt is sending it right now (its lease is fresh)."""
+
+    decision: Literal["send", "sent", "in_flight"]
+    delivery: Delivery | None
+    retry_in: float = 0.0  # seconds until an in-flight lease expires
+
+
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def begin(
+    def claim(
         self, message_id: str, journey_id: str, step_id: str, channel: str, customer: str
-    ) -> Delivery:
-        """Record an attempt; returns the row as it stands (``sent`` means: do not send)."""
+    ) -> Claim:
+        """Decide, atomically, whether this attempt may call the provider."""
         now = datetime.now(UTC)
-        with self.engine.begin() as db:
-            try:
-                db.execute(
-                    insert(deliveries).values(
-                        message_id=message_id,
-                        journey_id=journey_id,
-                        step_id=step_id,
-                        channel=channel,
-                        customer=customer,
-                        status="pending",
-                        attempts=1,
-                        created_at=now,
-                        updated_at=now,
+        key = deliveries.c.message_id == message_id
+        try:
+            with self.engine.begin() as db:
+                row = db.execute(select(deliveries).where(key)).first()
+                if row is None:
+                    db.execute(
+                        insert(deliveries).values(
+                            message_id=message_id,
+                            journey_id=journey_id,
+                            step_id=step_id,
+                            channel=channel,
+                            customer=customer,
+                            status="pending",
+                            attempts=1,
+                            created_at=now,
+                            updated_at=now,
+                        )
                     )
+                    return Claim("send", None)
+                current = _delivery(row)
+                if current.status == "sent":
+                    return Claim("sent", current)
+                held_until = current.updated_at + LEASE
+                if current.status == "pending" and held_until > now:
+                    return Claim("in_flight", current, (held_until - now).total_seconds())
+                taken = db.execute(
+                    update(deliveries)
+                    .where(key, deliveries.c.updated_at == row.updated_at)  # nobody else took it
+                    .values(status="pending", attempts=deliveries.c.attempts + 1, updated_at=now)
                 )
-            except IntegrityError:
-                db.rollback()
-                with self.engine.begin() as retry:
-                    retry.execute(
-                        update(deliveries)
-                        .where(deliveries.c.message_id == message_id, deliveries.c.status != "sent")
-                        .values(attempts=deliveries.c.attempts + 1, updated_at=now)
-                    )
-        found = self.get(message_id)
-        assert found is not None
-        return found
+                if taken.rowcount == 1:
+                    return Claim("send", current)
+                return Claim("in_flight", current, LEASE.total_seconds())
+        except IntegrityError:  # another attempt inserted the row a moment ago: it owns it
+            return Claim("in_flight", self.get(message_id), LEASE.total_seconds())
 
     def mark(
         self,
@@ -82,14 +108,15 @@ class Ledger:
         provider_id: str | None = None,
         reason: str | None = None,
     ) -> None:
+        """Record an attempt's result; a ``sent`` row is final and never overwritten."""
         with self.engine.begin() as db:
             db.execute(
                 update(deliveries)
-                .where(deliveries.c.message_id == message_id)
+                .where(deliveries.c.message_id == message_id, deliveries.c.status != "sent")
                 .values(
                     status=status,
                     provider=provider,
-                    provider_id=provider_id,
+                    provider_id=(provider_id or "")[:200] or None,
                     reason=(reason or "")[:1000] or None,
                     updated_at=datetime.now(UTC),
                 )

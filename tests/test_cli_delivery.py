@@ -114,9 +114,9 @@ def test_messages_lists_the_ledger(cli: CliRunner, project: Path) -> None:
     from workflows.models import customer_hash
 
     ledger = Ledger(connect(f"sqlite:///{project / 'touchpoint.db'}"))
-    ledger.begin("msg_1", "newsletter-welcome", "welcome", "email", customer_hash("max-1"))
+    ledger.claim("msg_1", "newsletter-welcome", "welcome", "email", customer_hash("max-1"))
     ledger.mark("msg_1", "sent", provider="maildir", provider_id="k1")
-    ledger.begin("msg_2", "newsletter-welcome", "welcome", "email", customer_hash("erika"))
+    ledger.claim("msg_2", "newsletter-welcome", "welcome", "email", customer_hash("erika"))
     result = cli.invoke(app, ["messages", "--customer", "max-1"])
     assert result.exit_code == 0
     [line] = result.stdout.splitlines()

@@ -1,13 +1,16 @@
-"""The delivery ledger on a real SQLite file."""
+"""The delivery ledger on a real SQLite file: claims, leases, and final states."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
-from store.database import connect
-from store.ledger import Ledger
+from store.database import connect, deliveries
+from store.ledger import LEASE, Ledger
 
 
 @pytest.fixture
@@ -15,26 +18,60 @@ def ledger(tmp_path: Path) -> Ledger:
     return Ledger(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}"))
 
 
-def test_a_send_is_pending_then_sent_and_a_retry_sees_sent(ledger: Ledger) -> None:
-    first = ledger.begin("msg_1", "welcome", "hello", "email", "c-hash")
-    assert (first.status, first.attempts) == ("pending", 1)
+def claim(ledger: Ledger, message_id: str = "msg_1", customer: str = "c-hash") -> str:
+    return ledger.claim(message_id, "welcome", "hello", "email", customer).decision
+
+
+def test_the_first_attempt_sends_and_a_retry_after_sent_does_not(ledger: Ledger) -> None:
+    assert claim(ledger) == "send"
     ledger.mark("msg_1", "sent", provider="maildir", provider_id="k-1")
-    retry = ledger.begin("msg_1", "welcome", "hello", "email", "c-hash")
-    assert (retry.status, retry.provider_id) == ("sent", "k-1")
-    assert retry.attempts == 1, "a row that is sent is left alone"
+    again = ledger.claim("msg_1", "welcome", "hello", "email", "c-hash")
+    assert again.decision == "sent"
+    assert again.delivery is not None and again.delivery.provider_id == "k-1"
 
 
-def test_a_retry_of_a_pending_send_counts_attempts(ledger: Ledger) -> None:
-    ledger.begin("msg_2", "welcome", "hello", "email", "c-hash")
-    again = ledger.begin("msg_2", "welcome", "hello", "email", "c-hash")
-    assert (again.status, again.attempts) == ("pending", 2)
+def test_a_second_attempt_while_the_first_is_sending_backs_off(ledger: Ledger) -> None:
+    assert claim(ledger) == "send"
+    second = ledger.claim("msg_1", "welcome", "hello", "email", "c-hash")
+    assert second.decision == "in_flight"
+    assert 0 < second.retry_in <= LEASE.total_seconds()
 
 
-def test_failures_keep_their_reason_and_rows_list_newest_first(ledger: Ledger) -> None:
-    ledger.begin("msg_a", "welcome", "hello", "email", "max")
+def test_concurrent_attempts_send_exactly_once(ledger: Ledger) -> None:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        decisions = list(pool.map(lambda _: claim(ledger, "msg_race"), range(32)))
+    assert decisions.count("send") == 1
+
+
+def test_a_retryable_failure_releases_the_claim(ledger: Ledger) -> None:
+    assert claim(ledger) == "send"
+    ledger.mark("msg_1", "retrying", reason="ProviderError: 503")
+    assert claim(ledger) == "send"
+    row = ledger.get("msg_1")
+    assert row is not None and row.attempts == 2
+
+
+def test_an_expired_lease_lets_the_next_attempt_send(ledger: Ledger) -> None:
+    """The attempt that held the claim died without a word: after the lease, try again."""
+    assert claim(ledger) == "send"
+    with ledger.engine.begin() as db:
+        db.execute(update(deliveries).values(updated_at=datetime.now(UTC) - LEASE - timedelta(1)))
+    assert claim(ledger) == "send"
+
+
+def test_sent_is_final(ledger: Ledger) -> None:
+    claim(ledger)
+    ledger.mark("msg_1", "sent", provider="sendgrid", provider_id="x" * 300)
+    ledger.mark("msg_1", "failed", reason="a late failure of an earlier attempt")
+    row = ledger.get("msg_1")
+    assert row is not None and row.status == "sent" and row.provider_id == "x" * 200
+
+
+def test_rows_list_newest_first_by_customer_or_journey(ledger: Ledger) -> None:
+    ledger.claim("msg_a", "welcome", "hello", "email", "max")
     ledger.mark("msg_a", "failed", reason="Rejected: 400 invalid recipient")
-    ledger.begin("msg_b", "orders", "setup", "email", "max")
-    ledger.begin("msg_c", "orders", "setup", "email", "erika")
+    ledger.claim("msg_b", "orders", "setup", "email", "max")
+    ledger.claim("msg_c", "orders", "setup", "email", "erika")
     assert [d.message_id for d in ledger.list(customer="max")] == ["msg_b", "msg_a"]
     assert [d.message_id for d in ledger.list(journey_id="orders")] == ["msg_c", "msg_b"]
     failed = ledger.get("msg_a")

@@ -334,15 +334,20 @@ class JourneyWorkflow:
             else:
                 assert node.time is not None
                 target = timing.next_time_of_day(now, tz, node.time, node.days)
-        except ValueError as error:
-            raise StepFailed(node.id, str(error)) from None
+        except (ValueError, OverflowError) as error:  # e.g. 0001-01-01 from a CRM export
+            raise StepFailed(node.id, f"cannot compute the moment: {error}") from None
         await self._wait((target - now).total_seconds())
         self._record(node, "waited", f"until {target.isoformat()}")
         return node.next
 
     async def _wait_for(self, node: WaitForNode) -> str:
         self._waiting_for = node.match.event
-        await self._wait(node.timeout_seconds, lambda: self._find_in_inbox(node.match) is not None)
+        try:
+            await self._wait(
+                node.timeout_seconds, lambda: self._find_in_inbox(node.match) is not None
+            )
+        finally:
+            self._waiting_for = None
         # Look again after a timeout: an event delivered together with the timer still counts.
         found = self._find_in_inbox(node.match)
         if found is not None:

@@ -64,7 +64,7 @@ def classify(error: Exception, relay: str) -> ApplicationError:
     """The Temporal failure for an SMTP error: transient (4xx, network) or final (5xx)."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         refused = error.recipients
-        text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refused)
+        text = "; ".join(f"{r.code} {r.message}" for r in refused)  # no address: it is PII
         if refused and all(400 <= r.code < 500 for r in refused):
             return retryable(f"recipient deferred by {relay}: {text}")
         return permanent(f"recipient refused by {relay}: {text}", "RecipientUnreachable")

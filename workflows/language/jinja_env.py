@@ -67,9 +67,19 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+NONDETERMINISTIC_FILTERS = ("random", "shuffle")
+NONDETERMINISTIC_GLOBALS = ("lipsum", "cycler", "joiner")
+
+
 def make_expression_environment() -> ImmutableSandboxedEnvironment:
+    """Expressions run inside workflows and must give the same answer on every replay: no
+    randomness (``| random``, ``lipsum()``), nothing stateful (``cycler``, ``joiner``)."""
     env = LimitedSandbox(undefined=StrictUndefined)
     env.filters.update(FILTERS)
+    for name in NONDETERMINISTIC_FILTERS:
+        env.filters.pop(name, None)
+    for name in NONDETERMINISTIC_GLOBALS:
+        env.globals.pop(name, None)
     return env
 
 
@@ -139,13 +149,15 @@ def _defined(value: Any) -> Any:
 
 def _decimal(value: Any, filter_name: str) -> Decimal:
     if isinstance(_defined(value), bool):
-        raise FilterArgumentError(f"{filter_name}: expected a number, got {value!r}")
+        raise FilterArgumentError(f"{filter_name}: expected a number, got {type(value).__name__}")
     try:
         number = Decimal(str(value).strip()) if isinstance(value, float | str) else Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
-        raise FilterArgumentError(f"{filter_name}: expected a number, got {value!r}") from None
+        raise FilterArgumentError(
+            f"{filter_name}: expected a number, got {type(value).__name__}"
+        ) from None
     if not number.is_finite():
-        raise FilterArgumentError(f"{filter_name}: expected a finite number, got {value!r}")
+        raise FilterArgumentError(f"{filter_name}: expected a finite number")
     return number
 
 
@@ -162,7 +174,7 @@ def _when(value: Any, filter_name: str) -> date_type:
         except ValueError:
             pass
     raise FilterArgumentError(
-        f"{filter_name}: expected a date, a datetime or ISO text, got {value!r}"
+        f"{filter_name}: expected a date, a datetime or ISO text, got {type(value).__name__}"
     )
 
 
