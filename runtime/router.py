@@ -13,6 +13,7 @@ Workflow ids hash the customer id and key: no personal data in ids.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from store.entries import EntryStore
@@ -133,8 +135,26 @@ class Router:
             return Routed(journey, "skipped", reason="within the re-entry cooldown")
 
         sequence = await asyncio.to_thread(self.entries.reserve, journey, subject)
+        claimed = None
+        if plan.entry.policy == "once" or cooldown:
+            claimed = await asyncio.to_thread(
+                self.entries.claim_entry,
+                journey,
+                subject,
+                now,
+                None if plan.entry.policy == "once" else cooldown,
+            )
+            if claimed is None:  # another router took it a moment ago
+                reason = (
+                    "already entered once"
+                    if plan.entry.policy == "once"
+                    else ("within the re-entry cooldown")
+                )
+                return Routed(journey, "skipped", reason=reason)
+        every_time = plan.entry.policy == "every_time"
+        # every_time: one run per triggering event, so a redelivered event finds its own run
         run_id = workflow_id(
-            journey, event.customer_id, key, sequence if plan.entry.policy == "every_time" else None
+            journey, event.customer_id, key, _event_tag(event) if every_time else None
         )
         run_input = JourneyInput(
             plan=plan,
@@ -145,21 +165,34 @@ class Router:
             entry_sequence=sequence,
             settings=self.settings,
         )
-        handle = await self.client.start_workflow(
-            "JourneyWorkflow",
-            run_input,
-            id=run_id,
-            task_queue=self.settings.queue(JOURNEY_QUEUE),
-            start_signal="event",
-            start_signal_args=[event],
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=self._search_attributes(plan, event.customer_id),
-            memo={ENTRY_MEMO: sequence},
-        )
-        if not await _started(handle, sequence):
+        try:
+            handle = await self.client.start_workflow(
+                "JourneyWorkflow",
+                run_input,
+                id=run_id,
+                task_queue=self.settings.queue(JOURNEY_QUEUE),
+                start_signal="event",
+                start_signal_args=[event],
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE
+                if every_time
+                else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=self._search_attributes(plan, event.customer_id),
+                memo={ENTRY_MEMO: sequence},
+            )
+            started = await _started(handle, sequence)
+        except WorkflowAlreadyStartedError:
+            return Routed(journey, "skipped", run_id, reason="this event already started a run")
+        except BaseException:
+            if claimed is not None:
+                await asyncio.to_thread(self.entries.undo_entry, journey, subject, claimed)
+            raise
+        if not started:
+            if claimed is not None:
+                await asyncio.to_thread(self.entries.undo_entry, journey, subject, claimed)
             return Routed(journey, "signalled", run_id, reason="a run is already active")
-        await asyncio.to_thread(self.entries.record_entry, journey, subject, now)
+        if claimed is None:
+            await asyncio.to_thread(self.entries.record_entry, journey, subject, now)
         return Routed(journey, "started", run_id)
 
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
@@ -255,3 +288,7 @@ async def _started(handle: WorkflowHandle, sequence: int) -> bool:
 
 async def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _event_tag(event: Event) -> str:
+    return hashlib.sha256(f"touchpoint-event:{event.message_id}".encode()).hexdigest()[:16]

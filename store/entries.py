@@ -7,7 +7,7 @@ cooldowns are decided from this record.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,6 +50,36 @@ class EntryStore:
         with self.engine.begin() as db:
             db.execute(
                 update(entries).where(key).values(entered=entries.c.entered + 1, last_entered_at=at)
+            )
+
+    def claim_entry(
+        self, journey_id: str, subject: str, at: datetime, cooldown_seconds: int | None
+    ) -> EntryRecord | None:
+        """Atomically take the entry: for ``once`` (no cooldown) only if never entered, else
+        only if the cooldown has passed. Returns the record as it was (to undo), or ``None``."""
+        key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
+        if cooldown_seconds is None:
+            allowed = entries.c.entered == 0
+        else:
+            threshold = at - timedelta(seconds=cooldown_seconds)
+            allowed = entries.c.last_entered_at.is_(None) | (entries.c.last_entered_at <= threshold)
+        before = self.record(journey_id, subject)
+        with self.engine.begin() as db:
+            taken = db.execute(
+                update(entries)
+                .where(key & allowed)
+                .values(entered=entries.c.entered + 1, last_entered_at=at)
+            )
+        return before if taken.rowcount == 1 else None
+
+    def undo_entry(self, journey_id: str, subject: str, before: EntryRecord) -> None:
+        """Give back a claimed entry whose run did not start."""
+        key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
+        with self.engine.begin() as db:
+            db.execute(
+                update(entries)
+                .where(key)
+                .values(entered=entries.c.entered - 1, last_entered_at=before.last_entered_at)
             )
 
     def record(self, journey_id: str, subject: str) -> EntryRecord:

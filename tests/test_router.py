@@ -233,3 +233,53 @@ def test_the_index_knows_triggers_and_listeners(entries: EntryStore) -> None:
     assert router.routes_for("Order Delivered") == ([], ["orders"])
     assert router.routes_for("Order Refunded") == ([], ["orders"])
     assert router.routes_for("Page Viewed") == ([], [])
+
+
+async def test_a_redelivered_event_never_starts_a_second_every_time_run(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    recorder = RecordingActivities()
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = make_router(time_env, prefix, entries, journey("  reentry: every_time"))
+        signed_up = event("Signed Up", customer="max-1")
+        [first] = await router.route(signed_up, MAX)
+        [during] = await router.route(signed_up, MAX)  # at-least-once delivery, run still going
+        await finish(time_env, first.workflow_id)
+        [after] = await router.route(signed_up, MAX)  # and again after it ended
+    assert first.action == "started"
+    assert (during.action, during.workflow_id) == ("signalled", first.workflow_id)
+    assert (after.action, after.reason) == ("skipped", "this event already started a run")
+    assert len(recorder.sent) == 1
+
+
+async def test_two_routers_racing_on_a_once_journey_start_one_run(
+    time_env: WorkflowEnvironment, entries: EntryStore, tmp_path: Path
+) -> None:
+    import asyncio
+
+    text = journey("  reentry: once", steps="  - wait: 1d\n")
+    async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
+        other_store = EntryStore(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}"))
+        first, second = (
+            make_router(time_env, prefix, entries, text),
+            make_router(time_env, prefix, other_store, text),
+        )
+        results = await asyncio.gather(
+            *(
+                router.route(event("Signed Up", customer="max-1"), MAX)
+                for router in (first, second, first, second)
+            )
+        )
+        actions = sorted(r.action for [r] in results)
+        [started] = [r for [r] in results if r.action == "started"]
+        await finish(time_env, started.workflow_id)
+        [later] = await first.route(event("Signed Up", customer="max-1"), MAX)
+    assert actions.count("started") == 1, actions
+    assert (later.action, later.reason) == ("skipped", "already entered once")
+    assert entries.record("reentry", _subject("max-1")).entered == 1
+
+
+def _subject(customer: str) -> str:
+    from workflows.models import customer_hash
+
+    return customer_hash(customer)

@@ -206,8 +206,10 @@ def customer_hash(customer_id: str) -> str:
     return hashlib.sha256(f"touchpoint-customer:{customer_id}".encode()).hexdigest()[:24]
 
 
-def workflow_id(journey_id: str, customer_id: str, key: str | None, sequence: int | None) -> str:
-    """``journey/<journey>/<hash of customer and key>[/<entry>]``: deterministic, no PII."""
+def workflow_id(
+    journey_id: str, customer_id: str, key: str | None, sequence: int | str | None
+) -> str:
+    """``journey/<journey>/<hash of customer and key>[/<run tag>]``: deterministic, no PII."""
     subject = customer_id if key is None else f"{customer_id}\x00{key}"
     digest = hashlib.sha256(f"touchpoint-run:{subject}".encode()).hexdigest()[:24]
     suffix = f"/{sequence}" if sequence is not None else ""
