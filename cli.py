@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a problem in the user's files (reported, no traceback),
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import traceback
@@ -487,5 +488,21 @@ def main() -> None:
         sys.exit(3)
 
 
+def run() -> None:
+    """The console script: ``main``, then leave without interpreter teardown.
+
+    Temporal's native runtime can abort (SIGABRT) when Python tears it down at exit after its
+    event loop has closed; by then every result is printed and committed, so skip teardown.
+    """
+    code: int = 0
+    try:
+        main()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
+import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     asyncio.run(run_worker(args.project.resolve(), args.role))
+    # Temporal's native runtime may abort if torn down at interpreter exit: all work is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -86,24 +86,24 @@ def test_dev_starts_runs_a_journey_stops_and_restarts_with_state(tmp_path: Path)
             text=True,
             check=True,
         ).stdout.strip()
-        api = httpx.Client(base_url=f"http://127.0.0.1:{ports[1]}", auth=(key, ""))
-        assert (
-            api.post(
-                "/v1/identify",
-                json={
-                    "userId": "max",
-                    "traits": {"email": "max@example.com", "interests": ["laptops"]},
-                },
-            ).status_code
-            == 200
-        )
-        assert (
-            api.post(
-                "/v1/track",
-                json={"userId": "max", "event": "Newsletter Subscribed", "messageId": "dev-1"},
-            ).status_code
-            == 200
-        )
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports[1]}", auth=(key, "")) as api:
+            assert (
+                api.post(
+                    "/v1/identify",
+                    json={
+                        "userId": "max",
+                        "traits": {"email": "max@example.com", "interests": ["laptops"]},
+                    },
+                ).status_code
+                == 200
+            )
+            assert (
+                api.post(
+                    "/v1/track",
+                    json={"userId": "max", "event": "Newsletter Subscribed", "messageId": "dev-1"},
+                ).status_code
+                == 200
+            )
         outbox = project / ".touchpoint" / "outbox"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (outbox / "new").exists():
