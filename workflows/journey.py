@@ -330,7 +330,11 @@ class JourneyWorkflow:
         try:
             tz = timing.zone(self.input.profile.timezone, self.input.settings.default_timezone)
             if node.date is not None:
-                target = timing.moment_from(value, tz, node.offset_seconds, node.time)
+                # patched 2026-11: offsets move the local wall clock (right across DST)
+                wall_clock = workflow.patched("wait-until-wall-clock-offset")
+                target = timing.moment_from(
+                    value, tz, node.offset_seconds, node.time, wall_clock=wall_clock
+                )
             else:
                 assert node.time is not None
                 target = timing.next_time_of_day(now, tz, node.time, node.days)

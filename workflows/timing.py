@@ -48,11 +48,19 @@ def next_time_of_day(now: datetime, tz: ZoneInfo, hhmm: str, days: tuple[int, ..
 
 
 def moment_from(
-    value: Any, tz: ZoneInfo, offset_seconds: int = 0, hhmm: str | None = None
+    value: Any,
+    tz: ZoneInfo,
+    offset_seconds: int = 0,
+    hhmm: str | None = None,
+    *,
+    wall_clock: bool = True,
 ) -> datetime:
     """``value`` (a date, a datetime, or ISO text) plus an offset, optionally at a local time.
 
     A date without a time means local midnight; a datetime without a zone means local time.
+    The offset moves the local wall clock (``+1d`` is the same time the next calendar day, even
+    across a daylight-saving change). ``wall_clock=False`` is the first release's arithmetic
+    (absolute seconds), kept for runs recorded before the fix.
     """
     if isinstance(value, str):
         text = value.strip().replace("Z", "+00:00")
@@ -63,14 +71,22 @@ def moment_from(
                 else date.fromisoformat(text)
             )
         except ValueError:
-            raise ValueError(f"not a date or time: {value!r}") from None
+            raise ValueError("the value is not a date or time in ISO form") from None
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=tz)
     elif isinstance(value, date):
         moment = datetime.combine(value, time(0, 0), tzinfo=tz)
     else:
-        raise ValueError(f"not a date or time: {value!r}")
-    moment = moment.astimezone(UTC) + timedelta(seconds=offset_seconds)
-    if hhmm is not None:
-        moment = _local(moment.astimezone(tz).date(), hhmm, tz)
-    return moment.astimezone(UTC)
+        raise ValueError(f"expected a date or time, got {type(value).__name__}")
+    try:
+        if wall_clock:
+            local = moment.astimezone(tz).replace(tzinfo=None) + timedelta(seconds=offset_seconds)
+            if hhmm is not None:
+                return _local(local.date(), hhmm, tz)
+            return local.replace(tzinfo=tz).astimezone(UTC)
+        moment = moment.astimezone(UTC) + timedelta(seconds=offset_seconds)
+        if hhmm is not None:
+            moment = _local(moment.astimezone(tz).date(), hhmm, tz)
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the date moved by the offset is out of range") from None
