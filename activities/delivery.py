@@ -85,12 +85,7 @@ class DeliveryActivities:
         return cls(
             config=config,
             ledger=ledger,
-            renderer=Renderer(
-                root / "templates",
-                config.defaults.locale,
-                default_timezone=config.defaults.timezone,
-                journey_names=journey_names,
-            ),
+            renderer=Renderer.for_project(root, config, journey_names),
             email=email_provider(config, root, env),
             http=make_client(),
             unsubscribe_secret=secret,

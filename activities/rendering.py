@@ -38,7 +38,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import permanent
 from activities.messages import RenderedMessage
 from workflows.language.jinja_env import make_template_environment
-from workflows.language.project import LOCALE_PATTERN
+from workflows.language.project import LOCALE_PATTERN, ProjectConfig
 from workflows.language.templates import FRONT_MATTER_KEYS, _template_file
 from workflows.models import SendRequest
 
@@ -110,6 +110,18 @@ class Renderer:
         self._sources: dict[str, _Source] = {}  # compiled filename → source
 
     # --- public ------------------------------------------------------------------------------
+
+    @classmethod
+    def for_project(
+        cls, root: Path, config: ProjectConfig, journey_names: Mapping[str, str] | None = None
+    ) -> Renderer:
+        """The project's templates, with its default locale and timezone."""
+        return cls(
+            root / "templates",
+            config.defaults.locale,
+            default_timezone=config.defaults.timezone,
+            journey_names=journey_names,
+        )
 
     def render(
         self, request: SendRequest, *, unsubscribe_url: str | None = None

@@ -168,12 +168,16 @@ def create_app(ingestion: Ingestion) -> FastAPI:
     async def handle(request: Request, kind: type[SegmentCall], limit: int) -> JSONResponse:
         await _authenticate(request, ingestion.keys)
         body = await _json_body(request, limit)
-        call = _validate(kind, body)
+        return await process([_validate(kind, body)])
+
+    async def process(calls: list[SegmentCall]) -> JSONResponse:
+        """Hand calls on in order; a failure is a 503 so the sender retries (nothing half done)."""
         try:
-            if isinstance(call, TrackCall):
-                await ingestion.track(call)
-            elif isinstance(call, IdentifyCall):
-                await ingestion.identify(call)
+            for call in calls:
+                if isinstance(call, TrackCall):
+                    await ingestion.track(call)
+                elif isinstance(call, IdentifyCall):
+                    await ingestion.identify(call)
         except Exception:
             log.exception("processing failed; the sender may retry")
             return JSONResponse({"success": False, "message": "try again later"}, status_code=503)
@@ -201,16 +205,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
                 calls.append(
                     _validate(model, {"context": body.context, **item}, prefix=f"batch[{index}]")
                 )
-        try:
-            for call in calls:
-                if isinstance(call, TrackCall):
-                    await ingestion.track(call)
-                elif isinstance(call, IdentifyCall):
-                    await ingestion.identify(call)
-        except Exception:
-            log.exception("processing a batch failed; the sender may retry")
-            return JSONResponse({"success": False, "message": "try again later"}, status_code=503)
-        return JSONResponse({"success": True})
+        return await process(calls)
 
     @app.get(
         "/unsubscribe/{token}",

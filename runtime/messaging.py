@@ -88,12 +88,7 @@ def build_preview(
         profile=profile,
         context=context,
     )
-    renderer = Renderer(
-        root / "templates",
-        config.defaults.locale,
-        default_timezone=config.defaults.timezone,
-        journey_names={p.journey_id: p.name for p in plans.values()},
-    )
+    renderer = Renderer.for_project(root, config, {p.journey_id: p.name for p in plans.values()})
     unsubscribe = f"{config.email.unsubscribe_url.rstrip('/')}/PREVIEW-TOKEN"
     return Preview(
         request,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from runtime.router import Router
 from store.database import connect
 from store.entries import EntryStore
 from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from tests.net import free_port
 from tests.temporal import plan_from, running_workers
 from workflows.models import Event, Profile, RunSettings
 
@@ -176,12 +176,6 @@ async def test_the_openapi_document_lists_the_endpoints(api: Any) -> None:
     client, _, _ = api
     document = (await client.get("/openapi.json")).json()
     assert {"/v1/identify", "/v1/track", "/v1/batch", "/healthz"} <= set(document["paths"])
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_the_official_segment_sdk_starts_a_journey(

@@ -7,7 +7,6 @@ import mailbox
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,9 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import ROOT
+from tests.net import free_port
 
 TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(project: Path, env: dict[str, str], ports: tuple[int, int]) -> subprocess.Popen[str]:

@@ -24,6 +24,7 @@ from runtime.router import Router
 from store.database import connect
 from store.entries import EntryStore
 from tests.conftest import ROOT
+from tests.net import free_port
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.language import validate
 from workflows.models import Profile, RunResult, RunSettings, RunView
@@ -408,7 +409,7 @@ async def test_the_api_process_feeds_the_worker_process(
         text=True,
         check=True,
     ).stdout.strip()
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "api.log").open("w")
     api = subprocess.Popen(
         [touchpoint, "api", "--port", str(port)],
@@ -448,11 +449,3 @@ async def test_the_api_process_feeds_the_worker_process(
     assert (
         recorded(worker_process["record"], "ada", "newsletter-welcome")[0] == "newsletter-welcome"
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
