@@ -35,7 +35,7 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
     if not report.ok:
         raise SystemExit("the project has problems; run `touchpoint validate` first")
     settings = load_settings(report.config)
-    client = await connect(settings)
+    client = await connect(settings, with_metrics=True)
     names = {plan.journey_id: plan.name for plan in report.plans.values()}
     activities = _activities(settings, project, names) if role != "workflows" else []
     stop = stop or asyncio.Event()

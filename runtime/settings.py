@@ -11,6 +11,7 @@ the environment.
 | TOUCHPOINT_TIME_SCALE | multiply every wait (tests and demos; 1 in production) |
 | TOUCHPOINT_RECORD_FILE | where the recording stand-in writes sends (JSON lines) |
 | TOUCHPOINT_LOOKUP_FIXTURES | JSON file of lookup answers for the stand-in |
+| TOUCHPOINT_METRICS_ADDRESS | host:port where the worker serves Temporal SDK metrics (Prometheus) |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from runtime.workers import WorkerOptions
 from workflows.language.project import ProjectConfig
@@ -41,6 +43,7 @@ class Settings:
     time_scale: float
     record_file: Path | None
     lookup_fixtures: Path | None
+    metrics_address: str | None = None
 
     def run_settings(self) -> RunSettings:
         return RunSettings(
@@ -79,10 +82,20 @@ def load_settings(config: ProjectConfig, environ: Mapping[str, str] | None = Non
         time_scale=float(env.get("TOUCHPOINT_TIME_SCALE", "1")),
         record_file=path("TOUCHPOINT_RECORD_FILE"),
         lookup_fixtures=path("TOUCHPOINT_LOOKUP_FIXTURES"),
+        metrics_address=env.get("TOUCHPOINT_METRICS_ADDRESS") or None,
     )
 
 
-async def connect(settings: Settings) -> Client:
+def _runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime that serves the SDK's metrics for Prometheus, when asked to."""
+    if settings.metrics_address is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_address))
+    )
+
+
+async def connect(settings: Settings, *, with_metrics: bool = False) -> Client:
     """A client for a local server, a self-hosted cluster (mTLS) or Temporal Cloud (API key)."""
     tls: TLSConfig | bool = False
     if settings.tls_cert and settings.tls_key:
@@ -98,4 +111,5 @@ async def connect(settings: Settings) -> Client:
         api_key=settings.api_key,
         tls=tls,
         data_converter=pydantic_data_converter,
+        runtime=_runtime(settings) if with_metrics else None,
     )

@@ -60,6 +60,7 @@ LOOKUPS = {
 def worker_process(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """``python worker.py`` in its own process, against the dev server."""
     prefix = f"e2e{uuid.uuid4().hex[:6]}-"
+    metrics_port = free_port()
     record = tmp_path / "sent.jsonl"
     fixtures = tmp_path / "lookups.json"
     fixtures.write_text(json.dumps(LOOKUPS))
@@ -70,6 +71,7 @@ def worker_process(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[dic
         "TOUCHPOINT_RECORD_FILE": str(record),
         "TOUCHPOINT_LOOKUP_FIXTURES": str(fixtures),
         "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS),
+        "TOUCHPOINT_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
     }
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
@@ -82,7 +84,7 @@ def worker_process(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[dic
     assert process.stdout is not None
     ready = process.stdout.readline()
     assert "touchpoint worker ready" in ready, (tmp_path / "worker.log").read_text()
-    yield {"process": process, "prefix": prefix, "record": record}
+    yield {"process": process, "prefix": prefix, "record": record, "metrics_port": metrics_port}
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -216,6 +218,11 @@ async def test_the_three_examples_end_to_end(
         for run_id, name in await _run_ids(client):
             history = await client.get_workflow_handle(run_id).fetch_history()
             (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    import httpx
+
+    metrics = httpx.get(f"http://127.0.0.1:{worker_process['metrics_port']}/metrics").text
+    assert "temporal_workflow_completed" in metrics, "the worker serves Temporal SDK metrics"
 
     process = worker_process["process"]
     process.send_signal(signal.SIGTERM)
