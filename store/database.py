@@ -1,7 +1,8 @@
 """Tables and the engine. SQLAlchemy Core with portable SQL, so a URL is all PostgreSQL needs.
 
-The schema grows with later issues (profiles, ledger, consent); until migrations arrive, the
-tables are created on start.
+The tables below are the model; ``store/migrations`` holds the Alembic revisions that create
+them, applied on every start (``connect``). A change to a table needs a new revision; a test
+compares the migrated database with this model.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import (
     JSON,
     Column,
@@ -101,8 +104,17 @@ def connect(url: str = DEFAULT_URL) -> Engine:
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    metadata.create_all(engine)
+    migrate(engine)
     return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (a no-op when it is there already)."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

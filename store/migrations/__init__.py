@@ -1,0 +1,1 @@
+"""Alembic migrations of Touchpoint's store, applied automatically by ``store.database.connect``."""
