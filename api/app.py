@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import html
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -150,8 +152,30 @@ class Ingestion:
             raise
 
 
+PURGE_EVERY_SECONDS = 3600
+
+
 def create_app(ingestion: Ingestion) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """Forget processed message ids older than the dedupe window, now and every hour."""
+
+        async def purge_forever() -> None:
+            while True:
+                removed = await asyncio.to_thread(ingestion.processed.purge)
+                log.info("purged %d processed message ids", removed)
+                await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+        task = asyncio.create_task(purge_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Touchpoint ingestion API",
         version="1",
         description="Segment-compatible: point a Segment SDK's host here.",

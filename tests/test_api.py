@@ -331,3 +331,40 @@ async def test_readyz_reports_each_dependency_and_metrics_count(
     assert 'touchpoint_events_received_total{type="track"}' in text
     assert 'touchpoint_requests_rejected_total{reason="invalid"}' in text
     assert "touchpoint_request_seconds_bucket" in text
+
+
+def test_processed_message_ids_are_forgotten_after_the_dedupe_window(
+    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    processed = stores[1]
+    assert processed.claim("old") and processed.claim("new")
+    later = datetime.now(UTC) + timedelta(hours=47)
+    assert processed.purge(now=later) == 0, "kept for the whole 48 hours"
+    assert processed.purge(now=later + timedelta(hours=2)) == 2
+    assert processed.claim("old"), "after the window the id is new again"
+
+
+async def test_the_api_purges_on_start(
+    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from store.database import processed_messages
+
+    stores[1].claim("ancient")
+    with stores[1].engine.begin() as db:
+        db.execute(
+            update(processed_messages).values(received_at=datetime.now(UTC) - timedelta(days=3))
+        )
+    app = create_app(Ingestion(*stores, route=Routed()))
+    async with app.router.lifespan_context(app):
+        for _ in range(50):
+            if stores[1].claim("ancient"):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the old id was not purged")
