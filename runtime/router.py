@@ -152,10 +152,10 @@ class Router:
                 )
                 return Routed(journey, "skipped", reason=reason)
         every_time = plan.entry.policy == "every_time"
-        # every_time: one run per triggering event, so a redelivered event finds its own run
-        run_id = workflow_id(
-            journey, event.customer_id, key, _event_tag(event) if every_time else None
-        )
+        # A keyed journey has one run per customer and key, found by id. An un-keyed every_time
+        # journey has one run per triggering event, so a redelivered event finds its own run.
+        tagged = every_time and key is None
+        run_id = workflow_id(journey, event.customer_id, key, _event_tag(event) if tagged else None)
         run_input = JourneyInput(
             plan=plan,
             customer_id=event.customer_id,
@@ -182,7 +182,12 @@ class Router:
             )
             started = await _started(handle, sequence)
         except WorkflowAlreadyStartedError:
-            return Routed(journey, "skipped", run_id, reason="this event already started a run")
+            reason = (
+                "a run for this key already took place"
+                if key
+                else ("this event already started a run")
+            )
+            return Routed(journey, "skipped", run_id, reason=reason)
         except BaseException:
             if claimed is not None:
                 await asyncio.to_thread(self.entries.undo_entry, journey, subject, claimed)
@@ -212,7 +217,7 @@ class Router:
     async def _listen(self, plan: Plan, event: Event) -> list[Routed]:
         journey = plan.journey_id
         targets: set[str] = set()
-        fan_out = plan.entry.policy == "every_time"
+        fan_out = plan.entry.policy == "every_time" and plan.trigger.key is None
         for rule in _rules_for(plan, event.event):
             if rule.key is None:
                 if plan.trigger.key is None:

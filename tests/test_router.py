@@ -283,3 +283,28 @@ def _subject(customer: str) -> str:
     from workflows.models import customer_hash
 
     return customer_hash(customer)
+
+
+async def test_keyed_every_time_runs_are_reached_by_id_at_once(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    """The example post-purchase journey: every order its own run, and the delivery event that
+    follows a moment later reaches it by id (no search index involved: this server has none)."""
+    recorder = RecordingActivities()
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = make_router(time_env, prefix, entries, KEYED)
+        completed = event("Order Completed", customer="ada-7", order_id="K-1")
+        [started] = await router.route(completed, MAX)
+        [delivered] = await router.route(
+            event("Order Delivered", customer="ada-7", order_id="K-1"), MAX
+        )
+        [other] = await router.route(
+            event("Order Completed", customer="ada-7", order_id="K-2"), MAX
+        )
+        result = await finish(time_env, started.workflow_id)
+        await finish(time_env, other.workflow_id)
+        [again] = await router.route(completed, MAX)
+    assert started.action == other.action == "started"
+    assert (delivered.action, delivered.workflow_id) == ("signalled", started.workflow_id)
+    assert result.outcome.kind == "completed" and recorder.sent[0].step_id == "send-2"
+    assert (again.action, again.reason) == ("skipped", "a run for this key already took place")
