@@ -25,15 +25,13 @@ from runtime.settings import Settings, connect, load_settings
 from runtime.workers import Role, build_workers
 from store.database import connect as connect_store
 from store.ledger import Ledger
-from workflows.language import validate
+from workflows.language.validator import require_valid
 
 log = logging.getLogger("touchpoint.worker")
 
 
 async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | None = None) -> None:
-    report = validate((), root=project)
-    if not report.ok:
-        raise SystemExit("the project has problems; run `touchpoint validate` first")
+    report = require_valid(project)
     settings = load_settings(report.config)
     client = await connect(settings, with_metrics=True)
     names = {plan.journey_id: plan.name for plan in report.plans.values()}

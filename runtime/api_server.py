@@ -19,12 +19,11 @@ from store.database import connect as connect_store
 from store.entries import EntryStore
 from store.ingestion import ConsentStore, ProcessedMessages, ProfileStore, WriteKeys
 from workflows.language import validate
+from workflows.language.validator import require_valid
 
 
 async def build_ingestion(project: Path) -> Ingestion:
-    report = validate((), root=project)
-    if not report.ok:
-        raise SystemExit("the project has problems; run `touchpoint validate` first")
+    report = require_valid(project)
     settings = load_settings(report.config)
     client = await connect(settings)
     engine = connect_store(settings.database_url)

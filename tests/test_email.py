@@ -35,6 +35,7 @@ from activities.unsubscribe import (
     unsubscribe_headers,
     verify_token,
 )
+from tests.net import free_port
 from tests.sendgrid_standin import SendGridStandIn
 from workflows.language.project import SendGridSettings, SmtpSettings
 
@@ -72,12 +73,6 @@ def marketing_email(**changes: Any) -> OutgoingEmail:
 
 def transactional_email(**changes: Any) -> OutgoingEmail:
     return marketing_email(headers={}, marketing=False, categories=["receipt"], **changes)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def refused_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.email.smtp import SmtpProvider
 from activities.messages import OutgoingEmail
+from tests.net import free_port
 from workflows.language.project import SmtpSettings
 
 EMAIL = OutgoingEmail(
@@ -78,12 +78,6 @@ class Relay:
 def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
     ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"shop", b"s3cret")
     return AuthResult(success=ok, handled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

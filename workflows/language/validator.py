@@ -141,6 +141,21 @@ def validate(paths: Sequence[Path] = (), root: Path | None = None) -> Report:
     return report
 
 
+class ProjectInvalid(SystemExit):
+    """The project has problems: commands that run journeys refuse to start (exit 1)."""
+
+    def __init__(self) -> None:
+        super().__init__("the project has problems; run `touchpoint validate` first")
+
+
+def require_valid(root: Path) -> Report:
+    """The project's report, or :class:`ProjectInvalid` when it has any problem."""
+    report = validate((), root=root)
+    if not report.ok:
+        raise ProjectInvalid
+    return report
+
+
 def load_journey(
     path: Path, context: ProjectContext, display: str | None = None
 ) -> tuple[Plan | None, list[Problem], SourceMap]:
