@@ -317,6 +317,49 @@ def runs_show_command(
     typer.echo(asyncio.run(show_run(project.resolve(), workflow_id)))
 
 
+@app.command("simulate")
+def simulate_command(
+    journeys: Annotated[list[str], typer.Argument(help="Journey ids (or files) to run.")],
+    profile: Annotated[
+        Path | None, typer.Option(help="One customer: YAML/JSON id, email, locale, traits.")
+    ] = None,
+    profiles: Annotated[
+        Path | None, typer.Option(help="A population: customers.csv or .ndjson.")
+    ] = None,
+    events: Annotated[
+        Path | None, typer.Option(help="YAML/JSON list of {at: +2d3h, event, properties}.")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="When the simulation starts (ISO, with offset). Default: now."),
+    ] = None,
+    until: Annotated[str, typer.Option(help="How long to simulate, e.g. 90d.")] = "90d",
+    lookups: Annotated[
+        Path | None, typer.Option(help='Lookup answers: "<connection> <path>": JSON.')
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Run journeys for a customer (or a population) on a time-skipping Temporal server: what
+    would be sent, when, and how each run ends. Nothing is sent."""
+    from runtime.simulation.commands import simulate
+
+    code = simulate(
+        project,
+        journeys,
+        profile=profile,
+        profiles=profiles,
+        events=events,
+        lookups=lookups,
+        start=start,
+        until=until,
+        as_json_output=as_json,
+        echo=typer.echo,
+        progress_bar=sys.stderr.isatty(),
+    )
+    raise typer.Exit(code)
+
+
 @app.command("preview")
 def preview_command(
     journey: Annotated[str, typer.Argument(help="The journey id.")],

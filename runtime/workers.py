@@ -25,6 +25,7 @@ class WorkerOptions:
     max_concurrent_activities: int = 100
     rate_limits: dict[str, float] = field(default_factory=dict)  # channel → activities/second
     graceful_shutdown_seconds: float = 10.0
+    build_id: str | None = None  # default: a hash of every loaded module (slow to compute)
 
 
 def build_workers(
@@ -44,6 +45,7 @@ def build_workers(
                 workflows=[JourneyWorkflow],
                 workflow_runner=journey_workflow_runner(),
                 max_cached_workflows=options.max_cached_workflows,
+                build_id=options.build_id,
             )
         )
     if role in ("all", "activities"):
@@ -62,6 +64,7 @@ def build_workers(
                     max_concurrent_activities=options.max_concurrent_activities,
                     max_task_queue_activities_per_second=options.rate_limits.get(channel),
                     graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
+                    build_id=options.build_id,
                 )
             )
     return workers

@@ -27,6 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import evaluation, timing
+    from workflows.language.durations import format_duration
     from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
     from workflows.models import (
         INBOX_LIMIT,
@@ -103,7 +104,7 @@ class JourneyWorkflow:
         self.plan = run_input.plan
         self.state = run_input.state or RunState(
             current=self.plan.start,
-            entered_at=workflow.now(),
+            entered_at=self._now(),
             seen_ids=[run_input.trigger.message_id],
         )
         self._seen = set(self.state.seen_ids)
@@ -179,7 +180,9 @@ class JourneyWorkflow:
                 self._finish("failed", step=failure.step, error=failure.error)
         self._index_outcome()
         assert self.state.outcome is not None
-        return RunResult(outcome=self.state.outcome, timeline=self.state.timeline)
+        return RunResult(
+            outcome=self.state.outcome, timeline=self.state.timeline, current=self.state.current
+        )
 
     async def _execute(self, node: Node) -> str:
         self.state.visits[node.id] = self.state.visits.get(node.id, 0) + 1
@@ -188,7 +191,7 @@ class JourneyWorkflow:
                 return await self._send(node)
             case WaitNode():
                 await self._wait(node.seconds)
-                self._record(node, "waited", f"waited {node.seconds}s")
+                self._record(node, "waited", f"waited {format_duration(node.seconds)}")
                 return node.next
             case WaitUntilNode():
                 return await self._wait_until(node)
@@ -310,7 +313,7 @@ class JourneyWorkflow:
         seconds = self.input.settings.scaled(seconds)
         if seconds <= 0:
             return False
-        self._waiting_until = workflow.now() + timedelta(seconds=seconds)
+        self._waiting_until = self._now() + timedelta(seconds=seconds)
         try:
             await workflow.wait_condition(
                 lambda: self.state.outcome is not None or (ready is not None and ready()),
@@ -325,7 +328,7 @@ class JourneyWorkflow:
         return True
 
     async def _wait_until(self, node: WaitUntilNode) -> str:
-        now = workflow.now()
+        now = self._now()
         value = self._evaluate(node, node.date) if node.date is not None else None
         try:
             tz = timing.zone(self.input.profile.timezone, self.input.settings.default_timezone)
@@ -359,7 +362,9 @@ class JourneyWorkflow:
             self.state.events[node.id] = found
             self._record(node, "event", found.event)
             return node.on_event
-        self._record(node, "timeout", f"no {node.match.event} within {node.timeout_seconds}s")
+        self._record(
+            node, "timeout", f"no {node.match.event} within {format_duration(node.timeout_seconds)}"
+        )
         return node.on_timeout
 
     def _branch(self, node: BranchNode) -> str:
@@ -392,6 +397,13 @@ class JourneyWorkflow:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    def _now(self) -> datetime:
+        """The run's clock: Temporal's, moved by the settings' offset in simulations (a
+        time-skipping server starts at today's date; a simulation may start on any date)."""
+        offset = self.input.settings.clock_offset_seconds
+        now = workflow.now()
+        return now + timedelta(seconds=offset) if offset else now
+
     def _idempotency_key(self, node: Node) -> str:
         """Stable across retries and continue-as-new: run id, entry, step and visit."""
         info = workflow.info()
@@ -406,7 +418,7 @@ class JourneyWorkflow:
             "events": {step: e.names() for step, e in self.state.events.items()},
             "vars": self.state.vars,
             "lookups": self.state.lookups,
-            "now": workflow.now(),
+            "now": self._now(),
         }
 
     def _context(self) -> dict[str, Any]:
@@ -444,7 +456,7 @@ class JourneyWorkflow:
         if goal is None or goal.within_seconds is None:
             return True
         window = self.input.settings.scaled(goal.within_seconds)
-        return workflow.now() - self.state.entered_at <= timedelta(seconds=window)
+        return self._now() - self.state.entered_at <= timedelta(seconds=window)
 
     def _remember(self, message: str) -> None:
         self._seen.add(message)
@@ -453,11 +465,11 @@ class JourneyWorkflow:
             self._seen = set(self.state.seen_ids)
 
     def _record(self, node: Node, kind: str, detail: str = "", **extra: Any) -> None:
-        entry = TimelineEntry(at=workflow.now(), step=node.id, kind=kind, detail=detail, **extra)
+        entry = TimelineEntry(at=self._now(), step=node.id, kind=kind, detail=detail, **extra)
         self.state.timeline = [*self.state.timeline, entry][-TIMELINE_LIMIT:]
 
     def _finish(self, kind: OutcomeKind, **details: Any) -> None:
-        self.state.outcome = Outcome(kind=kind, at=workflow.now(), **details)
+        self.state.outcome = Outcome(kind=kind, at=self._now(), **details)
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()

@@ -77,6 +77,7 @@ class RunSettings(Model):
     index_runs: bool = True  # upsert search attributes (needs them registered on the server)
     history_limit: int | None = None  # continue-as-new past this many events (tests lower it)
     time_scale: float = 1.0  # multiplies every wait: 1/86400 turns a day into a second (tests)
+    clock_offset_seconds: float = 0.0  # added to the run's clock (simulations from any date)
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -138,6 +139,7 @@ class JourneyInput(Model):
 class RunResult(Model):
     outcome: Outcome
     timeline: list[TimelineEntry]
+    current: str | None = None  # the step the run ended on (reports count it as reached)
 
 
 class RunView(Model):

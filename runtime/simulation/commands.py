@@ -1,0 +1,158 @@
+"""What ``touchpoint simulate`` does, kept out of the CLI module (which imports it lazily)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from runtime.simulation.report import (
+    as_json,
+    display_zone,
+    funnel,
+    funnel_text,
+    outcome_of,
+    sorted_runs,
+    timeline_text,
+)
+from runtime.simulation.scenario import ScenarioError
+from runtime.simulation.setup import UsageError, build_scenario, load_project
+from runtime.simulation.simulator import SimulationResult, Simulator
+
+Echo = Callable[..., None]
+PHASES = {"events": "events", "time": "simulated time", "collect": "reading runs"}
+
+
+def quiet_sdk_logs() -> None:
+    """An activity that fails on purpose (a missing template) is part of the result, not a
+    traceback on the terminal."""
+    for name in ("temporalio", "temporalio.activity", "temporalio.worker"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def simulate(
+    root: Path,
+    journeys: list[str],
+    *,
+    profile: Path | None,
+    profiles: Path | None,
+    events: Path | None,
+    lookups: Path | None,
+    start: str | None,
+    until: str,
+    as_json_output: bool,
+    echo: Echo,
+    progress_bar: bool,
+) -> int:
+    project, problems = load_project(root)
+    if project is None:
+        for problem in problems:
+            echo(problem.format(), err=True)
+        echo("✗ the project has problems; fix them first (touchpoint validate)", err=True)
+        return 1
+    try:
+        scenario = build_scenario(
+            project,
+            journeys,
+            profile=profile,
+            profiles=profiles,
+            events=events,
+            lookups=lookups,
+            start=start,
+            until=until,
+        )
+    except UsageError as error:
+        echo(f"✗ {error}", err=True)
+        return 2
+    except ScenarioError as error:
+        for problem in error.problems:
+            echo(problem.format(), err=True)
+        return 1
+    quiet_sdk_logs()
+    simulator = Simulator(project.root, project.config)
+    population = profiles is not None
+    if progress_bar and population:
+        result = _run_with_progress(simulator, scenario)
+    else:
+        result = asyncio.run(simulator.run(scenario))
+    funnels = [funnel(plan, result.runs) for plan in scenario.plans] if population else None
+    if as_json_output:
+        echo(json.dumps(as_json(result, funnels), indent=2, ensure_ascii=False))
+        return 0
+    _print_text(result, funnels, project.config.defaults.timezone, echo)
+    return 0
+
+
+def _run_with_progress(simulator: Simulator, scenario: object) -> SimulationResult:
+    columns = (
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(phase: str, done: float, total: float) -> None:
+            if phase not in tasks:
+                tasks[phase] = int(bar.add_task(PHASES.get(phase, phase), total=total))
+            bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
+
+        return asyncio.run(simulator.run(scenario, report))  # type: ignore[arg-type]
+
+
+def _print_text(
+    result: SimulationResult, funnels: list | None, default_zone: str, echo: Echo
+) -> None:
+    zone = display_zone(result, default_zone)
+    start = result.start.astimezone(zone)
+    days = (result.end - result.start).days
+    who = (
+        result.customers[0].id
+        if len(result.customers) == 1
+        else f"{len(result.customers)} customers"
+    )
+    journeys = ", ".join(plan.journey_id for plan in result.plans)
+    echo(f"Simulated {journeys} for {who}: {days} days from {start:%a %Y-%m-%d %H:%M} ({zone})")
+    if funnels is None:
+        echo("")
+        for line in timeline_text(result, zone):
+            echo(line)
+        echo("")
+        echo("Outcomes")
+        for run in sorted_runs(result):
+            label = run.journey_id + (f" [{run.key}]" if run.key else "")
+            ending = run.outcome
+            when = (
+                f" on {ending.at.astimezone(zone):%a %Y-%m-%d %H:%M}"
+                if ending and ending.at
+                else ""
+            )
+            why = (
+                f" ({ending.reason or ending.error})"
+                if ending and (ending.reason or ending.error)
+                else ""
+            )
+            echo(f"  {label:<40} {outcome_of(run)}{when}{why}")
+    else:
+        for item in funnels:
+            echo("")
+            for line in funnel_text(item):
+                echo(line)
+    if result.not_entered:
+        echo("")
+        echo("Not entered")
+        reasons: dict[tuple[str, str, str], int] = {}
+        for miss in result.not_entered:
+            key = (miss.journey_id, miss.event, miss.reason)
+            reasons[key] = reasons.get(key, 0) + 1
+        for (journey, event, reason), count in sorted(reasons.items()):
+            times = f" ×{count}" if count > 1 else ""
+            echo(f"  {journey}: {event}{times} — {reason}")
+    sent = len(result.messages)
+    echo("")
+    echo(f"{sent} message(s) would be sent; nothing left this machine.")
