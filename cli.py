@@ -272,9 +272,13 @@ def cancel_command(
     """End a run now (outcome cancelled)."""
     import asyncio
 
-    from runtime.operations import cancel_run
+    from runtime.operations import NoSuchRun, cancel_run
 
-    asyncio.run(cancel_run(project.resolve(), workflow_id, reason))
+    try:
+        asyncio.run(cancel_run(project.resolve(), workflow_id, reason))
+    except NoSuchRun as error:
+        typer.secho(f"✗ {error}", fg="red", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"cancelled {workflow_id}")
 
 
@@ -358,6 +362,23 @@ def simulate_command(
         progress_bar=sys.stderr.isatty(),
     )
     raise typer.Exit(code)
+
+
+@app.command("test")
+def test_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Test files or folders (default: journeys/**/*.test.yaml).", exists=True
+        ),
+    ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Also write a JUnit XML report here.")] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Run journey tests (*.test.yaml): expected messages, steps and outcomes per case."""
+    from runtime.simulation.commands import test
+
+    raise typer.Exit(test(project, paths or [], junit=junit, echo=typer.echo))
 
 
 @app.command("preview")

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio.service import RPCError, RPCStatusCode
+
 from runtime.router import Routed, Router
 from runtime.settings import connect, load_settings
 from store.database import connect as connect_store
@@ -78,10 +80,19 @@ def read_calls(path: Path) -> list[dict[str, Any]]:
     return calls
 
 
+class NoSuchRun(Exception):
+    """The run does not exist, or has already ended: nothing to cancel."""
+
+
 async def cancel_run(project: Path, workflow_id: str, reason: str) -> None:
     _, config = _project(project)
     client = await connect(load_settings(config))
-    await client.get_workflow_handle(workflow_id).signal("cancel", CancelRequest(reason=reason))
+    try:
+        await client.get_workflow_handle(workflow_id).signal("cancel", CancelRequest(reason=reason))
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:  # also "workflow execution already completed"
+            raise NoSuchRun(f"no running run {workflow_id!r}: {error.message}") from None
+        raise
 
 
 async def list_runs(

@@ -57,6 +57,7 @@ class Routed:
     action: Action
     workflow_id: str | None = None
     reason: str | None = None
+    run_id: str | None = None  # of a run this event started
 
 
 class Router:
@@ -198,7 +199,7 @@ class Router:
             return Routed(journey, "signalled", run_id, reason="a run is already active")
         if claimed is None:
             await asyncio.to_thread(self.entries.record_entry, journey, subject, now)
-        return Routed(journey, "started", run_id)
+        return Routed(journey, "started", run_id, run_id=handle.result_run_id)
 
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
         if not self.settings.index_runs:

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-EXAMPLE_JOURNEYS = sorted((ROOT / "journeys").glob("*.yaml"))
+EXAMPLE_JOURNEYS = sorted(
+    p for p in (ROOT / "journeys").glob("*.yaml") if not p.name.endswith(".test.yaml")
+)
 
 
 @pytest.fixture

@@ -339,7 +339,8 @@ async def test_emit_and_runs_commands(
         "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
         "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
-        "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS),
+        # an hour a second: the run must still be waiting when the test cancels it
+        "TOUCHPOINT_TIME_SCALE": str(1 / 3600),
     }
     touchpoint = str(Path(sys.executable).parent / "touchpoint")
 
@@ -390,6 +391,11 @@ async def test_emit_and_runs_commands(
     assert (await run("cancel", run_id, "--reason", "support ticket 42")).startswith("cancelled")
     result = RunResult.model_validate(await dev_env.client.get_workflow_handle(run_id).result())
     assert (result.outcome.kind, result.outcome.reason) == ("cancelled", "support ticket 42")
+    again = await asyncio.create_subprocess_exec(
+        touchpoint, "cancel", run_id, cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(again.communicate(), 60)
+    assert again.returncode == 1 and "no running run" in err.decode()  # an ended run: no crash
     assert shown.startswith("newsletter-welcome (version ")
 
 

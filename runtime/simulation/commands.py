@@ -156,3 +156,46 @@ def _print_text(
     sent = len(result.messages)
     echo("")
     echo(f"{sent} message(s) would be sent; nothing left this machine.")
+
+
+def test(
+    root: Path, paths: list[Path], *, junit: Path | None, echo: Echo, colour: bool = True
+) -> int:
+    """``touchpoint test``: run journey test files; 0 when every case passes."""
+    from runtime.simulation.journey_tests import (
+        CaseResult,
+        find_test_files,
+        junit_xml,
+        run_files,
+    )
+
+    project, problems = load_project(root)
+    if project is None:
+        for problem in problems:
+            echo(problem.format(), err=True)
+        echo("✗ the project has problems; fix them first (touchpoint validate)", err=True)
+        return 1
+    files = find_test_files(paths, project)
+    if not files:
+        echo("no *.test.yaml files found", err=True)
+        return 1
+    quiet_sdk_logs()
+
+    def show(result: CaseResult) -> None:
+        mark = "✓" if result.passed else "✗"
+        echo(f"{mark} {result.file} › {result.name} ({result.seconds:.1f}s)")
+        for line in result.report():
+            echo(f"    {line}")
+
+    results, file_problems = asyncio.run(run_files(files, project, show))
+    for problem in file_problems:
+        echo(problem.format(), err=True)
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_bytes(junit_xml(results, file_problems))
+    failed = sum(not r.passed for r in results)
+    summary = f"{len(results) - failed} passed, {failed} failed"
+    if file_problems:
+        summary += f", {len(file_problems)} problem(s) in test files"
+    echo(("✓ " if not failed and not file_problems else "✗ ") + summary)
+    return 1 if failed or file_problems else 0

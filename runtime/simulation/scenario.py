@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -24,7 +25,11 @@ from workflows.language.yamlsource import SourceMap, YamlError, load_yaml
 from workflows.models import Profile
 
 M = TypeVar("M", bound=BaseModel)
-AT_HINT = 'write "+2d3h" (after the start) or an ISO time with its offset, "2027-01-04T09:00+01:00"'
+_DAY_CLOCK = re.compile(r"day ([0-9]+) ([0-2][0-9]:[0-5][0-9])")
+AT_HINT = (
+    'write "+2d3h" (after the start), "day 2 09:00" (local time) or an ISO time with its '
+    'offset, "2027-01-04T09:00+01:00"'
+)
 
 
 class ScenarioError(Exception):
@@ -87,15 +92,21 @@ class EventSpec(Strict):
 
 @dataclass(frozen=True)
 class Moment:
-    """``+2d`` (seconds after the start) or an absolute time; resolved once the start is known."""
+    """``+2d`` (seconds after the start), ``day 2 09:00`` (a local time on the start's date
+    plus two days) or an absolute time; resolved once the start and time zone are known."""
 
     offset: int | None = None
     absolute: datetime | None = None
+    day: int | None = None
+    clock: time | None = None
     text: str = ""
 
-    def resolve(self, start: datetime) -> datetime:
+    def resolve(self, start: datetime, zone: tzinfo = UTC) -> datetime:
         if self.absolute is not None:
             return self.absolute
+        if self.day is not None and self.clock is not None:
+            date = start.astimezone(zone).date() + timedelta(days=self.day)
+            return datetime.combine(date, self.clock, tzinfo=zone)
         return start + timedelta(seconds=self.offset or 0)
 
 
@@ -114,28 +125,25 @@ class LoadedFile:
 
 
 def parse_moment(text: str) -> Moment:
-    """``+0``, ``+2d3h``, ``2027-01-04T09:00:00+01:00``; ``ValueError`` otherwise."""
+    """``+0``, ``+2d3h``, ``day 2 09:00``, ``2027-01-04T09:00:00+01:00``; else ``ValueError``."""
     value = text.strip()
     if value in ("0", "+0", "now"):
         return Moment(offset=0, text=value)
+    day = _DAY_CLOCK.fullmatch(value)
+    if day is not None:
+        return Moment(day=int(day[1]), clock=time.fromisoformat(day[2]), text=value)
     if value[:1] in "+-" or (value[:1].isdigit() and value[-1:] in "wdhms"):
         seconds = parse_offset(value if value[:1] in "+-" else "+" + value)
         if seconds < 0:
             raise ValueError("a moment before the start")
         return Moment(offset=seconds, text=value)
-    moment = datetime.fromisoformat(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither +2d3h, day 2 09:00 nor an ISO time") from None
     if moment.tzinfo is None:
         raise ValueError("an ISO time needs its offset (Z or +01:00)")
     return Moment(absolute=moment, text=value)
-
-
-def parse_start(text: str | None, default: datetime) -> datetime:
-    if text is None:
-        return default
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError("the start needs its offset (Z or +01:00)")
-    return moment
 
 
 def read_document(path: Path) -> LoadedFile:
@@ -233,13 +241,13 @@ def load_lookups(path: Path | None) -> dict[str, Any]:
 
 
 def resolve_events(
-    events: list[ScenarioEvent], start: datetime
+    events: list[ScenarioEvent], start: datetime, zone: tzinfo = UTC
 ) -> list[tuple[datetime, EventSpec]]:
     """Events in time order (file order among equals); none may lie before the start."""
     problems = []
     timed = []
     for order, item in enumerate(events):
-        at = item.moment.resolve(start)
+        at = item.moment.resolve(start, zone)
         if at < start:
             where = item.where
             problems.append(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from runtime.simulation.scenario import (
     EventSpec,
@@ -106,7 +107,7 @@ def build_scenario(
     if not customers:
         raise UsageError(f"{profiles}: no customers in the file")
     timed = (
-        resolve_events(load_events(events), begin)
+        resolve_events(load_events(events), begin, customer_zone(project, customers))
         if events is not None
         else [(begin, EventSpec(event=plan.trigger.event)) for plan in plans]
     )
@@ -119,6 +120,18 @@ def build_scenario(
         until=parse_until(until),
         lookups=load_lookups(lookups),
     )
+
+
+def customer_zone(project: Project, customers: Sequence[ProfileSpec]) -> tzinfo:
+    """Where "day 2 09:00" is read: the customer's time zone, else the project's default."""
+    name = customers[0].timezone if len(customers) == 1 else None
+    for candidate in (name, project.config.defaults.timezone):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (KeyError, ValueError):
+                continue
+    return UTC
 
 
 def _check_users(

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -40,6 +41,7 @@ from workflows.plan import Plan
 
 QUEUE_PREFIX = "simulation-"
 BUILD_ID = "touchpoint-simulation"
+SLEEP_DEADLINE = timedelta(hours=2)
 ROUTING_CONCURRENCY = 32
 PROGRESS_STEPS = 30  # the wait after the last event is skipped in this many slices
 
@@ -122,22 +124,32 @@ class SimulationRouter(Router):
         return results or [Routed(plan.journey_id, "not_running")]
 
 
+Environment = Callable[[], Awaitable[WorkflowEnvironment]]
+
+
+async def time_skipping_server() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+        runtime=quiet_runtime(),
+    )
+
+
 class Simulator:
-    def __init__(self, root: Path, config: ProjectConfig) -> None:
+    """Runs scenarios; on the time-skipping server unless ``environment`` says otherwise (the
+    benchmark runs the same scenario on the dev server, in real time, to compare)."""
+
+    def __init__(
+        self, root: Path, config: ProjectConfig, environment: Environment = time_skipping_server
+    ) -> None:
         self.root = root
         self.config = config
+        self.environment = environment
 
     async def run(self, scenario: Scenario, progress: Progress | None = None) -> SimulationResult:
         report = progress or (lambda phase, done, total: None)
-        binary = str(find_binary("temporal-test-server"))
         async with AsyncExitStack() as stack:
-            env = await stack.enter_async_context(
-                await WorkflowEnvironment.start_time_skipping(
-                    test_server_existing_path=binary,
-                    data_converter=pydantic_data_converter,
-                    runtime=quiet_runtime(),
-                )
-            )
+            env = await stack.enter_async_context(await self.environment())
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="touchpoint-")))
             engine = connect(f"sqlite:///{folder / 'simulation.db'}")
             stack.callback(engine.dispose)
@@ -203,8 +215,18 @@ class _SimulatedClock:
     async def advance_to(self, moment: datetime) -> None:
         """Let simulated time pass until ``moment``; every timer before it fires on the way."""
         ahead = moment - await self.now()
-        if ahead > timedelta(0):
-            await self.env.sleep(ahead)
+        if ahead <= timedelta(0):
+            return
+        if not self.env.supports_time_skipping:
+            await asyncio.sleep(ahead.total_seconds())
+            return
+        request = SleepRequest()
+        request.duration.FromTimedelta(ahead)
+        # The server answers once every timer on the way has fired and its work is done: for a
+        # large population that takes far longer than an RPC's default deadline.
+        await self.env.client.test_service.unlock_time_skipping_with_sleep(
+            request, timeout=SLEEP_DEADLINE
+        )
 
 
 @dataclass
@@ -215,6 +237,7 @@ class _Started:
     workflow_id: str
     entered_at: datetime
     trigger: str
+    run_id: str | None = None
 
 
 class _Session:
@@ -257,6 +280,9 @@ class _Session:
                 *(self._apply(index, moment, spec, customer) for customer in customers)
             )
             self.report("events", (moment - scenario.start).total_seconds(), total)
+        if not self.clock.env.supports_time_skipping:  # real time: stop when all have ended
+            await self._until_all_closed(scenario.end)
+            return
         # Skip the rest in slices, so a progress bar can follow the simulated days.
         now = max(scenario.start, await self.clock.now())
         slice_ = (scenario.end - now) / PROGRESS_STEPS
@@ -264,6 +290,22 @@ class _Session:
             moment = now + slice_ * step
             await self.clock.advance_to(moment)
             self.report("time", (moment - scenario.start).total_seconds(), total)
+
+    async def _until_all_closed(self, end: datetime) -> None:
+        client = self.clock.env.client
+        pending = {run.workflow_id for run in self.runs}
+
+        async def closed(workflow_id: str) -> bool:
+            async with self._limit:
+                description = await client.get_workflow_handle(workflow_id).describe()
+            return description.status != WorkflowExecutionStatus.RUNNING
+
+        while pending and await self.clock.now() < end:
+            ids = sorted(pending)
+            done = await asyncio.gather(*(closed(i) for i in ids))
+            pending -= {i for i, is_closed in zip(ids, done, strict=True) if is_closed}
+            if pending:
+                await asyncio.sleep(0.25)
 
     async def _apply(self, index: int, moment: datetime, spec: EventSpec, customer: str) -> None:
         async with self._limit:
@@ -293,6 +335,7 @@ class _Session:
                     routed.workflow_id,
                     moment,
                     event.event,
+                    routed.run_id,
                 )
             )
             known = self.router.started.setdefault((routed.journey_id, event.customer_id), [])
@@ -324,11 +367,18 @@ async def _collect(
     started = list(started)
     limit = asyncio.Semaphore(ROUTING_CONCURRENCY)
     done = 0
+    # A customer can re-enter a journey under the same workflow id once the earlier run has
+    # closed: the earlier ones are read by their run id, the latest by id (it may have
+    # continued as new since).
+    latest = {run.workflow_id: run for run in started}
 
     async def one(run: _Started) -> SimulatedRun:
         nonlocal done
         async with limit:
-            handle = client.get_workflow_handle(run.workflow_id, result_type=RunResult)
+            run_id = None if latest[run.workflow_id] is run else run.run_id
+            handle = client.get_workflow_handle(
+                run.workflow_id, run_id=run_id, result_type=RunResult
+            )
             description = await handle.describe()
             waiting_until = None
             if description.status == WorkflowExecutionStatus.RUNNING:
