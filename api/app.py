@@ -130,14 +130,20 @@ class Ingestion:
             timezone=_text(context.get("timezone")),
         )
 
+    def _claim_and_profile(self, message_id: str, call: TrackCall) -> tuple[bool, Profile | None]:
+        """One trip to the store's thread: claim the message id, and read the profile."""
+        if not self.processed.claim(message_id):
+            return False, None
+        return True, self.profiles.get(call.customer_id)
+
     async def track(self, call: TrackCall) -> None:
         message_id = call.message_id or f"api-{uuid.uuid4()}"
         RECEIVED.labels("track").inc()
-        if not await asyncio.to_thread(self.processed.claim, message_id):
+        first, profile = await asyncio.to_thread(self._claim_and_profile, message_id, call)
+        if not first:
             REJECTED.labels("duplicate").inc()
             return  # a duplicate: accepted, not processed twice
         try:
-            profile = await asyncio.to_thread(self.profiles.get, call.customer_id)
             event = Event(
                 message_id=message_id,
                 event=call.event,

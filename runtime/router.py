@@ -17,7 +17,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from temporalio.client import Client, WorkflowHandle
@@ -124,34 +124,17 @@ class Router:
             return Routed(journey, "skipped", reason=f"cannot evaluate: {error}")
 
         subject = _subject(event.customer_id, key)
-        record = await asyncio.to_thread(self.entries.record, journey, subject)
-        if plan.entry.policy == "once" and record.entered > 0:
-            return Routed(journey, "skipped", reason="already entered once")
-        cooldown = plan.entry.cooldown_seconds
-        if (
-            cooldown
-            and record.last_entered_at
-            and now - record.last_entered_at < timedelta(seconds=cooldown)
-        ):
-            return Routed(journey, "skipped", reason="within the re-entry cooldown")
-
-        sequence = await asyncio.to_thread(self.entries.reserve, journey, subject)
-        claimed = None
-        if plan.entry.policy == "once" or cooldown:
-            claimed = await asyncio.to_thread(
-                self.entries.claim_entry,
-                journey,
-                subject,
-                now,
-                None if plan.entry.policy == "once" else cooldown,
-            )
-            if claimed is None:  # another router took it a moment ago
-                reason = (
-                    "already entered once"
-                    if plan.entry.policy == "once"
-                    else ("within the re-entry cooldown")
-                )
-                return Routed(journey, "skipped", reason=reason)
+        entry = await asyncio.to_thread(
+            self.entries.enter,
+            journey,
+            subject,
+            now,
+            once=plan.entry.policy == "once",
+            cooldown_seconds=plan.entry.cooldown_seconds or 0,
+        )
+        if entry.refused is not None:
+            return Routed(journey, "skipped", reason=entry.refused)
+        sequence, claimed = entry.sequence, entry.claimed
         every_time = plan.entry.policy == "every_time"
         # A keyed journey has one run per customer and key, found by id. An un-keyed every_time
         # journey has one run per triggering event, so a redelivered event finds its own run.

@@ -21,6 +21,15 @@ class EntryRecord:
     last_entered_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Entry:
+    """The store's answer to "may they enter?": an entry number, or why not."""
+
+    sequence: int = 0
+    claimed: EntryRecord | None = None  # set when a once/cooldown entry was taken
+    refused: str | None = None
+
+
 class EntryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -52,8 +61,39 @@ class EntryStore:
                 update(entries).where(key).values(entered=entries.c.entered + 1, last_entered_at=at)
             )
 
+    def enter(
+        self, journey_id: str, subject: str, at: datetime, *, once: bool, cooldown_seconds: int
+    ) -> Entry:
+        """Everything the router asks of the store before it starts a run, in one call: may
+        this customer (and key) enter now, and under which entry number? For ``once`` and
+        cooldowns the entry is claimed atomically (undo with :meth:`undo_entry`)."""
+        record = self.record(journey_id, subject)
+        if once and record.entered > 0:
+            return Entry(refused="already entered once")
+        if (
+            cooldown_seconds
+            and record.last_entered_at
+            and at - record.last_entered_at < timedelta(seconds=cooldown_seconds)
+        ):
+            return Entry(refused="within the re-entry cooldown")
+        sequence = self.reserve(journey_id, subject)
+        if not once and not cooldown_seconds:
+            return Entry(sequence=sequence)
+        claimed = self.claim_entry(
+            journey_id, subject, at, None if once else cooldown_seconds, before=record
+        )
+        if claimed is None:  # another router took it a moment ago
+            reason = "already entered once" if once else "within the re-entry cooldown"
+            return Entry(refused=reason)
+        return Entry(sequence=sequence, claimed=claimed)
+
     def claim_entry(
-        self, journey_id: str, subject: str, at: datetime, cooldown_seconds: int | None
+        self,
+        journey_id: str,
+        subject: str,
+        at: datetime,
+        cooldown_seconds: int | None,
+        before: EntryRecord | None = None,
     ) -> EntryRecord | None:
         """Atomically take the entry: for ``once`` (no cooldown) only if never entered, else
         only if the cooldown has passed. Returns the record as it was (to undo), or ``None``."""
@@ -63,7 +103,7 @@ class EntryStore:
         else:
             threshold = at - timedelta(seconds=cooldown_seconds)
             allowed = entries.c.last_entered_at.is_(None) | (entries.c.last_entered_at <= threshold)
-        before = self.record(journey_id, subject)
+        before = before or self.record(journey_id, subject)
         with self.engine.begin() as db:
             taken = db.execute(
                 update(entries)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,10 +119,18 @@ class ProcessedMessages:
 
 
 class WriteKeys:
-    """Write keys as Segment's SDKs send them (HTTP Basic user name); only hashes are stored."""
+    """Write keys as Segment's SDKs send them (HTTP Basic user name); only hashes are stored.
+
+    A known key is remembered for ``KNOWN_KEY_SECONDS`` (every event carries one: the lookup
+    was a tenth of the API's time); an unknown key is asked for every time, so a key created
+    a moment ago works at once.
+    """
+
+    KNOWN_KEY_SECONDS = 60.0
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._known: dict[str, tuple[float, str]] = {}  # key hash → (until, source name)
 
     def create(self, name: str) -> str:
         key = "tp_" + secrets.token_urlsafe(24)
@@ -135,11 +144,21 @@ class WriteKeys:
 
     def source(self, key: str) -> str | None:
         """The name of the source ``key`` belongs to, or ``None``."""
+        digest = _hash(key)
+        now = time.monotonic()
+        known = self._known.get(digest)
+        if known is not None and known[0] > now:
+            return known[1]
         with self.engine.connect() as db:
             row = db.execute(
-                select(write_keys.c.name).where(write_keys.c.key_hash == _hash(key))
+                select(write_keys.c.name).where(write_keys.c.key_hash == digest)
             ).first()
-        return None if row is None else str(row.name)
+        if row is None:
+            return None
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[digest] = (now + self.KNOWN_KEY_SECONDS, str(row.name))
+        return str(row.name)
 
 
 def _hash(key: str) -> str:
