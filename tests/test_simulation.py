@@ -227,3 +227,27 @@ def test_moments(text: str, expected: str) -> None:
 def test_bad_moments(text: str) -> None:
     with pytest.raises(ValueError):
         parse_moment(text)
+
+
+def test_population_files(tmp_path: Path) -> None:
+    from runtime.simulation.scenario import ScenarioError, load_population
+
+    ndjson = tmp_path / "customers.ndjson"
+    ndjson.write_text(
+        '{"id": "a", "email": "a@example.com", "traits": {"vip": true}}\n\n{"id": "b"}\n'
+    )
+    assert [(c.id, c.traits) for c in load_population(ndjson)] == [("a", {"vip": True}), ("b", {})]
+    ndjson.write_text('{"id": "a"}\n{"email": "x@example.com"}\n')
+    with pytest.raises(ScenarioError) as error:
+        load_population(ndjson)
+    assert f'{ndjson.name}:2:1: id: missing "id"' in error.value.problems[0].format()
+    table = tmp_path / "customers.csv"
+    table.write_text('id,email,score,interests\nc1,c1@example.com,7,"[""laptops""]"\nc2,,,\n')
+    first, second = load_population(table)
+    assert (
+        first.traits == {"score": 7, "interests": ["laptops"]} and first.email == "c1@example.com"
+    )
+    assert second.email is None and second.traits == {}
+    table.write_text("email\nx@example.com\n")
+    with pytest.raises(ScenarioError, match='one must be "id"'):
+        load_population(table)

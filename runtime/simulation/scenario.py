@@ -308,9 +308,7 @@ def _csv_customers(text: str, display: str) -> list[ProfileSpec]:
         try:
             customers.append(ProfileSpec.model_validate(profile))
         except ValidationError as error:
-            first = error.errors()[0]
-            column = ".".join(str(p) for p in first["loc"])
-            problems.append(Problem(display, line, 1, column, first["msg"]))
+            problems.append(_row_problem(error, display, line))
     if problems:
         raise ScenarioError(problems)
     return customers
@@ -334,9 +332,15 @@ def _ndjson_customers(text: str, display: str) -> list[ProfileSpec]:
         try:
             customers.append(ProfileSpec.model_validate_json(line))
         except ValidationError as error:
-            first = error.errors()[0]
-            column = ".".join(str(p) for p in first["loc"])
-            problems.append(Problem(display, number, 1, column, first["msg"]))
+            problems.append(_row_problem(error, display, number))
     if problems:
         raise ScenarioError(problems)
     return customers
+
+
+def _row_problem(error: ValidationError, display: str, line: int) -> Problem:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "missing":
+        return Problem(display, line, 1, field, f'missing "{field}"', "every customer needs an id")
+    return Problem(display, line, 1, field, str(first["msg"]))
