@@ -138,8 +138,10 @@ class DeliveryActivities:
         )
         if claim.decision == "sent":
             provider_id = claim.delivery.provider_id if claim.delivery else None
-            return SendResult(
-                message_id=request.message_id, status="duplicate", provider_id=provider_id
+            return SendResult(  # the message went out once; this attempt only learnt so late
+                message_id=request.message_id,
+                provider_id=provider_id,
+                reason="sent by an earlier attempt",
             )
         if claim.decision == "in_flight":
             raise retryable(

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import html
 import json
 import logging
@@ -137,7 +138,7 @@ class Ingestion:
         return True, self.profiles.get(call.customer_id)
 
     async def track(self, call: TrackCall) -> None:
-        message_id = call.message_id or f"api-{uuid.uuid4()}"
+        message_id = call.message_id or _derived_message_id(call)
         RECEIVED.labels("track").inc()
         first, profile = await asyncio.to_thread(self._claim_and_profile, message_id, call)
         if not first:
@@ -213,15 +214,27 @@ def create_app(ingestion: Ingestion) -> FastAPI:
             return JSONResponse({"success": False, "message": "try again later"}, status_code=503)
         return JSONResponse({"success": True})
 
-    @app.post("/v1/identify", summary="Create or update a customer profile")
+    @app.post(
+        "/v1/identify",
+        summary="Create or update a customer profile",
+        openapi_extra=_request_body(IdentifyCall),
+    )
     async def identify(request: Request) -> JSONResponse:
         return await handle(request, IdentifyCall, MAX_EVENT_BYTES)
 
-    @app.post("/v1/track", summary="Record an event; it may start journeys or reach waiting runs")
+    @app.post(
+        "/v1/track",
+        summary="Record an event; it may start journeys or reach waiting runs",
+        openapi_extra=_request_body(TrackCall),
+    )
     async def track(request: Request) -> JSONResponse:
         return await handle(request, TrackCall, MAX_EVENT_BYTES)
 
-    @app.post("/v1/batch", summary="Several identify and track calls at once")
+    @app.post(
+        "/v1/batch",
+        summary="Several identify and track calls at once",
+        openapi_extra=_request_body(BatchCall),
+    )
     async def batch(request: Request) -> JSONResponse:
         await _authenticate(request, ingestion.keys)
         body = _validate(BatchCall, await _json_body(request, MAX_BATCH_BYTES))
@@ -367,6 +380,22 @@ def _validate(model: type[Any], body: Any, prefix: str = "") -> Any:
         raise BadRequest(
             400, "; ".join(f"{e['path']}: {e['message']}" for e in errors), errors
         ) from None
+
+
+def _derived_message_id(call: TrackCall) -> str:
+    """For a call without ``messageId``: with a timestamp, a hash of the call (so a retried
+    request is recognised); without one, two equal calls may be two real events — a new id."""
+    if call.timestamp is None:
+        return f"api-{uuid.uuid4()}"
+    content = call.model_dump(mode="json", by_alias=True, exclude={"context"})
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return "api-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON body a route reads itself (to answer 400/413 in its own words), for /docs."""
+    schema = model.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _path(prefix: str, loc: tuple[Any, ...]) -> str:

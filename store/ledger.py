@@ -20,6 +20,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from store.database import deliveries
+from workflows.models import SEND_ATTEMPT_SECONDS
 
 Status = Literal["pending", "sent", "failed", "skipped", "retrying"]
 
@@ -40,8 +41,10 @@ class Delivery:
     updated_at: datetime
 
 
-LEASE = timedelta(minutes=5)
-"""How long a ``pending`` claim keeps other attempts away (longer than any provider call)."""
+LEASE = timedelta(seconds=SEND_ATTEMPT_SECONDS + 30)
+"""How long a ``pending`` claim keeps other attempts away: longer than a send attempt may last
+(the send activity's 60 s start-to-close timeout, which bounds every provider call), and no
+longer, so the retry after a worker died mid-send waits seconds, not minutes."""
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,31 @@ async def test_a_duplicate_message_id_is_accepted_but_not_processed_twice(api: A
     assert len(routed.events) == 1
 
 
+async def test_a_call_without_message_id_is_recognised_by_its_content_and_time(api: Any) -> None:
+    client, routed, _ = api
+    timed = {"userId": "max-1", "event": "Order Completed", "timestamp": "2026-11-27T10:00:00Z"}
+    for _ in range(2):  # a retried request: the same event
+        assert (await client.post("/v1/track", json=timed)).status_code == 200
+    assert len(routed.events) == 1 and routed.events[0][0].message_id.startswith("api-")
+    untimed = {"userId": "max-1", "event": "Page Viewed"}
+    for _ in range(2):  # no time given: two page views may well be two events
+        assert (await client.post("/v1/track", json=untimed)).status_code == 200
+    assert len(routed.events) == 3
+
+
+async def test_the_openapi_document_describes_the_request_bodies(api: Any) -> None:
+    client, _, _ = api
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    track = paths["/v1/track"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"userId", "event", "properties", "messageId"} <= set(track["properties"])
+    assert (
+        "batch"
+        in paths["/v1/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "properties"
+        ]
+    )
+
+
 async def test_a_failure_to_route_is_503_and_the_retry_is_processed(api: Any) -> None:
     client, routed, _ = api
     routed.fail = True

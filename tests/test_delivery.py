@@ -185,7 +185,8 @@ async def test_the_ledger_prevents_a_duplicate_after_a_crash(
         await handle.signal("cancel", {"reason": "test done"})
         result = RunResult.model_validate(await handle.result())
     [welcome] = [e for e in result.timeline if e.step == "welcome"]
-    assert welcome.kind == "duplicate", "the retry found the message already sent"
+    assert welcome.kind == "sent", "sent once, by the attempt that died"
+    assert welcome.detail == "email: newsletter-welcome (sent by an earlier attempt)"
     assert len(outbox(tmp_path)) == 1
     [row] = activities.ledger.list()
     assert (row.status, row.attempts) == ("sent", 1)

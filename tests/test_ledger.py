@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from store.database import connect, deliveries
 from store.ledger import LEASE, Ledger
+from workflows.models import SEND_ATTEMPT_SECONDS
 
 
 @pytest.fixture
@@ -77,3 +78,9 @@ def test_rows_list_newest_first_by_customer_or_journey(ledger: Ledger) -> None:
     failed = ledger.get("msg_a")
     assert failed is not None and failed.reason == "Rejected: 400 invalid recipient"
     assert ledger.get("msg_zzz") is None
+
+
+def test_the_lease_outlasts_a_send_attempt_and_no_more() -> None:
+    """A retry after a worker died mid-send waits out the lease: it must cover an attempt that
+    may still be running (60 s at most), and not keep the message waiting minutes longer."""
+    assert SEND_ATTEMPT_SECONDS < LEASE.total_seconds() <= 2 * SEND_ATTEMPT_SECONDS

@@ -181,7 +181,7 @@ async def test_a_rejection_quotes_an_excerpt_of_the_body(
     error = await failing(client, stub.url("/hook"), [new_secret()])
     assert (error.type, error.non_retryable, error.next_retry_delay) == ("Rejected", True, None)
     assert error.message.startswith(
-        f"rejected (400): webhook {MESSAGE_ID}: invalid field 'cart': x"
+        f"the provider refused it (400): webhook {MESSAGE_ID}: invalid field 'cart': x"
     )
     quoted = error.message.split(f"webhook {MESSAGE_ID}: ", 1)[1]
     assert len(quoted) == EXCERPT_LIMIT and quoted.endswith("…")

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         LOOKUP_QUEUE,
         SEEN_IDS_LIMIT,
         SEND_ACTIVITIES,
+        SEND_ATTEMPT_SECONDS,
         TIMELINE_LIMIT,
         CancelRequest,
         Event,
@@ -230,7 +231,12 @@ class JourneyWorkflow:
         queue = self.input.settings.queue(_CHANNEL_QUEUES[node.channel])
         try:
             result = await self._activity(
-                SEND_ACTIVITIES[node.channel], request, queue, SEND_RETRY, SendResult, 60
+                SEND_ACTIVITIES[node.channel],
+                request,
+                queue,
+                SEND_RETRY,
+                SendResult,
+                SEND_ATTEMPT_SECONDS,
             )
         except ActivityError as error:
             reason = _failure_text(error)
@@ -244,9 +250,13 @@ class JourneyWorkflow:
                 )
                 return node.next
             raise StepFailed(node.id, reason) from None
-        detail = f"{node.channel}: {node.template}" + (
-            f" ({result.status}: {result.reason})" if result.status != "sent" else ""
-        )
+        detail = f"{node.channel}: {node.template}"
+        if result.reason:
+            detail += (
+                f" ({result.reason})"
+                if result.status == "sent"
+                else f" ({result.status}: {result.reason})"
+            )
         self._record(
             node,
             result.status,

@@ -28,6 +28,7 @@ CHANNEL_QUEUES = {
     "chat": "touchpoint-chat",
 }
 LOOKUP_QUEUE = "touchpoint-lookups"
+SEND_ATTEMPT_SECONDS = 60  # start-to-close of one send attempt: bounds every provider call
 SEND_ACTIVITIES = {"email": "send_email", "webhook": "send_webhook", "chat": "send_chat"}
 LOOKUP_ACTIVITY = "lookup"
 
