@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo graphs bench schema histories clean
+.PHONY: install test chaos lint demo graphs bench schema histories clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(STAMP)  ## create .venv and install Touchpoint with its dev extras
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest
+
+chaos: $(STAMP)  ## the fault tests longer than a minute (kill -9 mid-send); `make test` has the rest
+	$(BIN)/pytest tests/faults/chaos_*.py
 
 lint: $(STAMP)  ## ruff (format check + lint) and mypy
 	$(BIN)/ruff format --check .
@@ -36,9 +39,8 @@ schema: $(STAMP)  ## regenerate schema/*.schema.json (a test checks they are cur
 histories: $(STAMP)  ## re-record the replay corpus in tests/histories (after a patched change)
 	RECORD_HISTORIES=1 $(BIN)/pytest tests/test_devserver.py -k end_to_end
 
-bench: $(STAMP)  ## benchmarks (arrive with the runtime issues)
-	@if ls bench/bench_*.py >/dev/null 2>&1; then for b in bench/bench_*.py; do $(BIN)/python $$b; done; \
-	else echo "no benchmarks yet"; fi
+bench: $(STAMP)  ## benchmarks on the embedded stack, each a ratio against a same-run baseline (BENCHMARKS.md)
+	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -44,7 +44,7 @@ def from_status(status: int, message: str, retry_after: float | None = None) -> 
         return retryable(f"provider error {status}: {message}", "ProviderError", retry_after)
     if status == 410:
         return permanent(f"gone (410): {message}", "RecipientUnreachable")
-    return permanent(f"the provider refused it ({status}): {message}", "Rejected")
+    return permanent(f"refused ({status}): {message}", "Rejected")
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -95,7 +95,7 @@ async def test_slack_error_quotes_slack_reason(stub: HttpStub, client: httpx.Asy
     stub.reply(Reply(400, body="invalid_blocks"))
     with pytest.raises(ApplicationError) as caught:
         await send_slack(client, stub.url(SLACK_PATH), "hi", [{"type": "nonsense"}])
-    assert caught.value.message == "the provider refused it (400): Slack: invalid_blocks"
+    assert caught.value.message == "refused (400): Slack: invalid_blocks"
 
 
 async def test_slack_unreachable_hides_the_url(client: httpx.AsyncClient) -> None:

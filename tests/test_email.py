@@ -415,9 +415,7 @@ async def test_sendgrid_400_fails_with_sendgrids_messages(sendgrid: SendGridStan
     )
     error = await failure(sendgrid_provider(sendgrid.url).send(marketing_email()))
     assert (error.non_retryable, error.type, error.next_retry_delay) == (True, "Rejected", None)
-    assert error.message == (
-        "the provider refused it (400): Invalid email (field personalizations.0.to.0.email)"
-    )
+    assert error.message == ("refused (400): Invalid email (field personalizations.0.to.0.email)")
 
 
 async def test_sendgrid_never_reveals_the_api_key(
@@ -427,7 +425,7 @@ async def test_sendgrid_never_reveals_the_api_key(
     sendgrid.answer(401, {"errors": [{"message": f"key {API_KEY} is revoked", "field": None}]})
     error = await failure(sendgrid_provider(sendgrid.url).send(marketing_email()))
     assert (error.non_retryable, error.type) == (True, "Rejected")
-    assert error.message == "the provider refused it (401): key [redacted] is revoked"
+    assert error.message == "refused (401): key [redacted] is revoked"
     assert "standin-key" not in caplog.text
     assert "Bearer [redacted]" in caplog.text  # the library did log its headers, redacted
 

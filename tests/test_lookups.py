@@ -195,7 +195,7 @@ async def test_a_rejection_names_the_lookup_and_quotes_the_body(
     stub.reply(Reply(400, body=f"limit too high for Bearer {TOKEN}"))
     error = await refused(client, connection(stub), lookup())
     assert error.message == (
-        "rejected (400): lookup shop-api GET /customers/c1/recommendations: limit too high for ***"
+        "refused (400): lookup shop-api GET /customers/c1/recommendations: limit too high for ***"
     )
 
 
