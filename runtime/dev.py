@@ -15,9 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runtime.binaries import find_binary
 from workflows.search import dev_server_flags
@@ -51,17 +52,55 @@ def dev_environment(project: Path, ports: DevPorts) -> dict[str, str]:
     return env
 
 
-def _wait_for_port(port: int, seconds: float, process: subprocess.Popen[bytes]) -> None:
+WAL_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+
+
+class StartFailed(SystemExit):
+    """A child process died, or never listened on its port."""
+
+
+def dev_server_command(
+    port: int,
+    database: Path,
+    *,
+    ui_port: int = 0,
+    pragmas: Sequence[str] = WAL_PRAGMAS,
+    log_level: str = "warn",
+) -> list[str]:
+    """``temporal server start-dev`` on ``database`` with Touchpoint's search attributes and
+    (by default) the WAL pragmas: the one command line ``touchpoint dev``, the fault tests and
+    the benchmarks share."""
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        *(["--headless"] if ui_port == 0 else ["--ui-port", str(ui_port)]),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db-filename",
+        str(database),
+        *[flag for pragma in pragmas for flag in ("--sqlite-pragma", pragma)],
+        "--log-level",
+        log_level,
+        *dev_server_flags(),
+    ]
+
+
+def wait_for_port(port: int, seconds: float, process: subprocess.Popen[Any]) -> None:
+    """Until something listens on ``port``; :class:`StartFailed` if ``process`` exits first
+    or nothing listens in time."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"a child process exited early (code {process.returncode})")
+            raise StartFailed(f"a child process exited early (code {process.returncode})")
         with socket.socket() as probe:
             probe.settimeout(0.2)
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    raise SystemExit(f"nothing listens on port {port} after {seconds:.0f} s")
+    raise StartFailed(f"nothing listens on port {port} after {seconds:.0f} s")
 
 
 def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print) -> int:
@@ -90,28 +129,9 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
     try:
         temporal = start(
             "temporal",
-            [
-                temporal_binary(),
-                "server",
-                "start-dev",
-                "--headless" if ports.ui == 0 else "--ui-port",
-                *([] if ports.ui == 0 else [str(ports.ui)]),
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(ports.temporal),
-                "--db-filename",
-                str(state / "temporal.db"),
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-                "--log-level",
-                "warn",
-                *dev_server_flags(),
-            ],
+            dev_server_command(ports.temporal, state / "temporal.db", ui_port=ports.ui),
         )
-        _wait_for_port(ports.temporal, 60, temporal)
+        wait_for_port(ports.temporal, 60, temporal)
         start(
             "worker",
             [
@@ -125,7 +145,7 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
             "api",
             [sys.executable, "-m", "cli", "api", "--port", str(ports.api), "-C", str(project)],
         )
-        _wait_for_port(ports.api, 60, api)
+        wait_for_port(ports.api, 60, api)
         echo(
             f"Temporal   127.0.0.1:{ports.temporal}"
             + (f"   (UI http://127.0.0.1:{ports.ui})" if ports.ui else "")

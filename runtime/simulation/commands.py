@@ -20,7 +20,7 @@ from runtime.simulation.report import (
     timeline_text,
 )
 from runtime.simulation.scenario import ScenarioError
-from runtime.simulation.setup import UsageError, build_scenario, load_project
+from runtime.simulation.setup import Project, UsageError, build_scenario, load_project
 from runtime.simulation.simulator import SimulationResult, Simulator
 
 Echo = Callable[..., None]
@@ -32,6 +32,16 @@ def quiet_sdk_logs() -> None:
     traceback on the terminal."""
     for name in ("temporalio", "temporalio.activity", "temporalio.worker"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _valid_project(root: Path, echo: Echo) -> Project | None:
+    """The project, or ``None`` after printing its problems (journeys run only when valid)."""
+    project, problems = load_project(root)
+    for problem in problems:
+        echo(problem.format(), err=True)
+    if project is None:
+        echo("✗ the project has problems; fix them first (touchpoint validate)", err=True)
+    return project
 
 
 def simulate(
@@ -48,11 +58,8 @@ def simulate(
     echo: Echo,
     progress_bar: bool,
 ) -> int:
-    project, problems = load_project(root)
+    project = _valid_project(root, echo)
     if project is None:
-        for problem in problems:
-            echo(problem.format(), err=True)
-        echo("✗ the project has problems; fix them first (touchpoint validate)", err=True)
         return 1
     try:
         scenario = build_scenario(
@@ -169,11 +176,8 @@ def test(
         run_files,
     )
 
-    project, problems = load_project(root)
+    project = _valid_project(root, echo)
     if project is None:
-        for problem in problems:
-            echo(problem.format(), err=True)
-        echo("✗ the project has problems; fix them first (touchpoint validate)", err=True)
         return 1
     files = find_test_files(paths, project)
     if not files:

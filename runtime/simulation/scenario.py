@@ -146,15 +146,19 @@ def parse_moment(text: str) -> Moment:
     return Moment(absolute=moment, text=value)
 
 
-def read_document(path: Path) -> LoadedFile:
-    """A YAML or JSON file with positions; a file that cannot be read is a problem."""
-    display = _display(path)
+def _read_text(path: Path, display: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ScenarioError(
             [Problem(display, 1, 1, "", f"cannot read the file: {error}")]
         ) from None
+
+
+def read_document(path: Path) -> LoadedFile:
+    """A YAML or JSON file with positions; a file that cannot be read is a problem."""
+    display = _display(path)
+    text = _read_text(path, display)
     try:
         raw, source = load_yaml(text, display)
     except YamlError as error:
@@ -274,12 +278,7 @@ PROFILE_COLUMNS = ("id", "email", "phone", "locale", "timezone")
 def load_population(path: Path) -> list[ProfileSpec]:
     """Customers from a CSV file (a column per field, other columns are traits) or NDJSON."""
     display = _display(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ScenarioError(
-            [Problem(display, 1, 1, "", f"cannot read the file: {error}")]
-        ) from None
+    text = _read_text(path, display)
     if path.suffix.lower() == ".csv":
         return _csv_customers(text, display)
     if path.suffix.lower() in (".ndjson", ".jsonl"):

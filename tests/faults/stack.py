@@ -29,12 +29,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.email.maildir import list_messages
-from runtime.binaries import find_binary
+from runtime.dev import StartFailed, dev_server_command, wait_for_port
 from store.database import connect as connect_store
 from store.ledger import Delivery, Ledger
 from tests.conftest import ROOT
 from tests.net import free_port
-from workflows.search import dev_server_flags
 
 UNSUBSCRIBE_SECRET = "fault-tests-unsubscribe-secret-0123456789"
 OUTBOX = ".touchpoint/outbox"
@@ -87,16 +86,10 @@ def identity_of(process: subprocess.Popen[bytes]) -> str:
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        with socket.socket() as probe:
-            probe.settimeout(0.2)
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port} after {seconds:.0f} s:\n{log.read_text()}")
+    try:
+        wait_for_port(port, seconds, process)
+    except StartFailed as failure:
+        raise AssertionError(f"{failure.code}:\n{log.read_text()[-3000:]}") from None
 
 
 def _wait_for_line(text: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
@@ -173,25 +166,7 @@ class DevServer(Service):
         self.port = free_port()
         super().__init__(
             "temporal",
-            [
-                find_binary("temporal"),
-                "server",
-                "start-dev",
-                "--headless",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--db-filename",
-                str(database),
-                "--sqlite-pragma",
-                "journal_mode=wal",
-                "--sqlite-pragma",
-                "synchronous=normal",
-                "--log-level",
-                "warn",
-                *dev_server_flags(),
-            ],
+            dev_server_command(self.port, database),
             log,
         )
 
