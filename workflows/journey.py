@@ -84,6 +84,7 @@ LOOKUP_RETRY = RetryPolicy(
     maximum_attempts=5,
 )
 INSTANT_KINDS = ("branch", "split", "set")
+QUICK_KINDS = ("send", "lookup")  # not indexed: a run is at them for moments
 
 
 class Interrupted(Exception):
@@ -489,9 +490,12 @@ class JourneyWorkflow:
         return info.is_continue_as_new_suggested()
 
     def _index_step(self, node: Node) -> None:
-        """Show waiting and sending steps in the run's search attributes (instant ones would
-        only add history events)."""
+        """Show the step a run waits at in its search attributes. Instant steps would only add
+        history events; sends and lookups last moments (and, since 2026-11, are not indexed:
+        each upsert is a visibility write on the server — see BENCHMARKS.md)."""
         if not self.input.settings.index_runs or node.type in INSTANT_KINDS:
+            return
+        if node.type in QUICK_KINDS and workflow.patched("index-waiting-steps-only"):
             return
         workflow.upsert_search_attributes(
             [JOURNEY_STEP.value_set(node.id), JOURNEY_STAGE.value_set(node.stage or "")]

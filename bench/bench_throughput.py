@@ -1,0 +1,128 @@
+"""Journey throughput: N customers through a journey of 3 sends and 2 waits (YAML, compiled and
+run by the real worker) against a hand-written Temporal workflow doing the same activities and
+timers on the same dev server; interleaved rounds.
+
+Sizes: BENCH_RUNS (customers per round, default 200), BENCH_ROUNDS (default 3).
+Also reports the CPU each side's worker process and the server spent per run, which is far
+less noisy than wall-clock throughput on a small shared machine."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from report import env_int, header, median, table, verdict
+from stack import (
+    BENCH,
+    connect,
+    cpu_seconds,
+    dev_server,
+    raw_worker,
+    run,
+    temporary_directory,
+    touchpoint_worker,
+)
+from starts import DAY_IN_SECONDS, compile_journey, run_batch, start_journey, start_raw
+
+from workflows.models import RunSettings
+
+RAW_STEPS = (
+    "send:newsletter-welcome",
+    "wait:1",
+    "send:newsletter-recommendations",
+    "wait:1",
+    "send:first-order-discount",
+)
+
+
+@dataclass
+class Side:
+    name: str
+    start: Callable[[str], object]
+    worker_pid: int
+    rates: list[float] = field(default_factory=list)
+    worker_cpu_ms: list[float] = field(default_factory=list)
+    server_cpu_ms: list[float] = field(default_factory=list)
+
+
+async def measure(side: Side, runs: int, server_pid: int) -> None:
+    customers = [f"{side.name}-{uuid.uuid4().hex[:10]}" for _ in range(runs)]
+    worker0, server0 = cpu_seconds(side.worker_pid), cpu_seconds(server_pid)
+    seconds = await run_batch(side.start, customers)  # type: ignore[arg-type]
+    side.rates.append(runs / seconds)
+    side.worker_cpu_ms.append((cpu_seconds(side.worker_pid) - worker0) * 1000 / runs)
+    side.server_cpu_ms.append((cpu_seconds(server_pid) - server0) * 1000 / runs)
+
+
+async def main() -> None:
+    runs, rounds = env_int("BENCH_RUNS", 200), env_int("BENCH_ROUNDS", 3)
+    header(
+        "Journey throughput: 3 sends + 2 waits of 1 s, Touchpoint vs hand-written",
+        f"{runs} customers per round, {rounds} interleaved rounds, dev server WAL/normal",
+    )
+    plan = compile_journey(BENCH / "throughput-journey.yaml")
+    with temporary_directory("throughput") as tmp:
+        directory = Path(tmp)
+        async with dev_server(directory) as server:
+            client = await connect(server.address)
+            prefix = "tp-"
+            with (
+                touchpoint_worker(server, directory, TOUCHPOINT_QUEUE_PREFIX=prefix) as worker,
+                raw_worker(server, directory, "raw-bench") as raw,
+            ):
+                indexed = RunSettings(queue_prefix=prefix, time_scale=DAY_IN_SECONDS)
+                unindexed = indexed.model_copy(update={"index_runs": False})
+                sides = [
+                    Side("raw", lambda c: start_raw(client, "raw-bench", c, RAW_STEPS), raw.pid),
+                    Side(
+                        "touchpoint", lambda c: start_journey(client, plan, c, indexed), worker.pid
+                    ),
+                    Side(
+                        "touchpoint-no-index",
+                        lambda c: start_journey(client, plan, c, unindexed),
+                        worker.pid,
+                    ),
+                ]
+                await run_batch(sides[0].start, ["warmup-raw"])  # type: ignore[arg-type]
+                await run_batch(sides[1].start, ["warmup-tp"])  # type: ignore[arg-type]
+                for round_number in range(rounds):
+                    order = sides if round_number % 2 == 0 else list(reversed(sides))
+                    for side in order:
+                        await measure(side, runs, server.pid)
+                    print(
+                        f"  round {round_number + 1}: "
+                        + ", ".join(f"{s.name} {s.rates[-1]:.1f} runs/s" for s in sides),
+                        flush=True,
+                    )
+    raw_side = sides[0]
+    rows = []
+    for side in sides:
+        rows.append(
+            [
+                side.name,
+                median(side.rates),
+                median(side.rates) / median(raw_side.rates),
+                median(side.worker_cpu_ms),
+                median(side.server_cpu_ms),
+            ]
+        )
+    print(
+        table(
+            [
+                "workflow",
+                "runs/s (median)",
+                "ratio vs raw",
+                "worker CPU ms/run",
+                "server CPU ms/run",
+            ],
+            rows,
+        )
+    )
+    ratio = median(sides[1].rates) / median(raw_side.rates)
+    print(f"throughput ratio touchpoint/raw = {ratio:.2f}: {verdict(ratio, 1.0)}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,49 @@
+"""The baseline's worker process: ``RawJourney`` and the same recording activities as the real
+worker, on one task queue, with Touchpoint's worker defaults (cache, activity slots).
+
+``python bench/raw_worker.py --queue Q`` (address from TOUCHPOINT_TEMPORAL_ADDRESS, record file
+from TOUCHPOINT_RECORD_FILE). Prints ``raw worker ready`` once polling; SIGTERM stops it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from raw_workflow import RawJourney
+from stack import connect
+from temporalio.worker import Worker
+
+from activities.recording import RecordingActivities
+from runtime.workers import WorkerOptions
+
+
+async def serve(queue: str) -> None:
+    client = await connect(os.environ["TOUCHPOINT_TEMPORAL_ADDRESS"])
+    record = os.environ.get("TOUCHPOINT_RECORD_FILE")
+    activities = RecordingActivities(record_file=Path(record) if record else None)
+    defaults = WorkerOptions()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[RawJourney],
+        activities=activities.all(),
+        max_cached_workflows=defaults.max_cached_workflows,
+        max_concurrent_activities=defaults.max_concurrent_activities,
+    ):
+        print("raw worker ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queue", required=True)
+    asyncio.run(serve(parser.parse_args().queue))
+    sys.stdout.flush()
+    os._exit(0)
