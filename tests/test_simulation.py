@@ -251,3 +251,27 @@ def test_population_files(tmp_path: Path) -> None:
     table.write_text("email\nx@example.com\n")
     with pytest.raises(ScenarioError, match='one must be "id"'):
         load_population(table)
+
+
+def test_a_population_shows_its_progress(in_project: Path, tmp_path: Path) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from runtime.simulation.commands import run_with_progress
+    from runtime.simulation.setup import build_scenario, load_project
+    from runtime.simulation.simulator import Simulator
+
+    customers = tmp_path / "customers.ndjson"
+    customers.write_text(
+        "".join(f'{{"id": "p{i}", "email": "p{i}@example.com"}}\n' for i in range(3))
+    )
+    project, _ = load_project(in_project)
+    assert project is not None
+    scenario = build_scenario(project, ["newsletter-welcome"], profiles=customers, until="12d")
+    screen = StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    result = run_with_progress(Simulator(project.root, project.config), scenario, console)
+    assert len(result.runs) == 3
+    shown = screen.getvalue()
+    assert "simulated time" in shown and "reading runs" in shown and "100%" in shown

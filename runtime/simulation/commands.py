@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from runtime.simulation.report import (
@@ -21,7 +22,7 @@ from runtime.simulation.report import (
 )
 from runtime.simulation.scenario import ScenarioError
 from runtime.simulation.setup import Project, UsageError, build_scenario, load_project
-from runtime.simulation.simulator import SimulationResult, Simulator
+from runtime.simulation.simulator import Scenario, SimulationResult, Simulator
 
 Echo = Callable[..., None]
 PHASES = {"events": "events", "time": "simulated time", "collect": "reading runs"}
@@ -83,7 +84,7 @@ def simulate(
     simulator = Simulator(project.root, project.config)
     population = profiles is not None
     if progress_bar and population:
-        result = _run_with_progress(simulator, scenario)
+        result = run_with_progress(simulator, scenario)
     else:
         result = asyncio.run(simulator.run(scenario))
     funnels = [funnel(plan, result.runs) for plan in scenario.plans] if population else None
@@ -94,14 +95,17 @@ def simulate(
     return 0
 
 
-def _run_with_progress(simulator: Simulator, scenario: object) -> SimulationResult:
+def run_with_progress(
+    simulator: Simulator, scenario: Scenario, console: Console | None = None
+) -> SimulationResult:
+    """Run with a progress bar per phase: routing the events, simulated time, reading runs."""
     columns = (
         TextColumn("{task.description:<16}"),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=True) as bar:
+    with Progress(*columns, transient=True, console=console) as bar:
         tasks: dict[str, int] = {}
 
         def report(phase: str, done: float, total: float) -> None:
@@ -109,7 +113,7 @@ def _run_with_progress(simulator: Simulator, scenario: object) -> SimulationResu
                 tasks[phase] = int(bar.add_task(PHASES.get(phase, phase), total=total))
             bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
 
-        return asyncio.run(simulator.run(scenario, report))  # type: ignore[arg-type]
+        return asyncio.run(simulator.run(scenario, report))
 
 
 def _print_text(
