@@ -34,26 +34,6 @@ class EntryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def reserve(self, journey_id: str, subject: str) -> int:
-        """The next entry number for this customer (and key): unique, never reused."""
-        key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
-        for _ in range(3):
-            with self.engine.begin() as db:
-                bumped = db.execute(
-                    update(entries).where(key).values(reserved=entries.c.reserved + 1)
-                )
-                if bumped.rowcount == 0:
-                    try:
-                        db.execute(
-                            insert(entries).values(
-                                journey_id=journey_id, subject=subject, reserved=1, entered=0
-                            )
-                        )
-                    except IntegrityError:  # another router inserted it first: bump instead
-                        continue
-                return int(db.execute(select(entries.c.reserved).where(key)).scalar_one())
-        raise RuntimeError("could not reserve an entry number")  # pragma: no cover
-
     def record_entry(self, journey_id: str, subject: str, at: datetime) -> None:
         key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
         with self.engine.begin() as db:
@@ -64,53 +44,47 @@ class EntryStore:
     def enter(
         self, journey_id: str, subject: str, at: datetime, *, once: bool, cooldown_seconds: int
     ) -> Entry:
-        """Everything the router asks of the store before it starts a run, in one call: may
-        this customer (and key) enter now, and under which entry number? For ``once`` and
-        cooldowns the entry is claimed atomically (undo with :meth:`undo_entry`)."""
-        record = self.record(journey_id, subject)
-        if once and record.entered > 0:
-            return Entry(refused="already entered once")
-        if (
-            cooldown_seconds
-            and record.last_entered_at
-            and at - record.last_entered_at < timedelta(seconds=cooldown_seconds)
-        ):
-            return Entry(refused="within the re-entry cooldown")
-        sequence = self.reserve(journey_id, subject)
-        if not once and not cooldown_seconds:
-            return Entry(sequence=sequence)
-        claimed = self.claim_entry(
-            journey_id, subject, at, None if once else cooldown_seconds, before=record
-        )
-        if claimed is None:  # another router took it a moment ago
-            reason = "already entered once" if once else "within the re-entry cooldown"
-            return Entry(refused=reason)
-        return Entry(sequence=sequence, claimed=claimed)
+        """Everything the router asks of the store before it starts a run, in one transaction:
+        may this customer (and key) enter now, and under which entry number? For ``once`` and
+        cooldowns the entry is taken too (undo with :meth:`undo_entry`).
 
-    def claim_entry(
-        self,
-        journey_id: str,
-        subject: str,
-        at: datetime,
-        cooldown_seconds: int | None,
-        before: EntryRecord | None = None,
-    ) -> EntryRecord | None:
-        """Atomically take the entry: for ``once`` (no cooldown) only if never entered, else
-        only if the cooldown has passed. Returns the record as it was (to undo), or ``None``."""
+        The transaction writes first (the entry number), so it holds the store's write lock
+        before it reads: no other router can enter the same customer in between."""
         key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
-        if cooldown_seconds is None:
-            allowed = entries.c.entered == 0
-        else:
-            threshold = at - timedelta(seconds=cooldown_seconds)
-            allowed = entries.c.last_entered_at.is_(None) | (entries.c.last_entered_at <= threshold)
-        before = before or self.record(journey_id, subject)
-        with self.engine.begin() as db:
-            taken = db.execute(
-                update(entries)
-                .where(key & allowed)
-                .values(entered=entries.c.entered + 1, last_entered_at=at)
-            )
-        return before if taken.rowcount == 1 else None
+        for _ in range(3):
+            try:
+                with self.engine.begin() as db:
+                    bumped = db.execute(
+                        update(entries).where(key).values(reserved=entries.c.reserved + 1)
+                    )
+                    if bumped.rowcount == 0:
+                        db.execute(
+                            insert(entries).values(
+                                journey_id=journey_id, subject=subject, reserved=1, entered=0
+                            )
+                        )
+                    row = db.execute(
+                        select(
+                            entries.c.reserved, entries.c.entered, entries.c.last_entered_at
+                        ).where(key)
+                    ).one()
+                    before = EntryRecord(int(row.entered), _aware(row.last_entered_at))
+                    refusal = _refusal(before, at, once, cooldown_seconds)
+                    if refusal is not None:
+                        raise _Refused(refusal)  # rolls the entry number back
+                    if not once and not cooldown_seconds:
+                        return Entry(sequence=int(row.reserved))
+                    db.execute(
+                        update(entries)
+                        .where(key)
+                        .values(entered=entries.c.entered + 1, last_entered_at=at)
+                    )
+                    return Entry(sequence=int(row.reserved), claimed=before)
+            except _Refused as refused:
+                return Entry(refused=refused.reason)
+            except IntegrityError:  # another router inserted the row a moment ago: again
+                continue
+        raise RuntimeError("could not decide the entry")  # pragma: no cover
 
     def undo_entry(self, journey_id: str, subject: str, before: EntryRecord) -> None:
         """Give back a claimed entry whose run did not start."""
@@ -130,7 +104,27 @@ class EntryStore:
             ).first()
         if row is None:
             return EntryRecord(0, None)
-        last = row.last_entered_at
-        if last is not None and last.tzinfo is None:  # SQLite returns naive UTC
-            last = last.replace(tzinfo=UTC)
-        return EntryRecord(int(row.entered), last)
+        return EntryRecord(int(row.entered), _aware(row.last_entered_at))
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _refusal(before: EntryRecord, at: datetime, once: bool, cooldown_seconds: int) -> str | None:
+    if once and before.entered > 0:
+        return "already entered once"
+    if (
+        cooldown_seconds
+        and before.last_entered_at is not None
+        and at - before.last_entered_at < timedelta(seconds=cooldown_seconds)
+    ):
+        return "within the re-entry cooldown"
+    return None
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite gives back naive UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

@@ -52,3 +52,19 @@ def test_known_write_keys_are_remembered_unknown_ones_asked_for(tmp_path: Path) 
     keys.KNOWN_KEY_SECONDS = 0.0
     keys._known.clear()
     assert keys.source(key) is None  # asked again: gone
+
+
+def test_routers_racing_for_the_same_customer_enter_them_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path}/store.db"
+    stores = [EntryStore(connect(url)) for _ in range(4)]  # four routers, one file
+
+    def enter(i: int, subject: str) -> str | None:
+        return stores[i % 4].enter("j", subject, NOW, once=True, cooldown_seconds=0).refused
+
+    with ThreadPoolExecutor(16) as pool:
+        same = list(pool.map(lambda i: enter(i, "s"), range(32)))
+        distinct = list(pool.map(lambda i: enter(i, f"s{i}"), range(32)))
+    assert same.count(None) == 1 and set(same) == {None, "already entered once"}
+    assert distinct == [None] * 32  # no "database is locked" under contention either
