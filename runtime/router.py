@@ -58,6 +58,7 @@ class Routed:
     workflow_id: str | None = None
     reason: str | None = None
     run_id: str | None = None  # of a run this event started
+    key: str | None = None  # the correlation key of that run
 
 
 class Router:
@@ -139,7 +140,7 @@ class Router:
         # A keyed journey has one run per customer and key, found by id. An un-keyed every_time
         # journey has one run per triggering event, so a redelivered event finds its own run.
         tagged = every_time and key is None
-        run_id = workflow_id(journey, event.customer_id, key, _event_tag(event) if tagged else None)
+        target = workflow_id(journey, event.customer_id, key, _event_tag(event) if tagged else None)
         run_input = JourneyInput(
             plan=plan,
             customer_id=event.customer_id,
@@ -153,7 +154,7 @@ class Router:
             handle = await self.client.start_workflow(
                 "JourneyWorkflow",
                 run_input,
-                id=run_id,
+                id=target,
                 task_queue=self.settings.queue(JOURNEY_QUEUE),
                 start_signal="event",
                 start_signal_args=[event],
@@ -171,7 +172,7 @@ class Router:
                 if key
                 else ("this event already started a run")
             )
-            return Routed(journey, "skipped", run_id, reason=reason)
+            return Routed(journey, "skipped", target, reason=reason)
         except BaseException:
             if claimed is not None:
                 await asyncio.to_thread(self.entries.undo_entry, journey, subject, claimed)
@@ -179,10 +180,10 @@ class Router:
         if not started:
             if claimed is not None:
                 await asyncio.to_thread(self.entries.undo_entry, journey, subject, claimed)
-            return Routed(journey, "signalled", run_id, reason="a run is already active")
+            return Routed(journey, "signalled", target, reason="a run is already active")
         if claimed is None:
             await asyncio.to_thread(self.entries.record_entry, journey, subject, now)
-        return Routed(journey, "started", run_id, run_id=handle.result_run_id)
+        return Routed(journey, "started", target, run_id=handle.result_run_id, key=key)
 
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
         if not self.settings.index_runs:

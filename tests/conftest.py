@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
+
+from activities.http import make_client
+from tests.httpstub import HttpStub
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -20,6 +24,20 @@ EXAMPLE_JOURNEYS = sorted(
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def stub() -> Iterator[HttpStub]:
+    """A local HTTP server standing in for a provider, answering what each test scripts."""
+    with HttpStub() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """The worker's pooled client, shared like in production (each stub has its own port)."""
+    async with make_client() as http:
+        yield http
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.net import ServedOnAThread
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class HttpStub:
+class HttpStub(ServedOnAThread):
     """The server; use it as a context manager (a test module's fixture wraps it)."""
 
     NOT_QUEUED = Reply(500, body="no reply queued")
@@ -135,10 +136,7 @@ class HttpStub:
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._serve_on_a_thread(_Server(self))
 
     @property
     def port(self) -> int:
@@ -156,27 +154,6 @@ class HttpStub:
         with self._lock:
             self.requests.append(request)
             return self._replies.popleft() if self._replies else self.NOT_QUEUED
-
-    def start(self) -> HttpStub:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> HttpStub:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def closed_port() -> int:

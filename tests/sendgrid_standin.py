@@ -13,8 +13,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.net import ServedOnAThread
 
 MAIL_SEND = "/v3/mail/send"
 
@@ -39,7 +40,7 @@ class Answer:
     delay: float = 0.0  # seconds to wait before answering
 
 
-class SendGridStandIn:
+class SendGridStandIn(ServedOnAThread):
     """``with SendGridStandIn() as sg: ... sg.url ... sg.requests``"""
 
     def __init__(self) -> None:
@@ -48,9 +49,9 @@ class SendGridStandIn:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._count = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        server.daemon_threads = True
+        self._serve_on_a_thread(server)
 
     @property
     def url(self) -> str:
@@ -84,26 +85,7 @@ class SendGridStandIn:
             self.requests.clear()
             self._answers.clear()
 
-    def start(self) -> SendGridStandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wake handlers that are still delaying
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> SendGridStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+    stop = ServedOnAThread.close
 
     def _next(self, request: Received) -> Answer:
         with self._lock:

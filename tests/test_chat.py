@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import httpx
@@ -16,19 +15,6 @@ from tests.httpstub import HttpStub, Reply, closed_port
 SLACK_PATH = "/services/T0001/B0002/SlackSecretPart123"
 TEAMS_PATH = "/workflows/abc/triggers/manual/paths/invoke?sig=TeamsSecretSig456"
 TOKEN = "123456789:AAEhBOweik9ai2o4-TelegramSecretToken_xyz"
-
-
-@pytest.fixture
-def stub() -> Iterator[HttpStub]:
-    with HttpStub() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """The worker's pooled client, shared like in production (each stub has its own port)."""
-    async with make_client() as http:
-        yield http
 
 
 def classified(error: ApplicationError) -> tuple[str | None, bool, timedelta | None]:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import base64
 import mailbox
-from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-import pytest
 from standardwebhooks.webhooks import Webhook
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -45,12 +43,6 @@ PRODUCTS = {
         }
     ]
 }
-
-
-@pytest.fixture
-def stub() -> Iterator[HttpStub]:
-    with HttpStub() as server:
-        yield server
 
 
 def project_config(stub: HttpStub) -> ProjectConfig:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,19 +17,6 @@ from workflows.language.project import Connection
 from workflows.models import LookupRequest, LookupResult
 
 TOKEN = "shop-api-token-0123456789"
-
-
-@pytest.fixture
-def stub() -> Iterator[HttpStub]:
-    with HttpStub() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """The worker's pooled client, shared like in production (each stub has its own port)."""
-    async with make_client() as http:
-        yield http
 
 
 def connection(stub: HttpStub, timeout: str = "5s") -> Connection:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -22,19 +21,6 @@ MESSAGE_ID = "msg_0123456789abcdef0123456789abcdef"
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()
-
-
-@pytest.fixture
-def stub() -> Iterator[HttpStub]:
-    with HttpStub() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """The worker's pooled client, shared like in production (each stub has its own port)."""
-    async with make_client() as http:
-        yield http
 
 
 async def post(

@@ -476,6 +476,8 @@ class JourneyWorkflow:
             self._seen = set(self.state.seen_ids)
 
     def _record(self, node: Node, kind: str, detail: str = "", **extra: Any) -> None:
+        if isinstance(node, SendNode):
+            extra.setdefault("template", node.template)
         entry = TimelineEntry(at=self._now(), step=node.id, kind=kind, detail=detail, **extra)
         self.state.timeline = [*self.state.timeline, entry][-TIMELINE_LIMIT:]
 

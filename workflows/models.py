@@ -104,6 +104,7 @@ class TimelineEntry(Model):
     message_id: str | None = None
     to: str | None = None
     subject: str | None = None
+    template: str | None = None  # of a send step
 
 
 class RunState(Model):

@@ -26,23 +26,6 @@ from workflows.models import LookupRequest, LookupResult, SendRequest, SendResul
 SIMULATION_SECRET = b"touchpoint-simulation"  # signs the unsubscribe links simulations render
 
 
-@dataclass(frozen=True)
-class Delivered:
-    """One message as it would have left: rendered, addressed, never sent."""
-
-    message_id: str
-    journey_id: str
-    step_id: str
-    channel: str
-    template: str
-    locale: str
-    to: str | None = None
-    subject: str | None = None
-    text: str | None = None
-    html: str | None = None
-    data: Any = None
-
-
 class RecordingRenderer(Renderer):
     """The real renderer, keeping what it rendered for each message."""
 
@@ -76,7 +59,7 @@ async def _no_network(request: httpx.Request) -> httpx.Response:
 
 class SimulatedDelivery(DeliveryActivities):
     lookup_answers: Mapping[str, Any]
-    delivered: dict[str, Delivered]
+    delivered: dict[str, RenderedMessage]  # what was sent, by message id
 
     @classmethod
     def create(
@@ -87,12 +70,7 @@ class SimulatedDelivery(DeliveryActivities):
         lookups: Mapping[str, Any],
         journey_names: Mapping[str, str] | None = None,
     ) -> SimulatedDelivery:
-        renderer = RecordingRenderer(
-            root / "templates",
-            config.defaults.locale,
-            default_timezone=config.defaults.timezone,
-            journey_names=journey_names,
-        )
+        renderer = RecordingRenderer.for_project(root, config, journey_names)
         delivery = cls(
             config=config,
             ledger=Ledger(engine),
@@ -156,17 +134,5 @@ class SimulatedDelivery(DeliveryActivities):
         assert isinstance(self.renderer, RecordingRenderer)
         rendered = self.renderer.rendered.get(request.message_id)
         if result.status == "sent" and rendered is not None:
-            self.delivered[request.message_id] = Delivered(
-                message_id=request.message_id,
-                journey_id=request.journey_id,
-                step_id=request.step_id,
-                channel=request.channel,
-                template=request.template,
-                locale=rendered.locale,
-                to=result.to,
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                data=rendered.data,
-            )
+            self.delivered[request.message_id] = rendered
         return result

@@ -30,7 +30,7 @@ from runtime.simulation.scenario import (
     read_document,
     resolve_events,
 )
-from runtime.simulation.setup import Project, customer_zone, parse_until
+from runtime.simulation.setup import Project, UsageError, customer_zone, parse_until
 from runtime.simulation.simulator import Scenario, SimulationResult, Simulator
 from workflows.language.problems import Problem, suggestion
 from workflows.language.validator import schema_problems
@@ -218,7 +218,7 @@ def _prepare(
         raise ScenarioError([source.problem(key, f"not a start time: {error}", AT_HINT)]) from None
     try:
         until = parse_until(case.until or spec.until)
-    except Exception as error:
+    except UsageError as error:
         raise ScenarioError([source.problem((*path, "until"), str(error))]) from None
     zone = customer_zone(project, [profile])
     events = resolve_events(events_from(case.events, source, (*path, "events")), start, zone)

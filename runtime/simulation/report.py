@@ -73,7 +73,7 @@ def run_lines(run: SimulatedRun, result: SimulationResult) -> list[Line]:
                 channel=entry.channel,
                 to=entry.to,
                 subject=entry.subject,
-                template=message.template if message else _template_of(entry.detail),
+                template=entry.template,
                 locale=message.locale if message else None,
                 body=(message.text if message and message.text else None)
                 or (str(message.data) if message and message.data is not None else None),
@@ -98,14 +98,6 @@ def run_lines(run: SimulatedRun, result: SimulationResult) -> list[Line]:
             )
         )
     return lines
-
-
-def _template_of(detail: str) -> str | None:
-    """``email: welcome`` (a held-out or skipped send) → ``welcome``."""
-    channel, sep, rest = detail.partition(": ")
-    if sep and channel in ("email", "webhook", "chat"):
-        return rest.split(" (")[0]
-    return None
 
 
 def outcome_of(run: SimulatedRun) -> str:

@@ -22,7 +22,6 @@ from workflows.language.durations import parse_offset
 from workflows.language.problems import Problem
 from workflows.language.validator import _display, schema_problems
 from workflows.language.yamlsource import SourceMap, YamlError, load_yaml
-from workflows.models import Profile
 
 M = TypeVar("M", bound=BaseModel)
 _DAY_CLOCK = re.compile(r"day ([0-9]+) ([0-2][0-9]:[0-5][0-9])")
@@ -58,16 +57,6 @@ class ProfileSpec(Strict):
         """The traits as an ``identify`` call carries them (email and phone among them)."""
         extra = {"email": self.email, "phone": self.phone}
         return {**self.traits, **{k: v for k, v in extra.items() if v is not None}}
-
-    def profile(self) -> Profile:
-        return Profile(
-            id=self.id,
-            email=self.email,
-            phone=self.phone,
-            locale=self.locale,
-            timezone=self.timezone,
-            traits=self.traits,
-        )
 
 
 class EventSpec(Strict):
@@ -197,9 +186,7 @@ def events_from(raw: Any, source: SourceMap, path: tuple[str | int, ...]) -> lis
         try:
             spec = EventSpec.model_validate(item)
         except ValidationError as error:
-            problems += [
-                _at_path(p, where, source) for p in schema_problems(error, item, source, EventSpec)
-            ]
+            problems += schema_problems(error, item, source.within(where), EventSpec)
             continue
         try:
             moment = parse_moment(spec.at)
@@ -210,19 +197,6 @@ def events_from(raw: Any, source: SourceMap, path: tuple[str | int, ...]) -> lis
     if problems:
         raise ScenarioError(problems)
     return events
-
-
-def _at_path(problem: Problem, where: tuple[str | int, ...], source: SourceMap) -> Problem:
-    """Problems from validating one item carry the item's own path; put it under ``where``."""
-    inner = problem.path
-    parts: list[str | int] = list(where)
-    if inner:
-        for name in inner.replace("]", "").replace("[", ".").split("."):
-            if name:
-                parts.append(int(name) if name.isdigit() else name)
-    key = "unknown field" in problem.message
-    located = source.problem(tuple(parts), problem.message, problem.hint, key=key)
-    return located
 
 
 def load_events(path: Path) -> list[ScenarioEvent]:

@@ -16,7 +16,7 @@ import asyncio
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.messages import RenderedMessage
 from runtime.binaries import find_binary
 from runtime.router import Routed, Router
-from runtime.simulation.delivery import Delivered, SimulatedDelivery
+from runtime.simulation.delivery import SimulatedDelivery
 from runtime.simulation.scenario import EventSpec, ProfileSpec
 from runtime.workers import WorkerOptions, build_workers
 from store.database import connect
@@ -68,9 +69,10 @@ class SimulatedRun:
     workflow_id: str
     entered_at: datetime
     trigger: str
-    outcome: Outcome | None  # None: still running when the simulation ended
-    current: str | None
-    timeline: list[TimelineEntry]
+    run_id: str | None = None
+    outcome: Outcome | None = None  # None: still running when the simulation ended
+    current: str | None = None
+    timeline: list[TimelineEntry] = field(default_factory=list)
     waiting_until: datetime | None = None
 
 
@@ -91,7 +93,7 @@ class SimulationResult:
     customers: list[ProfileSpec]
     runs: list[SimulatedRun]
     not_entered: list[NotEntered]
-    messages: dict[str, Delivered]
+    messages: dict[str, RenderedMessage]  # what would have been sent, by message id
 
 
 Progress = Callable[[str, float, float], None]  # (phase, done, total)
@@ -229,17 +231,6 @@ class _SimulatedClock:
         )
 
 
-@dataclass
-class _Started:
-    journey_id: str
-    customer_id: str
-    key: str | None
-    workflow_id: str
-    entered_at: datetime
-    trigger: str
-    run_id: str | None = None
-
-
 class _Session:
     def __init__(
         self,
@@ -254,14 +245,16 @@ class _Session:
         self.scenario = scenario
         self.clock = clock
         self.report = report
-        self.runs: list[_Started] = []
+        self.runs: list[SimulatedRun] = []  # outcomes filled in by _collect
         self.not_entered: list[NotEntered] = []
         self._limit = asyncio.Semaphore(ROUTING_CONCURRENCY)
 
     async def add_customers(self) -> None:
+        await asyncio.to_thread(self._store_customers)  # one thread hop for the population
+
+    def _store_customers(self) -> None:
         for customer in self.scenario.customers:
-            await asyncio.to_thread(
-                self.profiles.upsert,
+            self.profiles.upsert(
                 customer.id,
                 customer.identify_traits(),
                 locale=customer.locale,
@@ -326,16 +319,15 @@ class _Session:
 
     def _note(self, routed: Routed, event: Event, moment: datetime) -> None:
         if routed.action == "started" and routed.workflow_id is not None:
-            plan = self.router.plans[routed.journey_id]
             self.runs.append(
-                _Started(
-                    routed.journey_id,
-                    event.customer_id,
-                    _key_of(plan, event),
-                    routed.workflow_id,
-                    moment,
-                    event.event,
-                    routed.run_id,
+                SimulatedRun(
+                    journey_id=routed.journey_id,
+                    customer_id=event.customer_id,
+                    key=routed.key,
+                    workflow_id=routed.workflow_id,
+                    entered_at=moment,
+                    trigger=event.event,
+                    run_id=routed.run_id,
                 )
             )
             known = self.router.started.setdefault((routed.journey_id, event.customer_id), [])
@@ -350,19 +342,8 @@ class _Session:
             )
 
 
-def _key_of(plan: Plan, event: Event) -> str | None:
-    from workflows import evaluation
-
-    if not plan.trigger.key:
-        return None
-    try:
-        return evaluation.key_text(evaluation.evaluate(plan.trigger.key, {"event": event.names()}))
-    except evaluation.ExpressionFailed:
-        return None
-
-
 async def _collect(
-    client: Client, started: Iterable[_Started], report: Progress
+    client: Client, started: Iterable[SimulatedRun], report: Progress
 ) -> list[SimulatedRun]:
     started = list(started)
     limit = asyncio.Semaphore(ROUTING_CONCURRENCY)
@@ -372,7 +353,7 @@ async def _collect(
     # continued as new since).
     latest = {run.workflow_id: run for run in started}
 
-    async def one(run: _Started) -> SimulatedRun:
+    async def one(run: SimulatedRun) -> SimulatedRun:
         nonlocal done
         async with limit:
             run_id = None if latest[run.workflow_id] is run else run.run_id
@@ -390,13 +371,8 @@ async def _collect(
                 outcome, current, timeline = result.outcome, result.current, result.timeline
             done += 1
             report("collect", done, len(started))
-            return SimulatedRun(
-                journey_id=run.journey_id,
-                customer_id=run.customer_id,
-                key=run.key,
-                workflow_id=run.workflow_id,
-                entered_at=run.entered_at,
-                trigger=run.trigger,
+            return replace(
+                run,
                 outcome=outcome,
                 current=current,
                 timeline=timeline,

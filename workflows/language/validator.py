@@ -25,7 +25,7 @@ from workflows.language.project import (
     secret_fields,
 )
 from workflows.language.templates import load_catalog
-from workflows.language.yamlsource import SourceMap, YamlError, load_yaml
+from workflows.language.yamlsource import Locator, SourceMap, YamlError, load_yaml
 from workflows.plan import Plan
 
 CONFIG_FILE = "touchpoint.yaml"
@@ -243,7 +243,7 @@ def load_config(path: Path) -> tuple[ProjectConfig, list[Problem]]:
 
 
 def schema_problems(
-    error: ValidationError, raw: Any, source: SourceMap, model: type[BaseModel]
+    error: ValidationError, raw: Any, source: Locator, model: type[BaseModel]
 ) -> list[Problem]:
     details = [(_strip_tags(tuple(d["loc"])), d) for d in error.errors()]
     misspelt = set()
@@ -278,7 +278,7 @@ def _strip_tags(loc: tuple[Any, ...]) -> KeyPath:
 
 
 def _translate(
-    detail: Any, path: KeyPath, raw: Any, source: SourceMap, model: type[BaseModel]
+    detail: Any, path: KeyPath, raw: Any, source: Locator, model: type[BaseModel]
 ) -> Problem:
     kind, value = detail["type"], detail.get("input")
     name = path[-1] if path else ""
@@ -332,7 +332,7 @@ def _translate(
     return source.problem(path, message.removeprefix("Value error, "))
 
 
-def _step_kind_problem(path: KeyPath, value: Any, source: SourceMap) -> Problem:
+def _step_kind_problem(path: KeyPath, value: Any, source: Locator) -> Problem:
     kinds = ", ".join(a.STEP_KEYS)
     if isinstance(value, dict):
         present = [k for k in a.STEP_KEYS if k in value]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -72,6 +72,11 @@ class SourceMap:
         pos = self.locate(path, key=key)
         return Problem(self.file, pos.line, pos.column, format_path(path), message, hint)
 
+    def within(self, prefix: Path) -> Locator:
+        """The part of the document at ``prefix``, validated on its own but located and named
+        from the file's root (an events file's item 3 reports ``[3].event``)."""
+        return _Within(self, prefix)
+
     def expression_column(self, path: Path, offset: int) -> Position:
         """Position of character ``offset`` inside the single-line scalar at ``path``."""
         pos = self.locate(path)
@@ -79,6 +84,25 @@ class SourceMap:
         if style in (None, "'", '"'):
             return Position(pos.line, pos.column + offset + (1 if style else 0))
         return pos
+
+
+class Locator(Protocol):
+    """Turns a path in a document into a positioned problem."""
+
+    def problem(
+        self, path: Path, message: str, hint: str | None = None, *, key: bool = False
+    ) -> Problem: ...
+
+
+@dataclass(frozen=True)
+class _Within:
+    source: SourceMap
+    prefix: Path
+
+    def problem(
+        self, path: Path, message: str, hint: str | None = None, *, key: bool = False
+    ) -> Problem:
+        return self.source.problem((*self.prefix, *path), message, hint, key=key)
 
 
 class YamlError(Exception):
