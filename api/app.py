@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from activities import sendgrid_events as sg
 from activities.unsubscribe import InvalidToken, verify_token
-from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys, key_scope
 from workflows.models import Event, Profile
 
 log = logging.getLogger("touchpoint.api")
@@ -131,16 +131,18 @@ class Ingestion:
             timezone=_text(context.get("timezone")),
         )
 
-    def _claim_and_profile(self, message_id: str, call: TrackCall) -> tuple[bool, Profile | None]:
+    def _claim_and_profile(
+        self, scope: str, message_id: str, call: TrackCall
+    ) -> tuple[bool, Profile | None]:
         """One trip to the store's thread: claim the message id, and read the profile."""
-        if not self.processed.claim(message_id):
+        if not self.processed.claim(scope, message_id):
             return False, None
         return True, self.profiles.get(call.customer_id)
 
-    async def track(self, call: TrackCall) -> None:
+    async def track(self, call: TrackCall, scope: str = "") -> None:
         message_id = call.message_id or _derived_message_id(call)
         RECEIVED.labels("track").inc()
-        first, profile = await asyncio.to_thread(self._claim_and_profile, message_id, call)
+        first, profile = await asyncio.to_thread(self._claim_and_profile, scope, message_id, call)
         if not first:
             REJECTED.labels("duplicate").inc()
             return  # a duplicate: accepted, not processed twice
@@ -155,7 +157,7 @@ class Ingestion:
             await self.route(event, profile or Profile(id=call.customer_id))
             ROUTED.inc()
         except Exception:
-            await asyncio.to_thread(self.processed.release, message_id)
+            await asyncio.to_thread(self.processed.release, scope, message_id)
             raise
 
 
@@ -197,16 +199,16 @@ def create_app(ingestion: Ingestion) -> FastAPI:
         )
 
     async def handle(request: Request, kind: type[SegmentCall], limit: int) -> JSONResponse:
-        await _authenticate(request, ingestion.keys)
+        scope = await _authenticate(request, ingestion.keys)
         body = await _json_body(request, limit)
-        return await process([_validate(kind, body)])
+        return await process([_validate(kind, body)], scope)
 
-    async def process(calls: list[SegmentCall]) -> JSONResponse:
+    async def process(calls: list[SegmentCall], scope: str) -> JSONResponse:
         """Hand calls on in order; a failure is a 503 so the sender retries (nothing half done)."""
         try:
             for call in calls:
                 if isinstance(call, TrackCall):
-                    await ingestion.track(call)
+                    await ingestion.track(call, scope)
                 elif isinstance(call, IdentifyCall):
                     await ingestion.identify(call)
         except Exception:
@@ -236,7 +238,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
         openapi_extra=_request_body(BatchCall),
     )
     async def batch(request: Request) -> JSONResponse:
-        await _authenticate(request, ingestion.keys)
+        scope = await _authenticate(request, ingestion.keys)
         body = _validate(BatchCall, await _json_body(request, MAX_BATCH_BYTES))
         calls: list[SegmentCall] = []
         for index, item in enumerate(body.batch):
@@ -248,7 +250,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
                 calls.append(
                     _validate(model, {"context": body.context, **item}, prefix=f"batch[{index}]")
                 )
-        return await process(calls)
+        return await process(calls, scope)
 
     @app.get(
         "/unsubscribe/{token}",
@@ -285,7 +287,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
             raise BadRequest(400, str(error)) from None
         for feedback in events:
             claim = f"sendgrid:{feedback.sg_event_id}"
-            if not await asyncio.to_thread(ingestion.processed.claim, claim):
+            if not await asyncio.to_thread(ingestion.processed.claim, "sendgrid", claim):
                 continue
             customer = await asyncio.to_thread(ingestion.profiles.by_email, feedback.email)
             if customer is None:
@@ -337,7 +339,8 @@ def create_app(ingestion: Ingestion) -> FastAPI:
     return app
 
 
-async def _authenticate(request: Request, keys: WriteKeys) -> None:
+async def _authenticate(request: Request, keys: WriteKeys) -> str:
+    """The dedupe scope of the request's write key; 401 for an unknown or missing key."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     key = None
@@ -348,6 +351,7 @@ async def _authenticate(request: Request, keys: WriteKeys) -> None:
             key = None
     if not key or await asyncio.to_thread(keys.source, key) is None:
         raise BadRequest(401, "unknown or missing write key (HTTP Basic, the key as user name)")
+    return key_scope(key)
 
 
 async def _json_body(request: Request, limit: int) -> Any:

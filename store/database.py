@@ -74,8 +74,39 @@ profiles = Table(
 processed_messages = Table(
     "processed_messages",
     metadata,
+    # the source a message id is unique in: a write key's hash, or "sendgrid", "cli", …
+    Column("scope", String(64), primary_key=True),
     Column("message_id", String(200), primary_key=True),
     Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("anonymous_id", String(200), primary_key=True),  # Segment's previousId
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address", String(320), primary_key=True),  # lower-cased email address
+    Column("reason", String(64), nullable=False),  # bounce, spamreport, manual, …
+    Column("detail", String(500), nullable=True),  # the provider's words, when given
+    Column("source", String(64), nullable=False),  # sendgrid, cli, …
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+suppression_audit = Table(
+    "suppression_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(320), nullable=False, index=True),
+    Column("action", String(16), nullable=False),  # added, removed
+    Column("reason", String(500), nullable=True),  # why (the operator's words on removal)
+    Column("actor", String(200), nullable=False),  # who: sendgrid, or the operator's name
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 
 consent = Table(

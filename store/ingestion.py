@@ -85,29 +85,34 @@ class ProfileStore:
 
 
 class ProcessedMessages:
-    """Message ids seen in the last 48 hours: a duplicate is accepted but not processed twice."""
+    """Message ids seen in the last 48 hours, per source (``scope``): a duplicate is accepted
+    but not processed twice. A message id is unique within its source only (Segment's rule):
+    the same id from two write keys is two messages."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def claim(self, message_id: str) -> bool:
-        """``True`` the first time ``message_id`` is seen."""
+    def claim(self, scope: str, message_id: str) -> bool:
+        """``True`` the first time ``message_id`` is seen from ``scope``."""
         try:
             with self.engine.begin() as db:
                 db.execute(
                     insert(processed_messages).values(
-                        message_id=message_id, received_at=datetime.now(UTC)
+                        scope=scope, message_id=message_id, received_at=datetime.now(UTC)
                     )
                 )
         except IntegrityError:
             return False
         return True
 
-    def release(self, message_id: str) -> None:
+    def release(self, scope: str, message_id: str) -> None:
         """Forget a claim whose processing failed, so the sender's retry is processed."""
         with self.engine.begin() as db:
             db.execute(
-                delete(processed_messages).where(processed_messages.c.message_id == message_id)
+                delete(processed_messages).where(
+                    processed_messages.c.scope == scope,
+                    processed_messages.c.message_id == message_id,
+                )
             )
 
     def purge(self, now: datetime | None = None) -> int:
@@ -163,6 +168,11 @@ class WriteKeys:
 
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_scope(key: str) -> str:
+    """The dedupe scope of a write key: a prefix of its hash (the key itself is never stored)."""
+    return "key:" + _hash(key)[:16]
 
 
 class ConsentStore:

@@ -364,11 +364,11 @@ def test_processed_message_ids_are_forgotten_after_the_dedupe_window(
     from datetime import UTC, datetime, timedelta
 
     processed = stores[1]
-    assert processed.claim("old") and processed.claim("new")
+    assert processed.claim("k", "old") and processed.claim("k", "new")
     later = datetime.now(UTC) + timedelta(hours=47)
     assert processed.purge(now=later) == 0, "kept for the whole 48 hours"
     assert processed.purge(now=later + timedelta(hours=2)) == 2
-    assert processed.claim("old"), "after the window the id is new again"
+    assert processed.claim("k", "old"), "after the window the id is new again"
 
 
 async def test_the_api_purges_on_start(
@@ -380,7 +380,7 @@ async def test_the_api_purges_on_start(
 
     from store.database import processed_messages
 
-    stores[1].claim("ancient")
+    stores[1].claim("k", "ancient")
     with stores[1].engine.begin() as db:
         db.execute(
             update(processed_messages).values(received_at=datetime.now(UTC) - timedelta(days=3))
@@ -388,7 +388,7 @@ async def test_the_api_purges_on_start(
     app = create_app(Ingestion(*stores, route=Routed()))
     async with app.router.lifespan_context(app):
         for _ in range(50):
-            if stores[1].claim("ancient"):
+            if stores[1].claim("k", "ancient"):
                 break
             await asyncio.sleep(0.02)
         else:
