@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -198,6 +199,8 @@ def _parse_event(index: int, item: Any) -> FeedbackEvent | None:
         return None
     where = f"event {index} ({sendgrid_event})"
     sg_event_id = item.get("sg_event_id")
+    if sg_event_id is None:
+        sg_event_id = _derived_event_id(item)
     if not isinstance(sg_event_id, str) or not sg_event_id.strip():
         raise ValueError(f"{where}: 'sg_event_id' must be a non-empty string")
     email = item.get("email")
@@ -227,6 +230,34 @@ def _parse_event(index: int, item: Any) -> FeedbackEvent | None:
         asm_group_id=_optional_int(where, item, "asm_group_id"),
         **common,
     )
+
+
+def read_events(items: list[Any]) -> tuple[list[FeedbackEvent], list[str]]:
+    """The events Touchpoint acts on from a parsed post, each ``sg_event_id`` once, and a
+    sentence for each event it cannot read: that one is skipped, the others are not lost.
+
+    An event without ``sg_event_id`` (some SendGrid versions and proxies drop it) is given one
+    derived from its content, so a repeated post still deduplicates it.
+    """
+    events: list[FeedbackEvent] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        try:
+            event = _parse_event(index, item)
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        if event is None or event.sg_event_id in seen:
+            continue
+        seen.add(event.sg_event_id)
+        events.append(event)
+    return events, problems
+
+
+def _derived_event_id(item: dict[str, Any]) -> str:
+    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+    return "derived-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _event_time(where: str, value: Any) -> datetime:

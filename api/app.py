@@ -1,11 +1,13 @@
 """The shop-facing ingestion API, compatible with Segment's HTTP Tracking API.
 
-``POST /v1/identify``, ``/v1/track`` and ``/v1/batch`` take Segment's request shapes and its
-authentication (HTTP Basic, the write key as user name), so shop code instrumented with a
-Segment SDK works by changing the host. Bad input is a 4xx that names the field; nothing on a
-bad request is a 500. A ``messageId`` seen in the last 48 hours is accepted and not processed
-again; if processing fails (Temporal unreachable) the claim is released and the answer is 503,
-so the SDK's retry is processed — nothing is half done.
+``POST /v1/identify``, ``/v1/track``, ``/v1/page``, ``/v1/screen``, ``/v1/group``,
+``/v1/alias`` and ``/v1/batch`` take Segment's request shapes (see :mod:`api.segment`) and its
+authentication (HTTP Basic with the write key as user name, or ``writeKey`` in the body), with
+gzip or deflate bodies (:mod:`api.body`), so shop code instrumented with a Segment or
+RudderStack SDK works by changing the host. Bad input is a 4xx that names the field; nothing on
+a bad request is a 500. A ``messageId`` seen from the same write key in the last 48 hours is
+accepted and not processed again; if processing fails (Temporal unreachable) the claim is
+released and the answer is 503, so the SDK's retry is processed — nothing is half done.
 """
 
 from __future__ import annotations
@@ -14,18 +16,16 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hashlib
 import html
 import json
 import logging
 import re
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -36,18 +36,29 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
 from activities import sendgrid_events as sg
 from activities.unsubscribe import InvalidToken, verify_token
+from api.body import check_shape, parse_json, read_body
+from api.errors import BadRequest
+from api.segment import (
+    CALL_MODELS,
+    MAX_BATCH_BYTES,
+    MAX_CALL_BYTES,
+    BatchCall,
+    BatchItem,
+    Ingest,
+    SegmentCall,
+    with_template_names,
+)
 from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys, key_scope
 from workflows.models import Event, Profile
 
 log = logging.getLogger("touchpoint.api")
-MAX_EVENT_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
+MAX_WEBHOOK_BYTES = 4 * 1024 * 1024  # SendGrid posts events in batches of up to a few MB
 
-RouteEvent = Callable[[Event, Profile], Awaitable[object]]
+RouteEvent = Callable[[Event, Profile, Sequence[str]], Awaitable[object]]
 
 REGISTRY = CollectorRegistry()
 RECEIVED = Counter("touchpoint_events_received", "Calls accepted", ["type"], registry=REGISTRY)
@@ -58,52 +69,14 @@ REJECTED = Counter(
 LATENCY = Histogram("touchpoint_request_seconds", "Request latency", ["route"], registry=REGISTRY)
 
 
-class SegmentCall(BaseModel):
-    """The fields Segment's calls share; unknown fields are allowed, as Segment allows them."""
+@dataclass(frozen=True)
+class Recorded:
+    """What the store made of one call, in one trip to its thread."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    user_id: str | None = Field(None, alias="userId", max_length=200)
-    anonymous_id: str | None = Field(None, alias="anonymousId", max_length=200)
-    message_id: str | None = Field(None, alias="messageId", max_length=200)
-    timestamp: datetime | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _someone(self) -> SegmentCall:
-        if not (self.user_id or self.anonymous_id):
-            raise ValueError("userId or anonymousId is required")
-        return self
-
-    @property
-    def customer_id(self) -> str:
-        return str(self.user_id or self.anonymous_id)
-
-
-class IdentifyCall(SegmentCall):
-    traits: dict[str, Any] = Field(default_factory=dict)
-
-
-class TrackCall(SegmentCall):
-    event: str = Field(min_length=1, max_length=200)
-    properties: dict[str, Any] = Field(default_factory=dict)
-
-
-class BatchItem(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: Literal["identify", "track", "page", "screen", "group", "alias"]
-
-
-class BatchCall(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    batch: list[dict[str, Any]] = Field(min_length=1)
-    context: dict[str, Any] = Field(default_factory=dict)
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.errors = status, message, errors or []
+    first: bool  # False: a duplicate message id, accepted and not processed again
+    customer_id: str = ""
+    profile: Profile | None = None
+    linked: tuple[str, ...] = ()
 
 
 @dataclass
@@ -120,44 +93,59 @@ class Ingestion:
     sendgrid_key: Any = None  # the Event Webhook's verification key (P-256)
     ready: Callable[[], Awaitable[dict[str, bool]]] | None = None
 
-    async def identify(self, call: IdentifyCall) -> None:
-        RECEIVED.labels("identify").inc()
-        context = call.context
-        await asyncio.to_thread(
-            self.profiles.upsert,
-            call.customer_id,
-            call.traits,
-            locale=_text(context.get("locale")),
-            timezone=_text(context.get("timezone")),
-        )
-
-    def _claim_and_profile(
-        self, scope: str, message_id: str, call: TrackCall
-    ) -> tuple[bool, Profile | None]:
-        """One trip to the store's thread: claim the message id, and read the profile."""
-        if not self.processed.claim(scope, message_id):
-            return False, None
-        return True, self.profiles.get(call.customer_id)
-
-    async def track(self, call: TrackCall, scope: str = "") -> None:
-        message_id = call.message_id or _derived_message_id(call)
-        RECEIVED.labels("track").inc()
-        first, profile = await asyncio.to_thread(self._claim_and_profile, scope, message_id, call)
-        if not first:
+    async def apply(self, call: Ingest, scope: str) -> None:
+        """Record one call and route its event. On failure the message id is released, so
+        the sender's retry is processed (nothing is half done twice)."""
+        recorded = await asyncio.to_thread(self._record, call, scope)
+        if not recorded.first:
             REJECTED.labels("duplicate").inc()
-            return  # a duplicate: accepted, not processed twice
+            return
+        if call.event is None:
+            return
+        event = Event(
+            message_id=f"{scope}/{call.message_id}",  # unique per source, like the claim
+            event=call.event,
+            customer_id=recorded.customer_id,
+            properties=call.properties,
+            timestamp=call.timestamp or datetime.now(UTC),
+        )
         try:
-            event = Event(
-                message_id=message_id,
-                event=call.event,
-                customer_id=call.customer_id,
-                properties=call.properties,
-                timestamp=call.timestamp or datetime.now(UTC),
+            await self.route(
+                event, recorded.profile or Profile(id=event.customer_id), recorded.linked
             )
-            await self.route(event, profile or Profile(id=call.customer_id))
-            ROUTED.inc()
-        except Exception:
-            await asyncio.to_thread(self.processed.release, scope, message_id)
+        except BaseException:
+            await asyncio.to_thread(self.processed.release, scope, call.message_id)
+            raise
+        ROUTED.inc()
+
+    def _record(self, call: Ingest, scope: str) -> Recorded:
+        """Claim the message id, link identities, update the profile and read it back."""
+        if not self.processed.claim(scope, call.message_id):
+            return Recorded(first=False)
+        try:
+            profiles = self.profiles
+            customer = profiles.resolve(call.user_id, call.anonymous_id)
+            if call.previous_id:
+                profiles.link(call.previous_id, customer)
+            elif call.anonymous_id and call.anonymous_id != customer:
+                profiles.link(call.anonymous_id, customer)
+            if call.traits or call.locale or call.timezone:
+                profiles.upsert(
+                    customer,
+                    with_template_names(call.traits),
+                    locale=call.locale,
+                    timezone=call.timezone,
+                )
+            if call.event is None:
+                return Recorded(first=True, customer_id=customer)
+            return Recorded(
+                first=True,
+                customer_id=customer,
+                profile=profiles.get(customer),
+                linked=tuple(profiles.linked_ids(customer)),
+            )
+        except BaseException:
+            self.processed.release(scope, call.message_id)
             raise
 
 
@@ -187,7 +175,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
         lifespan=lifespan,
         title="Touchpoint ingestion API",
         version="1",
-        description="Segment-compatible: point a Segment SDK's host here.",
+        description="Segment-compatible: point a Segment or RudderStack SDK's host here.",
     )
 
     @app.exception_handler(BadRequest)
@@ -198,59 +186,68 @@ def create_app(ingestion: Ingestion) -> FastAPI:
             status_code=error.status,
         )
 
-    async def handle(request: Request, kind: type[SegmentCall], limit: int) -> JSONResponse:
-        scope = await _authenticate(request, ingestion.keys)
-        body = await _json_body(request, limit)
-        return await process([_validate(kind, body)], scope)
-
-    async def process(calls: list[SegmentCall], scope: str) -> JSONResponse:
-        """Hand calls on in order; a failure is a 503 so the sender retries (nothing half done)."""
+    async def read_call(request: Request, kind: str) -> JSONResponse:
+        key = _basic_auth_key(request)
+        document = parse_json(await read_body(request, MAX_CALL_BYTES))
+        scope = await _authenticate(ingestion.keys, key or _body_key(document))
+        call = _call(kind, document)
+        RECEIVED.labels(kind).inc()
         try:
-            for call in calls:
-                if isinstance(call, TrackCall):
-                    await ingestion.track(call, scope)
-                elif isinstance(call, IdentifyCall):
-                    await ingestion.identify(call)
+            await ingestion.apply(call.ingest(), scope)
         except Exception:
-            log.exception("processing failed; the sender may retry")
-            return JSONResponse({"success": False, "message": "try again later"}, status_code=503)
+            log.exception("processing a %s call failed; the sender may retry", kind)
+            return _try_again()
         return JSONResponse({"success": True})
 
-    @app.post(
-        "/v1/identify",
-        summary="Create or update a customer profile",
-        openapi_extra=_request_body(IdentifyCall),
-    )
-    async def identify(request: Request) -> JSONResponse:
-        return await handle(request, IdentifyCall, MAX_EVENT_BYTES)
-
-    @app.post(
-        "/v1/track",
-        summary="Record an event; it may start journeys or reach waiting runs",
-        openapi_extra=_request_body(TrackCall),
-    )
-    async def track(request: Request) -> JSONResponse:
-        return await handle(request, TrackCall, MAX_EVENT_BYTES)
+    for kind, model in CALL_MODELS.items():
+        app.add_api_route(
+            f"/v1/{kind}",
+            _endpoint(read_call, kind),
+            methods=["POST"],
+            summary=_SUMMARIES[kind],
+            openapi_extra=_request_body(model),
+            response_class=JSONResponse,
+        )
 
     @app.post(
         "/v1/batch",
-        summary="Several identify and track calls at once",
+        summary="Several calls at once (what the Segment and RudderStack SDKs send)",
         openapi_extra=_request_body(BatchCall),
     )
     async def batch(request: Request) -> JSONResponse:
-        scope = await _authenticate(request, ingestion.keys)
-        body = _validate(BatchCall, await _json_body(request, MAX_BATCH_BYTES))
-        calls: list[SegmentCall] = []
+        """Each call is checked on its own: an invalid one is listed in ``errors`` (400) and
+        the valid ones are processed in order. If processing fails part-way the answer is 503
+        and a retry of the same batch is safe: calls already done are recognised by their
+        message id, the rest are done then."""
+        key = _basic_auth_key(request)
+        document = parse_json(await read_body(request, MAX_BATCH_BYTES))
+        scope = await _authenticate(ingestion.keys, key or _body_key(document))
+        body = _validate(BatchCall, document)
+        calls: list[tuple[str, Ingest]] = []
+        errors: list[dict[str, Any]] = []
         for index, item in enumerate(body.batch):
-            if len(json.dumps(item)) > MAX_EVENT_BYTES:
-                raise BadRequest(413, f"batch[{index}] is larger than 32 KB")
-            kind = _validate(BatchItem, item, prefix=f"batch[{index}]").type
-            model = {"identify": IdentifyCall, "track": TrackCall}.get(kind)
-            if model is not None:  # page, screen, group, alias: accepted, not used
-                calls.append(
-                    _validate(model, {"context": body.context, **item}, prefix=f"batch[{index}]")
-                )
-        return await process(calls, scope)
+            try:
+                calls.append(_batch_item(index, item, body.context))
+            except BadRequest as error:
+                details = error.errors or [{"path": f"batch[{index}]", "message": error.message}]
+                errors += [{"index": index, **detail} for detail in details]
+        processed = 0
+        for kind, call in calls:
+            RECEIVED.labels(kind).inc()
+            try:
+                await ingestion.apply(call, scope)
+            except Exception:
+                log.exception("processing a batch failed at a %s call; the sender may retry", kind)
+                return _try_again(processed=processed, errors=errors)
+            processed += 1
+        if errors:
+            REJECTED.labels("invalid").inc(len({e["index"] for e in errors}))
+            message = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
+            return JSONResponse(
+                {"success": False, "processed": processed, "message": message, "errors": errors},
+                status_code=400,
+            )
+        return JSONResponse({"success": True, "processed": processed})
 
     @app.get(
         "/unsubscribe/{token}",
@@ -275,42 +272,36 @@ def create_app(ingestion: Ingestion) -> FastAPI:
 
     @app.post("/webhooks/sendgrid", summary="SendGrid Event Webhook (signed)")
     async def sendgrid_events(request: Request) -> JSONResponse:
-        raw = await request.body()
+        """Events SendGrid posts: each is processed once (by ``sg_event_id``). One event
+        Touchpoint cannot read is skipped and logged, not the whole post; if processing fails
+        the answer is 503, the claims of the events not done are released, and SendGrid's
+        retry processes them."""
+        raw = await read_body(request, MAX_WEBHOOK_BYTES)
         signature = request.headers.get(sg.SIGNATURE_HEADER, "")
         timestamp = request.headers.get(sg.TIMESTAMP_HEADER, "")
         key = ingestion.sendgrid_key
         if key is None or not sg.verify(key, raw, signature, timestamp):
             raise BadRequest(403, "the signature does not verify")
-        try:
-            events = sg.parse_events(raw)
-        except ValueError as error:
-            raise BadRequest(400, str(error)) from None
+        document = parse_json(raw)
+        if not isinstance(document, list):
+            raise BadRequest(400, "the body must be a JSON array of SendGrid events")
+        readable = []
+        for index, item in enumerate(document):
+            try:
+                check_shape(item, f"[{index}]")
+                readable.append(item)
+            except BadRequest as error:
+                log.warning("skipped SendGrid event %d: %s", index, error.message)
+        events, problems = sg.read_events(readable)
+        for problem in problems:
+            log.warning("skipped a SendGrid event: %s", problem)
         for feedback in events:
-            claim = f"sendgrid:{feedback.sg_event_id}"
-            if not await asyncio.to_thread(ingestion.processed.claim, "sendgrid", claim):
-                continue
-            customer = await asyncio.to_thread(ingestion.profiles.by_email, feedback.email)
-            if customer is None:
-                continue
-            if feedback.kind == "suppression" and ingestion.suppress is not None:
-                await ingestion.suppress(customer, feedback.reason or "suppressed")
-            elif feedback.name:
-                properties = {
-                    "message_id": feedback.message_id,
-                    "journey": feedback.journey,
-                    "step": feedback.step,
-                    "url": feedback.url,
-                }
-                event = Event(
-                    message_id=claim,
-                    event=feedback.name,
-                    customer_id=customer,
-                    timestamp=feedback.timestamp,
-                    properties={k: v for k, v in properties.items() if v is not None},
-                )
-                profile = await asyncio.to_thread(ingestion.profiles.get, customer)
-                await ingestion.route(event, profile or Profile(id=customer))
-        return JSONResponse({"success": True})
+            try:
+                await _feedback(ingestion, feedback)
+            except Exception:
+                log.exception("processing SendGrid events failed; SendGrid will retry")
+                return _try_again()
+        return JSONResponse({"success": True, "skipped": len(problems)})
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:
@@ -339,36 +330,104 @@ def create_app(ingestion: Ingestion) -> FastAPI:
     return app
 
 
-async def _authenticate(request: Request, keys: WriteKeys) -> str:
-    """The dedupe scope of the request's write key; 401 for an unknown or missing key."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    key = None
-    if scheme.lower() == "basic":
-        try:
-            key = base64.b64decode(value, validate=True).decode().partition(":")[0]
-        except (binascii.Error, UnicodeDecodeError):
-            key = None
+async def _feedback(ingestion: Ingestion, feedback: sg.FeedbackEvent) -> None:
+    """Act on one SendGrid event once: its claim is released if acting on it fails."""
+    claim = f"sendgrid:{feedback.sg_event_id}"
+    if not await asyncio.to_thread(ingestion.processed.claim, "sendgrid", claim):
+        return
+    try:
+        customer = await asyncio.to_thread(ingestion.profiles.by_email, feedback.email)
+        if customer is None:
+            return
+        if feedback.kind == "suppression" and ingestion.suppress is not None:
+            await ingestion.suppress(customer, feedback.reason or "suppressed")
+        elif feedback.name:
+            properties = {
+                "message_id": feedback.message_id,
+                "journey": feedback.journey,
+                "step": feedback.step,
+                "url": feedback.url,
+            }
+            event = Event(
+                message_id=claim,
+                event=feedback.name,
+                customer_id=customer,
+                timestamp=feedback.timestamp,
+                properties={k: v for k, v in properties.items() if v is not None},
+            )
+            profile = await asyncio.to_thread(ingestion.profiles.get, customer)
+            await ingestion.route(event, profile or Profile(id=customer), ())
+    except BaseException:
+        await asyncio.to_thread(ingestion.processed.release, "sendgrid", claim)
+        raise
+
+
+def _basic_auth_key(request: Request) -> str | None:
+    """The write key from HTTP Basic (the key as user name), if the request carries one."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode().partition(":")[0] or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _body_key(document: Any) -> str | None:
+    """The write key in the body, as older Segment SDKs send it (``writeKey``)."""
+    key = document.get("writeKey") if isinstance(document, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+async def _authenticate(keys: WriteKeys, key: str | None) -> str:
+    """The dedupe scope of a known write key; 401 for an unknown or missing one."""
     if not key or await asyncio.to_thread(keys.source, key) is None:
-        raise BadRequest(401, "unknown or missing write key (HTTP Basic, the key as user name)")
+        raise BadRequest(
+            401, "unknown or missing write key (HTTP Basic with the key as user name, or writeKey)"
+        )
     return key_scope(key)
 
 
-async def _json_body(request: Request, limit: int) -> Any:
-    if "json" not in request.headers.get("content-type", "application/json"):
-        raise BadRequest(415, "send JSON (Content-Type: application/json)")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, f"the body is larger than {limit // 1024} KB")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise BadRequest(413, f"the body is larger than {limit // 1024} KB")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BadRequest(400, f"invalid JSON: {error}") from None
+def _call(kind: str, document: Any, prefix: str = "") -> SegmentCall:
+    check_shape(document, prefix)
+    call: SegmentCall = _validate(CALL_MODELS[kind], document, prefix)
+    return call
+
+
+def _batch_item(index: int, item: Any, context: dict[str, Any]) -> tuple[str, Ingest]:
+    """One batch item, checked on its own: its type, size and shape, with the batch's
+    ``context`` under the item's own."""
+    prefix = f"batch[{index}]"
+    if not isinstance(item, dict):
+        raise BadRequest(400, f"{prefix} must be a JSON object", [_error(prefix, "not an object")])
+    if len(json.dumps(item, ensure_ascii=False).encode()) > MAX_CALL_BYTES:
+        message = f"larger than {MAX_CALL_BYTES // 1024} KB"
+        raise BadRequest(413, f"{prefix}: {message}", [_error(prefix, message)])
+    kind = _validate(BatchItem, item, prefix).type
+    item_context = item.get("context")
+    merged = {**context, **item_context} if isinstance(item_context, dict) else context
+    return kind, _call(kind, {**item, "context": merged} if merged else item, prefix).ingest()
+
+
+def _endpoint(
+    read: Callable[[Request, str], Awaitable[JSONResponse]], kind: str
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        return await read(request, kind)
+
+    endpoint.__name__ = f"{kind}_call"
+    return endpoint
+
+
+def _try_again(**details: Any) -> JSONResponse:
+    REJECTED.labels("unavailable").inc()
+    return JSONResponse(
+        {"success": False, "message": "try again later", **details}, status_code=503
+    )
+
+
+def _error(path: str, message: str) -> dict[str, str]:
+    return {"path": path, "message": message}
 
 
 def _validate(model: type[Any], body: Any, prefix: str = "") -> Any:
@@ -377,23 +436,10 @@ def _validate(model: type[Any], body: Any, prefix: str = "") -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as error:
-        errors = [
-            {"path": _path(prefix, detail["loc"]), "message": detail["msg"]}
-            for detail in error.errors()
-        ]
+        errors = [_error(_path(prefix, d["loc"]), d["msg"]) for d in error.errors()]
         raise BadRequest(
             400, "; ".join(f"{e['path']}: {e['message']}" for e in errors), errors
         ) from None
-
-
-def _derived_message_id(call: TrackCall) -> str:
-    """For a call without ``messageId``: with a timestamp, a hash of the call (so a retried
-    request is recognised); without one, two equal calls may be two real events — a new id."""
-    if call.timestamp is None:
-        return f"api-{uuid.uuid4()}"
-    content = call.model_dump(mode="json", by_alias=True, exclude={"context"})
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
-    return "api-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _request_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -407,10 +453,6 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(body)"
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 _ONE_CLICK_MULTIPART = re.compile(
@@ -436,6 +478,15 @@ _DONE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscr
 <body><h1>You are unsubscribed.</h1><p>You will get no more marketing email from us.
 Messages about your orders still reach you.</p></body></html>"""
 
+
+_SUMMARIES = {
+    "identify": "Create or update a customer profile",
+    "track": "Record an event; it may start journeys or reach waiting runs",
+    "page": "A page view: the event 'Page Viewed' with the page's name and properties",
+    "screen": "A screen view in an app: the event 'Screen Viewed'",
+    "group": "Associate the customer with a group (a company): profile traits group_id, group",
+    "alias": "Link an anonymous id (previousId) to a user id: their profiles merge",
+}
 
 _REASONS = {
     400: "invalid",

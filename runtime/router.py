@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -89,7 +89,14 @@ class Router:
             [p.journey_id for p in self.listeners.get(event_name, [])],
         )
 
-    async def route(self, event: Event, profile: Profile) -> list[Routed]:
+    async def route(
+        self, event: Event, profile: Profile, linked: Sequence[str] = ()
+    ) -> list[Routed]:
+        """Start the journeys ``event`` triggers and signal the runs that wait for it.
+
+        ``linked`` are other ids of the same customer (anonymous ids linked to them by
+        ``alias``): runs that started under those ids get the event too.
+        """
         now = await self.clock()
         results: list[Routed] = []
         handled: set[str] = set()
@@ -100,7 +107,7 @@ class Router:
                 handled.add(plan.journey_id)
         for plan in self.listeners.get(event.event, []):
             if plan.journey_id not in handled:
-                results += await self._listen(plan, event)
+                results += await self._listen(plan, event, linked)
         return results
 
     # --- triggers -------------------------------------------------------------------------
@@ -199,14 +206,15 @@ class Router:
 
     # --- listeners ------------------------------------------------------------------------
 
-    async def _listen(self, plan: Plan, event: Event) -> list[Routed]:
+    async def _listen(self, plan: Plan, event: Event, linked: Sequence[str]) -> list[Routed]:
         journey = plan.journey_id
+        customers = [event.customer_id, *linked]
         targets: set[str] = set()
         fan_out = plan.entry.policy == "every_time" and plan.trigger.key is None
         for rule in _rules_for(plan, event.event):
             if rule.key is None:
                 if plan.trigger.key is None:
-                    targets.add(workflow_id(journey, event.customer_id, None, None))
+                    targets.update(workflow_id(journey, c, None, None) for c in customers)
                 else:
                     fan_out = True
                 continue
@@ -215,9 +223,9 @@ class Router:
             except evaluation.ExpressionFailed:
                 key = None
             if key is not None:
-                targets.add(workflow_id(journey, event.customer_id, key, None))
+                targets.update(workflow_id(journey, c, key, None) for c in customers)
         if fan_out:
-            return await self._signal_all_running(plan, event)
+            return await self._signal_all_running(plan, event, customers)
         return [await self._signal(journey, target, event) for target in sorted(targets)]
 
     async def _signal(self, journey: str, target: str, event: Event) -> Routed:
@@ -229,15 +237,18 @@ class Router:
             raise
         return Routed(journey, "signalled", target)
 
-    async def _signal_all_running(self, plan: Plan, event: Event) -> list[Routed]:
+    async def _signal_all_running(
+        self, plan: Plan, event: Event, customers: Sequence[str]
+    ) -> list[Routed]:
         if not self.settings.index_runs:
             log.warning(
                 "journey %s needs search attributes to route %s", plan.journey_id, event.event
             )
             return [Routed(plan.journey_id, "skipped", reason="run index is off")]
+        hashes = ", ".join(f"'{customer_hash(c)}'" for c in customers)
         query = (
             f"{JOURNEY_ID.name} = '{plan.journey_id}' AND "
-            f"{CUSTOMER.name} = '{customer_hash(event.customer_id)}' AND "
+            f"{CUSTOMER.name} IN ({hashes}) AND "
             "ExecutionStatus = 'Running'"
         )
         results = [

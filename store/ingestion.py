@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from store.database import consent, processed_messages, profiles, write_keys
+from store.database import aliases, consent, processed_messages, profiles, write_keys
 from workflows.models import Profile
 
 DEDUPE_WINDOW = timedelta(hours=48)
@@ -82,6 +82,75 @@ class ProfileStore:
         profile = self.get(customer_id)
         assert profile is not None
         return profile
+
+    # --- identity: anonymous ids linked to users ------------------------------------------
+
+    def resolve(self, user_id: str | None, anonymous_id: str | None) -> str:
+        """Who a call is about: the user, else the user the anonymous id is linked to, else
+        the anonymous visitor."""
+        if user_id:
+            return user_id
+        assert anonymous_id, "a call names a user or an anonymous id"
+        with self.engine.connect() as db:
+            linked = db.execute(
+                select(aliases.c.customer_id).where(aliases.c.anonymous_id == anonymous_id)
+            ).scalar()
+        return str(linked) if linked is not None else anonymous_id
+
+    def link(self, anonymous_id: str, customer_id: str) -> bool:
+        """Link ``anonymous_id`` to ``customer_id`` and merge its profile into theirs (what the
+        customer's profile already says wins). ``True`` if the link is new.
+
+        An anonymous id linked to someone else before is linked anew (a shared device: the
+        latest login wins); its profile is merged only the first time.
+        """
+        if anonymous_id == customer_id:
+            return False
+        now = datetime.now(UTC)
+        with self.engine.begin() as db:
+            current = db.execute(
+                select(aliases.c.customer_id).where(aliases.c.anonymous_id == anonymous_id)
+            ).scalar()
+            if current == customer_id:
+                return False
+            if current is None:
+                try:
+                    with db.begin_nested():
+                        db.execute(
+                            insert(aliases).values(
+                                anonymous_id=anonymous_id, customer_id=customer_id, created_at=now
+                            )
+                        )
+                except IntegrityError:  # linked meanwhile by a concurrent call
+                    return False
+            else:
+                db.execute(
+                    update(aliases)
+                    .where(aliases.c.anonymous_id == anonymous_id)
+                    .values(customer_id=customer_id, created_at=now)
+                )
+                return True
+        anonymous = self.get(anonymous_id)
+        if anonymous is not None:
+            known = self.get(customer_id)
+            traits = {**anonymous.traits, **(known.traits if known else {})}
+            self.upsert(
+                customer_id,
+                traits,
+                locale=(known.locale if known else None) or anonymous.locale,
+                timezone=(known.timezone if known else None) or anonymous.timezone,
+            )
+        return True
+
+    def linked_ids(self, customer_id: str) -> list[str]:
+        """The anonymous ids linked to ``customer_id`` (runs may have started under them)."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                select(aliases.c.anonymous_id)
+                .where(aliases.c.customer_id == customer_id)
+                .order_by(aliases.c.anonymous_id)
+            )
+            return [str(row.anonymous_id) for row in rows]
 
 
 class ProcessedMessages:

@@ -19,6 +19,7 @@ from activities.sendgrid_events import (
     is_fresh,
     load_public_key,
     parse_events,
+    read_events,
     verify,
 )
 
@@ -521,8 +522,7 @@ def test_malformed_bodies(body: bytes, message: str) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"sg_event_id": None}, r"event 1 \(open\): 'sg_event_id' must be a non-empty string"),
-        ({"sg_event_id": ""}, "'sg_event_id' must be a non-empty string"),
+        ({"sg_event_id": ""}, r"event 1 \(open\): 'sg_event_id' must be a non-empty string"),
         ({"sg_event_id": 7}, "'sg_event_id' must be a non-empty string"),
         ({"email": None}, "'email' must be a non-empty string"),
         ({"email": ["a@example.com"]}, "'email' must be a non-empty string"),
@@ -538,6 +538,17 @@ def test_malformed_events_name_the_event_and_field(change: dict[str, Any], messa
     broken = {**sg_event("open" if "url" not in change else "click"), **change}
     with pytest.raises(ValueError, match=message):
         parse(sg_event("delivered"), broken)
+
+
+def test_one_unreadable_event_is_reported_and_the_others_are_kept() -> None:
+    without_id = {k: v for k, v in sg_event("open").items() if k != "sg_event_id"}
+    broken = {**sg_event("click"), "timestamp": "yesterday"}
+    events, problems = read_events([sg_event("delivered"), broken, without_id, without_id])
+    assert [e.sendgrid_event for e in events] == ["delivered", "open"]  # the copy: once
+    assert events[1].sg_event_id.startswith("derived-")
+    assert problems == ["event 1 (click): 'timestamp' must be unix seconds (a number)"]
+    again, _ = read_events([without_id])
+    assert again[0].sg_event_id == events[1].sg_event_id, "derived from the content: stable"
 
 
 def test_malformed_asm_group_id() -> None:

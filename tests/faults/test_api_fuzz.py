@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.app import BatchCall, IdentifyCall, TrackCall
+from api.segment import BatchCall, IdentifyCall, TrackCall
 from store.database import connect as connect_store
 from store.database import processed_messages
 from store.ingestion import ProfileStore, WriteKeys
