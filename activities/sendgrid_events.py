@@ -30,6 +30,7 @@ import binascii
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -232,21 +233,24 @@ def _parse_event(index: int, item: Any) -> FeedbackEvent | None:
     )
 
 
-def read_events(items: list[Any]) -> tuple[list[FeedbackEvent], list[str]]:
-    """The events Touchpoint acts on from a parsed post, each ``sg_event_id`` once, and a
-    sentence for each event it cannot read: that one is skipped, the others are not lost.
+def read_events(
+    items: Iterable[tuple[int, Any]],
+) -> tuple[list[FeedbackEvent], list[tuple[int, str]]]:
+    """The events Touchpoint acts on from a parsed post (given with their positions), each
+    ``sg_event_id`` once, and ``(position, sentence)`` for each event it cannot read: that one
+    is skipped, the others are not lost.
 
     An event without ``sg_event_id`` (some SendGrid versions and proxies drop it) is given one
     derived from its content, so a repeated post still deduplicates it.
     """
     events: list[FeedbackEvent] = []
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []
     seen: set[str] = set()
-    for index, item in enumerate(items):
+    for index, item in items:
         try:
             event = _parse_event(index, item)
         except ValueError as error:
-            problems.append(str(error))
+            problems.append((index, str(error)))
             continue
         if event is None or event.sg_event_id in seen:
             continue

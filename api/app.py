@@ -129,10 +129,10 @@ class Ingestion:
                 profiles.link(call.previous_id, customer)
             elif call.anonymous_id and call.anonymous_id != customer:
                 profiles.link(call.anonymous_id, customer)
-            if call.traits or call.locale or call.timezone:
+            if call.traits is not None or call.locale or call.timezone:
                 profiles.upsert(
                     customer,
-                    with_template_names(call.traits),
+                    with_template_names(call.traits or {}),
                     locale=call.locale,
                     timezone=call.timezone,
                 )
@@ -272,10 +272,10 @@ def create_app(ingestion: Ingestion) -> FastAPI:
 
     @app.post("/webhooks/sendgrid", summary="SendGrid Event Webhook (signed)")
     async def sendgrid_events(request: Request) -> JSONResponse:
-        """Events SendGrid posts: each is processed once (by ``sg_event_id``). One event
-        Touchpoint cannot read is skipped and logged, not the whole post; if processing fails
-        the answer is 503, the claims of the events not done are released, and SendGrid's
-        retry processes them."""
+        """Events SendGrid posts: each is processed once (by ``sg_event_id``). An event that
+        cannot be read is listed in ``errors`` (400) and the others are processed all the same;
+        if processing fails the answer is 503, the claims of the events not done are released,
+        and SendGrid's retry processes them."""
         raw = await read_body(request, MAX_WEBHOOK_BYTES)
         signature = request.headers.get(sg.SIGNATURE_HEADER, "")
         timestamp = request.headers.get(sg.TIMESTAMP_HEADER, "")
@@ -285,23 +285,29 @@ def create_app(ingestion: Ingestion) -> FastAPI:
         document = parse_json(raw)
         if not isinstance(document, list):
             raise BadRequest(400, "the body must be a JSON array of SendGrid events")
-        readable = []
+        errors: list[dict[str, str]] = []
+        readable: list[tuple[int, Any]] = []
         for index, item in enumerate(document):
             try:
                 check_shape(item, f"[{index}]")
-                readable.append(item)
+                readable.append((index, item))
             except BadRequest as error:
-                log.warning("skipped SendGrid event %d: %s", index, error.message)
+                errors += error.errors
         events, problems = sg.read_events(readable)
-        for problem in problems:
-            log.warning("skipped a SendGrid event: %s", problem)
+        errors += [_error(f"[{index}]", problem) for index, problem in problems]
         for feedback in events:
             try:
                 await _feedback(ingestion, feedback)
             except Exception:
                 log.exception("processing SendGrid events failed; SendGrid will retry")
                 return _try_again()
-        return JSONResponse({"success": True, "skipped": len(problems)})
+        if errors:
+            log.warning("skipped %d unreadable SendGrid event(s): %s", len(errors), errors[0])
+            message = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
+            return JSONResponse(
+                {"success": False, "message": message, "errors": errors}, status_code=400
+            )
+        return JSONResponse({"success": True})
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:

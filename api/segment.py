@@ -84,7 +84,7 @@ class SegmentCall(BaseModel):
             anonymous_id=self.anonymous_id,
             message_id=self.message_id or _derived_message_id(self),
             timestamp=self.timestamp,
-            traits=dict(self.context.get("traits") or {}),
+            traits=dict(self.context["traits"]) if self.context.get("traits") else None,
             locale=_text(self.context.get("locale")),
             timezone=_text(self.context.get("timezone")),
             **fields,
@@ -96,7 +96,7 @@ class IdentifyCall(SegmentCall):
 
     def ingest(self) -> Ingest:
         ingest = self._base()
-        ingest.traits.update(self.traits)
+        ingest.traits = {**(ingest.traits or {}), **self.traits}
         return ingest
 
 
@@ -133,7 +133,8 @@ class GroupCall(SegmentCall):
 
     def ingest(self) -> Ingest:
         ingest = self._base()
-        ingest.traits.update({"group_id": self.group_id, "group": dict(self.traits)})
+        group = {"group_id": self.group_id, "group": dict(self.traits)}
+        ingest.traits = {**(ingest.traits or {}), **group}
         return ingest
 
 
@@ -174,7 +175,7 @@ class Ingest:
     anonymous_id: str | None
     message_id: str
     timestamp: datetime | None = None
-    traits: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] | None = None  # None: the call does not touch the profile
     locale: str | None = None
     timezone: str | None = None
     event: str | None = None

@@ -12,7 +12,11 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from activities.http import make_client
+from api.app import Ingestion, create_app
+from store.database import connect
+from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
 from tests.httpstub import HttpStub
+from workflows.models import Event, Profile
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -82,3 +86,35 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
     )
     async with env:
         yield env
+
+
+class Routed:
+    """Stands in for the router in API tests: records what it is handed, or fails."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Event, Profile]] = []
+        self.fail = False
+
+    async def __call__(self, event: Event, profile: Profile, linked: object = ()) -> None:
+        if self.fail:
+            raise RuntimeError("Temporal is unreachable")
+        self.events.append((event, profile))
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> tuple[ProfileStore, ProcessedMessages, WriteKeys]:
+    engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    return ProfileStore(engine), ProcessedMessages(engine), WriteKeys(engine)
+
+
+@pytest.fixture
+def api(
+    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys],
+) -> tuple[httpx.AsyncClient, Routed, str]:
+    routed = Routed()
+    key = stores[2].create("web shop")
+    app = create_app(Ingestion(*stores, route=routed))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", auth=(key, "")
+    )
+    return client, routed, key

@@ -19,39 +19,10 @@ from runtime.router import Router
 from store.database import connect
 from store.entries import EntryStore
 from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from tests.conftest import Routed
 from tests.net import free_port
 from tests.temporal import plan_from, running_workers
-from workflows.models import Event, Profile, RunSettings
-
-
-class Routed:
-    def __init__(self) -> None:
-        self.events: list[tuple[Event, Profile]] = []
-        self.fail = False
-
-    async def __call__(self, event: Event, profile: Profile, linked: object = ()) -> None:
-        if self.fail:
-            raise RuntimeError("Temporal is unreachable")
-        self.events.append((event, profile))
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> tuple[ProfileStore, ProcessedMessages, WriteKeys]:
-    engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
-    return ProfileStore(engine), ProcessedMessages(engine), WriteKeys(engine)
-
-
-@pytest.fixture
-def api(
-    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys],
-) -> tuple[httpx.AsyncClient, Routed, str]:
-    routed = Routed()
-    key = stores[2].create("web shop")
-    app = create_app(Ingestion(*stores, route=routed))
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://api", auth=(key, "")
-    )
-    return client, routed, key
+from workflows.models import RunSettings
 
 
 async def test_identify_then_track_hands_the_event_and_profile_to_the_router(api: Any) -> None:

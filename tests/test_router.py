@@ -308,3 +308,39 @@ async def test_keyed_every_time_runs_are_reached_by_id_at_once(
     assert (delivered.action, delivered.workflow_id) == ("signalled", started.workflow_id)
     assert result.outcome.kind == "completed" and recorder.sent[0].step_id == "send-2"
     assert (again.action, again.reason) == ("skipped", "a run for this key already took place")
+
+
+async def test_runs_started_under_a_linked_anonymous_id_get_the_user_s_events(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    """A visitor browses anonymously, logs in (alias), then orders: the browsing run converts."""
+    browse = """
+id: browse
+name: Browse
+category: marketing
+trigger:
+  event: Product Viewed
+goal:
+  event: Order Completed
+  within: 7d
+steps:
+  - wait: 3d
+  - send: email
+    template: laptop-reminder
+"""
+    recorder = RecordingActivities()
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = make_router(time_env, prefix, entries, browse)
+        [started] = await router.route(
+            event("Product Viewed", customer="anon-1"), Profile(id="anon-1")
+        )
+        [unlinked] = await router.route(event("Order Completed", customer="max-1"), MAX)
+        routed = await router.route(
+            event("Order Completed", customer="max-1"), MAX, linked=["anon-1"]
+        )
+        result = await finish(time_env, started.workflow_id)
+    assert unlinked.action == "not_running"
+    assert sorted((r.action, r.workflow_id) for r in routed) == sorted(
+        [("signalled", started.workflow_id), ("not_running", unlinked.workflow_id)]
+    )
+    assert result.outcome.kind == "converted" and recorder.sent == []

@@ -543,11 +543,12 @@ def test_malformed_events_name_the_event_and_field(change: dict[str, Any], messa
 def test_one_unreadable_event_is_reported_and_the_others_are_kept() -> None:
     without_id = {k: v for k, v in sg_event("open").items() if k != "sg_event_id"}
     broken = {**sg_event("click"), "timestamp": "yesterday"}
-    events, problems = read_events([sg_event("delivered"), broken, without_id, without_id])
+    posted = [sg_event("delivered"), broken, without_id, without_id]
+    events, problems = read_events(enumerate(posted))
     assert [e.sendgrid_event for e in events] == ["delivered", "open"]  # the copy: once
     assert events[1].sg_event_id.startswith("derived-")
-    assert problems == ["event 1 (click): 'timestamp' must be unix seconds (a number)"]
-    again, _ = read_events([without_id])
+    assert problems == [(1, "event 1 (click): 'timestamp' must be unix seconds (a number)")]
+    again, _ = read_events([(0, without_id)])
     assert again[0].sg_event_id == events[1].sg_event_id, "derived from the content: stable"
 
 

@@ -41,3 +41,22 @@ def test_starting_again_keeps_the_data(tmp_path: Path) -> None:
         assert db.execute(text("SELECT name FROM write_keys")).scalar_one() == "shop"
     with connect(url).connect() as db:
         assert db.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+
+
+def test_upgrading_from_0001_keeps_processed_ids_under_the_empty_scope(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    url = f"sqlite:///{tmp_path / 'touchpoint.db'}"
+    config = Config()
+    config.set_main_option(
+        "script_location", str(Path(__file__).parent.parent / "store" / "migrations")
+    )
+    with create_engine(url).begin() as db:
+        config.attributes["connection"] = db
+        command.upgrade(config, "0001")
+        db.execute(text("INSERT INTO processed_messages VALUES ('m-1', '2026-11-27 10:00:00')"))
+    with connect(url).connect() as db:
+        rows = db.execute(text("SELECT scope, message_id FROM processed_messages")).all()
+    assert [tuple(row) for row in rows] == [("", "m-1")]
