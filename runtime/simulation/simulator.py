@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -120,8 +120,10 @@ class SimulationRouter(Router):
         super().__init__(*args, **kwargs)
         self.started: dict[tuple[str, str], list[str]] = {}
 
-    async def _signal_all_running(self, plan: Plan, event: Event) -> list[Routed]:
-        targets = self.started.get((plan.journey_id, event.customer_id), [])
+    async def _signal_all_running(
+        self, plan: Plan, event: Event, customers: Sequence[str]
+    ) -> list[Routed]:
+        targets = [t for c in customers for t in self.started.get((plan.journey_id, c), [])]
         results = [await self._signal(plan.journey_id, target, event) for target in targets]
         return results or [Routed(plan.journey_id, "not_running")]
 
