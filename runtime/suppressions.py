@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from activities.sendgrid_events import FeedbackEvent
 from runtime.settings import load_settings
 from store.database import connect
-from store.suppressions import Suppressions
+from store.suppressions import AuditEntry, Suppression, Suppressions
 from workflows.language.project import ProjectConfig
 from workflows.language.validator import CONFIG_FILE, load_config
 
@@ -52,3 +53,42 @@ def open_suppressions(root: Path) -> Suppressions:
         if problems:
             raise ConfigProblem(f"{CONFIG_FILE} has problems; run `touchpoint validate` first")
     return Suppressions(connect(load_settings(config).database_url))
+
+
+def suppression_table(rows: list[Suppression]) -> list[str]:
+    """``ADDRESS  REASON  SOURCE  SINCE`` and a line per suppression, in aligned columns;
+    nothing at all when there are none."""
+    if not rows:
+        return []
+    table = [("ADDRESS", "REASON", "SOURCE", "SINCE")] + [
+        (row.address, row.reason, row.source, _when(row.since)) for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(3)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:3], widths, strict=True))
+        + "  "
+        + line[3]
+        for line in table
+    ]
+
+
+def audit_trail(address: str, current: Suppression | None, history: list[AuditEntry]) -> list[str]:
+    """Whether ``address`` is suppressed now, then every change: when, what, who, why."""
+    if current is None:
+        head = f"{address.strip().lower()}: not suppressed"
+    else:
+        detail = f": {current.detail}" if current.detail else ""
+        head = (
+            f"{current.address}: suppressed since {_when(current.since)} "
+            f"({current.reason}{detail}; source {current.source})"
+        )
+    actor_width = max((len(entry.actor) for entry in history), default=0)
+    return [head] + [
+        f"{_when(entry.at)}  {entry.action:<7}  by {entry.actor.ljust(actor_width)}  "
+        f"{entry.why or ''}".rstrip()
+        for entry in history
+    ]
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")

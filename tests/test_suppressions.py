@@ -1,23 +1,31 @@
 """Address suppressions: the store and its audit on a real SQLite file, SendGrid's feedback
-turned into suppressions, and the real delivery activities skipping every email to a
-suppressed address (transactional included)."""
+turned into suppressions, the real delivery activities skipping every email to a suppressed
+address (transactional included), and the ``touchpoint suppressions`` commands — in-process
+and as the installed executable."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import mailbox
+import os
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
 from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider
 from activities.http import make_client
 from activities.rendering import Renderer
 from activities.sendgrid_events import parse_events
+from cli import app
 from runtime.suppressions import record_sendgrid_feedback
 from store.database import connect, suppression_audit
 from store.ingestion import ConsentStore
@@ -27,6 +35,8 @@ from tests.conftest import ROOT
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.language import validate
 from workflows.models import Profile, RunResult
+
+TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
 
 
 @pytest.fixture
@@ -247,3 +257,154 @@ def test_the_worker_checks_suppressions(tmp_path: Path) -> None:
     built = DeliveryActivities.for_project(validate((), root=ROOT).config, ROOT, ledger, {})
     assert isinstance(built.suppressions, Suppressions)
     assert built.suppressions.engine is ledger.engine
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example project with its own store."""
+    for name in ("touchpoint.yaml", "journeys", "templates"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TOUCHPOINT_DATABASE_URL", f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    return tmp_path
+
+
+def project_store(project: Path) -> Suppressions:
+    return Suppressions(connect(f"sqlite:///{project / 'touchpoint.db'}"))
+
+
+def test_list_prints_a_header_and_a_row_per_address(cli: CliRunner, project: Path) -> None:
+    store = project_store(project)
+    empty = cli.invoke(app, ["suppressions", "list"])
+    assert (empty.exit_code, empty.stdout, empty.stderr) == (0, "", "0 suppressed address(es)\n")
+    store.add("max@example.com", "bounce", source="sendgrid", actor="sendgrid")
+    store.add("ana.long-name@example.com", "spamreport", source="sendgrid", actor="sendgrid")
+    listed = cli.invoke(app, ["suppressions", "list"])
+    assert listed.exit_code == 0
+    since = {s.address: s.since.isoformat(timespec="seconds") for s in store.list(10)}
+    assert listed.stdout.splitlines() == [
+        "ADDRESS                    REASON      SOURCE    SINCE",
+        f"ana.long-name@example.com  spamreport  sendgrid  {since['ana.long-name@example.com']}",
+        f"max@example.com            bounce      sendgrid  {since['max@example.com']}",
+    ]
+    assert listed.stderr == "2 suppressed address(es)\n"
+    limited = cli.invoke(app, ["suppressions", "list", "--limit", "1"])
+    assert len(limited.stdout.splitlines()) == 2
+    assert limited.stderr == (
+        "1 of 2 suppressed addresses, newest first (--limit 2 shows all)\n"
+    ), "never cut the list without saying so"
+
+
+def test_add_show_and_remove_keep_who_when_and_why(cli: CliRunner, project: Path) -> None:
+    added = cli.invoke(
+        app, ["suppressions", "add", "Max@Example.com", "--reason", "asked by phone", "--by", "bob"]
+    )
+    assert added.exit_code == 0, added.output
+    assert added.stdout == "suppressed max@example.com: no email goes to it until it is removed\n"
+    since = project_store(project).get("max@example.com").since.isoformat(timespec="seconds")  # type: ignore[union-attr]
+    twice = cli.invoke(app, ["suppressions", "add", "max@example.com", "--reason", "again"])
+    assert twice.exit_code == 0
+    assert twice.stdout == (
+        f"max@example.com is suppressed already (manual, since {since}); nothing changed\n"
+    )
+    removed = cli.invoke(
+        app, ["suppressions", "remove", "max@example.com", "--reason", "mailbox fixed"]
+    )
+    assert removed.exit_code == 0, removed.output
+    assert removed.stdout == (
+        f"removed the suppression of max@example.com (manual, since {since}); "
+        "email goes to it again\n"
+    )
+    shown = cli.invoke(app, ["suppressions", "show", "MAX@example.com"])
+    assert shown.exit_code == 0
+    head, first, second = shown.stdout.splitlines()
+    user = getpass.getuser()
+    width = max(len("bob"), len(user))
+    assert head == "max@example.com: not suppressed"
+    assert first.endswith(f"  added    by {'bob'.ljust(width)}  manual: asked by phone")
+    assert second.endswith(f"  removed  by {user.ljust(width)}  mailbox fixed"), "the OS user"
+    assert [e.actor for e in project_store(project).audit("max@example.com")] == ["bob", user]
+
+
+def test_show_of_a_suppressed_address(cli: CliRunner, project: Path) -> None:
+    store = project_store(project)
+    store.add("max@example.com", "bounce", detail="550 5.1.1", source="sendgrid", actor="sendgrid")
+    since = store.list(1)[0].since.isoformat(timespec="seconds")
+    shown = cli.invoke(app, ["suppressions", "show", "max@example.com"])
+    assert shown.stdout.splitlines() == [
+        f"max@example.com: suppressed since {since} (bounce: 550 5.1.1; source sendgrid)",
+        f"{since}  added    by sendgrid  bounce: 550 5.1.1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["remove", "nobody@example.com", "--reason", "x"],
+            "✗ nobody@example.com is not suppressed; nothing to remove\n",
+        ),
+        (["show", "nobody@example.com"], "✗ nobody@example.com has never been suppressed\n"),
+        (["add", "nobody", "--reason", "x"], "✗ 'nobody' is not an email address\n"),
+        (["remove", "nobody", "--reason", "x"], "✗ 'nobody' is not an email address\n"),
+    ],
+)
+def test_mistakes_are_one_line_and_exit_1(
+    cli: CliRunner, project: Path, args: list[str], message: str
+) -> None:
+    result = cli.invoke(app, ["suppressions", *args])
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", message)
+
+
+def test_a_reason_is_required(cli: CliRunner, project: Path) -> None:
+    missing = cli.invoke(app, ["suppressions", "remove", "max@example.com"])
+    blank = cli.invoke(app, ["suppressions", "remove", "max@example.com", "--reason", "  "])
+    assert missing.exit_code == blank.exit_code == 2
+    assert "say why, for the audit" in blank.stderr
+
+
+def test_a_broken_touchpoint_yaml_is_one_line(cli: CliRunner, project: Path) -> None:
+    (project / "touchpoint.yaml").write_text("database_url: [not, a, url]\n")
+    result = cli.invoke(app, ["suppressions", "list"])
+    assert (result.exit_code, result.stderr) == (
+        1,
+        "✗ touchpoint.yaml has problems; run `touchpoint validate` first\n",
+    )
+
+
+def test_the_installed_command_removes_and_says_so(project: Path) -> None:
+    """The executable, as support staff run it: messages reach the terminal, exit codes hold."""
+    project_store(project).add("max@example.com", "bounce", source="sendgrid", actor="sendgrid")
+    env = {**os.environ, "TOUCHPOINT_DATABASE_URL": f"sqlite:///{project / 'touchpoint.db'}"}
+
+    def touchpoint(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [TOUCHPOINT, "suppressions", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = touchpoint("list")
+    unknown = touchpoint("remove", "nobody@example.com", "--reason", "typo")
+    removed = touchpoint("remove", "max@example.com", "--reason", "mailbox fixed", "--by", "anna")
+    shown = touchpoint("show", "max@example.com")
+    assert (listed.returncode, listed.stdout.splitlines()[1].split()[:3]) == (
+        0,
+        ["max@example.com", "bounce", "sendgrid"],
+    )
+    assert (unknown.returncode, unknown.stdout, unknown.stderr) == (
+        1,
+        "",
+        "✗ nobody@example.com is not suppressed; nothing to remove\n",
+    )
+    assert removed.returncode == 0 and removed.stdout.startswith(
+        "removed the suppression of max@example.com (bounce, since "
+    )
+    assert shown.stdout.splitlines()[-1].endswith("  removed  by anna      mailbox fixed")
