@@ -18,7 +18,6 @@ import hashlib
 import html
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from activities import sendgrid_events as sg
 from activities.unsubscribe import InvalidToken, verify_token
+from api.one_click import NotOneClick, require_one_click
 from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys, key_scope
 from workflows.models import Event, Profile
 
@@ -264,8 +264,10 @@ def create_app(ingestion: Ingestion) -> FastAPI:
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
         if ingestion.unsubscribe is None or ingestion.unsubscribe_secret is None:
             raise BadRequest(503, "unsubscribing is not configured")
-        if not _one_click(request.headers.get("content-type", ""), await request.body()):
-            raise BadRequest(400, "expected the body List-Unsubscribe=One-Click")
+        try:
+            await require_one_click(request)
+        except NotOneClick as refused:
+            raise BadRequest(refused.status, refused.message) from None
         try:
             claim = verify_token(ingestion.unsubscribe_secret, token)
         except InvalidToken:
@@ -413,20 +415,6 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-_ONE_CLICK_MULTIPART = re.compile(
-    rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click'
-)
-
-
-def _one_click(content_type: str, body: bytes) -> bool:
-    """RFC 8058: ``List-Unsubscribe=One-Click``, form-urlencoded or multipart/form-data."""
-    if content_type.startswith("multipart/form-data"):
-        return bool(_ONE_CLICK_MULTIPART.search(body))
-    from urllib.parse import parse_qs
-
-    return parse_qs(body.decode("latin-1")).get("List-Unsubscribe") == ["One-Click"]
-
-
 _CONFIRM_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <title>Unsubscribe</title></head><body><h1>Unsubscribe from marketing email?</h1>
 <form method="post" action="/unsubscribe/{token}">
@@ -442,6 +430,6 @@ _REASONS = {
     401: "unauthenticated",
     403: "forbidden",
     413: "too_large",
-    415: "not_json",
+    415: "unsupported_media_type",
     503: "unavailable",
 }
