@@ -482,10 +482,14 @@ def outbox_command(
     key: Annotated[
         str | None, typer.Argument(help="Show this message (a key or its start).")
     ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print the message as stored (RFC 5322 text).")
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """The local Maildir outbox: list the messages, or show one."""
-    from activities.email.maildir import list_messages, read_message
+    """The local Maildir outbox: list the messages, or show one (headers decoded)."""
+    from activities.email.maildir import list_messages, read_message, read_raw
+    from activities.email.readable import readable
     from runtime.messaging import outbox_path
 
     path = outbox_path(project.resolve())
@@ -496,7 +500,10 @@ def outbox_command(
         typer.echo(f"{len(entries)} message(s) in {path}", err=True)
         return
     try:
-        typer.echo(read_message(path, key).as_string())
+        if raw:
+            typer.echo(read_raw(path, key).decode("utf-8", "replace"), nl=False)
+        else:
+            typer.echo(readable(read_message(path, key)))
     except (KeyError, LookupError) as error:
         typer.secho(f"✗ no message {key!r} in {path}: {error}", fg="red", err=True)
         raise typer.Exit(1) from None
