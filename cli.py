@@ -14,7 +14,7 @@ import traceback
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -22,6 +22,9 @@ from workflows.language.diagram import to_dot, to_mermaid
 from workflows.language.schema import config_schema, journey_schema
 from workflows.language.validator import JOURNEYS_DIR, Report, validate
 from workflows.plan import Plan
+
+if TYPE_CHECKING:
+    from store.suppressions import Suppressions
 
 app = typer.Typer(
     name="touchpoint",
@@ -479,10 +482,14 @@ def outbox_command(
     key: Annotated[
         str | None, typer.Argument(help="Show this message (a key or its start).")
     ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print the message as stored (RFC 5322 text).")
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """The local Maildir outbox: list the messages, or show one."""
-    from activities.email.maildir import list_messages, read_message
+    """The local Maildir outbox: list the messages, or show one (headers decoded)."""
+    from activities.email.maildir import list_messages, read_message, read_raw
+    from activities.email.readable import readable
     from runtime.messaging import outbox_path
 
     path = outbox_path(project.resolve())
@@ -493,10 +500,146 @@ def outbox_command(
         typer.echo(f"{len(entries)} message(s) in {path}", err=True)
         return
     try:
-        typer.echo(read_message(path, key).as_string())
+        if raw:
+            typer.echo(read_raw(path, key).decode("utf-8", "replace"), nl=False)
+        else:
+            typer.echo(readable(read_message(path, key)))
     except (KeyError, LookupError) as error:
         typer.secho(f"✗ no message {key!r} in {path}: {error}", fg="red", err=True)
         raise typer.Exit(1) from None
+
+
+suppressions_app = typer.Typer(
+    help="Addresses no email goes to (hard bounces, spam reports), with an audit.",
+    no_args_is_help=True,
+)
+app.add_typer(suppressions_app, name="suppressions")
+
+WhoOption = Annotated[
+    str | None, typer.Option("--by", help="Who does it, for the audit (default: your user name).")
+]
+
+
+@suppressions_app.command("list")
+def suppressions_list_command(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Suppressed addresses, newest first: address, reason, source, since."""
+    from runtime.suppressions import suppression_table
+
+    store = _suppressions(project)
+    rows, total = store.list(limit), store.count()
+    for line in suppression_table(rows):
+        typer.echo(line)
+    if total > len(rows):
+        typer.echo(
+            f"{len(rows)} of {total} suppressed addresses, newest first "
+            f"(--limit {total} shows all)",
+            err=True,
+        )
+    else:
+        typer.echo(f"{total} suppressed address(es)", err=True)
+
+
+@suppressions_app.command("show")
+def suppressions_show_command(
+    address: Annotated[str, typer.Argument(help="The email address.")],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Whether an address is suppressed, and who added or removed it, when and why."""
+    from runtime.suppressions import audit_trail
+
+    store = _suppressions(project)
+    try:
+        current, history = store.get(address), store.audit(address)
+    except ValueError as error:
+        _fail(str(error))
+    if current is None and not history:
+        _fail(f"{address.strip()} has never been suppressed")
+    for line in audit_trail(address, current, history):
+        typer.echo(line)
+
+
+@suppressions_app.command("add")
+def suppressions_add_command(
+    address: Annotated[str, typer.Argument(help="The email address.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the audit.")],
+    by: WhoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Suppress an address by hand: no email of any kind goes to it any more."""
+    who, why = _who(by), _why(reason)
+    store = _suppressions(project)
+    try:
+        added = store.add(address, "manual", detail=why, source="cli", actor=who)
+    except ValueError as error:
+        _fail(str(error))
+    current = store.get(address)
+    assert current is not None
+    if added:
+        typer.echo(f"suppressed {current.address}: no email goes to it until it is removed")
+    else:
+        typer.echo(
+            f"{current.address} is suppressed already ({current.reason}, since "
+            f"{current.since.isoformat(timespec='seconds')}); nothing changed"
+        )
+
+
+@suppressions_app.command("remove")
+def suppressions_remove_command(
+    address: Annotated[str, typer.Argument(help="The email address.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the audit.")],
+    by: WhoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Lift an address's suppression (audited: who, when, why); email goes to it again."""
+    who, why = _who(by), _why(reason)
+    store = _suppressions(project)
+    try:
+        current = store.get(address)
+        removed = store.remove(address, actor=who, why=why)
+    except ValueError as error:
+        _fail(str(error))
+    if not removed or current is None:
+        _fail(f"{address.strip()} is not suppressed; nothing to remove")
+    typer.echo(
+        f"removed the suppression of {current.address} ({current.reason}, since "
+        f"{current.since.isoformat(timespec='seconds')}); email goes to it again"
+    )
+
+
+def _suppressions(project: Path) -> Suppressions:
+    from runtime.suppressions import ConfigProblem, open_suppressions
+
+    try:
+        return open_suppressions(project.resolve())
+    except ConfigProblem as error:
+        _fail(str(error))
+
+
+def _who(by: str | None) -> str:
+    """``--by``, or the user name of whoever runs the command."""
+    import getpass
+
+    if by is not None and by.strip():
+        return by.strip()
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        raise typer.BadParameter("cannot tell who you are; say so", param_hint="--by") from None
+
+
+def _why(reason: str) -> str:
+    if not reason.strip():
+        raise typer.BadParameter("say why, for the audit", param_hint="--reason")
+    return reason.strip()
+
+
+def _fail(message: str) -> NoReturn:
+    """A user-facing error: one line on stderr, exit 1."""
+    typer.secho(f"✗ {message}", fg="red", err=True)
+    raise typer.Exit(1)
 
 
 def _pairs(items: list[str] | None) -> dict[str, object]:

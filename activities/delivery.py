@@ -5,6 +5,11 @@ before the provider call and ``sent`` after it; an attempt that finds ``sent`` r
 ``duplicate`` without calling the provider again. Failures are classified by
 :mod:`activities.errors`, so Temporal retries what can succeed later and the journey decides
 (``skip_on_failure``) about the rest.
+
+Before anything is rendered an email is ``skipped`` (recorded in the ledger with the reason)
+when its address is suppressed — a hard bounce, a spam report, support staff — which stops
+every email, transactional included, or when the customer withdrew marketing consent, which
+stops marketing email only.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from activities.rendering import Renderer
 from activities.unsubscribe import SECRET_ENV, make_token, secret_from_env, unsubscribe_headers
 from store.ingestion import ConsentStore
 from store.ledger import Ledger, Status
+from store.suppressions import Suppressions
 from workflows.language.project import (
     Connection,
     ProjectConfig,
@@ -69,6 +75,7 @@ class DeliveryActivities:
     unsubscribe_secret: bytes | None = None
     environ: Mapping[str, str] | None = None
     consent: ConsentStore | None = None
+    suppressions: Suppressions | None = None  # addresses no email may go to
     telegram_api: str = "https://api.telegram.org"
 
     @classmethod
@@ -91,6 +98,7 @@ class DeliveryActivities:
             unsubscribe_secret=secret,
             environ=env,
             consent=ConsentStore(ledger.engine),
+            suppressions=Suppressions(ledger.engine),
         )
 
     def all(self) -> list[Callable[..., Any]]:
@@ -195,6 +203,12 @@ class DeliveryActivities:
             )
         if not _looks_like_address(address):
             raise permanent("the customer's email address is not valid", "RecipientUnreachable")
+        if self.suppressions is not None:  # any email, transactional too (as providers do)
+            suppressed = await asyncio.to_thread(self.suppressions.blocked, address)
+            if suppressed:
+                return SendResult(
+                    message_id=request.message_id, status="skipped", reason=suppressed
+                )
         marketing = request.category == "marketing"
         if marketing and self.consent is not None:
             blocked = await asyncio.to_thread(self.consent.blocked, request.customer_id)

@@ -13,8 +13,20 @@ a P-256 SubjectPublicKeyInfo, without PEM armour.
 
 What Touchpoint takes from an event (see :func:`parse_events`):
 
-* ``bounce``, ``dropped``, ``spamreport``, ``unsubscribe``, ``group_unsubscribe``: a
-  ``suppression`` of the address, with the reason
+* ``bounce``, ``dropped``, ``spamreport``, ``unsubscribe``, ``group_unsubscribe``: feedback
+  about the address (kind ``suppression``, with the reason), of three sorts —
+
+  - **suppresses the address** (:attr:`FeedbackEvent.suppresses_address`): a hard bounce (a
+    ``bounce`` whose ``type`` is not ``blocked``) and a ``spamreport``. No email of any kind,
+    transactional included, may go to the address again (``store.suppressions``), as SendGrid
+    itself refuses to send to it.
+  - **withdraws marketing consent** (:attr:`FeedbackEvent.withdraws_marketing`):
+    ``unsubscribe`` and ``group_unsubscribe``. The customer stops getting marketing email;
+    order mails still reach them (``store.ingestion.ConsentStore``).
+  - **informational**, neither of the two: a ``blocked`` bounce (the receiving server refused
+    this message for now, often for the sender's reputation; the address itself is fine) and
+    ``dropped`` (SendGrid did not send it, usually because the address is on one of SendGrid's
+    own suppression lists already; the event that put it there came on its own).
 * ``delivered``, ``open``, ``click``: the events ``email.delivered``, ``email.opened``,
   ``email.clicked`` (a click with its ``url``)
 * anything else (``processed``, ``deferred``, ``group_resubscribe``, account events): ignored
@@ -47,6 +59,8 @@ DEFAULT_TOLERANCE = timedelta(minutes=10)
 SUPPRESSION_EVENTS = frozenset(
     {"bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe"}
 )
+ADDRESS_SUPPRESSIONS = frozenset({"bounce", "spamreport"})  # by reason: a "blocked" bounce is not
+MARKETING_WITHDRAWALS = frozenset({"unsubscribe", "group_unsubscribe"})
 EVENT_NAMES = {"delivered": "email.delivered", "open": "email.opened", "click": "email.clicked"}
 
 _MAX_TIMESTAMP_DIGITS = 12  # unix seconds until the year 33658: more is not a timestamp
@@ -56,8 +70,11 @@ _MAX_TIMESTAMP_DIGITS = 12  # unix seconds until the year 33658: more is not a t
 class FeedbackEvent:
     """One SendGrid event Touchpoint acts on.
 
-    ``kind`` is ``"suppression"`` (stop mailing ``email``; ``reason`` says why) or ``"event"``
-    (``name`` is the Touchpoint event: ``email.delivered``, ``email.opened``, ``email.clicked``).
+    ``kind`` is ``"suppression"`` (feedback about ``email``: ``reason`` says which) or
+    ``"event"`` (``name`` is the Touchpoint event: ``email.delivered``, ``email.opened``,
+    ``email.clicked``). What feedback asks for is :attr:`suppresses_address` (stop all email
+    to the address), :attr:`withdraws_marketing` (stop marketing email to the customer), or
+    neither (informational: a blocked bounce, a dropped message).
     """
 
     sg_event_id: str  # SendGrid's id for this event: the dedupe key
@@ -76,6 +93,17 @@ class FeedbackEvent:
     step: str | None = None  # custom arg
     sg_message_id: str | None = None  # absent on asynchronous bounces
     test: bool = False  # custom arg ``test``: a preview/test send
+
+    @property
+    def suppresses_address(self) -> bool:
+        """A hard bounce or a spam report: no email of any kind may go to ``email`` again."""
+        return self.kind == "suppression" and self.reason in ADDRESS_SUPPRESSIONS
+
+    @property
+    def withdraws_marketing(self) -> bool:
+        """An unsubscribe (from everything, or from one unsubscribe group): the customer gets
+        no more marketing email; transactional email still goes."""
+        return self.kind == "suppression" and self.reason in MARKETING_WITHDRAWALS
 
     @property
     def natural_key(self) -> tuple[str | None, str, int, str | None]:

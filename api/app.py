@@ -19,7 +19,6 @@ import contextlib
 import html
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -42,6 +41,7 @@ from activities import sendgrid_events as sg
 from activities.unsubscribe import InvalidToken, verify_token
 from api.body import check_shape, parse_json, read_body
 from api.errors import BadRequest
+from api.one_click import NotOneClick, require_one_click
 from api.segment import (
     CALL_MODELS,
     MAX_BATCH_BYTES,
@@ -52,7 +52,9 @@ from api.segment import (
     SegmentCall,
     with_template_names,
 )
+from runtime.suppressions import record_sendgrid_feedback
 from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys, key_scope
+from store.suppressions import Suppressions
 from workflows.models import Event, Profile
 
 log = logging.getLogger("touchpoint.api")
@@ -90,6 +92,7 @@ class Ingestion:
     unsubscribe: Callable[[str, str], Awaitable[object]] | None = None
     unsubscribe_secret: bytes | None = None
     suppress: Callable[[str, str], Awaitable[object]] | None = None  # customer id, reason
+    suppressions: Suppressions | None = None  # addresses no email may go to (bounce, spam)
     sendgrid_key: Any = None  # the Event Webhook's verification key (P-256)
     ready: Callable[[], Awaitable[dict[str, bool]]] | None = None
 
@@ -261,8 +264,10 @@ def create_app(ingestion: Ingestion) -> FastAPI:
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
         if ingestion.unsubscribe is None or ingestion.unsubscribe_secret is None:
             raise BadRequest(503, "unsubscribing is not configured")
-        if not _one_click(request.headers.get("content-type", ""), await request.body()):
-            raise BadRequest(400, "expected the body List-Unsubscribe=One-Click")
+        try:
+            await require_one_click(request)
+        except NotOneClick as refused:
+            raise BadRequest(refused.status, refused.message) from None
         try:
             claim = verify_token(ingestion.unsubscribe_secret, token)
         except InvalidToken:
@@ -337,16 +342,22 @@ def create_app(ingestion: Ingestion) -> FastAPI:
 
 
 async def _feedback(ingestion: Ingestion, feedback: sg.FeedbackEvent) -> None:
-    """Act on one SendGrid event once: its claim is released if acting on it fails."""
+    """Act on one SendGrid event once: its claim is released if acting on it fails.
+
+    A hard bounce or spam report suppresses the address for all email; it and an unsubscribe
+    also end the customer's marketing runs. Blocked bounces and drops are only noted."""
     claim = f"sendgrid:{feedback.sg_event_id}"
     if not await asyncio.to_thread(ingestion.processed.claim, "sendgrid", claim):
         return
     try:
+        if feedback.suppresses_address and ingestion.suppressions is not None:
+            await asyncio.to_thread(record_sendgrid_feedback, ingestion.suppressions, feedback)
         customer = await asyncio.to_thread(ingestion.profiles.by_email, feedback.email)
         if customer is None:
             return
-        if feedback.kind == "suppression" and ingestion.suppress is not None:
-            await ingestion.suppress(customer, feedback.reason or "suppressed")
+        if feedback.suppresses_address or feedback.withdraws_marketing:
+            if ingestion.suppress is not None:  # the customer's marketing runs end now
+                await ingestion.suppress(customer, feedback.reason or "suppressed")
         elif feedback.name:
             properties = {
                 "message_id": feedback.message_id,
@@ -461,20 +472,6 @@ def _path(prefix: str, loc: tuple[Any, ...]) -> str:
     return text or "(body)"
 
 
-_ONE_CLICK_MULTIPART = re.compile(
-    rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click'
-)
-
-
-def _one_click(content_type: str, body: bytes) -> bool:
-    """RFC 8058: ``List-Unsubscribe=One-Click``, form-urlencoded or multipart/form-data."""
-    if content_type.startswith("multipart/form-data"):
-        return bool(_ONE_CLICK_MULTIPART.search(body))
-    from urllib.parse import parse_qs
-
-    return parse_qs(body.decode("latin-1")).get("List-Unsubscribe") == ["One-Click"]
-
-
 _CONFIRM_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <title>Unsubscribe</title></head><body><h1>Unsubscribe from marketing email?</h1>
 <form method="post" action="/unsubscribe/{token}">
@@ -499,6 +496,6 @@ _REASONS = {
     401: "unauthenticated",
     403: "forbidden",
     413: "too_large",
-    415: "not_json",
+    415: "unsupported_media_type",
     503: "unavailable",
 }

@@ -18,6 +18,7 @@ from runtime.settings import connect, load_settings
 from store.database import connect as connect_store
 from store.entries import EntryStore
 from store.ingestion import ConsentStore, ProcessedMessages, ProfileStore, WriteKeys
+from store.suppressions import Suppressions
 from workflows.language import validate
 from workflows.language.validator import require_valid
 
@@ -52,6 +53,7 @@ async def build_ingestion(project: Path) -> Ingestion:
         unsubscribe=unsubscriber.withdraw,
         unsubscribe_secret=secret_from_env(os.environ) if os.environ.get(SECRET_ENV) else None,
         suppress=lambda customer, reason: unsubscriber.withdraw(customer, reason, "suppressed"),
+        suppressions=Suppressions(engine),
         sendgrid_key=sendgrid_events.load_public_key(sendgrid_key) if sendgrid_key else None,
         ready=ready,
     )

@@ -19,6 +19,7 @@ from runtime.router import Router
 from store.database import connect
 from store.entries import EntryStore
 from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from store.suppressions import Suppressions
 from tests.conftest import Routed
 from tests.net import free_port
 from tests.temporal import plan_from, running_workers
@@ -261,8 +262,15 @@ async def test_the_signed_sendgrid_webhook_suppresses_and_routes_engagement(
         suppressed.append((customer, reason))
 
     stores[0].upsert("max-1", {"email": "Max@Example.com"})
+    suppressions = Suppressions(stores[0].engine)
     app = create_app(
-        Ingestion(*stores, route=routed, suppress=suppress, sendgrid_key=private.public_key())
+        Ingestion(
+            *stores,
+            route=routed,
+            suppress=suppress,
+            suppressions=suppressions,
+            sendgrid_key=private.public_key(),
+        )
     )
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
     events = [
@@ -288,6 +296,19 @@ async def test_the_signed_sendgrid_webhook_suppresses_and_routes_engagement(
             "email": "someone-else@example.com",
             "timestamp": 1764230002,
         },
+        {  # a spam report from an address no profile has: suppressed all the same
+            "sg_event_id": "e4",
+            "event": "spamreport",
+            "email": "Stranger@Example.com",
+            "timestamp": 1764230003,
+        },
+        {  # a blocked bounce is temporary: noted, nothing suppressed
+            "sg_event_id": "e5",
+            "event": "bounce",
+            "type": "blocked",
+            "email": "blocked@example.com",
+            "timestamp": 1764230004,
+        },
     ]
     body = jsonlib.dumps(events).encode()
     headers = _signed(private, body, "1764230005")
@@ -310,6 +331,10 @@ async def test_the_signed_sendgrid_webhook_suppresses_and_routes_engagement(
         "url": "https://shop.example/a14",
     }
     assert suppressed == [("max-1", "bounce")]
+    assert sorted(s.address for s in suppressions.list(10)) == [
+        "max@example.com",
+        "stranger@example.com",
+    ]
 
 
 async def test_readyz_reports_each_dependency_and_metrics_count(

@@ -385,6 +385,7 @@ def test_engagement_events_map_to_touchpoint_events(event: str, name: str) -> No
     [parsed] = parse(sg_event(event))
     assert parsed.kind == "event"
     assert parsed.name == name
+    assert not parsed.suppresses_address and not parsed.withdraws_marketing
     assert parsed.sendgrid_event == event
     assert parsed.reason is None
     assert parsed.sg_event_id == f"evt-{event}-1"
@@ -408,25 +409,54 @@ def test_click_keeps_its_url_and_others_do_not() -> None:
     assert opened.url is None
 
 
+ADDRESS, MARKETING, INFORMATIONAL = "suppresses the address", "withdraws marketing", "neither"
+
+
 @pytest.mark.parametrize(
-    ("event", "fields", "reason", "detail"),
+    ("event", "fields", "reason", "detail", "effect"),
     [
-        ("bounce", {"type": "bounce", "reason": "550 no such user"}, "bounce", "550 no such user"),
-        ("bounce", {"type": "blocked", "reason": "blocked by spam"}, "blocked", "blocked by spam"),
-        ("bounce", {"reason": "no type field"}, "bounce", "no type field"),
-        ("dropped", {"reason": "Unsubscribed Address"}, "dropped", "Unsubscribed Address"),
-        ("spamreport", {}, "spamreport", None),
-        ("unsubscribe", {}, "unsubscribe", None),
-        ("group_unsubscribe", {"asm_group_id": 42}, "group_unsubscribe", None),
+        (
+            "bounce",
+            {"type": "bounce", "reason": "550 no such user"},
+            "bounce",
+            "550 no such user",
+            ADDRESS,
+        ),
+        (
+            "bounce",
+            {"type": "blocked", "reason": "blocked by spam"},
+            "blocked",
+            "blocked by spam",
+            INFORMATIONAL,
+        ),
+        ("bounce", {"reason": "no type field"}, "bounce", "no type field", ADDRESS),
+        (
+            "dropped",
+            {"reason": "Unsubscribed Address"},
+            "dropped",
+            "Unsubscribed Address",
+            INFORMATIONAL,
+        ),
+        ("spamreport", {}, "spamreport", None, ADDRESS),
+        ("unsubscribe", {}, "unsubscribe", None, MARKETING),
+        ("group_unsubscribe", {"asm_group_id": 42}, "group_unsubscribe", None, MARKETING),
     ],
 )
-def test_suppressions(event: str, fields: dict[str, Any], reason: str, detail: str | None) -> None:
+def test_suppressions(
+    event: str, fields: dict[str, Any], reason: str, detail: str | None, effect: str
+) -> None:
+    """Feedback is one of three sorts: a hard bounce or spam report suppresses the address
+    (all email), an unsubscribe withdraws marketing consent, the rest only informs."""
     [parsed] = parse(sg_event(event, **fields))
     assert parsed.sendgrid_event == event
     assert parsed.kind == "suppression"
     assert parsed.name is None
     assert parsed.reason == reason
     assert parsed.detail == detail
+    assert (parsed.suppresses_address, parsed.withdraws_marketing) == (
+        effect == ADDRESS,
+        effect == MARKETING,
+    )
     assert parsed.email == "ana@example.com"
     assert parsed.message_id == MESSAGE_ID
     assert parsed.journey == "welcome"

@@ -120,6 +120,13 @@ def read_message(path: StrPath, key_or_prefix: str) -> EmailMessage:
 
     ``KeyError`` when none matches, ``LookupError`` when the prefix is ambiguous.
     """
+    message = BytesParser(policy=policy.default).parsebytes(read_raw(path, key_or_prefix))
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def read_raw(path: StrPath, key_or_prefix: str) -> bytes:
+    """The message's file as stored, byte for byte (errors as :func:`read_message`)."""
     box = _open(path)
     keys = list(box.keys()) if box is not None else []
     if key_or_prefix in keys:
@@ -132,9 +139,7 @@ def read_message(path: StrPath, key_or_prefix: str) -> EmailMessage:
         raise LookupError(f"{len(matches)} messages start with {key_or_prefix!r}")
     assert box is not None
     with box.get_file(matches[0]) as file:
-        message = BytesParser(policy=policy.default).parse(file)  # type: ignore[arg-type]
-    assert isinstance(message, EmailMessage)
-    return message
+        return file.read()
 
 
 def _open(path: StrPath) -> mailbox.Maildir | None:

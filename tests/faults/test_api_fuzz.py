@@ -134,7 +134,9 @@ def test_no_operation_answers_a_server_error(api: Api) -> None:
 def text(min_size: int = 0, max_size: int = 30) -> st.SearchStrategy[str]:
     """Any text the API accepts as portable: no NUL (it is refused, naming the field)."""
     return st.text(
-        st.characters(codec="utf-8", exclude_characters="\x00"), min_size=min_size, max_size=max_size
+        st.characters(codec="utf-8", exclude_characters="\x00"),
+        min_size=min_size,
+        max_size=max_size,
     )
 
 
