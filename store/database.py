@@ -7,6 +7,9 @@ compares the migrated database with this model.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    text,
 )
 
 DEFAULT_URL = "sqlite:///.touchpoint/touchpoint.db"
@@ -140,12 +144,43 @@ def connect(url: str = DEFAULT_URL) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (a no-op when it is there already)."""
+    """Bring the schema to the newest revision (a no-op when it is there already).
+
+    Processes starting together (worker and API under ``touchpoint dev``) take turns: the
+    first migrates, the others find the schema current.
+    """
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
+    with _migration_lock(engine), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+MIGRATION_LOCK_ID = 7_305_201_817  # PostgreSQL advisory lock key: "one migration at a time"
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold a lock every process migrating this database must take: a lock file beside a
+    SQLite database (SQLite runs DDL outside its transactions), an advisory lock on
+    PostgreSQL."""
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        with open(f"{database}.migrate.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    elif engine.dialect.name == "postgresql":
+        with engine.connect() as holder:
+            holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_ID})
+            try:
+                yield
+            finally:
+                holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_ID})
+    else:
+        yield
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -60,3 +60,28 @@ def test_upgrading_from_0001_keeps_processed_ids_under_the_empty_scope(tmp_path:
     with connect(url).connect() as db:
         rows = db.execute(text("SELECT scope, message_id FROM processed_messages")).all()
     assert [tuple(row) for row in rows] == [("", "m-1")]
+
+
+def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
+    """The worker and the API start at the same moment on a new database: no one trips over
+    the other's CREATE TABLE."""
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'touchpoint.db'}"
+    start_at = time.time() + 3  # every process imported, then all at once
+    code = (
+        "import time; from store.database import connect; "
+        f"time.sleep(max(0, {start_at} - time.time())); connect({url!r})"
+    )
+    root = Path(__file__).resolve().parent.parent
+    starts = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    failures = [err.decode() for _, err in (p.communicate(timeout=60) for p in starts) if err]
+    assert failures == []
+    assert [p.returncode for p in starts] == [0] * 6
+    with connect(url).connect() as db:
+        assert db.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
