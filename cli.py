@@ -1,29 +1,48 @@
 """``touchpoint``: the command line for marketers and ops.
 
-Exit codes: 0 success, 1 a problem in the user's files (reported, no traceback), 2 bad usage,
-130 interrupted, 3 an unexpected crash (traceback without local variables, so no secret leaks).
+Exit codes: 0 success, 1 a mistake the user can fix — in their files, their settings or their
+environment (one line on stderr, no traceback), 2 bad usage, 130 interrupted, 3 an unexpected
+crash (traceback without local variables, so no secret leaks). :mod:`runtime.exits` holds the
+one handler that decides them, shared with ``worker.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
-import traceback
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
+from runtime.errors import UserError
+from runtime.exits import exit_code, leave, refuse
 from workflows.language.diagram import to_dot, to_mermaid
 from workflows.language.schema import config_schema, journey_schema
 from workflows.language.validator import JOURNEYS_DIR, Report, validate
 from workflows.plan import Plan
 
+
+class Commands(TyperGroup):
+    """Every command reports a user error the same way: ``✗ message`` on stderr, exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            raise typer.Exit(refuse(str(error))) from None
+        except SystemExit as stop:
+            if isinstance(stop.code, str):
+                raise typer.Exit(refuse(stop.code)) from None
+            raise
+
+
 app = typer.Typer(
+    cls=Commands,
     name="touchpoint",
     help="Customer journeys as code: validate, draw and run YAML journeys on Temporal.",
     no_args_is_help=True,
@@ -272,13 +291,9 @@ def cancel_command(
     """End a run now (outcome cancelled)."""
     import asyncio
 
-    from runtime.operations import NoSuchRun, cancel_run
+    from runtime.operations import cancel_run
 
-    try:
-        asyncio.run(cancel_run(project.resolve(), workflow_id, reason))
-    except NoSuchRun as error:
-        typer.secho(f"✗ {error}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    asyncio.run(cancel_run(project.resolve(), workflow_id, reason))
     typer.echo(f"cancelled {workflow_id}")
 
 
@@ -395,13 +410,9 @@ def preview_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Render one message for a sample customer: subject and text here, the HTML to a file."""
-    from runtime.messaging import PreviewError, build_preview
+    from runtime.messaging import build_preview
 
-    try:
-        preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
-    except PreviewError as error:
-        typer.secho(f"✗ {error}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
     message = preview.message
     typer.echo(f"template: {message.template} ({message.locale})")
     if message.subject is not None:
@@ -435,14 +446,11 @@ def send_test_command(
 
     from temporalio.exceptions import ApplicationError
 
-    from runtime.messaging import PreviewError, build_preview, send_test
+    from runtime.messaging import build_preview, send_test
 
     try:
         preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
         provider_id = asyncio.run(send_test(project.resolve(), preview, to))
-    except PreviewError as error:
-        typer.secho(f"✗ {error}", fg="red", err=True)
-        raise typer.Exit(1) from None
     except ApplicationError as error:
         typer.secho(
             f"✗ the provider did not take it: {error.type}: {error.message}", fg="red", err=True
@@ -542,30 +550,17 @@ def _interrupted(_signum: int, _frame: FrameType | None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point with the exit-code contract above."""
+    """Run the command line; ``SystemExit`` with the exit-code contract's code."""
     signal.signal(signal.SIGINT, _interrupted)
-    try:
-        app()  # exits 0/1 itself, and 2 on usage errors
-    except Exception:  # an unexpected crash: say so, without local variables
-        typer.echo("touchpoint crashed; this is a bug, please report it:", err=True)
-        typer.echo(traceback.format_exc(), err=True)
-        sys.exit(3)
+    sys.exit(exit_code("touchpoint", app))
 
 
 def run() -> None:
-    """The console script: ``main``, then leave without interpreter teardown.
-
-    Temporal's native runtime can abort (SIGABRT) when Python tears it down at exit after its
-    event loop has closed; by then every result is printed and committed, so skip teardown.
-    """
-    code: int = 0
+    """The console script: ``main``, then leave without interpreter teardown."""
     try:
         main()
     except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        leave(stop.code if isinstance(stop.code, int) else 1)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
+from runtime.errors import NoSuchRun
 from runtime.router import Routed, Router
 from runtime.settings import connect, load_settings
 from store.database import connect as connect_store
@@ -80,10 +81,6 @@ def read_calls(path: Path) -> list[dict[str, Any]]:
     return calls
 
 
-class NoSuchRun(Exception):
-    """The run does not exist, or has already ended: nothing to cancel."""
-
-
 async def cancel_run(project: Path, workflow_id: str, reason: str) -> None:
     _, config = _project(project)
     client = await connect(load_settings(config))
@@ -91,7 +88,10 @@ async def cancel_run(project: Path, workflow_id: str, reason: str) -> None:
         await client.get_workflow_handle(workflow_id).signal("cancel", CancelRequest(reason=reason))
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:  # also "workflow execution already completed"
-            raise NoSuchRun(f"no running run {workflow_id!r}: {error.message}") from None
+            raise NoSuchRun(
+                f"no running run {workflow_id!r} ({error.message}); "
+                "`touchpoint runs list --running` shows the runs"
+            ) from None
         raise
 
 
