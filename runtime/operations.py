@@ -132,7 +132,16 @@ async def list_runs(
 async def show_run(project: Path, workflow_id: str) -> str:
     _, config = _project(project)
     client = await connect(load_settings(config))
-    view = RunView.model_validate(await client.get_workflow_handle(workflow_id).query("state"))
+    try:
+        state = await client.get_workflow_handle(workflow_id).query("state")
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise NoSuchRun(
+                f"no run {workflow_id!r} in namespace {client.namespace}; "
+                "`touchpoint runs list` shows the runs"
+            ) from None
+        raise
+    view = RunView.model_validate(state)
     lines = [
         f"{view.journey_id} (version {view.journey_version}) at {view.current}",
         f"outcome: {view.outcome.kind if view.outcome else 'running'}"
