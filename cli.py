@@ -9,6 +9,7 @@ one handler that decides them, shared with ``worker.py``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from enum import StrEnum
@@ -88,17 +89,32 @@ def validate_command(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="text or json.")
     ] = OutputFormat.text,
+    env: Annotated[
+        bool,
+        typer.Option(
+            "--env", help="Also check the environment has every variable the journeys need."
+        ),
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
     """Check journeys, templates and config; report every problem at once."""
     report = validate(paths or (), root=project)
+    if env:
+        from runtime.environment import environment_problems
+
+        report.problems = sorted(
+            report.problems + environment_problems(report, project, os.environ)
+        )
     if output is OutputFormat.json:
         typer.echo(json.dumps([p.as_json() for p in report.problems], indent=2, ensure_ascii=False))
     else:
         for problem in report.problems:
             typer.echo(problem.format())
-        colour = "green" if report.ok else "red"
-        typer.secho(("✓ " if report.ok else "✗ ") + report.summary(), fg=colour, err=not report.ok)
+        if report.ok:
+            environment = "; the environment has every variable they need" if env else ""
+            typer.secho(f"✓ {report.summary()}{environment}", fg="green")
+        else:
+            typer.secho(f"✗ {report.summary()}", fg="red", err=True)
     raise typer.Exit(0 if report.ok else 1)
 
 

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from activities.recording import RecordingActivities
+from runtime.environment import require_environment
 from runtime.exits import exit_code, leave
 from runtime.settings import Settings, connect, load_settings
 from runtime.workers import Role, build_workers
@@ -32,6 +34,7 @@ log = logging.getLogger("touchpoint.worker")
 async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | None = None) -> None:
     report = require_valid(project)
     settings = load_settings(report.config)
+    require_environment(report, os.environ, "the worker", delivers=settings.record_file is None)
     client = await connect(settings, with_metrics=True)
     names = {plan.journey_id: plan.name for plan in report.plans.values()}
     activities = _activities(settings, project, names) if role != "workflows" else []

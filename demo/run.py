@@ -31,6 +31,14 @@ MAX = {
     },
     "context": {"locale": "de-DE", "timezone": "Europe/Berlin"},
 }
+STAND_INS = {
+    "SLACK_SUPPORT_WEBHOOK_URL": "https://hooks.slack.invalid/services/demo",
+    "CRM_WEBHOOK_SECRET": "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1jcm0=",
+    "SHOP_API_TOKEN": "demo-shop-api-token",
+}
+"""The example shop's secrets (touchpoint.yaml references them; the worker and the API refuse to
+start without them). Its Slack, CRM and shop API are fictional, and Max's story never reaches a
+step that uses them; values you export win."""
 LAPTOP = {"name": "Aero 14", "sku": "LAP-14", "price": 1299, "category": "laptops"}
 EVENTS = [
     ("Newsletter Subscribed", {"list": "weekly"}),
@@ -91,6 +99,7 @@ def main() -> int:
         if not port_free(port):
             raise SystemExit(f"port {port} is taken: is `touchpoint dev` already running?")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
+    env = STAND_INS | env
     env["TOUCHPOINT_TEMPORAL_ADDRESS"] = f"127.0.0.1:{args.temporal_port}"
     api_url = f"http://127.0.0.1:{args.api_port}"
 

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from runtime.binaries import find_binary
+from runtime.environment import require_environment
+from runtime.settings import load_settings
+from workflows.language.validator import require_valid
 from workflows.search import dev_server_flags
 
 STATE = ".touchpoint"
@@ -105,6 +108,13 @@ def wait_for_port(port: int, seconds: float, process: subprocess.Popen[Any]) -> 
 
 def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print) -> int:
     env = dev_environment(project, ports)
+    report = require_valid(project)
+    require_environment(
+        report,
+        env,
+        "touchpoint dev",
+        delivers=load_settings(report.config, env).record_file is None,
+    )
     state = project / STATE
     logs = state / "logs"
     logs.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLE_SECRETS, ROOT
 from tests.net import free_port
 
 TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
@@ -67,6 +67,7 @@ def test_dev_starts_runs_a_journey_stops_and_restarts_with_state(tmp_path: Path)
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
+    env |= {k: v for k, v in EXAMPLE_SECRETS.items() if not k.startswith("TOUCHPOINT_")}
     ports = (free_port(), free_port())
     child_env = {**env, "TOUCHPOINT_TEMPORAL_ADDRESS": f"127.0.0.1:{ports[0]}"}
 

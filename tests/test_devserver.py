@@ -23,7 +23,7 @@ from activities.recording import RecordingActivities
 from runtime.router import Router
 from store.database import connect
 from store.entries import EntryStore
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLE_SECRETS, ROOT
 from tests.net import free_port
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.language import validate
@@ -408,6 +408,7 @@ async def test_the_api_process_feeds_the_worker_process(
 
     env = {
         **os.environ,
+        **EXAMPLE_SECRETS,
         "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
         "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/api.db",

@@ -245,6 +245,16 @@ def load_config(path: Path) -> tuple[ProjectConfig, list[Problem]]:
     return config, problems
 
 
+def config_source(root: Path) -> SourceMap:
+    """Where each setting of the project's touchpoint.yaml stands (empty when unreadable)."""
+    path = root / CONFIG_FILE
+    display = _display(path)
+    try:
+        return load_yaml(path.read_text(encoding="utf-8"), display)[1]
+    except (OSError, UnicodeDecodeError, YamlError):
+        return SourceMap(display)
+
+
 # --- turning pydantic's errors into a marketer's --------------------------------------------
 
 
