@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -70,8 +69,8 @@ def run(*args: str, project: Path, env: dict[str, str]) -> str:
 def wait_ready(url: str, dev: subprocess.Popen[str], seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if dev.poll() is not None:
-            raise SystemExit("touchpoint dev stopped early; see .touchpoint/logs/")
+        if dev.poll() is not None:  # it said why on stderr
+            raise SystemExit(f"touchpoint dev stopped (exit {dev.returncode}); see above")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
@@ -79,11 +78,6 @@ def wait_ready(url: str, dev: subprocess.Popen[str], seconds: float = 120) -> No
             pass
         time.sleep(0.5)
     raise SystemExit("the stack did not become ready; see .touchpoint/logs/")
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def main() -> int:
@@ -95,9 +89,6 @@ def main() -> int:
     parser.add_argument("--once", action="store_true", help="stop after showing the results")
     args = parser.parse_args()
     project = args.project.resolve()
-    for port in (args.temporal_port, args.api_port):
-        if not port_free(port):
-            raise SystemExit(f"port {port} is taken: is `touchpoint dev` already running?")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
     env = STAND_INS | env
     env["TOUCHPOINT_TEMPORAL_ADDRESS"] = f"127.0.0.1:{args.temporal_port}"
