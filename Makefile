@@ -33,8 +33,11 @@ demo: $(STAMP)  ## validate the examples, then run Max's journeys on the real st
 	$(BIN)/touchpoint validate
 	$(BIN)/python demo/run.py --temporal-port $(TEMPORAL_PORT) --api-port $(API_PORT) --ui-port $(UI_PORT)
 
-graphs: $(STAMP)  ## draw every example journey as Mermaid
-	@for j in journeys/*.yaml; do echo; $(BIN)/touchpoint graph $$j; done
+graphs: $(STAMP)  ## draw every example journey as Mermaid (not the *.test.yaml files)
+	@for j in journeys/*.yaml; do \
+		case $$j in *.test.yaml) continue;; esac; \
+		echo; $(BIN)/touchpoint graph $$j || exit 1; \
+	done
 
 schema: $(STAMP)  ## regenerate schema/*.schema.json (a test checks they are current)
 	$(BIN)/touchpoint schema journey > schema/journey.schema.json
