@@ -331,12 +331,13 @@ def runs_list_command(
     """List runs, newest first, by the Touchpoint search attributes."""
     import asyncio
 
-    from runtime.operations import list_runs
+    from runtime.operations import RUN_COLUMNS, list_runs
 
-    rows = asyncio.run(list_runs(project.resolve(), journey, customer, outcome, running, limit))
-    for row in rows:
-        typer.echo("  ".join(row))
-    typer.echo(f"{len(rows)} run(s)", err=True)
+    rows = asyncio.run(list_runs(project.resolve(), journey, customer, outcome, running, limit + 1))
+    shown = rows[:limit]
+    for line in aligned([RUN_COLUMNS, *shown]) if shown else []:
+        typer.echo(line)
+    typer.echo(f"{len(shown)} run(s){_more(len(rows), limit)}", err=True)
 
 
 @runs_app.command("show")
@@ -487,7 +488,8 @@ def messages_command(
     """The delivery ledger: every message, newest first, with its status."""
     from runtime.messaging import ledger_rows
 
-    rows = ledger_rows(project.resolve(), customer, journey, limit)
+    found = ledger_rows(project.resolve(), customer, journey, limit + 1)
+    rows = found[:limit]
     for row in rows:
         typer.echo(
             f"{row.created_at.isoformat(timespec='seconds')}  {row.status:<8} "
@@ -495,7 +497,7 @@ def messages_command(
             f"{row.provider or '-'}:{row.provider_id or '-'}"
             + (f"  ({row.reason})" if row.reason else "")
         )
-    typer.echo(f"{len(rows)} message(s)", err=True)
+    typer.echo(f"{len(rows)} message(s){_more(len(found), limit)}", err=True)
 
 
 @app.command("outbox")
@@ -521,6 +523,20 @@ def outbox_command(
     except (KeyError, LookupError) as error:
         typer.secho(f"✗ no message {key!r} in {path}: {error}", fg="red", err=True)
         raise typer.Exit(1) from None
+
+
+def aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as lines of left-aligned columns (plain text: ids stay whole for copying)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _more(found: int, limit: int) -> str:
+    """What a count line adds when ``limit`` cut the list short (``found`` is limit + 1 then)."""
+    return f"; showing the newest {limit}; --limit N for more" if found > limit else ""
 
 
 def _pairs(items: list[str] | None) -> dict[str, object]:

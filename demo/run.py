@@ -135,7 +135,7 @@ def main() -> int:
         say("Max's journey runs")
         listed = run("runs", "list", "--customer", "max", project=project, env=env)
         print(listed)
-        for line in listed.splitlines():
+        for line in listed.splitlines()[1:]:  # under the header: one run a line, its id first
             print(run("runs", "show", line.split()[0], project=project, env=env))
         say("The emails in the outbox (.touchpoint/outbox)")
         print(run("outbox", project=project, env=env))

@@ -20,7 +20,7 @@ from store.entries import EntryStore
 from store.ingestion import ProfileStore
 from workflows.language.project import ProjectConfig
 from workflows.language.validator import require_valid
-from workflows.models import CancelRequest, Event, Profile, RunView, customer_hash
+from workflows.models import CancelRequest, Event, Outcome, Profile, RunView, customer_hash
 from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_OUTCOME, JOURNEY_STEP
 
 
@@ -95,6 +95,10 @@ async def cancel_run(project: Path, workflow_id: str, reason: str) -> None:
         raise
 
 
+RUN_COLUMNS = ["WORKFLOW ID", "STATUS", "STEP", "OUTCOME", "STARTED"]
+"""What ``list_runs`` says of each run: Temporal's status, and Touchpoint's step and outcome."""
+
+
 async def list_runs(
     project: Path,
     journey: str | None,
@@ -142,24 +146,40 @@ async def show_run(project: Path, workflow_id: str) -> str:
             ) from None
         raise
     view = RunView.model_validate(state)
-    lines = [
-        f"{view.journey_id} (version {view.journey_version}) at {view.current}",
-        f"outcome: {view.outcome.kind if view.outcome else 'running'}"
-        + (
-            f" ({view.outcome.reason or view.outcome.error})"
-            if view.outcome and (view.outcome.reason or view.outcome.error)
-            else ""
-        ),
-    ]
-    if view.waiting_for:
-        lines.append(f"waiting for: {view.waiting_for}")
-    if view.waiting_until:
-        lines.append(f"next wake-up: {view.waiting_until.isoformat(timespec='seconds')}")
+    if view.outcome is not None:
+        lines = [
+            f"{view.journey_id} (version {view.journey_version})",
+            f"outcome: {describe_outcome(view.outcome, view.current)}",
+        ]
+    else:
+        lines = [
+            f"{view.journey_id} (version {view.journey_version}) at {view.current}",
+            "outcome: running",
+        ]
+        if view.waiting_for:
+            lines.append(f"waiting for: {view.waiting_for}")
+        if view.waiting_until:
+            lines.append(f"next wake-up: {view.waiting_until.isoformat(timespec='seconds')}")
     lines += [
         f"  {e.at.isoformat(timespec='seconds')}  {e.step:<24} {e.kind:<10} {e.detail}"
         for e in view.timeline
     ]
     return "\n".join(lines)
+
+
+def describe_outcome(outcome: Outcome, step: str) -> str:
+    """How a run ended, where and when: ``converted (goal Order Completed) at wait-2, …``."""
+    if outcome.kind == "converted":
+        what = f"converted (goal {outcome.reason})"
+    elif outcome.kind == "failed":
+        what = f"failed ({outcome.error})"
+        step = outcome.step or step
+    elif outcome.reason:
+        what = f"{outcome.kind} ({outcome.reason})"
+    else:
+        what = outcome.kind
+    when = f", {outcome.at.isoformat(timespec='seconds')}" if outcome.at else ""
+    return f"{what} at {step}{when}"
 
 
 def _quote(value: str) -> str:

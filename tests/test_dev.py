@@ -123,7 +123,7 @@ def test_dev_starts_runs_a_journey_stops_and_restarts_with_state(tmp_path: Path)
         ).stdout
     finally:
         stop(dev)
-    [run] = listed.splitlines()
+    _header, run = listed.splitlines()
     assert run.startswith("journey/newsletter-welcome/") and "running" in run
 
 
