@@ -12,7 +12,8 @@ it is not a bug. Anything else that escapes is a crash (exit 3, traceback).
     ├── TemporalUnreachable    nothing answers at the Temporal address, after a short retry
     ├── StoreUnavailable       the database cannot be created, opened or written, or has no driver
     ├── PortInUse              ``touchpoint dev``: a port it needs is taken
-    └── NoSuchRun              no run with that workflow id
+    ├── NoSuchRun              no run with that workflow id
+    └── PreviewError           preview, send-test: no such journey or step (runtime.messaging)
 
 The split that matters: "could not talk to it" (Temporal, the database — start it, or point
 the address elsewhere) vs "the setup is wrong" (change it first).
