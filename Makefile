@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the ports `make demo` (and its `touchpoint dev`) uses: make demo API_PORT=8080
+TEMPORAL_PORT ?= 7233
+API_PORT      ?= 8000
+UI_PORT       ?= 8233
 
 .PHONY: install test chaos lint demo graphs bench schema histories clean
 
@@ -27,10 +31,13 @@ lint: $(STAMP)  ## ruff (format check + lint) and mypy
 
 demo: $(STAMP)  ## validate the examples, then run Max's journeys on the real stack
 	$(BIN)/touchpoint validate
-	$(BIN)/python demo/run.py
+	$(BIN)/python demo/run.py --temporal-port $(TEMPORAL_PORT) --api-port $(API_PORT) --ui-port $(UI_PORT)
 
-graphs: $(STAMP)  ## draw every example journey as Mermaid
-	@for j in journeys/*.yaml; do echo; $(BIN)/touchpoint graph $$j; done
+graphs: $(STAMP)  ## draw every example journey as Mermaid (not the *.test.yaml files)
+	@for j in journeys/*.yaml; do \
+		case $$j in *.test.yaml) continue;; esac; \
+		echo; $(BIN)/touchpoint graph $$j || exit 1; \
+	done
 
 schema: $(STAMP)  ## regenerate schema/*.schema.json (a test checks they are current)
 	$(BIN)/touchpoint schema journey > schema/journey.schema.json

@@ -1,7 +1,9 @@
 """``touchpoint``: the command line for marketers and ops.
 
-Exit codes: 0 success, 1 a problem in the user's files (reported, no traceback), 2 bad usage,
-130 interrupted, 3 an unexpected crash (traceback without local variables, so no secret leaks).
+Exit codes: 0 success, 1 a mistake the user can fix — in their files, their settings or their
+environment (one line on stderr, no traceback), 2 bad usage, 130 interrupted, 3 an unexpected
+crash (traceback without local variables, so no secret leaks). :mod:`runtime.exits` holds the
+one handler that decides them, shared with ``worker.py``.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ import json
 import os
 import signal
 import sys
-import traceback
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
+from runtime.errors import UserError
+from runtime.exits import exit_code, leave, refuse
 from workflows.language.diagram import to_dot, to_mermaid
 from workflows.language.schema import config_schema, journey_schema
 from workflows.language.validator import JOURNEYS_DIR, Report, validate
@@ -26,7 +30,23 @@ from workflows.plan import Plan
 if TYPE_CHECKING:
     from store.suppressions import Suppressions
 
+
+class Commands(TyperGroup):
+    """Every command reports a user error the same way: ``✗ message`` on stderr, exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            raise typer.Exit(refuse(str(error))) from None
+        except SystemExit as stop:
+            if isinstance(stop.code, str):
+                raise typer.Exit(refuse(stop.code)) from None
+            raise
+
+
 app = typer.Typer(
+    cls=Commands,
     name="touchpoint",
     help="Customer journeys as code: validate, draw and run YAML journeys on Temporal.",
     no_args_is_help=True,
@@ -72,17 +92,32 @@ def validate_command(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="text or json.")
     ] = OutputFormat.text,
+    env: Annotated[
+        bool,
+        typer.Option(
+            "--env", help="Also check the environment has every variable the journeys need."
+        ),
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
     """Check journeys, templates and config; report every problem at once."""
     report = validate(paths or (), root=project)
+    if env:
+        from runtime.environment import environment_problems
+
+        report.problems = sorted(
+            report.problems + environment_problems(report, project, os.environ)
+        )
     if output is OutputFormat.json:
         typer.echo(json.dumps([p.as_json() for p in report.problems], indent=2, ensure_ascii=False))
     else:
         for problem in report.problems:
             typer.echo(problem.format())
-        colour = "green" if report.ok else "red"
-        typer.secho(("✓ " if report.ok else "✗ ") + report.summary(), fg=colour, err=not report.ok)
+        if report.ok:
+            environment = "; the environment has every variable they need" if env else ""
+            typer.secho(f"✓ {report.summary()}{environment}", fg="green")
+        else:
+            typer.secho(f"✗ {report.summary()}", fg="red", err=True)
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -275,13 +310,9 @@ def cancel_command(
     """End a run now (outcome cancelled)."""
     import asyncio
 
-    from runtime.operations import NoSuchRun, cancel_run
+    from runtime.operations import cancel_run
 
-    try:
-        asyncio.run(cancel_run(project.resolve(), workflow_id, reason))
-    except NoSuchRun as error:
-        typer.secho(f"✗ {error}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    asyncio.run(cancel_run(project.resolve(), workflow_id, reason))
     typer.echo(f"cancelled {workflow_id}")
 
 
@@ -303,12 +334,13 @@ def runs_list_command(
     """List runs, newest first, by the Touchpoint search attributes."""
     import asyncio
 
-    from runtime.operations import list_runs
+    from runtime.operations import RUN_COLUMNS, list_runs
 
-    rows = asyncio.run(list_runs(project.resolve(), journey, customer, outcome, running, limit))
-    for row in rows:
-        typer.echo("  ".join(row))
-    typer.echo(f"{len(rows)} run(s)", err=True)
+    rows = asyncio.run(list_runs(project.resolve(), journey, customer, outcome, running, limit + 1))
+    shown = rows[:limit]
+    for line in aligned([RUN_COLUMNS, *shown]) if shown else []:
+        typer.echo(line)
+    typer.echo(f"{len(shown)} run(s){_more(len(rows), limit)}", err=True)
 
 
 @runs_app.command("show")
@@ -398,13 +430,9 @@ def preview_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Render one message for a sample customer: subject and text here, the HTML to a file."""
-    from runtime.messaging import PreviewError, build_preview
+    from runtime.messaging import build_preview
 
-    try:
-        preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
-    except PreviewError as error:
-        typer.secho(f"✗ {error}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
     message = preview.message
     typer.echo(f"template: {message.template} ({message.locale})")
     if message.subject is not None:
@@ -438,14 +466,11 @@ def send_test_command(
 
     from temporalio.exceptions import ApplicationError
 
-    from runtime.messaging import PreviewError, build_preview, send_test
+    from runtime.messaging import build_preview, send_test
 
     try:
         preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
         provider_id = asyncio.run(send_test(project.resolve(), preview, to))
-    except PreviewError as error:
-        typer.secho(f"✗ {error}", fg="red", err=True)
-        raise typer.Exit(1) from None
     except ApplicationError as error:
         typer.secho(
             f"✗ the provider did not take it: {error.type}: {error.message}", fg="red", err=True
@@ -466,7 +491,8 @@ def messages_command(
     """The delivery ledger: every message, newest first, with its status."""
     from runtime.messaging import ledger_rows
 
-    rows = ledger_rows(project.resolve(), customer, journey, limit)
+    found = ledger_rows(project.resolve(), customer, journey, limit + 1)
+    rows = found[:limit]
     for row in rows:
         typer.echo(
             f"{row.created_at.isoformat(timespec='seconds')}  {row.status:<8} "
@@ -474,7 +500,7 @@ def messages_command(
             f"{row.provider or '-'}:{row.provider_id or '-'}"
             + (f"  ({row.reason})" if row.reason else "")
         )
-    typer.echo(f"{len(rows)} message(s)", err=True)
+    typer.echo(f"{len(rows)} message(s){_more(len(found), limit)}", err=True)
 
 
 @app.command("outbox")
@@ -642,6 +668,20 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as lines of left-aligned columns (plain text: ids stay whole for copying)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _more(found: int, limit: int) -> str:
+    """What a count line adds when ``limit`` cut the list short (``found`` is limit + 1 then)."""
+    return f"; showing the newest {limit}; --limit N for more" if found > limit else ""
+
+
 def _pairs(items: list[str] | None) -> dict[str, object]:
     pairs: dict[str, object] = {}
     for item in items or []:
@@ -685,30 +725,17 @@ def _interrupted(_signum: int, _frame: FrameType | None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point with the exit-code contract above."""
+    """Run the command line; ``SystemExit`` with the exit-code contract's code."""
     signal.signal(signal.SIGINT, _interrupted)
-    try:
-        app()  # exits 0/1 itself, and 2 on usage errors
-    except Exception:  # an unexpected crash: say so, without local variables
-        typer.echo("touchpoint crashed; this is a bug, please report it:", err=True)
-        typer.echo(traceback.format_exc(), err=True)
-        sys.exit(3)
+    sys.exit(exit_code("touchpoint", app))
 
 
 def run() -> None:
-    """The console script: ``main``, then leave without interpreter teardown.
-
-    Temporal's native runtime can abort (SIGABRT) when Python tears it down at exit after its
-    event loop has closed; by then every result is printed and committed, so skip teardown.
-    """
-    code: int = 0
+    """The console script: ``main``, then leave without interpreter teardown."""
     try:
         main()
     except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        leave(stop.code if isinstance(stop.code, int) else 1)
 
 
 if __name__ == "__main__":

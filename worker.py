@@ -14,13 +14,14 @@ import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from activities.recording import RecordingActivities
+from runtime.environment import require_environment
+from runtime.exits import exit_code, leave
 from runtime.settings import Settings, connect, load_settings
 from runtime.workers import Role, build_workers
 from store.database import connect as connect_store
@@ -33,6 +34,7 @@ log = logging.getLogger("touchpoint.worker")
 async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | None = None) -> None:
     report = require_valid(project)
     settings = load_settings(report.config)
+    require_environment(report, os.environ, "the worker", delivers=settings.record_file is None)
     client = await connect(settings, with_metrics=True)
     names = {plan.journey_id: plan.name for plan in report.plans.values()}
     activities = _activities(settings, project, names) if role != "workflows" else []
@@ -68,7 +70,7 @@ def _activities(
     ).all()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=["all", "workflows", "activities"], default="all")
     parser.add_argument("--project", type=Path, default=Path("."))
@@ -76,11 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(run_worker(args.project.resolve(), args.role))
-    # Temporal's native runtime may abort if torn down at interpreter exit: all work is done.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave(
+        exit_code("worker.py", lambda: asyncio.run(run_worker(args.project.resolve(), args.role)))
+    )
 
 
 if __name__ == "__main__":

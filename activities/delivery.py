@@ -35,6 +35,7 @@ from activities.http import make_client
 from activities.messages import EmailProvider, OutgoingEmail
 from activities.rendering import Renderer
 from activities.unsubscribe import SECRET_ENV, make_token, secret_from_env, unsubscribe_headers
+from runtime.errors import MissingEnvironment
 from store.ingestion import ConsentStore
 from store.ledger import Ledger, Status
 from store.suppressions import Suppressions
@@ -56,7 +57,7 @@ def email_provider(config: ProjectConfig, root: Path, environ: Mapping[str, str]
     if settings.provider == "sendgrid":
         key = environ.get("SENDGRID_API_KEY")
         if not key:
-            raise SystemExit("email.provider is sendgrid: set SENDGRID_API_KEY")
+            raise MissingEnvironment("email.provider is sendgrid: set SENDGRID_API_KEY")
         return SendGridProvider(settings.sendgrid, key)
     if settings.provider == "smtp":
         return SmtpProvider(

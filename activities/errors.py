@@ -9,14 +9,18 @@
                         cannot render): fails the step at once; the journey decides what next
 
 The ``type`` names the reason for people and dashboards (``RateLimited``, ``ProviderError``,
-``Rejected``, ``RecipientUnreachable``, ``RenderError``, ``Misconfigured``).
+``Rejected``, ``RecipientUnreachable``, ``RenderError``, ``Misconfigured``, ``InFlight``).
+
+A retryable failure is expected — a provider's bad minute, another attempt holding the
+message — so it is ``BENIGN``: the SDK logs it at DEBUG, not as a warning with a traceback, and
+the worker logs one warning line for it instead (:class:`runtime.workers.ExpectedRetries`).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 MAX_RETRY_AFTER = timedelta(hours=1)
 
@@ -28,7 +32,9 @@ def retryable(
     delay = None
     if retry_after is not None and retry_after > 0:
         delay = min(timedelta(seconds=retry_after), MAX_RETRY_AFTER)
-    return ApplicationError(message, type=kind, next_retry_delay=delay)
+    return ApplicationError(
+        message, type=kind, next_retry_delay=delay, category=ApplicationErrorCategory.BENIGN
+    )
 
 
 def permanent(message: str, kind: str = "Rejected") -> ApplicationError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,14 @@ MAX = {
     },
     "context": {"locale": "de-DE", "timezone": "Europe/Berlin"},
 }
+STAND_INS = {
+    "SLACK_SUPPORT_WEBHOOK_URL": "https://hooks.slack.invalid/services/demo",
+    "CRM_WEBHOOK_SECRET": "whsec_ZGVtby1zZWNyZXQtZm9yLXRoZS1jcm0=",
+    "SHOP_API_TOKEN": "demo-shop-api-token",
+}
+"""The example shop's secrets (touchpoint.yaml references them; the worker and the API refuse to
+start without them). Its Slack, CRM and shop API are fictional, and Max's story never reaches a
+step that uses them; values you export win."""
 LAPTOP = {"name": "Aero 14", "sku": "LAP-14", "price": 1299, "category": "laptops"}
 EVENTS = [
     ("Newsletter Subscribed", {"list": "weekly"}),
@@ -62,8 +69,8 @@ def run(*args: str, project: Path, env: dict[str, str]) -> str:
 def wait_ready(url: str, dev: subprocess.Popen[str], seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if dev.poll() is not None:
-            raise SystemExit("touchpoint dev stopped early; see .touchpoint/logs/")
+        if dev.poll() is not None:  # it said why on stderr
+            raise SystemExit(f"touchpoint dev stopped (exit {dev.returncode}); see above")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
@@ -71,11 +78,6 @@ def wait_ready(url: str, dev: subprocess.Popen[str], seconds: float = 120) -> No
             pass
         time.sleep(0.5)
     raise SystemExit("the stack did not become ready; see .touchpoint/logs/")
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def main() -> int:
@@ -87,10 +89,8 @@ def main() -> int:
     parser.add_argument("--once", action="store_true", help="stop after showing the results")
     args = parser.parse_args()
     project = args.project.resolve()
-    for port in (args.temporal_port, args.api_port):
-        if not port_free(port):
-            raise SystemExit(f"port {port} is taken: is `touchpoint dev` already running?")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
+    env = STAND_INS | env
     env["TOUCHPOINT_TEMPORAL_ADDRESS"] = f"127.0.0.1:{args.temporal_port}"
     api_url = f"http://127.0.0.1:{args.api_port}"
 
@@ -135,7 +135,7 @@ def main() -> int:
         say("Max's journey runs")
         listed = run("runs", "list", "--customer", "max", project=project, env=env)
         print(listed)
-        for line in listed.splitlines():
+        for line in listed.splitlines()[1:]:  # under the header: one run a line, its id first
             print(run("runs", "show", line.split()[0], project=project, env=env))
         say("The emails in the outbox (.touchpoint/outbox)")
         print(run("outbox", project=project, env=env))

@@ -13,6 +13,7 @@ from activities import sendgrid_events
 from activities.unsubscribe import SECRET_ENV, secret_from_env
 from api.app import Ingestion, create_app
 from runtime.consent import Unsubscriber
+from runtime.environment import require_environment, webhook_key_problem
 from runtime.router import Router
 from runtime.settings import connect, load_settings
 from store.database import connect as connect_store
@@ -26,6 +27,14 @@ from workflows.language.validator import require_valid
 async def build_ingestion(project: Path) -> Ingestion:
     report = require_valid(project)
     settings = load_settings(report.config)
+    unusable_key = webhook_key_problem(os.environ)
+    require_environment(
+        report,
+        os.environ,
+        "the API",
+        delivers=settings.record_file is None,
+        also=[unusable_key] if unusable_key else [],
+    )
     client = await connect(settings)
     engine = connect_store(settings.database_url)
     router = Router(client, report.plans, EntryStore(engine), settings.run_settings())

@@ -7,10 +7,12 @@ import os
 import shutil
 import sys
 
+from runtime.errors import UserError
+
 
 def find_binary(name: str) -> str:
     search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     found = shutil.which(name, path=search)
     if found is None:
-        raise SystemExit(f"{name} is missing: install the dev extras (make install)")
+        raise UserError(f"{name} is missing: install the dev extras (make install)")
     return found

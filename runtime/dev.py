@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from runtime.binaries import find_binary
+from runtime.environment import require_environment
+from runtime.errors import PortInUse
+from runtime.settings import load_settings
+from workflows.language.validator import require_valid
 from workflows.search import dev_server_flags
 
 STATE = ".touchpoint"
@@ -31,6 +35,42 @@ class DevPorts:
     temporal: int = 7233
     ui: int = 8233
     api: int = 8000
+
+
+def require_free_ports(ports: DevPorts) -> None:
+    """:class:`PortInUse` naming every port that is taken (0 means "not wanted")."""
+    wanted = [
+        (ports.temporal, "Temporal", "--temporal-port"),
+        (ports.ui, "Temporal UI", "--ui-port"),
+        (ports.api, "API", "--api-port"),
+    ]
+    given = [(port, option) for port, _, option in wanted if port]
+    for index, (port, option) in enumerate(given):
+        for other_port, other in given[index + 1 :]:
+            if port == other_port:
+                raise PortInUse(f"{option} and {other} are both {port}: give each its own port")
+    taken = [f"{port} ({what}, {option})" for port, what, option in wanted if port and _taken(port)]
+    if len(taken) == 1:
+        raise PortInUse(
+            f"port {taken[0]} is in use: stop what listens there (another touchpoint dev?) "
+            "or choose another port"
+        )
+    if taken:
+        raise PortInUse(
+            f"ports {', '.join(taken)} are in use: stop what listens there (another "
+            "touchpoint dev?) or choose other ports"
+        )
+
+
+def _taken(port: int) -> bool:
+    """Whether something holds ``port`` on loopback (a listener, not a closing connection)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def temporal_binary() -> str:
@@ -104,12 +144,23 @@ def wait_for_port(port: int, seconds: float, process: subprocess.Popen[Any]) -> 
 
 
 def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print) -> int:
+    """Start the stack and wait for Ctrl-C (exit 0), or for a child to die (exit 1). Ports,
+    project and environment are checked before anything starts."""
+    require_free_ports(ports)
     env = dev_environment(project, ports)
+    report = require_valid(project)
+    require_environment(
+        report,
+        env,
+        "touchpoint dev",
+        delivers=load_settings(report.config, env).record_file is None,
+    )
     state = project / STATE
     logs = state / "logs"
     logs.mkdir(exist_ok=True)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
+    failed = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -157,7 +208,7 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
             for name, process in children:
                 if process.poll() is not None:
                     echo(f"{name} exited (code {process.returncode}); see {logs / (name + '.log')}")
-                    stopping = True
+                    stopping = failed = True
             time.sleep(0.2)
     finally:
         for _, process in reversed(children):
@@ -169,4 +220,4 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
             except subprocess.TimeoutExpired:
                 process.kill()
         echo("touchpoint dev stopped")
-    return 0
+    return 1 if failed else 0

@@ -14,15 +14,16 @@ import yaml
 
 from activities.messages import OutgoingEmail, RenderedMessage
 from activities.rendering import Renderer
+from runtime.errors import UserError
 from store.database import connect
 from store.ledger import Delivery, Ledger
 from workflows.language.project import ProjectConfig
-from workflows.language.validator import ProjectInvalid, require_valid
+from workflows.language.validator import require_valid
 from workflows.models import Profile, SendRequest, customer_hash
 from workflows.plan import Plan, SendNode
 
 
-class PreviewError(Exception):
+class PreviewError(UserError):
     """A user mistake: unknown journey or step, a file that cannot be read."""
 
 
@@ -33,10 +34,7 @@ class Preview:
 
 
 def _project(root: Path) -> tuple[dict[str, Plan], ProjectConfig]:
-    try:
-        report = require_valid(root)
-    except ProjectInvalid as invalid:
-        raise PreviewError(str(invalid.code)) from None
+    report = require_valid(root)
     return report.plans, report.config
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
+from runtime.errors import NoSuchRun
 from runtime.router import Routed, Router
 from runtime.settings import connect, load_settings
 from store.database import connect as connect_store
@@ -19,7 +20,7 @@ from store.entries import EntryStore
 from store.ingestion import ProfileStore
 from workflows.language.project import ProjectConfig
 from workflows.language.validator import require_valid
-from workflows.models import CancelRequest, Event, Profile, RunView, customer_hash
+from workflows.models import CancelRequest, Event, Outcome, Profile, RunView, customer_hash
 from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_OUTCOME, JOURNEY_STEP
 
 
@@ -80,10 +81,6 @@ def read_calls(path: Path) -> list[dict[str, Any]]:
     return calls
 
 
-class NoSuchRun(Exception):
-    """The run does not exist, or has already ended: nothing to cancel."""
-
-
 async def cancel_run(project: Path, workflow_id: str, reason: str) -> None:
     _, config = _project(project)
     client = await connect(load_settings(config))
@@ -91,8 +88,15 @@ async def cancel_run(project: Path, workflow_id: str, reason: str) -> None:
         await client.get_workflow_handle(workflow_id).signal("cancel", CancelRequest(reason=reason))
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:  # also "workflow execution already completed"
-            raise NoSuchRun(f"no running run {workflow_id!r}: {error.message}") from None
+            raise NoSuchRun(
+                f"no running run {workflow_id!r} ({error.message}); "
+                "`touchpoint runs list --running` shows the runs"
+            ) from None
         raise
+
+
+RUN_COLUMNS = ["WORKFLOW ID", "STATUS", "STEP", "OUTCOME", "STARTED"]
+"""What ``list_runs`` says of each run: Temporal's status, and Touchpoint's step and outcome."""
 
 
 async def list_runs(
@@ -132,25 +136,50 @@ async def list_runs(
 async def show_run(project: Path, workflow_id: str) -> str:
     _, config = _project(project)
     client = await connect(load_settings(config))
-    view = RunView.model_validate(await client.get_workflow_handle(workflow_id).query("state"))
-    lines = [
-        f"{view.journey_id} (version {view.journey_version}) at {view.current}",
-        f"outcome: {view.outcome.kind if view.outcome else 'running'}"
-        + (
-            f" ({view.outcome.reason or view.outcome.error})"
-            if view.outcome and (view.outcome.reason or view.outcome.error)
-            else ""
-        ),
-    ]
-    if view.waiting_for:
-        lines.append(f"waiting for: {view.waiting_for}")
-    if view.waiting_until:
-        lines.append(f"next wake-up: {view.waiting_until.isoformat(timespec='seconds')}")
+    try:
+        state = await client.get_workflow_handle(workflow_id).query("state")
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise NoSuchRun(
+                f"no run {workflow_id!r} in namespace {client.namespace}; "
+                "`touchpoint runs list` shows the runs"
+            ) from None
+        raise
+    view = RunView.model_validate(state)
+    if view.outcome is not None:
+        lines = [
+            f"{view.journey_id} (version {view.journey_version})",
+            f"outcome: {describe_outcome(view.outcome, view.current)}",
+        ]
+    else:
+        lines = [
+            f"{view.journey_id} (version {view.journey_version}) at {view.current}",
+            "outcome: running",
+        ]
+        if view.waiting_for:
+            lines.append(f"waiting for: {view.waiting_for}")
+        if view.waiting_until:
+            lines.append(f"next wake-up: {view.waiting_until.isoformat(timespec='seconds')}")
     lines += [
         f"  {e.at.isoformat(timespec='seconds')}  {e.step:<24} {e.kind:<10} {e.detail}"
         for e in view.timeline
     ]
     return "\n".join(lines)
+
+
+def describe_outcome(outcome: Outcome, step: str) -> str:
+    """How a run ended, where and when: ``converted (goal Order Completed) at wait-2, …``."""
+    if outcome.kind == "converted":
+        what = f"converted (goal {outcome.reason})"
+    elif outcome.kind == "failed":
+        what = f"failed ({outcome.error})"
+        step = outcome.step or step
+    elif outcome.reason:
+        what = f"{outcome.kind} ({outcome.reason})"
+    else:
+        what = outcome.kind
+    when = f", {outcome.at.isoformat(timespec='seconds')}" if outcome.at else ""
+    return f"{what} at {step}{when}"
 
 
 def _quote(value: str) -> str:

@@ -16,7 +16,9 @@ the environment.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,9 @@ from pathlib import Path
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError, RPCStatusCode
 
+from runtime.errors import ConfigurationError, TemporalUnreachable
 from runtime.workers import WorkerOptions
 from workflows.language.project import ProjectConfig
 from workflows.models import RunSettings
@@ -86,30 +90,107 @@ def load_settings(config: ProjectConfig, environ: Mapping[str, str] | None = Non
     )
 
 
+CONNECT_SECONDS = 5.0
+"""How long a command or process keeps trying to reach Temporal before it says so: long enough
+for a server that is still starting, short enough for an operator waiting at a prompt."""
+
+
 def _runtime(settings: Settings) -> Runtime | None:
     """A Temporal runtime that serves the SDK's metrics for Prometheus, when asked to."""
     if settings.metrics_address is None:
         return None
-    return Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_address))
-    )
+    try:
+        return Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=settings.metrics_address)
+            )
+        )
+    except (ValueError, RuntimeError) as error:
+        raise ConfigurationError(
+            f"TOUCHPOINT_METRICS_ADDRESS={settings.metrics_address!r}: cannot serve metrics there "
+            f"({error}); give a free host:port, e.g. 0.0.0.0:9464"
+        ) from None
+
+
+def _tls(settings: Settings) -> TLSConfig | bool:
+    """mTLS needs the certificate and its key; an API key alone means TLS without a client
+    certificate; neither means plain text (a local server)."""
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        given, missing = (
+            ("TOUCHPOINT_TEMPORAL_TLS_CERT", "TOUCHPOINT_TEMPORAL_TLS_KEY")
+            if settings.tls_cert
+            else ("TOUCHPOINT_TEMPORAL_TLS_KEY", "TOUCHPOINT_TEMPORAL_TLS_CERT")
+        )
+        raise ConfigurationError(
+            f"{given} is set but {missing} is not: mTLS needs both the client certificate and "
+            "its private key; set both, or neither"
+        )
+    if settings.tls_cert and settings.tls_key:
+        return TLSConfig(
+            client_cert=_read(settings.tls_cert, "TOUCHPOINT_TEMPORAL_TLS_CERT"),
+            client_private_key=_read(settings.tls_key, "TOUCHPOINT_TEMPORAL_TLS_KEY"),
+        )
+    return bool(settings.api_key)
+
+
+def _read(path: Path, variable: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(
+            f"{variable}={str(path)!r} cannot be read ({error.strerror}); "
+            "give the path of a PEM file this process can read"
+        ) from None
 
 
 async def connect(settings: Settings, *, with_metrics: bool = False) -> Client:
-    """A client for a local server, a self-hosted cluster (mTLS) or Temporal Cloud (API key)."""
-    tls: TLSConfig | bool = False
-    if settings.tls_cert and settings.tls_key:
-        tls = TLSConfig(
-            client_cert=settings.tls_cert.read_bytes(),
-            client_private_key=settings.tls_key.read_bytes(),
-        )
-    elif settings.api_key:
-        tls = True
-    return await Client.connect(
-        settings.address,
-        namespace=settings.namespace,
-        api_key=settings.api_key,
-        tls=tls,
-        data_converter=pydantic_data_converter,
-        runtime=_runtime(settings) if with_metrics else None,
-    )
+    """A client for a local server, a self-hosted cluster (mTLS) or Temporal Cloud (API key).
+
+    Tries for :data:`CONNECT_SECONDS`, then raises :class:`TemporalUnreachable` naming the
+    address: a server that is down is the operator's to start, not a crash.
+    """
+    tls = _tls(settings)
+    runtime = _runtime(settings) if with_metrics else None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_SECONDS
+    pause = 0.25
+    while True:
+        try:
+            return await asyncio.wait_for(
+                Client.connect(
+                    settings.address,
+                    namespace=settings.namespace,
+                    api_key=settings.api_key,
+                    tls=tls,
+                    data_converter=pydantic_data_converter,
+                    runtime=runtime,
+                ),
+                timeout=max(deadline - loop.time(), 0.5),
+            )
+        except RPCError as error:
+            if error.status != RPCStatusCode.UNAVAILABLE:  # it answered, and said no
+                raise ConfigurationError(
+                    f"Temporal at {settings.address} refused this client ({error.message}); "
+                    "check TOUCHPOINT_TEMPORAL_API_KEY or the TLS certificate and key"
+                ) from None
+            failure: Exception = error
+        except (RuntimeError, TimeoutError) as error:  # the SDK's "Failed client connect: …"
+            failure = error
+        if loop.time() + pause >= deadline:
+            raise TemporalUnreachable(
+                f"Temporal is not reachable at {settings.address} ({_reason(failure)}, "
+                f"tried for {CONNECT_SECONDS:.0f} s); start it (`touchpoint dev` runs one) "
+                "or set TOUCHPOINT_TEMPORAL_ADDRESS"
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+def _reason(error: Exception) -> str:
+    """The gist of the SDK's connection error (its text is a Rust debug dump)."""
+    if isinstance(error, TimeoutError):
+        return "no answer"
+    if isinstance(error, RPCError):
+        return error.message
+    found = re.search(r'(?:message|error): "([^"]+)"', str(error))
+    return found.group(1).lower() if found else str(error).removeprefix("Failed client connect: ")

@@ -4,18 +4,27 @@ on its own."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
 from workflows.journey import JourneyWorkflow
 from workflows.models import CHANNEL_QUEUES, JOURNEY_QUEUE, LOOKUP_QUEUE
 from workflows.sandbox import journey_workflow_runner
 
 Role = Literal["all", "workflows", "activities"]
+log = logging.getLogger("touchpoint.worker")
 
 
 @dataclass
@@ -62,12 +71,42 @@ def build_workers(
                     task_queue=prefix + queue,
                     activities=[by_name[name]],
                     max_concurrent_activities=options.max_concurrent_activities,
+                    interceptors=[ExpectedRetries()],
                     max_task_queue_activities_per_second=options.rate_limits.get(channel),
                     graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
                     build_id=options.build_id,
                 )
             )
     return workers
+
+
+class ExpectedRetries(Interceptor):
+    """An activity that raises a retryable ``BENIGN`` failure (:func:`activities.errors.retryable`:
+    a busy provider, another attempt holding the message) is logged as one warning line; the SDK
+    itself logs those only at DEBUG. Anything else keeps the SDK's warning and traceback."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _LogExpectedRetries(next)
+
+
+class _LogExpectedRetries(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await super().execute_activity(input)
+        except ApplicationError as error:
+            if error.category == ApplicationErrorCategory.BENIGN and not error.non_retryable:
+                info = activity.info()
+                delay = error.next_retry_delay
+                log.warning(
+                    "%s attempt %d for %s will be retried%s: %s: %s",
+                    info.activity_type,
+                    info.attempt,
+                    info.workflow_id,
+                    f" in {delay.total_seconds():.0f} s" if delay else "",
+                    error.type,
+                    error.message,
+                )
+            raise
 
 
 def _seconds(value: float) -> Any:

@@ -26,8 +26,12 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    make_url,
     text,
 )
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from runtime.errors import StoreUnavailable
 
 DEFAULT_URL = "sqlite:///.touchpoint/touchpoint.db"
 
@@ -132,14 +136,75 @@ write_keys = Table(
 )
 
 
+DRIVER_PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "PyMySQL",
+    "MySQLdb": "mysqlclient",
+    "asyncpg": "asyncpg",
+    "oracledb": "oracledb",
+    "pyodbc": "pyodbc",
+}
+"""The pip package that provides a database driver module, where its name differs."""
+
+WHERE = "set TOUCHPOINT_DATABASE_URL (or database_url in touchpoint.yaml)"
+
+
 def connect(url: str = DEFAULT_URL) -> Engine:
-    """An engine for ``url``; a SQLite file gets its folder, WAL and a busy timeout."""
+    """An engine for ``url``, migrated; a SQLite file gets its folder, WAL and a busy timeout.
+
+    A URL that cannot work — no driver, a folder that cannot be created, a database that cannot
+    be opened or written — is :class:`StoreUnavailable`, naming the URL (without its password).
+    """
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise StoreUnavailable(
+            f"the database URL {url!r} is not a URL; {WHERE}, "
+            "e.g. sqlite:///.touchpoint/touchpoint.db or postgresql+psycopg://user@host/db"
+        ) from None
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True)
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreUnavailable(
+                f"cannot create the folder {folder} for the database {shown}: a file is in the "
+                f"way; {WHERE} to a path under a folder"
+            ) from None
+        except OSError as error:
+            raise StoreUnavailable(
+                f"cannot create the folder {folder} for the database {shown} ({error.strerror}); "
+                f"{WHERE} to a writable place"
+            ) from None
+    try:
+        engine = create_engine(url, future=True)
+    except ModuleNotFoundError as missing:
+        module = missing.name or "its driver"
+        package = DRIVER_PACKAGES.get(module.split(".")[0], module)
+        raise StoreUnavailable(
+            f"the database URL {shown} needs the driver {module}, which is not installed: "
+            f"pip install {package}"
+        ) from None
+    except NoSuchModuleError as error:
+        raise StoreUnavailable(
+            f"the database URL {shown} names no known database ({error})"
+        ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    migrate(engine)
+    try:
+        migrate(engine)
+    except OperationalError as error:  # the database's own words: cannot open, read-only, …
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise StoreUnavailable(
+            f"cannot open and write the database {shown} ({reason}); make it writable, or "
+            f"{WHERE} to one this process can write"
+        ) from None
+    except OSError as error:  # the migration lock file beside the database
+        raise StoreUnavailable(
+            f"cannot open and write the database {shown} ({error.strerror}); make it writable, "
+            f"or {WHERE} to one this process can write"
+        ) from None
     return engine
 
 

@@ -23,6 +23,14 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXAMPLE_JOURNEYS = sorted(
     p for p in (ROOT / "journeys").glob("*.yaml") if not p.name.endswith(".test.yaml")
 )
+EXAMPLE_SECRETS = {
+    "SLACK_SUPPORT_WEBHOOK_URL": "https://hooks.slack.invalid/services/test",
+    "CRM_WEBHOOK_SECRET": "whsec_dGVzdC1zZWNyZXQtZm9yLXRoZS1jcm0=",
+    "SHOP_API_TOKEN": "test-shop-api-token",
+    "TOUCHPOINT_UNSUBSCRIBE_SECRET": "test-unsubscribe-secret-0123456789",
+}
+"""What a worker or API on the example project needs in its environment (the example's shop
+is fictional: nothing is ever sent to these)."""
 
 
 @pytest.fixture

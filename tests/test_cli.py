@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 import cli as cli_module
 from cli import app
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import EXAMPLE_JOURNEYS, FIXTURES, ROOT
 
 
 def test_json_format_lists_every_problem_with_its_fields(
@@ -103,3 +104,26 @@ def test_the_console_script_is_installed_and_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "no problems" in done.stdout
+
+
+def test_a_system_exit_with_a_message_is_printed_as_a_user_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from runtime.exits import exit_code
+
+    assert exit_code("touchpoint", lambda: sys.exit("email.provider is sendgrid: set X")) == 1
+    assert capsys.readouterr().err == "✗ email.provider is sendgrid: set X\n"
+
+
+def test_make_graphs_draws_each_journey_and_no_test_file() -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-s", "graphs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    drawn = re.findall(r"^%% .* \(([\w-]+), version \w+\)$", done.stdout, re.MULTILINE)
+    assert drawn == [path.stem for path in EXAMPLE_JOURNEYS]

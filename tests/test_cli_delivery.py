@@ -121,3 +121,17 @@ def test_messages_lists_the_ledger(cli: CliRunner, project: Path) -> None:
     assert result.exit_code == 0
     [line] = result.stdout.splitlines()
     assert "sent" in line and "newsletter-welcome/welcome" in line and "maildir:k1" in line
+
+
+def test_messages_says_when_its_limit_cut_the_list_short(cli: CliRunner, project: Path) -> None:
+    from store.database import connect
+    from store.ledger import Ledger
+
+    ledger = Ledger(connect(f"sqlite:///{project / 'touchpoint.db'}"))
+    for number in range(3):
+        ledger.claim(f"msg_{number}", "newsletter-welcome", "welcome", "email", "c")
+    cut = cli.invoke(app, ["messages", "--limit", "2"])
+    assert (cut.exit_code, len(cut.stdout.splitlines())) == (0, 2)
+    assert cut.stderr == "2 message(s); showing the newest 2; --limit N for more\n"
+    whole = cli.invoke(app, ["messages", "--limit", "3"])
+    assert (whole.exit_code, whole.stderr) == (0, "3 message(s)\n")

@@ -6,12 +6,14 @@ shop-API stand-in; the ledger keeps every message exactly once."""
 from __future__ import annotations
 
 import base64
+import logging
 import mailbox
 from datetime import timedelta
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -385,3 +387,57 @@ def await_time(now: object) -> float:
 
     assert isinstance(now, datetime)
     return now.timestamp()
+
+
+async def test_an_expected_retry_is_one_warning_line_without_a_traceback(
+    time_env: WorkflowEnvironment,
+    stub: HttpStub,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SendGrid rate-limits once: the worker says so in one line; the SDK's "Completing
+    activity as failed" warning with its traceback is for failures nobody expected."""
+    from activities.email.sendgrid import SendGridProvider
+    from tests.sendgrid_standin import SendGridStandIn
+    from tests.temporal import plan_from
+    from workflows.language.project import SendGridSettings
+
+    caplog.set_level(logging.INFO)
+    with SendGridStandIn() as sendgrid:
+        sendgrid.answer(429, headers={"Retry-After": "30"})
+        sendgrid.answer(202, headers={"X-Message-Id": "sg-1"})
+        activities = delivery(stub, tmp_path)
+        activities.email = SendGridProvider(
+            SendGridSettings(host=sendgrid.url, timeout="5s"), "SG.k"
+        )
+        async with running_workers(time_env.client, activities.all()) as prefix:
+            handle = await start_run(
+                time_env.client,
+                plan_from(TRANSACTIONAL),
+                prefix,
+                event("Order Completed", order_id="O-1", products=[]),
+                profile=Profile(id="a", email="a@example.com"),
+            )
+            result = RunResult.model_validate(await handle.result())
+    assert result.outcome.kind == "completed"
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.getMessage(), r.exc_info) for r in warnings] == [
+        (
+            "touchpoint.worker",
+            f"send_email attempt 1 for {handle.id} will be retried in 30 s: RateLimited: "
+            "rate limited: Too Many Requests",
+            None,
+        )
+    ]
+
+
+def test_in_flight_and_provider_retries_are_benign() -> None:
+    from temporalio.exceptions import ApplicationErrorCategory
+
+    from activities.errors import from_status, permanent, retryable
+
+    assert retryable("another attempt is sending this message", "InFlight").category == (
+        ApplicationErrorCategory.BENIGN
+    )
+    assert from_status(503, "down").category == ApplicationErrorCategory.BENIGN
+    assert permanent("no").category == ApplicationErrorCategory.UNSPECIFIED

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +48,36 @@ def test_the_demo_shows_max_s_journeys(tmp_path: Path) -> None:
     assert "laptop-recommendation" in out and "converted" in out, "buying ended the recommendations"
     assert "next wake-up:" in out
     assert "max@example.com" in out.split("The emails in the outbox")[1]
+
+
+def test_make_demo_hands_its_ports_to_touchpoint_dev() -> None:
+    """``make demo TEMPORAL_PORT=… API_PORT=… UI_PORT=…``: a busy UI port stops it at once,
+    named by ``touchpoint dev`` (the demo starts nothing of its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
+    with socket.socket() as other_server:
+        other_server.bind(("127.0.0.1", 0))
+        other_server.listen()
+        ui = other_server.getsockname()[1]
+        ports = [f"TEMPORAL_PORT={free_port()}", f"API_PORT={free_port()}", f"UI_PORT={ui}"]
+        make = subprocess.Popen(
+            ["make", "--no-print-directory", "demo", *ports],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # so that a demo that did start can be stopped whole
+        )
+        try:
+            out, err = make.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(make.pid, signal.SIGINT)
+            make.communicate(timeout=60)
+            raise AssertionError("make demo did not stop at the busy port") from None
+    done = subprocess.CompletedProcess(make.args, make.returncode, out, err)
+    assert done.returncode != 0
+    assert (
+        f"✗ port {ui} (Temporal UI, --ui-port) is in use: stop what listens there (another "
+        "touchpoint dev?) or choose another port\n"
+    ) in done.stderr
+    assert "touchpoint dev stopped (exit 1); see above" in done.stderr

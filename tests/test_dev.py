@@ -7,14 +7,16 @@ import mailbox
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLE_SECRETS, ROOT
 from tests.net import free_port
 
 TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
@@ -67,6 +69,7 @@ def test_dev_starts_runs_a_journey_stops_and_restarts_with_state(tmp_path: Path)
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
+    env |= {k: v for k, v in EXAMPLE_SECRETS.items() if not k.startswith("TOUCHPOINT_")}
     ports = (free_port(), free_port())
     child_env = {**env, "TOUCHPOINT_TEMPORAL_ADDRESS": f"127.0.0.1:{ports[0]}"}
 
@@ -120,5 +123,69 @@ def test_dev_starts_runs_a_journey_stops_and_restarts_with_state(tmp_path: Path)
         ).stdout
     finally:
         stop(dev)
-    [run] = listed.splitlines()
+    _header, run = listed.splitlines()
     assert run.startswith("journey/newsletter-welcome/") and "running" in run
+
+
+@pytest.mark.parametrize(
+    ("busy", "named"),
+    [(0, "Temporal, --temporal-port"), (1, "Temporal UI, --ui-port"), (2, "API, --api-port")],
+    ids=["temporal", "ui", "api"],
+)
+def test_dev_with_a_busy_port_fails_at_once_naming_it(
+    tmp_path: Path, busy: int, named: str
+) -> None:
+    ports = [free_port(), free_port(), free_port()]
+    with socket.socket() as other_server:
+        other_server.bind(("127.0.0.1", 0))
+        other_server.listen()
+        ports[busy] = other_server.getsockname()[1]
+        started = time.monotonic()
+        options = ["--temporal-port", "--ui-port", "--api-port"]
+        done = subprocess.run(
+            [TOUCHPOINT, "dev", *[f"{o}={p}" for o, p in zip(options, ports, strict=True)]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert time.monotonic() - started < 10
+    assert (done.returncode, done.stdout) == (1, ""), "nothing started, nothing 'running'"
+    assert done.stderr == (
+        f"✗ port {ports[busy]} ({named}) is in use: stop what listens there (another touchpoint "
+        "dev?) or choose another port\n"
+    )
+    assert not (tmp_path / ".touchpoint").exists()
+
+
+def test_dev_names_every_busy_port_and_ports_given_twice(tmp_path: Path) -> None:
+    with socket.socket() as one, socket.socket() as two:
+        for server in (one, two):
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+        taken = [one.getsockname()[1], two.getsockname()[1]]
+        both = subprocess.run(
+            [TOUCHPOINT, "dev", "--temporal-port", str(taken[0]), "--api-port", str(taken[1])],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert (both.returncode, both.stderr) == (
+        1,
+        f"✗ ports {taken[0]} (Temporal, --temporal-port), {taken[1]} (API, --api-port) are in "
+        "use: stop what listens there (another touchpoint dev?) or choose other ports\n",
+    )
+    port = free_port()
+    twice = subprocess.run(
+        [TOUCHPOINT, "dev", "--temporal-port", str(port), "--api-port", str(port)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (twice.returncode, twice.stderr) == (
+        1,
+        f"✗ --temporal-port and --api-port are both {port}: give each its own port\n",
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from activities.recording import RecordingActivities
 from runtime.router import Router
 from store.database import connect
 from store.entries import EntryStore
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLE_SECRETS, ROOT
 from tests.net import free_port
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.language import validate
@@ -345,6 +346,9 @@ async def test_emit_and_runs_commands(
     touchpoint = str(Path(sys.executable).parent / "touchpoint")
 
     async def run(*args: str) -> str:
+        return (await run_both(*args))[0]
+
+    async def run_both(*args: str) -> tuple[str, str]:
         process = await asyncio.create_subprocess_exec(
             touchpoint,
             *args,
@@ -355,7 +359,7 @@ async def test_emit_and_runs_commands(
         )
         out, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0, err.decode()
-        return out.decode()
+        return out.decode(), err.decode()
 
     customer = f"cli-{uuid.uuid4().hex[:6]}"
     identified = await run(
@@ -384,8 +388,16 @@ async def test_emit_and_runs_commands(
         if listed.strip():
             break
         await asyncio.sleep(0.2)
-    run_id = listed.split()[0]
+    header, row = listed.splitlines()
+    assert header.split() == ["WORKFLOW", "ID", "STATUS", "STEP", "OUTCOME", "STARTED"]
+    run_id, status = row.split()[:2]
+    assert header.index("STATUS") == row.index(status), "aligned under the header"
     assert run_id.startswith("journey/newsletter-welcome/") and customer not in run_id
+    cut, said = await run_both("runs", "list", "--limit", "1")
+    assert (
+        len(cut.splitlines()) == 2
+        and said == "1 run(s); showing the newest 1; --limit N for more\n"
+    )
     shown = await run("show", run_id)
     assert "next wake-up:" in shown
     assert (await run("cancel", run_id, "--reason", "support ticket 42")).startswith("cancelled")
@@ -399,6 +411,50 @@ async def test_emit_and_runs_commands(
     assert shown.startswith("newsletter-welcome (version ")
 
 
+async def test_show_says_how_a_run_ended(
+    dev_env: WorkflowEnvironment, worker_process: dict[str, Any], tmp_path: Path
+) -> None:
+    """A converted run reads "converted (goal …) at <step>", not "completed"."""
+    env = {
+        **os.environ,
+        "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
+        "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/show.db",
+        "TOUCHPOINT_TIME_SCALE": str(1 / 3600),  # an hour a second: the 2-day wait holds
+    }
+    touchpoint = str(Path(sys.executable).parent / "touchpoint")
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            [touchpoint, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        ).stdout
+
+    buyer = f"buyer-{uuid.uuid4().hex[:6]}"
+    run("identify", buyer, "--trait", "email=buyer@example.com")
+    assert run("emit", "Newsletter Subscribed", "--user", buyer).strip() == (
+        "newsletter-welcome: started"
+    )
+    listed = ""
+    for _ in range(50):  # visibility is eventually consistent
+        listed = run("runs", "list", "--customer", buyer)
+        if listed:
+            break
+        await asyncio.sleep(0.2)
+    run_id = listed.splitlines()[1].split()[0]
+    await wait_for_step(dev_env.client, run_id, "wait-2")
+    waiting = run("show", run_id).splitlines()
+    assert waiting[0].endswith(" at wait-2") and waiting[1] == "outcome: running"
+    run("emit", "Order Completed", "--user", buyer)
+    await outcome_of(dev_env.client, run_id)
+    ended = run("show", run_id).splitlines()
+    assert re.fullmatch(r"newsletter-welcome \(version \w+\)", ended[0]), ended[0]
+    assert re.fullmatch(
+        r"outcome: converted \(goal Order Completed\) at wait-2, \d{4}-\d\d-\d\dT[\d:]+\+00:00",
+        ended[1],
+    ), ended[1]
+    assert not any(line.startswith(("waiting for:", "next wake-up:")) for line in ended)
+
+
 async def test_the_api_process_feeds_the_worker_process(
     dev_env: WorkflowEnvironment, worker_process: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -408,6 +464,7 @@ async def test_the_api_process_feeds_the_worker_process(
 
     env = {
         **os.environ,
+        **EXAMPLE_SECRETS,
         "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
         "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/api.db",

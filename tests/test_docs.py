@@ -51,3 +51,14 @@ def test_the_same_journey_id_in_two_files_is_a_problem(tmp_path: Path) -> None:
     assert problem.message.startswith('journey id "twice" is already used by ')
     assert problem.message.endswith("journeys/a.yaml:1")
     assert list(report.plans) == ["twice"]
+
+
+def test_operations_gives_the_ledger_lease_the_code_uses() -> None:
+    from store.ledger import LEASE
+    from workflows.models import SEND_ATTEMPT_SECONDS
+
+    text = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    stated = re.findall(r"(\d+)-(second|minute) lease", text)
+    assert stated == [(str(int(LEASE.total_seconds())), "second")]
+    assert f"the {SEND_ATTEMPT_SECONDS} seconds a send attempt may last, plus 30" in text
+    assert LEASE.total_seconds() == SEND_ATTEMPT_SECONDS + 30

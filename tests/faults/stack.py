@@ -224,6 +224,7 @@ class ApiProcess(Service):
             "TOUCHPOINT_QUEUE_PREFIX": prefix,
             "TOUCHPOINT_DATABASE_URL": database_url(project),
             "TOUCHPOINT_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
+            "SENDGRID_API_KEY": "SG.fault-test.key",
         }
         touchpoint = str(Path(sys.executable).parent / "touchpoint")
         command = [touchpoint, "api", "--port", str(self.port), "-C", str(project)]

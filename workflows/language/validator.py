@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from runtime.errors import UserError
 from workflows.language import authoring as a
 from workflows.language.compiler import ProjectContext, compile_journey
 from workflows.language.problems import Path as KeyPath
@@ -141,18 +142,23 @@ def validate(paths: Sequence[Path] = (), root: Path | None = None) -> Report:
     return report
 
 
-class ProjectInvalid(SystemExit):
+class ProjectInvalid(UserError):
     """The project has problems: commands that run journeys refuse to start (exit 1)."""
 
-    def __init__(self) -> None:
-        super().__init__("the project has problems; run `touchpoint validate` first")
+    def __init__(self, report: Report) -> None:
+        first = replace(report.problems[0], hint=None).format()
+        super().__init__(
+            f"the project has {plural(len(report.problems), 'problem')} (the first: {first}); "
+            "run `touchpoint validate` to see them all"
+        )
+        self.report = report
 
 
 def require_valid(root: Path) -> Report:
     """The project's report, or :class:`ProjectInvalid` when it has any problem."""
     report = validate((), root=root)
     if not report.ok:
-        raise ProjectInvalid
+        raise ProjectInvalid(report)
     return report
 
 
@@ -237,6 +243,16 @@ def load_config(path: Path) -> tuple[ProjectConfig, list[Problem]]:
         problems += schema_problems(error, raw, source, ProjectConfig)
         return ProjectConfig(), problems
     return config, problems
+
+
+def config_source(root: Path) -> SourceMap:
+    """Where each setting of the project's touchpoint.yaml stands (empty when unreadable)."""
+    path = root / CONFIG_FILE
+    display = _display(path)
+    try:
+        return load_yaml(path.read_text(encoding="utf-8"), display)[1]
+    except (OSError, UnicodeDecodeError, YamlError):
+        return SourceMap(display)
 
 
 # --- turning pydantic's errors into a marketer's --------------------------------------------
