@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 a mistake the user can fix — in their files, their settings or their
 environment (one line on stderr, no traceback), 2 bad usage, 130 interrupted, 3 an unexpected
-crash (traceback without local variables, so no secret leaks). :mod:`runtime.exits` holds the
+crash (traceback without local variables, so no secret leaks). :mod:`ops.exits` holds the
 one handler that decides them, shared with ``worker.py``.
 """
 
@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from runtime.errors import UserError
-from runtime.exits import exit_code, leave, refuse
-from workflows.language.diagram import to_dot, to_mermaid
-from workflows.language.schema import config_schema, journey_schema
-from workflows.language.validator import JOURNEYS_DIR, Report, validate
+from config.errors import UserError
+from language.diagram import to_dot, to_mermaid
+from language.schema import config_schema, journey_schema
+from language.validator import JOURNEYS_DIR, Report, validate
+from ops.exits import exit_code, leave, refuse
 from workflows.plan import Plan
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def validate_command(
     """Check journeys, templates and config; report every problem at once."""
     report = validate(paths or (), root=project)
     if env:
-        from runtime.environment import environment_problems
+        from ops.environment import environment_problems
 
         report.problems = sorted(
             report.problems + environment_problems(report, project, os.environ)
@@ -166,7 +166,7 @@ def dev_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Run everything locally: Temporal dev server (state in .touchpoint/), worker and API."""
-    from runtime.dev import DevPorts, run_dev
+    from ops.dev import DevPorts, run_dev
 
     raise typer.Exit(
         run_dev(project.resolve(), DevPorts(temporal_port, ui_port, api_port), echo=typer.echo)
@@ -182,7 +182,7 @@ def api_command(
     """Serve the ingestion API (Segment-compatible), unsubscribe and provider webhooks."""
     import uvloop
 
-    from runtime.api_server import serve_api
+    from ops.api_server import serve_api
 
     uvloop.run(serve_api(project.resolve(), host, port))  # uvloop: the API's hot path
 
@@ -197,7 +197,7 @@ def keys_create_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Create a write key; it is shown once and only its hash is stored."""
-    from runtime.api_server import create_key
+    from ops.api_server import create_key
 
     key = create_key(project.resolve(), name)
     typer.echo(key)
@@ -213,7 +213,7 @@ def identify_command(
     """Create or update a customer profile, as the API's identify would."""
     import asyncio
 
-    from runtime.operations import Emitter
+    from ops.operations import Emitter
 
     async def go() -> None:
         profile = await (await Emitter.for_project(project.resolve())).identify(user, _pairs(trait))
@@ -241,7 +241,7 @@ def emit_command(
 
     from rich.progress import Progress
 
-    from runtime.operations import Emitter, read_calls
+    from ops.operations import Emitter, read_calls
 
     if file is None and (event_name is None or user is None):
         raise typer.BadParameter("give EVENT and --user, or --file")
@@ -310,7 +310,7 @@ def cancel_command(
     """End a run now (outcome cancelled)."""
     import asyncio
 
-    from runtime.operations import cancel_run
+    from ops.operations import cancel_run
 
     asyncio.run(cancel_run(project.resolve(), workflow_id, reason))
     typer.echo(f"cancelled {workflow_id}")
@@ -334,7 +334,7 @@ def runs_list_command(
     """List runs, newest first, by the Touchpoint search attributes."""
     import asyncio
 
-    from runtime.operations import RUN_COLUMNS, list_runs
+    from ops.operations import RUN_COLUMNS, list_runs
 
     rows = asyncio.run(list_runs(project.resolve(), journey, customer, outcome, running, limit + 1))
     shown = rows[:limit]
@@ -351,7 +351,7 @@ def runs_show_command(
     """Show a run's current step, outcome and timeline."""
     import asyncio
 
-    from runtime.operations import show_run
+    from ops.operations import show_run
 
     typer.echo(asyncio.run(show_run(project.resolve(), workflow_id)))
 
@@ -381,7 +381,7 @@ def simulate_command(
 ) -> None:
     """Run journeys for a customer (or a population) on a time-skipping Temporal server: what
     would be sent, when, and how each run ends. Nothing is sent."""
-    from runtime.simulation.commands import simulate
+    from simulation.commands import simulate
 
     code = simulate(
         project,
@@ -411,7 +411,7 @@ def test_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Run journey tests (*.test.yaml): expected messages, steps and outcomes per case."""
-    from runtime.simulation.commands import test
+    from simulation.commands import test
 
     raise typer.Exit(test(project, paths or [], junit=junit, echo=typer.echo))
 
@@ -430,7 +430,7 @@ def preview_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Render one message for a sample customer: subject and text here, the HTML to a file."""
-    from runtime.messaging import build_preview
+    from ops.messaging import build_preview
 
     preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
     message = preview.message
@@ -466,7 +466,7 @@ def send_test_command(
 
     from temporalio.exceptions import ApplicationError
 
-    from runtime.messaging import build_preview, send_test
+    from ops.messaging import build_preview, send_test
 
     try:
         preview = build_preview(project.resolve(), journey, step, profile, locale, lookups)
@@ -489,7 +489,7 @@ def messages_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """The delivery ledger: every message, newest first, with its status."""
-    from runtime.messaging import ledger_rows
+    from ops.messaging import ledger_rows
 
     found = ledger_rows(project.resolve(), customer, journey, limit + 1)
     rows = found[:limit]
@@ -516,7 +516,7 @@ def outbox_command(
     """The local Maildir outbox: list the messages, or show one (headers decoded)."""
     from activities.email.maildir import list_messages, read_message, read_raw
     from activities.email.readable import readable
-    from runtime.messaging import outbox_path
+    from ops.messaging import outbox_path
 
     path = outbox_path(project.resolve())
     if key is None:
@@ -552,7 +552,7 @@ def suppressions_list_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Suppressed addresses, newest first: address, reason, source, since."""
-    from runtime.suppressions import suppression_table
+    from ops.suppressions import suppression_table
 
     store = _suppressions(project)
     rows, total = store.list(limit), store.count()
@@ -574,7 +574,7 @@ def suppressions_show_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Whether an address is suppressed, and who added or removed it, when and why."""
-    from runtime.suppressions import audit_trail
+    from ops.suppressions import audit_trail
 
     store = _suppressions(project)
     try:
@@ -636,7 +636,7 @@ def suppressions_remove_command(
 
 
 def _suppressions(project: Path) -> Suppressions:
-    from runtime.suppressions import ConfigProblem, open_suppressions
+    from ops.suppressions import ConfigProblem, open_suppressions
 
     try:
         return open_suppressions(project.resolve())

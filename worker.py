@@ -19,14 +19,14 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
-from activities.recording import RecordingActivities
-from runtime.environment import require_environment
-from runtime.exits import exit_code, leave
-from runtime.settings import Settings, connect, load_settings
-from runtime.workers import Role, build_workers
+from config.settings import Settings, connect, load_settings
+from language.validator import require_valid
+from ops.environment import require_environment
+from ops.exits import exit_code, leave
+from ops.workers import Role, build_workers
+from simulation.recording import RecordingActivities
 from store.database import connect as connect_store
 from store.ledger import Ledger
-from workflows.language.validator import require_valid
 
 log = logging.getLogger("touchpoint.worker")
 

@@ -15,12 +15,16 @@ Classification follows :mod:`activities.errors`, with each service's own signals
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from activities.errors import from_status, permanent
+from activities.messages import DeliveryKit, Prepared
 from activities.webhooks import Answer, excerpt, exchange, failure
+from config.project import SlackDestination, TeamsDestination, TelegramDestination
+from workflows.models import SendRequest, SendResult
 
 SLACK_GONE = frozenset({"no_service", "channel_not_found", "channel_is_archived"})
 TEAMS_WRAPPED_ERROR = re.compile(r"returned HTTP error (\d{3})")
@@ -124,3 +128,53 @@ def _telegram_failure(answer: Answer, reply: dict[str, Any], secrets: list[str])
     if 200 <= status < 300:  # an {"ok": false} answer that still claimed success
         status = 400
     return from_status(status, f"Telegram: {description}", retry_after)
+
+
+# --- the chat channel's sender -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatPost:
+    kind: str  # slack, teams, telegram
+    url: str  # the webhook URL, or the bot token for Telegram
+    text: str
+    chat_id: str | None = None  # Telegram
+
+
+class ChatSender:
+    """``send: chat``: the rendered text to a Slack, Teams or Telegram destination (a Telegram
+    destination without a fixed chat goes to the customer's ``traits.telegram_chat_id``)."""
+
+    def __init__(self, kit: DeliveryKit) -> None:
+        self.kit = kit
+
+    async def prepare(self, request: SendRequest, recipient: str) -> Prepared | SendResult:
+        destination = self.kit.config.destinations.get(recipient)
+        rendered = self.kit.renderer.render(request)
+        text = rendered.text or ""
+        if isinstance(destination, SlackDestination | TeamsDestination):
+            post = ChatPost(destination.type, self.kit.env(destination.url), text)
+        elif isinstance(destination, TelegramDestination):
+            chat_id = destination.chat_id or request.profile.traits.get("telegram_chat_id")
+            if chat_id is None:
+                return SendResult(
+                    message_id=request.message_id,
+                    status="skipped",
+                    reason="no Telegram chat id for this customer",
+                )
+            post = ChatPost("telegram", self.kit.env(destination.bot_token), text, str(chat_id))
+        else:
+            raise permanent(f"{recipient!r} is not a chat destination", "Misconfigured")
+        return Prepared(request, to=recipient, provider=post.kind, rendered=rendered, payload=post)
+
+    async def deliver(self, prepared: Prepared) -> str | None:
+        post: ChatPost = prepared.payload
+        http = self.kit.http
+        if post.kind == "slack":
+            return await send_slack(http, post.url, post.text)
+        if post.kind == "teams":
+            return await send_teams(http, post.url, post.text)
+        assert post.chat_id is not None
+        return await send_telegram(
+            http, post.url, post.chat_id, post.text, api_base=self.kit.telegram_api
+        )

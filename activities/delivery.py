@@ -1,15 +1,19 @@
-"""The real delivery activities: render, check the ledger, hand to a provider, record.
+"""The delivery activities: one ``send_<channel>`` per registered channel, and ``lookup``.
 
-Each send is exactly-once in effect: the ledger row for the message id is written ``pending``
-before the provider call and ``sent`` after it; an attempt that finds ``sent`` returns
-``duplicate`` without calling the provider again. Failures are classified by
-:mod:`activities.errors`, so Temporal retries what can succeed later and the journey decides
-(``skip_on_failure``) about the rest.
+Every send goes the same way, whatever its channel (:mod:`workflows.channels`):
 
-Before anything is rendered an email is ``skipped`` (recorded in the ledger with the reason)
-when its address is suppressed — a hard bounce, a spam report, support staff — which stops
-every email, transactional included, or when the customer withdrew marketing consent, which
-stops marketing email only.
+1. **claim** the message in the ledger (:mod:`store.ledger`): an attempt that finds it ``sent``
+   returns at once, one that finds another attempt sending it backs off;
+2. find the **recipient**: the customer's address or number, or the destination — none, and
+   the message is ``skipped`` ("the customer has no email address");
+3. ask the **policy chain** (:mod:`activities.policies`): send, skip (suppressed address,
+   withdrawn consent …) or defer until a moment;
+4. **prepare** it with the channel's sender (check, render, shape for the provider);
+5. **hand it over** to the provider, and record ``sent`` with the provider's id.
+
+Each send is exactly-once in effect: the ledger row is ``pending`` before the provider call
+and ``sent`` after it. Failures are classified by :mod:`activities.errors`, so Temporal retries
+what can succeed later and the journey decides (``skip_on_failure``) about the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,44 +30,27 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import chat, lookups, webhooks
-from activities.email.maildir import MaildirProvider
-from activities.email.sendgrid import SendGridProvider
-from activities.email.smtp import SmtpProvider
+from activities import lookups
+from activities.email.sender import email_provider
 from activities.errors import permanent, retryable
 from activities.http import make_client
-from activities.messages import EmailProvider, OutgoingEmail
+from activities.messages import EmailProvider, Prepared, Sender
+from activities.policies import Message, PolicyChain
 from activities.rendering import Renderer
-from activities.unsubscribe import SECRET_ENV, make_token, secret_from_env, unsubscribe_headers
-from runtime.errors import MissingEnvironment
-from store.ingestion import ConsentStore
+from activities.webhooks import step_time
+from config.project import Connection, ProjectConfig, resolve_env
+from ingestion.unsubscribe import SECRET_ENV, secret_from_env
+from store.consent import ConsentStore
 from store.ledger import Ledger, Status
 from store.suppressions import Suppressions
-from workflows.language.project import (
-    Connection,
-    ProjectConfig,
-    SlackDestination,
-    TeamsDestination,
-    TelegramDestination,
-    WebhookDestination,
-    resolve_env,
-)
+from workflows.channels import CHANNELS, Channel
 from workflows.models import LookupRequest, LookupResult, SendRequest, SendResult, customer_hash
 
-
-def email_provider(config: ProjectConfig, root: Path, environ: Mapping[str, str]) -> EmailProvider:
-    """The provider ``touchpoint.yaml`` names, with its secrets from the environment."""
-    settings = config.email
-    if settings.provider == "sendgrid":
-        key = environ.get("SENDGRID_API_KEY")
-        if not key:
-            raise MissingEnvironment("email.provider is sendgrid: set SENDGRID_API_KEY")
-        return SendGridProvider(settings.sendgrid, key)
-    if settings.provider == "smtp":
-        return SmtpProvider(
-            settings.smtp, environ.get("SMTP_USERNAME"), environ.get("SMTP_PASSWORD")
-        )
-    return MaildirProvider(root / settings.maildir.path)
+NO_RECIPIENT = {
+    "email": "the customer has no email address",
+    "phone": "the customer has no phone number",
+    "destination": "the step names no destination",
+}
 
 
 @dataclass
@@ -78,6 +65,9 @@ class DeliveryActivities:
     consent: ConsentStore | None = None
     suppressions: Suppressions | None = None  # addresses no email may go to
     telegram_api: str = "https://api.telegram.org"
+    policies: PolicyChain | None = None  # default: PolicyChain.standard (suppression, consent)
+    senders: dict[str, Sender] = field(init=False)  # by channel name
+    sends: dict[str, Callable[..., Any]] = field(init=False)  # the send_<channel> activities
 
     @classmethod
     def for_project(
@@ -102,22 +92,33 @@ class DeliveryActivities:
             suppressions=Suppressions(ledger.engine),
         )
 
+    def __post_init__(self) -> None:
+        if self.policies is None:
+            consent = self.consent or ConsentStore(self.ledger.engine)
+            self.policies = PolicyChain.standard(consent, self.suppressions)
+        self.senders = {name: c.sender_class()(self) for name, c in CHANNELS.items()}
+        self.sends = {name: self._send_activity(c) for name, c in CHANNELS.items()}
+
     def all(self) -> list[Callable[..., Any]]:
-        return [self.send_email, self.send_webhook, self.send_chat, self.lookup]
+        return [*self.sends.values(), self.lookup]
+
+    def env(self, value: str) -> str:
+        """``value`` with each ``${VAR}`` resolved; a missing variable is a refusal."""
+        try:
+            return resolve_env(value, self.environ)
+        except KeyError as missing:
+            raise permanent(
+                f"environment variable {missing.args[0]} is not set", "Misconfigured"
+            ) from None
 
     # --- activities -------------------------------------------------------------------------
 
-    @activity.defn(name="send_email")
-    async def send_email(self, request: SendRequest) -> SendResult:
-        return await self._deliver(request, self._email)
+    def _send_activity(self, channel: Channel) -> Callable[..., Any]:
+        async def send(request: SendRequest) -> SendResult:
+            return await self._deliver(request)
 
-    @activity.defn(name="send_webhook")
-    async def send_webhook(self, request: SendRequest) -> SendResult:
-        return await self._deliver(request, self._webhook)
-
-    @activity.defn(name="send_chat")
-    async def send_chat(self, request: SendRequest) -> SendResult:
-        return await self._deliver(request, self._chat)
+        send.__name__ = send.__qualname__ = channel.activity
+        return activity.defn(name=channel.activity)(send)
 
     @activity.defn(name="lookup")
     async def lookup(self, request: LookupRequest) -> LookupResult:
@@ -125,17 +126,16 @@ class DeliveryActivities:
         if connection is None:
             raise permanent(f"unknown connection {request.connection!r}", "Misconfigured")
         resolved = Connection(
-            base_url=self._env(connection.base_url),
+            base_url=self.env(connection.base_url),
             timeout=connection.timeout,
-            headers={k: self._env(v) for k, v in connection.headers.items()},
+            headers={k: self.env(v) for k, v in connection.headers.items()},
         )
         return await lookups.fetch(self.http, resolved, request)
 
-    # --- the ledger around every send ---------------------------------------------------------
+    # --- one send ---------------------------------------------------------------------------
 
-    async def _deliver(
-        self, request: SendRequest, send: Callable[[SendRequest], Any]
-    ) -> SendResult:
+    async def _deliver(self, request: SendRequest) -> SendResult:
+        channel = CHANNELS[request.channel]
         customer = customer_hash(request.customer_id)
         claim = await asyncio.to_thread(
             self.ledger.claim,
@@ -157,7 +157,7 @@ class DeliveryActivities:
                 "another attempt is sending this message", "InFlight", retry_after=claim.retry_in
             )
         try:
-            result: SendResult = await send(request)
+            result = await self._send(channel, request)
         except ApplicationError as error:
             status: Status = "failed" if error.non_retryable else "retrying"
             await asyncio.to_thread(
@@ -172,166 +172,71 @@ class DeliveryActivities:
                 self.ledger.mark, request.message_id, "retrying", reason=type(error).__name__
             )
             raise
-        final: Status = "skipped" if result.status == "skipped" else "sent"
         try:
             await asyncio.to_thread(
                 self.ledger.mark,
                 request.message_id,
-                final,
-                provider=self._provider_name(request),
+                _LEDGER_STATUS[result.status],
+                provider=result.provider or None,
                 provider_id=result.provider_id,
                 reason=result.reason,
             )
         except Exception:  # the provider accepted it: never fail (and re-send) for the record
-            activity.logger.exception("could not record %s as %s", request.message_id, final)
-        return result
+            activity.logger.exception("could not record %s", request.message_id)
+        return result.answer
 
-    def _provider_name(self, request: SendRequest) -> str:
-        if request.channel == "email":
-            return self.email.name
-        destination = self.config.destinations.get(request.destination or "")
-        return destination.type if destination is not None else request.channel
-
-    # --- channels -----------------------------------------------------------------------------
-
-    async def _email(self, request: SendRequest) -> SendResult:
-        address = request.profile.email
-        if not address:
-            return SendResult(
+    async def _send(self, channel: Channel, request: SendRequest) -> _Outcome:
+        recipient = channel.recipient_of(request)
+        if not recipient:
+            return _Outcome.skipped(request, NO_RECIPIENT[channel.recipient])
+        message = Message(request, channel, recipient, step_time(request) or datetime.now(UTC))
+        assert self.policies is not None
+        decision = await asyncio.to_thread(self.policies.decide, message)
+        if decision.action == "skip":
+            return _Outcome.skipped(request, decision.reason or decision.policy or "policy")
+        if decision.action == "defer":
+            answer = SendResult(
                 message_id=request.message_id,
-                status="skipped",
-                reason="the customer has no email address",
+                status="deferred",
+                reason=decision.reason,
+                deferred_until=decision.until,
             )
-        if not _looks_like_address(address):
-            raise permanent("the customer's email address is not valid", "RecipientUnreachable")
-        if self.suppressions is not None:  # any email, transactional too (as providers do)
-            suppressed = await asyncio.to_thread(self.suppressions.blocked, address)
-            if suppressed:
-                return SendResult(
-                    message_id=request.message_id, status="skipped", reason=suppressed
-                )
-        marketing = request.category == "marketing"
-        if marketing and self.consent is not None:
-            blocked = await asyncio.to_thread(self.consent.blocked, request.customer_id)
-            if blocked:
-                return SendResult(message_id=request.message_id, status="skipped", reason=blocked)
-        headers: dict[str, str] = {}
-        unsubscribe_url = None
-        if marketing:
-            if self.unsubscribe_secret is None:
-                raise permanent(f"marketing email needs {SECRET_ENV}", "Misconfigured")
-            token = make_token(self.unsubscribe_secret, request.customer_id)
-            unsubscribe_url = f"{self.config.email.unsubscribe_url.rstrip('/')}/{token}"
-            try:
-                headers = unsubscribe_headers(
-                    self.config.email.unsubscribe_url, self.config.email.unsubscribe_mailto, token
-                )
-            except ValueError as error:
-                raise permanent(f"email.unsubscribe_url: {error}", "Misconfigured") from None
-        rendered = self.renderer.render(request, unsubscribe_url=unsubscribe_url)
-        sender = self.config.defaults.sender
-        if sender is None:
-            raise permanent("set defaults.sender in touchpoint.yaml", "Misconfigured")
-        email = OutgoingEmail(
-            message_id=request.message_id,
-            to=address,
-            from_email=sender.email,
-            from_name=sender.name,
-            subject=rendered.subject or "",
-            html=rendered.html,
-            text=rendered.text,
-            headers=headers,
-            marketing=marketing,
-            categories=[request.journey_id],
-            custom_args={
-                "touchpoint_message_id": request.message_id,
-                "journey": request.journey_id,
-                "step": request.step_id,
-            },
-            test=bool(request.context.get("test")),
-        )
-        provider_id = await self.email.send(email)
-        return SendResult(
+            return _Outcome(answer, "deferred")
+        prepared = await self.senders[channel.name].prepare(request, recipient)
+        if isinstance(prepared, SendResult):
+            return _Outcome(prepared, "skipped" if prepared.status == "skipped" else "sent")
+        provider_id = await self._hand_over(channel, prepared)
+        answer = SendResult(
             message_id=request.message_id,
             provider_id=provider_id,
-            to=address,
-            subject=email.subject,
+            to=prepared.to,
+            subject=prepared.subject,
         )
+        return _Outcome(answer, "sent", prepared.provider)
 
-    async def _webhook(self, request: SendRequest) -> SendResult:
-        destination = self._destination(request)
-        if not isinstance(destination, WebhookDestination):
-            raise permanent(
-                f"{request.destination!r} is not a webhook destination", "Misconfigured"
-            )
-        rendered = self.renderer.render(request)
-        provider_id = await webhooks.post_webhook(
-            self.http,
-            self._env(destination.url),
-            [self._env(s) for s in destination.secrets],
-            request.message_id,
-            f"journey.{request.journey_id}.{request.step_id}",
-            rendered.data,
-            datetime.now(UTC),
-            occurred_at=_step_time(request),
-        )
-        return SendResult(
-            message_id=request.message_id, provider_id=provider_id, to=request.destination
-        )
-
-    async def _chat(self, request: SendRequest) -> SendResult:
-        destination = self._destination(request)
-        text = self.renderer.render(request).text or ""
-        if isinstance(destination, SlackDestination):
-            provider_id = await chat.send_slack(self.http, self._env(destination.url), text)
-        elif isinstance(destination, TeamsDestination):
-            provider_id = await chat.send_teams(self.http, self._env(destination.url), text)
-        elif isinstance(destination, TelegramDestination):
-            chat_id = destination.chat_id or request.profile.traits.get("telegram_chat_id")
-            if chat_id is None:
-                return SendResult(
-                    message_id=request.message_id,
-                    status="skipped",
-                    reason="no Telegram chat id for this customer",
-                )
-            provider_id = await chat.send_telegram(
-                self.http,
-                self._env(destination.bot_token),
-                str(chat_id),
-                text,
-                api_base=self.telegram_api,
-            )
-        else:
-            raise permanent(f"{request.destination!r} is not a chat destination", "Misconfigured")
-        return SendResult(
-            message_id=request.message_id, provider_id=provider_id, to=request.destination
-        )
-
-    def _destination(self, request: SendRequest) -> Any:
-        destination = self.config.destinations.get(request.destination or "")
-        if destination is None:
-            raise permanent(f"unknown destination {request.destination!r}", "Misconfigured")
-        return destination
-
-    def _env(self, value: str) -> str:
-        try:
-            return resolve_env(value, self.environ)
-        except KeyError as missing:
-            raise permanent(
-                f"environment variable {missing.args[0]} is not set", "Misconfigured"
-            ) from None
+    async def _hand_over(self, channel: Channel, prepared: Prepared) -> str | None:
+        """The last hop: the provider (simulations record the message here instead)."""
+        return await self.senders[channel.name].deliver(prepared)
 
 
-def _step_time(request: SendRequest) -> datetime | None:
-    """When the journey reached the step (the workflow's clock): the same on every retry."""
-    value = request.context.get("now")
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+@dataclass(frozen=True)
+class _Outcome:
+    answer: SendResult
+    status: str  # sent, skipped, deferred
+    provider: str = ""
+
+    @property
+    def provider_id(self) -> str | None:
+        return self.answer.provider_id
+
+    @property
+    def reason(self) -> str | None:
+        return self.answer.reason
+
+    @classmethod
+    def skipped(cls, request: SendRequest, reason: str) -> _Outcome:
+        answer = SendResult(message_id=request.message_id, status="skipped", reason=reason)
+        return cls(answer, "skipped")
 
 
-def _looks_like_address(address: str) -> bool:
-    """A cheap sanity check (one @, a dotted domain, no spaces); providers judge the rest."""
-    local, at, domain = address.rpartition("@")
-    return bool(at and local and "." in domain.strip(".") and not any(c.isspace() for c in address))
+_LEDGER_STATUS: dict[str, Status] = {"sent": "sent", "skipped": "skipped", "deferred": "deferred"}

@@ -13,7 +13,7 @@ The ``type`` names the reason for people and dashboards (``RateLimited``, ``Prov
 
 A retryable failure is expected — a provider's bad minute, another attempt holding the
 message — so it is ``BENIGN``: the SDK logs it at DEBUG, not as a warning with a traceback, and
-the worker logs one warning line for it instead (:class:`runtime.workers.ExpectedRetries`).
+the worker logs one warning line for it instead (:class:`ops.workers.ExpectedRetries`).
 """
 
 from __future__ import annotations

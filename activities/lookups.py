@@ -21,8 +21,8 @@ import httpx
 
 from activities.errors import permanent, retryable
 from activities.webhooks import exchange, failure
-from workflows.language.durations import parse_duration
-from workflows.language.project import SECRET_HEADER, Connection
+from config.project import SECRET_HEADER, Connection
+from workflows.durations import parse_duration
 from workflows.models import LookupRequest, LookupResult
 
 MAX_BYTES = 256_000

@@ -4,8 +4,17 @@ turns it into an :class:`OutgoingEmail` (or a webhook/chat payload) for a provid
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import httpx
+
+    from activities.rendering import Renderer
+    from config.project import ProjectConfig
+    from store.consent import ConsentStore
+    from workflows.models import SendRequest, SendResult
 
 
 @dataclass(frozen=True)
@@ -45,3 +54,46 @@ class EmailProvider(Protocol):
     name: str
 
     async def send(self, email: OutgoingEmail) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message ready for its provider: checked, rendered, in the provider's shape
+    (``payload``). The last hop is :meth:`Sender.deliver`; simulations record it instead."""
+
+    request: SendRequest
+    to: str  # who it goes to, for the ledger and the timeline (address, number, destination)
+    provider: str  # the provider's name for the ledger: maildir, sendgrid, twilio, slack, …
+    rendered: RenderedMessage
+    payload: Any
+    subject: str | None = None
+
+
+class Sender(Protocol):
+    """A channel's sender, as :mod:`workflows.channels` names it (``"module:Class"``).
+
+    Built once per worker with the :class:`DeliveryKit` (``Class(kit)``). ``prepare`` checks,
+    renders and shapes one message — or returns a ``SendResult`` that skips it (no chat id …);
+    ``deliver`` hands it to the provider and returns the provider's id. Both raise
+    ``ApplicationError`` classified by :mod:`activities.errors`.
+    """
+
+    async def prepare(self, request: SendRequest, recipient: str) -> Prepared | SendResult: ...
+
+    async def deliver(self, prepared: Prepared) -> str | None: ...
+
+
+class DeliveryKit(Protocol):
+    """What senders get from the delivery activity: settings, the renderer, one HTTP client,
+    the email provider, the environment (``env`` resolves ``${VAR}``) and the consent store."""
+
+    config: ProjectConfig
+    renderer: Renderer
+    http: httpx.AsyncClient
+    email: EmailProvider
+    unsubscribe_secret: bytes | None
+    telegram_api: str
+    consent: ConsentStore | None
+    environ: Mapping[str, str] | None
+
+    def env(self, value: str) -> str: ...

@@ -1,12 +1,12 @@
 """Render a send request's template into a :class:`~activities.messages.RenderedMessage`.
 
 Templates live in ``templates/<name>/<locale>.html|txt|md|json`` (see
-:mod:`workflows.language.templates`). The renderer
+:mod:`language.templates`). The renderer
 
 - picks the locale variant: ``profile.locale`` ``de-AT`` tries ``de-AT``, ``de_AT``, ``de``, then
   the default locale;
 - renders in the same sandboxed environment validation checks against
-  (:func:`~workflows.language.jinja_env.make_template_environment`): ``StrictUndefined``,
+  (:func:`~language.template_env.make_template_environment`): ``StrictUndefined``,
   autoescape for ``.html``, the ``money``/``number``/``date``/``datetime`` filters;
 - for email renders the front matter ``subject`` (one line) and ``preheader``, the HTML body
   with its CSS inlined, and the text body (``.txt`` if there is one, else derived from the HTML);
@@ -37,9 +37,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import permanent
 from activities.messages import RenderedMessage
-from workflows.language.jinja_env import make_template_environment
-from workflows.language.project import LOCALE_PATTERN, ProjectConfig
-from workflows.language.templates import FRONT_MATTER_KEYS, _template_file
+from config.project import LOCALE_PATTERN, ProjectConfig
+from language.template_env import make_template_environment
+from language.templates import FRONT_MATTER_KEYS, _template_file
+from workflows.channels import CHANNELS, EMAIL
 from workflows.models import SendRequest
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,6 @@ RENDER_ERROR = "RenderError"
 MAX_OUTPUT_BYTES = 512 * 1024
 """The largest body a template may render to (HTML after CSS inlining, text, JSON)."""
 
-CHANNEL_FILES: dict[str, tuple[str, ...]] = {
-    "email": ("html", "txt"),
-    "chat": ("md", "txt"),
-    "webhook": ("json",),
-}
 _LOCALE = re.compile(LOCALE_PATTERN)
 _TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _UNDEFINED_NAME = re.compile(
@@ -127,15 +123,14 @@ class Renderer:
         self, request: SendRequest, *, unsubscribe_url: str | None = None
     ) -> RenderedMessage:
         name = request.template
-        channel = request.channel
-        kinds = CHANNEL_FILES[channel]
-        locale, files = self._variant(name, request.profile.locale, kinds)
+        channel = CHANNELS[request.channel]
+        locale, files = self._variant(name, request.profile.locale, channel.files)
         names = self._names(request, locale, unsubscribe_url)
-        if channel == "webhook":
+        if channel.form == "json":
             return RenderedMessage(name, locale, data=self._render_json(files["json"], names))
-        if channel == "chat":
-            chat = files.get("md") or files["txt"]
-            return RenderedMessage(name, locale, text=_tidy_text(self._render(chat, names)))
+        if channel.form == "text":
+            text = next(files[kind] for kind in channel.files if kind in files)
+            return RenderedMessage(name, locale, text=_tidy_text(self._render(text, names)))
         return self._render_email(name, locale, files, names)
 
     # --- email ---------------------------------------------------------------------------------
@@ -176,14 +171,10 @@ class Renderer:
         variants = [files]
         if locale != self.default_locale:
             variants.append(
-                {
-                    k: f
-                    for k in CHANNEL_FILES["email"]
-                    if (f := self._file(name, self.default_locale, k))
-                }
+                {k: f for k in EMAIL.files if (f := self._file(name, self.default_locale, k))}
             )
         for parts in variants:
-            for kind in CHANNEL_FILES["email"]:
+            for kind in EMAIL.files:
                 file = parts.get(kind)
                 if file is not None and key in file.front_matter:
                     return _File(file.display, file.front_matter[key])

@@ -45,16 +45,24 @@ from typing import Protocol, Self
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import Field
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import permanent, retryable
+from activities.messages import DeliveryKit, Prepared
 from activities.webhooks import Answer, excerpt, exchange
+from language.fields import Duration, Model
+from store.consent import SMS as SMS_CONSENT
+from workflows.durations import parse_duration
+from workflows.models import SendRequest
 
 __all__ = [
     "RECIPIENT_OPTED_OUT",
     "InvalidPhoneNumber",
     "OutgoingSms",
     "SmsProvider",
+    "SmsSender",
+    "SmsSettings",
     "TwilioSms",
     "is_e164",
     "normalise_e164",
@@ -297,3 +305,81 @@ class TwilioSms:
 def _hide_number(match: re.Match[str]) -> str:
     found = match.group()
     return "[number]" if sum(c.isdigit() for c in found) >= PHONE_DIGITS else found
+
+
+# --- the sms channel: settings and sender ------------------------------------------------------
+
+
+class SmsSettings(Model):
+    """``channels.sms`` in ``touchpoint.yaml``. The account SID and auth token come only from
+    the environment (``TWILIO_ACCOUNT_SID``, ``TWILIO_AUTH_TOKEN``)."""
+
+    sender: str | None = Field(
+        None,
+        alias="from",
+        description="the From number in E.164 (+4915…) or a Twilio Messaging Service SID (MG…)",
+    )
+    status_callback: str | None = Field(
+        None, description="URL Twilio reports delivery statuses to (optional)"
+    )
+    base_url: str = Field(DEFAULT_BASE_URL, description="Twilio's API (a stand-in in tests)")
+    timeout: Duration = "10s"
+
+
+class SmsSender:
+    """``send: sms``: the rendered text to the customer's ``phone`` (E.164) through Twilio.
+
+    A number that is not E.164 fails the step as a refusal, not a retry. A customer who replied
+    STOP (Twilio 21610) is recorded as opted out of SMS (consent ``sms``), so the policy chain
+    skips their next SMS without asking Twilio; this one fails as a refusal.
+    """
+
+    def __init__(self, kit: DeliveryKit) -> None:
+        self.kit = kit
+        self.settings: SmsSettings = kit.config.channel_settings("sms")
+        self._provider: SmsProvider | None = None
+
+    def provider(self) -> SmsProvider:
+        """Twilio, built on first use (a worker whose journeys send no SMS needs no account)."""
+        if self._provider is None:
+            if self.settings.sender is None:
+                raise permanent("set channels.sms.from in touchpoint.yaml", "Misconfigured")
+            try:
+                self._provider = TwilioSms.from_environment(
+                    self.kit.http,
+                    self.kit.environ or {},
+                    sender=self.settings.sender,
+                    base_url=self.settings.base_url,
+                    timeout=parse_duration(self.settings.timeout),
+                )
+            except ValueError as error:
+                raise permanent(str(error), "Misconfigured") from None
+        return self._provider
+
+    async def prepare(self, request: SendRequest, recipient: str) -> Prepared:
+        try:
+            number = normalise_e164(recipient)
+        except InvalidPhoneNumber as error:
+            raise permanent(f"not sent: {error}", "RecipientUnreachable") from None
+        rendered = self.kit.renderer.render(request)
+        sms = OutgoingSms(
+            message_id=request.message_id,
+            to=number,
+            body=rendered.text or "",
+            status_callback=self.settings.status_callback,
+        )
+        return Prepared(request, to=number, provider="twilio", rendered=rendered, payload=sms)
+
+    async def deliver(self, prepared: Prepared) -> str | None:
+        try:
+            return await self.provider().send(prepared.payload)
+        except ApplicationError as error:
+            if error.type == RECIPIENT_OPTED_OUT and self.kit.consent is not None:
+                await asyncio.to_thread(
+                    self.kit.consent.withdraw,
+                    prepared.request.customer_id,
+                    "replied STOP (Twilio 21610)",
+                    "opted_out",
+                    SMS_CONSENT,
+                )
+            raise

@@ -30,6 +30,9 @@ import httpx
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import from_status, parse_retry_after, permanent, retryable
+from activities.messages import DeliveryKit, Prepared
+from config.project import WebhookDestination
+from workflows.models import SendRequest
 
 SECRET_PREFIX = "whsec_"
 EXCERPT_LIMIT = 300
@@ -213,3 +216,58 @@ def _provider_id(answer: Answer) -> str | None:
         if value := answer.headers.get(name):
             return str(value)
     return None
+
+
+# --- the webhook channel's sender --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookPost:
+    url: str
+    secrets: list[str]
+    event_type: str
+    data: Any
+    occurred_at: datetime | None
+
+
+class WebhookSender:
+    """``send: webhook``: the rendered JSON, signed, to a webhook destination."""
+
+    def __init__(self, kit: DeliveryKit) -> None:
+        self.kit = kit
+
+    async def prepare(self, request: SendRequest, recipient: str) -> Prepared:
+        destination = self.kit.config.destinations.get(recipient)
+        if not isinstance(destination, WebhookDestination):
+            raise permanent(f"{recipient!r} is not a webhook destination", "Misconfigured")
+        rendered = self.kit.renderer.render(request)
+        post = WebhookPost(
+            url=self.kit.env(destination.url),
+            secrets=[self.kit.env(s) for s in destination.secrets],
+            event_type=f"journey.{request.journey_id}.{request.step_id}",
+            data=rendered.data,
+            occurred_at=step_time(request),
+        )
+        return Prepared(request, to=recipient, provider="webhook", rendered=rendered, payload=post)
+
+    async def deliver(self, prepared: Prepared) -> str | None:
+        post: WebhookPost = prepared.payload
+        return await post_webhook(
+            self.kit.http,
+            post.url,
+            post.secrets,
+            prepared.request.message_id,
+            post.event_type,
+            post.data,
+            datetime.now(UTC),
+            occurred_at=post.occurred_at,
+        )
+
+
+def step_time(request: SendRequest) -> datetime | None:
+    """When the journey reached the step (the workflow's clock): the same on every retry."""
+    value = request.context.get("now")
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

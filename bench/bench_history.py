@@ -23,9 +23,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.recording import RecordingActivities
-from runtime.workers import WorkerOptions, build_workers
-from workflows.language.validator import compile_text
+from language.validator import compile_text
+from ops.workers import WorkerOptions, build_workers
+from simulation.recording import RecordingActivities
 from workflows.models import RunSettings
 from workflows.plan import Plan
 

@@ -33,7 +33,7 @@ from stack import (
 )
 from starts import start_journey
 
-from workflows.language import validate
+from language.validator import validate
 from workflows.models import RunSettings
 
 EVENT = "Newsletter Subscribed"

@@ -28,7 +28,7 @@ from stack import (
 )
 from starts import Starter, start_journey, start_raw
 
-from workflows.language import validate
+from language.validator import validate
 from workflows.models import RunSettings
 
 RAW_STEPS = ("send:newsletter-welcome", "wait:172800")

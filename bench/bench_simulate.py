@@ -26,12 +26,12 @@ import temporalio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from runtime.binaries import find_binary
-from runtime.simulation.commands import quiet_sdk_logs
-from runtime.simulation.scenario import EventSpec, ProfileSpec
-from runtime.simulation.setup import build_scenario, load_project
-from runtime.simulation.simulator import Scenario, Simulator, quiet_runtime
-from workflows.language.validator import validate
+from language.validator import validate
+from ops.binaries import find_binary
+from simulation.commands import quiet_sdk_logs
+from simulation.scenario import EventSpec, ProfileSpec
+from simulation.setup import build_scenario, load_project
+from simulation.simulator import Scenario, Simulator, quiet_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX = ROOT / "demo" / "max"

@@ -17,8 +17,8 @@ from raw_workflow import RawJourney
 from stack import connect
 from temporalio.worker import Worker
 
-from activities.recording import RecordingActivities
-from runtime.workers import WorkerOptions
+from ops.workers import WorkerOptions
+from simulation.recording import RecordingActivities
 
 
 async def serve(queue: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from runtime.dev import WAL_PRAGMAS, dev_server_command
+from ops.dev import WAL_PRAGMAS, dev_server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent

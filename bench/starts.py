@@ -20,8 +20,8 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
 )
 
-from workflows.language import ProjectContext, validate
-from workflows.language.validator import compile_text
+from language.compiler import ProjectContext
+from language.validator import compile_text, validate
 from workflows.models import (
     JOURNEY_QUEUE,
     Event,

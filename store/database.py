@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from runtime.errors import StoreUnavailable
+from config.errors import StoreUnavailable
 
 DEFAULT_URL = "sqlite:///.touchpoint/touchpoint.db"
 
@@ -121,7 +121,7 @@ consent = Table(
     "consent",
     metadata,
     Column("customer_id", String(200), primary_key=True),
-    Column("category", String(32), primary_key=True),  # "marketing"
+    Column("category", String(32), primary_key=True),  # "marketing" (email) or "sms"
     Column("status", String(16), nullable=False),  # "unsubscribed" or "suppressed"
     Column("reason", String(200), nullable=True),  # one-click, bounce, spamreport, …
     Column("updated_at", DateTime(timezone=True), nullable=False),

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from store.database import deliveries
 from workflows.models import SEND_ATTEMPT_SECONDS
 
-Status = Literal["pending", "sent", "failed", "skipped", "retrying"]
+Status = Literal["pending", "sent", "failed", "skipped", "retrying", "deferred"]
 
 
 @dataclass(frozen=True)

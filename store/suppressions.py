@@ -3,7 +3,7 @@
 A suppression belongs to the **address**, not the customer, and stops **all** email to it,
 transactional included — as the providers themselves do: mail to an address that bounced hard
 or reported spam harms the sender's reputation whatever it says. (A customer who unsubscribed
-from marketing is a different thing: :class:`store.ingestion.ConsentStore`.)
+from marketing is a different thing: :class:`store.consent.ConsentStore`.)
 
 Every change is audited: ``suppression_audit`` keeps who added or removed a suppression, when
 and why, and keeps it after the suppression itself is gone.

@@ -12,9 +12,11 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from activities.http import make_client
-from api.app import Ingestion, create_app
+from ingestion.api import Ingestion, create_app
 from store.database import connect
-from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from store.keys import WriteKeys
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
 from tests.httpstub import HttpStub
 from workflows.models import Event, Profile
 

@@ -10,12 +10,11 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from runtime.binaries import find_binary
-from runtime.workers import WorkerOptions, build_workers
+from language.compiler import ProjectContext
+from language.validator import compile_text, validate
+from ops.binaries import find_binary
+from ops.workers import WorkerOptions, build_workers
 from tests.conftest import ROOT
-from workflows.language import validate
-from workflows.language.compiler import ProjectContext
-from workflows.language.validator import compile_text
 from workflows.models import JOURNEY_QUEUE, Event, JourneyInput, Profile, RunSettings
 from workflows.plan import Plan
 

@@ -13,12 +13,14 @@ import pytest
 import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
-from activities.recording import RecordingActivities
-from api.app import Ingestion, create_app
-from runtime.router import Router
+from ingestion.api import Ingestion, create_app
+from ingestion.router import Router
+from simulation.recording import RecordingActivities
 from store.database import connect
 from store.entries import EntryStore
-from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from store.keys import WriteKeys
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
 from store.suppressions import Suppressions
 from tests.conftest import Routed
 from tests.net import free_port

@@ -109,7 +109,7 @@ def test_the_console_script_is_installed_and_runs() -> None:
 def test_a_system_exit_with_a_message_is_printed_as_a_user_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from runtime.exits import exit_code
+    from ops.exits import exit_code
 
     assert exit_code("touchpoint", lambda: sys.exit("email.provider is sendgrid: set X")) == 1
     assert capsys.readouterr().err == "✗ email.provider is sendgrid: set X\n"

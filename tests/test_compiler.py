@@ -7,7 +7,7 @@ import textwrap
 import pytest
 from pydantic import ValidationError
 
-from workflows.language.validator import compile_text
+from language.validator import compile_text
 from workflows.plan import (
     BranchNode,
     EndNode,
@@ -71,8 +71,8 @@ steps:
 
 
 def compile_ok(text: str) -> Plan:
-    from workflows.language.compiler import ProjectContext
-    from workflows.language.project import ProjectConfig
+    from config.project import ProjectConfig
+    from language.compiler import ProjectContext
 
     config = ProjectConfig.model_validate(
         {"destinations": {"crm": {"type": "webhook", "url": "https://crm.example/h"}}}

@@ -23,13 +23,13 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider
 from activities.http import make_client
 from activities.rendering import Renderer
+from config.project import ProjectConfig
+from language.validator import validate
 from store.database import connect
 from store.ledger import Ledger
 from tests.conftest import ROOT
 from tests.httpstub import HttpStub, Reply
 from tests.temporal import event, running_workers, start_run
-from workflows.language import validate
-from workflows.language.project import ProjectConfig
 from workflows.models import Profile, RunResult, RunView, SendRequest, SendResult
 
 SECRET = "whsec_" + base64.b64encode(b"touchpoint-test-secret-0123456789").decode()
@@ -154,10 +154,9 @@ async def test_the_detractor_path_delivers_every_channel(
 class DiesAfterTheProviderAccepted(DeliveryActivities):
     """The provider took the email, then the worker died before the activity completed."""
 
-    @activity.defn(name="send_email")
-    async def send_email(self, request: SendRequest) -> SendResult:
-        result = await super().send_email(request)
-        if activity.info().attempt == 1:
+    async def _deliver(self, request: SendRequest) -> SendResult:
+        result = await super()._deliver(request)
+        if request.channel == "email" and activity.info().attempt == 1:
             raise RuntimeError("worker died after the provider accepted the message")
         return result
 
@@ -229,8 +228,8 @@ async def test_the_welcome_email_goes_through_sendgrid(
     time_env: WorkflowEnvironment, stub: HttpStub, tmp_path: Path
 ) -> None:
     from activities.email.sendgrid import SendGridProvider
+    from config.project import SendGridSettings
     from tests.sendgrid_standin import SendGridStandIn
-    from workflows.language.project import SendGridSettings
 
     with SendGridStandIn() as sendgrid:
         sendgrid.answer(202, headers={"X-Message-Id": "sg-123"})
@@ -256,9 +255,9 @@ async def test_the_welcome_email_goes_over_smtp(
     from aiosmtpd.controller import Controller
 
     from activities.email.smtp import SmtpProvider
+    from config.project import SmtpSettings
     from tests.net import free_port
     from tests.test_email import Collector
-    from workflows.language.project import SmtpSettings
 
     collector, port = Collector(), free_port()
     controller = Controller(collector, hostname="127.0.0.1", port=port)
@@ -317,9 +316,9 @@ async def test_provider_faults_as_the_journey_sees_them(
     """SendGrid rate-limits, then accepts: sent once, after the reset. SendGrid refuses the
     address: the run fails at that step with SendGrid's own words."""
     from activities.email.sendgrid import SendGridProvider
+    from config.project import SendGridSettings
     from tests.sendgrid_standin import SendGridStandIn
     from tests.temporal import plan_from
-    from workflows.language.project import SendGridSettings
 
     with SendGridStandIn() as sendgrid:
         reset = int(await_time(await time_env.get_current_time()) + 120)
@@ -398,9 +397,9 @@ async def test_an_expected_retry_is_one_warning_line_without_a_traceback(
     """SendGrid rate-limits once: the worker says so in one line; the SDK's "Completing
     activity as failed" warning with its traceback is for failures nobody expected."""
     from activities.email.sendgrid import SendGridProvider
+    from config.project import SendGridSettings
     from tests.sendgrid_standin import SendGridStandIn
     from tests.temporal import plan_from
-    from workflows.language.project import SendGridSettings
 
     caplog.set_level(logging.INFO)
     with SendGridStandIn() as sendgrid:

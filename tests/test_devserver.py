@@ -20,14 +20,14 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.recording import RecordingActivities
-from runtime.router import Router
+from ingestion.router import Router
+from language.validator import validate
+from simulation.recording import RecordingActivities
 from store.database import connect
 from store.entries import EntryStore
 from tests.conftest import EXAMPLE_SECRETS, ROOT
 from tests.net import free_port
 from tests.temporal import event, plan_from, running_workers, start_run
-from workflows.language import validate
 from workflows.models import Profile, RunResult, RunSettings, RunView
 from workflows.search import JOURNEY_ID, JOURNEY_OUTCOME
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from language.validator import validate
 from tests.conftest import ROOT
-from workflows.language import validate
 
 BLOCK = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
 

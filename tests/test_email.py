@@ -25,7 +25,8 @@ from activities.email.mime import InvalidMessage, build_message
 from activities.email.sendgrid import SendGridProvider
 from activities.email.smtp import SmtpProvider
 from activities.messages import OutgoingEmail
-from activities.unsubscribe import (
+from config.project import SendGridSettings, SmtpSettings
+from ingestion.unsubscribe import (
     InvalidToken,
     MissingSecret,
     _encode,
@@ -37,7 +38,6 @@ from activities.unsubscribe import (
 )
 from tests.net import free_port
 from tests.sendgrid_standin import SendGridStandIn
-from workflows.language.project import SendGridSettings, SmtpSettings
 
 SECRET = b"test-secret-0123456789abcdef"
 API_KEY = "SG.standin-key.0123456789abcdef"

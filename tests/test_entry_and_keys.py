@@ -9,7 +9,7 @@ from sqlalchemy import delete
 
 from store.database import connect, write_keys
 from store.entries import EntryStore
-from store.ingestion import WriteKeys
+from store.keys import WriteKeys
 
 NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 

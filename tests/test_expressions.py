@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.language.durations import format_duration, parse_duration, parse_offset
-from workflows.language.expressions import (
+from language.expressions import (
     EVENT_NAMES,
     STEP_NAMES,
     check_expression,
     check_template_text,
 )
+from workflows.durations import format_duration, parse_duration, parse_offset
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from api.app import Ingestion, create_app
-from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from ingestion.api import Ingestion, create_app
+from store.keys import WriteKeys
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
 from tests.conftest import Routed
 
 Stores = tuple[ProfileStore, ProcessedMessages, WriteKeys]

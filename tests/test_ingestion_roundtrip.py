@@ -17,12 +17,14 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.recording import RecordingActivities
-from api.app import Ingestion, create_app
-from runtime.router import Router
+from ingestion.api import Ingestion, create_app
+from ingestion.router import Router
+from simulation.recording import RecordingActivities
 from store.database import connect
 from store.entries import EntryStore
-from store.ingestion import ProcessedMessages, ProfileStore, WriteKeys
+from store.keys import WriteKeys
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
 from tests.temporal import plan_from, running_workers
 from workflows.models import JourneyInput, RunSettings, RunView, workflow_id
 

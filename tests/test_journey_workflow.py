@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.recording import RecordingActivities
+from simulation.recording import RecordingActivities
 from tests.temporal import binary, event, plan_from, running_workers, start_run
 from workflows.models import (
     CancelRequest,

@@ -12,8 +12,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.http import make_client
 from activities.lookups import fetch, lookup_url
+from config.project import Connection
 from tests.httpstub import HttpStub, Reply, closed_port
-from workflows.language.project import Connection
 from workflows.models import LookupRequest, LookupResult
 
 TOKEN = "shop-api-token-0123456789"

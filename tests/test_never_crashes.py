@@ -12,10 +12,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from language.compiler import ProjectContext
+from language.problems import Problem
+from language.validator import compile_text, validate
 from tests.conftest import EXAMPLE_JOURNEYS, ROOT
-from workflows.language import Problem, validate
-from workflows.language.compiler import ProjectContext
-from workflows.language.validator import compile_text
 
 CONTEXT = ProjectContext(config=validate((), root=ROOT).config)
 EXAMPLE_TEXTS = [path.read_text() for path in EXAMPLE_JOURNEYS]

@@ -9,11 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from activities.unsubscribe import make_token
-from api.app import Ingestion, create_app
-from api.one_click import MAX_BODY_BYTES
+from ingestion.api import Ingestion, create_app
+from ingestion.one_click import MAX_BODY_BYTES
+from ingestion.unsubscribe import make_token
+from store.consent import ConsentStore
 from store.database import connect
-from store.ingestion import ConsentStore, ProcessedMessages, ProfileStore, WriteKeys
+from store.keys import WriteKeys
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
 
 SECRET = b"unsubscribe-secret-for-tests"
 BOUNDARY = "----touchpoint-boundary"

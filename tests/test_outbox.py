@@ -21,12 +21,15 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider
 from activities.http import make_client
 from activities.rendering import Renderer
-from api.app import Ingestion, create_app
+from ingestion.api import Ingestion, create_app
+from language.validator import validate
+from store.consent import ConsentStore
 from store.database import connect
-from store.ingestion import ConsentStore, ProcessedMessages, ProfileStore, WriteKeys
+from store.keys import WriteKeys
 from store.ledger import Ledger
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
 from tests.conftest import ROOT
-from workflows.language import validate
 from workflows.models import Profile, SendRequest, SendResult
 
 TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
@@ -91,7 +94,7 @@ async def test_the_printed_unsubscribe_url_unsubscribes(project: Path) -> None:
         environ={},
         consent=consent,
     )
-    sent = await ActivityEnvironment().run(activities.send_email, welcome("msg-welcome-1"))
+    sent = await ActivityEnvironment().run(activities.sends["email"], welcome("msg-welcome-1"))
     assert sent.status == "sent"
 
     listed = touchpoint(project)
@@ -149,7 +152,7 @@ async def test_the_printed_unsubscribe_url_unsubscribes(project: Path) -> None:
     assert clicked.status_code == 200, clicked.text
     assert consent.blocked(CUSTOMER) == "unsubscribed (one-click)"
     later: SendResult = await ActivityEnvironment().run(
-        activities.send_email, welcome("msg-welcome-2")
+        activities.sends["email"], welcome("msg-welcome-2")
     )
     assert (later.status, later.reason) == ("skipped", "unsubscribed (one-click)")
 

@@ -14,9 +14,9 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.rendering import MAX_OUTPUT_BYTES, Renderer
+from language.validator import validate
 from tests.conftest import ROOT
 from workflows import evaluation
-from workflows.language import validate
 from workflows.models import Profile, SendRequest
 from workflows.plan import SendNode
 

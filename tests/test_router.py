@@ -9,8 +9,8 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from activities.recording import RecordingActivities
-from runtime.router import Router
+from ingestion.router import Router
+from simulation.recording import RecordingActivities
 from store.database import connect
 from store.entries import EntryStore
 from tests.temporal import event, plan_from, running_workers

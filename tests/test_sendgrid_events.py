@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sendgrid import EventWebhook, EventWebhookHeader
 
-from activities.sendgrid_events import (
+from ingestion.sendgrid_events import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     FeedbackEvent,

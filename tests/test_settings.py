@@ -7,10 +7,10 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.recording import RecordingActivities
-from runtime.settings import load_settings
-from runtime.workers import build_workers
-from workflows.language.project import ProjectConfig
+from config.project import ProjectConfig
+from config.settings import load_settings
+from ops.workers import build_workers
+from simulation.recording import RecordingActivities
 
 CONFIG = ProjectConfig.model_validate(
     {
@@ -73,6 +73,7 @@ async def test_roles_split_workflows_from_activities(time_env: WorkflowEnvironme
         "eu-touchpoint-chat",
         "eu-touchpoint-email",
         "eu-touchpoint-lookups",
+        "eu-touchpoint-sms",
         "eu-touchpoint-webhook",
     ]
-    assert len(everything) == 5
+    assert len(everything) == 6

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from runtime.simulation.scenario import parse_moment
+from simulation.scenario import parse_moment
 from tests.conftest import ROOT
 
 MAX = ["--profile", "demo/max/profile.yaml", "--events", "demo/max/events.yaml"]
@@ -230,7 +230,7 @@ def test_bad_moments(text: str) -> None:
 
 
 def test_population_files(tmp_path: Path) -> None:
-    from runtime.simulation.scenario import ScenarioError, load_population
+    from simulation.scenario import ScenarioError, load_population
 
     ndjson = tmp_path / "customers.ndjson"
     ndjson.write_text(
@@ -258,9 +258,9 @@ def test_a_population_shows_its_progress(in_project: Path, tmp_path: Path) -> No
 
     from rich.console import Console
 
-    from runtime.simulation.commands import run_with_progress
-    from runtime.simulation.setup import build_scenario, load_project
-    from runtime.simulation.simulator import Simulator
+    from simulation.commands import run_with_progress
+    from simulation.setup import build_scenario, load_project
+    from simulation.simulator import Simulator
 
     customers = tmp_path / "customers.ndjson"
     customers.write_text(

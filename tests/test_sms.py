@@ -549,6 +549,8 @@ def test_the_public_surface(client: httpx.AsyncClient) -> None:
         "OutgoingSms",
         "RECIPIENT_OPTED_OUT",
         "SmsProvider",
+        "SmsSender",
+        "SmsSettings",
         "TwilioSms",
         "is_e164",
         "normalise_e164",

@@ -21,8 +21,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.email.smtp import SmtpProvider
 from activities.messages import OutgoingEmail
+from config.project import SmtpSettings
 from tests.net import free_port
-from workflows.language.project import SmtpSettings
 
 EMAIL = OutgoingEmail(
     message_id="msg_tls",

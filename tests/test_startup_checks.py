@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.environment import Need, needs
+from language.validator import validate
+from ops.environment import Need, needs
 from tests.conftest import EXAMPLE_SECRETS, ROOT
 from tests.faults.stack import make_project
 from tests.net import free_port
@@ -23,7 +24,6 @@ from tests.test_operator_errors import (
     environment,
     run_all,
 )
-from workflows.language import validate
 
 EXAMPLE_MISSING = (
     "SHOP_API_TOKEN is not set (connections.shop-api.headers.Authorization); "

@@ -24,16 +24,16 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider
 from activities.http import make_client
 from activities.rendering import Renderer
-from activities.sendgrid_events import parse_events
 from cli import app
-from runtime.suppressions import record_sendgrid_feedback
+from ingestion.sendgrid_events import parse_events
+from language.validator import validate
+from ops.suppressions import record_sendgrid_feedback
+from store.consent import ConsentStore
 from store.database import connect, suppression_audit
-from store.ingestion import ConsentStore
 from store.ledger import Ledger
 from store.suppressions import Suppressions, normalise
 from tests.conftest import ROOT
 from tests.temporal import event, plan_from, running_workers, start_run
-from workflows.language import validate
 from workflows.models import Profile, RunResult
 
 TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")

@@ -18,16 +18,19 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider
 from activities.http import make_client
 from activities.rendering import Renderer
-from api.app import Ingestion, create_app
-from runtime.consent import Unsubscriber
-from runtime.router import Router
+from ingestion.api import Ingestion, create_app
+from ingestion.consent import Unsubscriber
+from ingestion.router import Router
+from language.validator import validate
+from store.consent import ConsentStore
 from store.database import connect
 from store.entries import EntryStore
-from store.ingestion import ConsentStore, ProcessedMessages, ProfileStore, WriteKeys
+from store.keys import WriteKeys
 from store.ledger import Ledger
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
 from tests.conftest import ROOT
 from tests.temporal import event, plan_from, running_workers
-from workflows.language import validate
 from workflows.models import Profile, RunResult, RunSettings, customer_hash
 from workflows.search import CUSTOMER
 

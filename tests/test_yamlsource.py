@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.language.yamlsource import MAX_NODES, Position, YamlError, load_yaml
+from language.yamlsource import MAX_NODES, Position, YamlError, load_yaml
 
 
 def test_values_and_keys_keep_their_line_and_column() -> None:

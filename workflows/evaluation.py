@@ -3,6 +3,10 @@
 Pure and deterministic: the same source and names give the same value. The interpreter
 workflow imports this module through the sandbox (``imports_passed_through``), so compiled
 expressions are cached once per worker process, not once per run.
+
+Expressions are Jinja2's, in the loader-less sandbox of :mod:`workflows.jinja_sandbox`. Jinja2
+is imported on the first evaluation, not with this module: importing the workflow loads no
+template machinery (the ``jinja2`` package brings its file loaders along, unused).
 """
 
 from __future__ import annotations
@@ -11,11 +15,6 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateError
-from jinja2.sandbox import SecurityError
-
-from workflows.language.jinja_env import make_expression_environment
-
 
 class ExpressionFailed(Exception):
     """An expression could not be evaluated over this customer's data (a data problem)."""
@@ -23,7 +22,18 @@ class ExpressionFailed(Exception):
 
 @lru_cache(maxsize=1)
 def _environment() -> Any:
+    from workflows.jinja_sandbox import make_expression_environment
+
     return make_expression_environment()
+
+
+@lru_cache(maxsize=1)
+def _failures() -> tuple[type[Exception], ...]:
+    """What an expression's data can make it raise (anything else is a bug)."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import SecurityError
+
+    return (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError)
 
 
 @lru_cache(maxsize=4096)
@@ -39,8 +49,10 @@ def _template(source: str) -> Any:
 def evaluate(source: str, names: Mapping[str, Any]) -> Any:
     try:
         return _compiled(source)(**names)
-    except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError) as error:
-        raise ExpressionFailed(f"{source!r}: {error}") from None
+    except Exception as error:
+        if isinstance(error, _failures()):
+            raise ExpressionFailed(f"{source!r}: {error}") from None
+        raise
 
 
 def is_true(source: str, names: Mapping[str, Any]) -> bool:
@@ -52,8 +64,10 @@ def render_text(source: str, names: Mapping[str, Any]) -> str:
         return source
     try:
         return str(_template(source).render(**names))
-    except (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError) as error:
-        raise ExpressionFailed(f"{source!r}: {error}") from None
+    except Exception as error:
+        if isinstance(error, _failures()):
+            raise ExpressionFailed(f"{source!r}: {error}") from None
+        raise
 
 
 def render_value(value: Any, names: Mapping[str, Any]) -> Any:

@@ -27,7 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import evaluation, timing
-    from workflows.language.durations import format_duration
+    from workflows.durations import format_duration
     from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
     from workflows.models import (
         INBOX_LIMIT,
@@ -230,27 +230,43 @@ class JourneyWorkflow:
             context=self._context(),
         )
         queue = self.input.settings.queue(_CHANNEL_QUEUES[node.channel])
-        try:
-            result = await self._activity(
-                SEND_ACTIVITIES[node.channel],
-                request,
-                queue,
-                SEND_RETRY,
-                SendResult,
-                SEND_ATTEMPT_SECONDS,
-            )
-        except ActivityError as error:
-            reason = _failure_text(error)
-            if node.skip_on_failure:
-                self._record(
-                    node,
-                    "skipped",
-                    f"failed, skipped: {reason}",
-                    channel=node.channel,
-                    message_id=request.message_id,
+        while True:
+            try:
+                result = await self._activity(
+                    SEND_ACTIVITIES[node.channel],
+                    request,
+                    queue,
+                    SEND_RETRY,
+                    SendResult,
+                    SEND_ATTEMPT_SECONDS,
                 )
-                return node.next
-            raise StepFailed(node.id, reason) from None
+            except ActivityError as error:
+                reason = _failure_text(error)
+                if node.skip_on_failure:
+                    self._record(
+                        node,
+                        "skipped",
+                        f"failed, skipped: {reason}",
+                        channel=node.channel,
+                        message_id=request.message_id,
+                    )
+                    return node.next
+                raise StepFailed(node.id, reason) from None
+            if result.status != "deferred" or result.deferred_until is None:
+                break
+            # A delivery policy holds the message: wait (a durable timer that goal, exit and
+            # unsubscribe interrupt like any wait), then ask again with the same message id.
+            until = result.deferred_until
+            self._record(
+                node,
+                "deferred",
+                f"{node.channel}: {node.template} (deferred: {result.reason} "
+                f"until {until.isoformat(timespec='minutes')})",
+                channel=node.channel,
+                message_id=result.message_id,
+            )
+            await self._wait((until - self._now()).total_seconds(), scaled=False)
+            request = request.model_copy(update={"context": self._context()})
         detail = f"{node.channel}: {node.template}"
         if result.reason:
             detail += (
@@ -317,11 +333,17 @@ class JourneyWorkflow:
             raise Interrupted
         return task.result()
 
-    async def _wait(self, seconds: float, ready: Callable[[], bool] | None = None) -> bool:
-        """Wait ``seconds`` (a durable timer) or until ``ready()``; ``True`` if ready."""
+    async def _wait(
+        self, seconds: float, ready: Callable[[], bool] | None = None, *, scaled: bool = True
+    ) -> bool:
+        """Wait ``seconds`` (a durable timer) or until ``ready()``; ``True`` if ready.
+
+        ``scaled``: the settings' time scale applies (journey waits); a moment a delivery policy
+        names is waited for as it is."""
         if ready is not None and ready():
             return True
-        seconds = self.input.settings.scaled(seconds)
+        if scaled:
+            seconds = self.input.settings.scaled(seconds)
         if seconds <= 0:
             return False
         self._waiting_until = self._now() + timedelta(seconds=seconds)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows.channels import CHANNELS
 from workflows.plan import Plan
 
 INPUT_VERSION = 1
@@ -22,14 +23,10 @@ INBOX_LIMIT = 100
 TIMELINE_LIMIT = 300
 
 JOURNEY_QUEUE = "touchpoint-journeys"
-CHANNEL_QUEUES = {
-    "email": "touchpoint-email",
-    "webhook": "touchpoint-webhook",
-    "chat": "touchpoint-chat",
-}
+CHANNEL_QUEUES = {name: c.queue for name, c in CHANNELS.items()}
 LOOKUP_QUEUE = "touchpoint-lookups"
 SEND_ATTEMPT_SECONDS = 60  # start-to-close of one send attempt: bounds every provider call
-SEND_ACTIVITIES = {"email": "send_email", "webhook": "send_webhook", "chat": "send_chat"}
+SEND_ACTIVITIES = {name: c.activity for name, c in CHANNELS.items()}
 LOOKUP_ACTIVITY = "lookup"
 
 OutcomeKind = Literal["completed", "converted", "exited", "cancelled", "failed"]
@@ -172,7 +169,7 @@ class SendRequest(Model):
     journey_version: str
     category: Literal["marketing", "transactional"]
     step_id: str
-    channel: Literal["email", "webhook", "chat"]
+    channel: str  # a name from workflows.channels.CHANNELS
     template: str
     destination: str | None = None
     customer_id: str
@@ -181,9 +178,13 @@ class SendRequest(Model):
 
 
 class SendResult(Model):
+    """What became of a message. ``deferred``: a delivery policy holds it until
+    ``deferred_until``; the run waits, then asks again with the same message id."""
+
     message_id: str
-    status: Literal["sent", "duplicate", "skipped"] = "sent"
+    status: Literal["sent", "duplicate", "skipped", "deferred"] = "sent"
     reason: str | None = None
+    deferred_until: datetime | None = None
     provider_id: str | None = None
     to: str | None = None
     subject: str | None = None

@@ -56,7 +56,7 @@ class NodeBase(Frozen):
 
 class SendNode(NodeBase):
     type: Literal["send"] = "send"
-    channel: Literal["email", "webhook", "chat"]
+    channel: str  # a name from workflows.channels.CHANNELS (the compiler checks it)
     template: str
     destination: str | None = None
     skip_on_failure: bool = False

@@ -43,8 +43,8 @@ from temporalio.exceptions import ApplicationError
 from activities.email.mime import subject_for
 from activities.errors import from_status, parse_retry_after, permanent, retryable
 from activities.messages import OutgoingEmail
-from workflows.language.durations import parse_duration
-from workflows.language.project import SendGridSettings
+from config.project import SendGridSettings
+from workflows.durations import parse_duration
 
 MAX_ERROR_TEXT = 500
 

@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 from activities.email.mime import InvalidMessage, build_message, sender_domain
 from activities.errors import permanent, retryable
 from activities.messages import OutgoingEmail
-from workflows.language.durations import parse_duration
-from workflows.language.project import SmtpSettings
+from config.project import SmtpSettings
+from workflows.durations import parse_duration
 
 
 class SmtpProvider:

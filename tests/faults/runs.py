@@ -11,8 +11,8 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
+from language.validator import validate
 from tests.temporal import event, start_run
-from workflows.language import validate
 from workflows.models import Profile, RunResult, RunSettings
 from workflows.plan import Plan
 

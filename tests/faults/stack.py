@@ -29,7 +29,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.email.maildir import list_messages
-from runtime.dev import StartFailed, dev_server_command, wait_for_port
+from ops.dev import StartFailed, dev_server_command, wait_for_port
 from store.database import connect as connect_store
 from store.ledger import Delivery, Ledger
 from tests.conftest import ROOT

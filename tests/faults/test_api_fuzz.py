@@ -26,10 +26,11 @@ from sqlalchemy import Engine, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.segment import BatchCall, IdentifyCall, TrackCall, with_template_names
+from ingestion.segment import BatchCall, IdentifyCall, TrackCall, with_template_names
 from store.database import connect as connect_store
 from store.database import processed_messages
-from store.ingestion import ProfileStore, WriteKeys
+from store.keys import WriteKeys
+from store.profiles import ProfileStore
 from tests.faults.stack import (
     ApiProcess,
     DevServer,

@@ -1,0 +1,123 @@
+"""The delivery policy chain: the one place that decides, per message, send, skip or defer.
+
+Every send asks the chain after the ledger claim and before anything is rendered. Policies
+are asked in order; the first that objects decides:
+
+* **skip** (with a reason): the message is not sent, the run goes on; the ledger records
+  ``skipped`` and the reason, the run's timeline shows it;
+* **defer** until a moment (with a reason): the message is not sent *yet*; the ledger records
+  ``deferred``, and the run waits (a durable timer that goal, exit and unsubscribe interrupt)
+  and asks again with the same message id.
+
+No objection from anyone: **send**. Policies read the store, so the chain runs in a worker
+thread, one hop for all of them. ``now`` is the run's clock at the step (the same on every
+retry, and the simulated date in simulations), never the worker's wall clock.
+
+To add a rule (frequency caps, quiet hours …) write a class with ``name`` and ``decide`` and
+put it in the chain :meth:`PolicyChain.standard` builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from store.consent import ConsentStore
+from store.suppressions import Suppressions
+from workflows.channels import Channel
+from workflows.models import SendRequest
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a policy sees of one message: the request, its channel, where it would go, and
+    the run's clock at the step."""
+
+    request: SendRequest
+    channel: Channel
+    recipient: str  # the email address, phone number or destination name
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["send", "skip", "defer"]
+    reason: str | None = None
+    until: datetime | None = None  # for defer
+    policy: str | None = None  # who decided
+
+    @classmethod
+    def skip(cls, reason: str) -> Decision:
+        return cls("skip", reason)
+
+    @classmethod
+    def defer(cls, reason: str, until: datetime) -> Decision:
+        return cls("defer", reason, until)
+
+
+SEND = Decision("send")
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, message: Message) -> Decision | None:
+        """A decision, or ``None``: no objection. Blocking (store reads) is allowed."""
+        ...
+
+
+class PolicyChain:
+    def __init__(self, policies: Sequence[Policy]) -> None:
+        self.policies = tuple(policies)
+
+    @classmethod
+    def standard(cls, consent: ConsentStore, suppressions: Suppressions | None) -> PolicyChain:
+        """Touchpoint's chain, in order: address suppressions, then consent."""
+        chain: list[Policy] = []
+        if suppressions is not None:
+            chain.append(SuppressedAddress(suppressions))
+        chain.append(ConsentWithdrawn(consent))
+        return cls(chain)
+
+    def decide(self, message: Message) -> Decision:
+        for policy in self.policies:
+            decision = policy.decide(message)
+            if decision is not None and decision.action != "send":
+                return Decision(decision.action, decision.reason, decision.until, policy.name)
+        return SEND
+
+
+@dataclass
+class SuppressedAddress:
+    """No email of any kind, transactional included, goes to a suppressed address (a hard
+    bounce, a spam report, support staff) — as the providers themselves do."""
+
+    suppressions: Suppressions
+    name: str = "suppression"
+
+    def decide(self, message: Message) -> Decision | None:
+        if message.channel.recipient != "email":
+            return None
+        suppressed = self.suppressions.blocked(message.recipient)
+        return Decision.skip(suppressed) if suppressed else None
+
+
+@dataclass
+class ConsentWithdrawn:
+    """Consent per channel: an email unsubscribe stops marketing email (order mails still
+    go); an SMS opt-out (STOP) stops every SMS, as the carriers enforce it."""
+
+    consent: ConsentStore
+    name: str = "consent"
+
+    def decide(self, message: Message) -> Decision | None:
+        channel, request = message.channel, message.request
+        if channel.recipient == "email" and request.category == "marketing":
+            blocked = self.consent.blocked(request.customer_id, "marketing")
+        elif channel.recipient == "phone":
+            blocked = self.consent.blocked(request.customer_id, "sms")
+        else:
+            return None
+        return Decision.skip(blocked) if blocked else None

@@ -1,1 +1,0 @@
-"""The shop-facing HTTP API (ingestion, Segment-compatible)."""

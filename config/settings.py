@@ -1,0 +1,196 @@
+"""Deployment settings: ``touchpoint.yaml`` first, the environment on top, secrets only from
+the environment.
+
+| variable | meaning |
+|---|---|
+| TOUCHPOINT_TEMPORAL_ADDRESS, TOUCHPOINT_TEMPORAL_NAMESPACE | override ``temporal:`` |
+| TOUCHPOINT_TEMPORAL_API_KEY | API key (Temporal Cloud); implies TLS |
+| TOUCHPOINT_TEMPORAL_TLS_CERT, TOUCHPOINT_TEMPORAL_TLS_KEY | client certificate, key (mTLS) |
+| TOUCHPOINT_QUEUE_PREFIX | prefix for every task queue (several deployments on one namespace) |
+| TOUCHPOINT_DATABASE_URL | Touchpoint's own store |
+| TOUCHPOINT_TIME_SCALE | multiply every wait (tests and demos; 1 in production) |
+| TOUCHPOINT_RECORD_FILE | where the recording stand-in writes sends (JSON lines) |
+| TOUCHPOINT_LOOKUP_FIXTURES | JSON file of lookup answers for the stand-in |
+| TOUCHPOINT_METRICS_ADDRESS | host:port where the worker serves Temporal SDK metrics (Prometheus) |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError, RPCStatusCode
+
+from config.errors import ConfigurationError, TemporalUnreachable
+from config.project import ProjectConfig
+from ops.workers import WorkerOptions
+from workflows.models import RunSettings
+
+
+@dataclass(frozen=True)
+class Settings:
+    config: ProjectConfig
+    address: str
+    namespace: str
+    api_key: str | None
+    tls_cert: Path | None
+    tls_key: Path | None
+    queue_prefix: str
+    database_url: str
+    time_scale: float
+    record_file: Path | None
+    lookup_fixtures: Path | None
+    metrics_address: str | None = None
+
+    def run_settings(self) -> RunSettings:
+        return RunSettings(
+            default_timezone=self.config.defaults.timezone,
+            default_locale=self.config.defaults.locale,
+            queue_prefix=self.queue_prefix,
+            index_runs=self.config.worker.index_runs,
+            time_scale=self.time_scale,
+        )
+
+    def worker_options(self) -> WorkerOptions:
+        worker = self.config.worker
+        return WorkerOptions(
+            queue_prefix=self.queue_prefix,
+            max_cached_workflows=worker.max_cached_workflows,
+            max_concurrent_activities=worker.max_concurrent_activities,
+            rate_limits={str(channel): rate for channel, rate in worker.rate_limits.items()},
+        )
+
+
+def load_settings(config: ProjectConfig, environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+
+    def path(name: str) -> Path | None:
+        return Path(env[name]) if env.get(name) else None
+
+    return Settings(
+        config=config,
+        address=env.get("TOUCHPOINT_TEMPORAL_ADDRESS", config.temporal.address),
+        namespace=env.get("TOUCHPOINT_TEMPORAL_NAMESPACE", config.temporal.namespace),
+        api_key=env.get("TOUCHPOINT_TEMPORAL_API_KEY") or None,
+        tls_cert=path("TOUCHPOINT_TEMPORAL_TLS_CERT"),
+        tls_key=path("TOUCHPOINT_TEMPORAL_TLS_KEY"),
+        queue_prefix=env.get("TOUCHPOINT_QUEUE_PREFIX", config.worker.task_queue_prefix),
+        database_url=env.get("TOUCHPOINT_DATABASE_URL", config.database_url),
+        time_scale=float(env.get("TOUCHPOINT_TIME_SCALE", "1")),
+        record_file=path("TOUCHPOINT_RECORD_FILE"),
+        lookup_fixtures=path("TOUCHPOINT_LOOKUP_FIXTURES"),
+        metrics_address=env.get("TOUCHPOINT_METRICS_ADDRESS") or None,
+    )
+
+
+CONNECT_SECONDS = 5.0
+"""How long a command or process keeps trying to reach Temporal before it says so: long enough
+for a server that is still starting, short enough for an operator waiting at a prompt."""
+
+
+def _runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime that serves the SDK's metrics for Prometheus, when asked to."""
+    if settings.metrics_address is None:
+        return None
+    try:
+        return Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=settings.metrics_address)
+            )
+        )
+    except (ValueError, RuntimeError) as error:
+        raise ConfigurationError(
+            f"TOUCHPOINT_METRICS_ADDRESS={settings.metrics_address!r}: cannot serve metrics there "
+            f"({error}); give a free host:port, e.g. 0.0.0.0:9464"
+        ) from None
+
+
+def _tls(settings: Settings) -> TLSConfig | bool:
+    """mTLS needs the certificate and its key; an API key alone means TLS without a client
+    certificate; neither means plain text (a local server)."""
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        given, missing = (
+            ("TOUCHPOINT_TEMPORAL_TLS_CERT", "TOUCHPOINT_TEMPORAL_TLS_KEY")
+            if settings.tls_cert
+            else ("TOUCHPOINT_TEMPORAL_TLS_KEY", "TOUCHPOINT_TEMPORAL_TLS_CERT")
+        )
+        raise ConfigurationError(
+            f"{given} is set but {missing} is not: mTLS needs both the client certificate and "
+            "its private key; set both, or neither"
+        )
+    if settings.tls_cert and settings.tls_key:
+        return TLSConfig(
+            client_cert=_read(settings.tls_cert, "TOUCHPOINT_TEMPORAL_TLS_CERT"),
+            client_private_key=_read(settings.tls_key, "TOUCHPOINT_TEMPORAL_TLS_KEY"),
+        )
+    return bool(settings.api_key)
+
+
+def _read(path: Path, variable: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(
+            f"{variable}={str(path)!r} cannot be read ({error.strerror}); "
+            "give the path of a PEM file this process can read"
+        ) from None
+
+
+async def connect(settings: Settings, *, with_metrics: bool = False) -> Client:
+    """A client for a local server, a self-hosted cluster (mTLS) or Temporal Cloud (API key).
+
+    Tries for :data:`CONNECT_SECONDS`, then raises :class:`TemporalUnreachable` naming the
+    address: a server that is down is the operator's to start, not a crash.
+    """
+    tls = _tls(settings)
+    runtime = _runtime(settings) if with_metrics else None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_SECONDS
+    pause = 0.25
+    while True:
+        try:
+            return await asyncio.wait_for(
+                Client.connect(
+                    settings.address,
+                    namespace=settings.namespace,
+                    api_key=settings.api_key,
+                    tls=tls,
+                    data_converter=pydantic_data_converter,
+                    runtime=runtime,
+                ),
+                timeout=max(deadline - loop.time(), 0.5),
+            )
+        except RPCError as error:
+            if error.status != RPCStatusCode.UNAVAILABLE:  # it answered, and said no
+                raise ConfigurationError(
+                    f"Temporal at {settings.address} refused this client ({error.message}); "
+                    "check TOUCHPOINT_TEMPORAL_API_KEY or the TLS certificate and key"
+                ) from None
+            failure: Exception = error
+        except (RuntimeError, TimeoutError) as error:  # the SDK's "Failed client connect: …"
+            failure = error
+        if loop.time() + pause >= deadline:
+            raise TemporalUnreachable(
+                f"Temporal is not reachable at {settings.address} ({_reason(failure)}, "
+                f"tried for {CONNECT_SECONDS:.0f} s); start it (`touchpoint dev` runs one) "
+                "or set TOUCHPOINT_TEMPORAL_ADDRESS"
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+def _reason(error: Exception) -> str:
+    """The gist of the SDK's connection error (its text is a Rust debug dump)."""
+    if isinstance(error, TimeoutError):
+        return "no answer"
+    if isinstance(error, RPCError):
+        return error.message
+    found = re.search(r'(?:message|error): "([^"]+)"', str(error))
+    return found.group(1).lower() if found else str(error).removeprefix("Failed client connect: ")

@@ -1,0 +1,503 @@
+"""The shop-facing ingestion API, compatible with Segment's HTTP Tracking API.
+
+``POST /v1/identify``, ``/v1/track``, ``/v1/page``, ``/v1/screen``, ``/v1/group``,
+``/v1/alias`` and ``/v1/batch`` take Segment's request shapes (see :mod:`ingestion.segment`) and its
+authentication (HTTP Basic with the write key as user name, or ``writeKey`` in the body), with
+gzip or deflate bodies (:mod:`ingestion.body`), so shop code instrumented with a Segment or
+RudderStack SDK works by changing the host. Bad input is a 4xx that names the field; nothing on
+a bad request is a 500. A ``messageId`` seen from the same write key in the last 48 hours is
+accepted and not processed again; if processing fails (Temporal unreachable) the claim is
+released and the answer is 503, so the SDK's retry is processed — nothing is half done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import html
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ValidationError
+
+from ingestion import sendgrid_events as sg
+from ingestion.body import check_shape, parse_json, read_body
+from ingestion.errors import BadRequest
+from ingestion.one_click import NotOneClick, require_one_click
+from ingestion.segment import (
+    CALL_MODELS,
+    MAX_BATCH_BYTES,
+    MAX_CALL_BYTES,
+    BatchCall,
+    BatchItem,
+    Ingest,
+    SegmentCall,
+    with_template_names,
+)
+from ingestion.unsubscribe import InvalidToken, verify_token
+from ops.suppressions import record_sendgrid_feedback
+from store.keys import WriteKeys, key_scope
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
+from store.suppressions import Suppressions
+from workflows.models import Event, Profile
+
+log = logging.getLogger("touchpoint.api")
+MAX_WEBHOOK_BYTES = 4 * 1024 * 1024  # SendGrid posts events in batches of up to a few MB
+
+RouteEvent = Callable[[Event, Profile, Sequence[str]], Awaitable[object]]
+
+REGISTRY = CollectorRegistry()
+RECEIVED = Counter("touchpoint_events_received", "Calls accepted", ["type"], registry=REGISTRY)
+ROUTED = Counter("touchpoint_events_routed", "Events handed to the router", registry=REGISTRY)
+REJECTED = Counter(
+    "touchpoint_requests_rejected", "Refused, by reason", ["reason"], registry=REGISTRY
+)
+LATENCY = Histogram("touchpoint_request_seconds", "Request latency", ["route"], registry=REGISTRY)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the store made of one call, in one trip to its thread."""
+
+    first: bool  # False: a duplicate message id, accepted and not processed again
+    customer_id: str = ""
+    profile: Profile | None = None
+    linked: tuple[str, ...] = ()
+
+
+@dataclass
+class Ingestion:
+    """What the API needs: the stores and the router's ``route``."""
+
+    profiles: ProfileStore
+    processed: ProcessedMessages
+    keys: WriteKeys
+    route: RouteEvent
+    unsubscribe: Callable[[str, str], Awaitable[object]] | None = None
+    unsubscribe_secret: bytes | None = None
+    suppress: Callable[[str, str], Awaitable[object]] | None = None  # customer id, reason
+    suppressions: Suppressions | None = None  # addresses no email may go to (bounce, spam)
+    sendgrid_key: Any = None  # the Event Webhook's verification key (P-256)
+    ready: Callable[[], Awaitable[dict[str, bool]]] | None = None
+
+    async def apply(self, call: Ingest, scope: str) -> None:
+        """Record one call and route its event. On failure the message id is released, so
+        the sender's retry is processed (nothing is half done twice)."""
+        recorded = await asyncio.to_thread(self._record, call, scope)
+        if not recorded.first:
+            REJECTED.labels("duplicate").inc()
+            return
+        if call.event is None:
+            return
+        event = Event(
+            message_id=f"{scope}/{call.message_id}",  # unique per source, like the claim
+            event=call.event,
+            customer_id=recorded.customer_id,
+            properties=call.properties,
+            timestamp=call.timestamp or datetime.now(UTC),
+        )
+        try:
+            await self.route(
+                event, recorded.profile or Profile(id=event.customer_id), recorded.linked
+            )
+        except BaseException:
+            await asyncio.to_thread(self.processed.release, scope, call.message_id)
+            raise
+        ROUTED.inc()
+
+    def _record(self, call: Ingest, scope: str) -> Recorded:
+        """Claim the message id, link identities, update the profile and read it back."""
+        if not self.processed.claim(scope, call.message_id):
+            return Recorded(first=False)
+        try:
+            profiles = self.profiles
+            customer = profiles.resolve(call.user_id, call.anonymous_id)
+            if call.previous_id:
+                profiles.link(call.previous_id, customer)
+            elif call.anonymous_id and call.anonymous_id != customer:
+                profiles.link(call.anonymous_id, customer)
+            if call.traits is not None or call.locale or call.timezone:
+                profiles.upsert(
+                    customer,
+                    with_template_names(call.traits or {}),
+                    locale=call.locale,
+                    timezone=call.timezone,
+                )
+            if call.event is None:
+                return Recorded(first=True, customer_id=customer)
+            return Recorded(
+                first=True,
+                customer_id=customer,
+                profile=profiles.get(customer),
+                linked=tuple(profiles.linked_ids(customer)),
+            )
+        except BaseException:
+            self.processed.release(scope, call.message_id)
+            raise
+
+
+PURGE_EVERY_SECONDS = 3600
+
+
+def create_app(ingestion: Ingestion) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """Forget processed message ids older than the dedupe window, now and every hour."""
+
+        async def purge_forever() -> None:
+            while True:
+                removed = await asyncio.to_thread(ingestion.processed.purge)
+                log.info("purged %d processed message ids", removed)
+                await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+        task = asyncio.create_task(purge_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Touchpoint ingestion API",
+        version="1",
+        description="Segment-compatible: point a Segment or RudderStack SDK's host here.",
+    )
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, error: BadRequest) -> JSONResponse:
+        REJECTED.labels(_REASONS.get(error.status, str(error.status))).inc()
+        return JSONResponse(
+            {"success": False, "message": error.message, "errors": error.errors},
+            status_code=error.status,
+        )
+
+    async def read_call(request: Request, kind: str) -> JSONResponse:
+        key = _basic_auth_key(request)
+        document = parse_json(await read_body(request, MAX_CALL_BYTES))
+        scope = await _authenticate(ingestion.keys, key or _body_key(document))
+        call = _call(kind, document)
+        RECEIVED.labels(kind).inc()
+        try:
+            await ingestion.apply(call.ingest(), scope)
+        except Exception:
+            log.exception("processing a %s call failed; the sender may retry", kind)
+            return _try_again()
+        return JSONResponse({"success": True})
+
+    for kind, model in CALL_MODELS.items():
+        app.add_api_route(
+            f"/v1/{kind}",
+            _endpoint(read_call, kind),
+            methods=["POST"],
+            summary=_SUMMARIES[kind],
+            openapi_extra=_request_body(model),
+            response_class=JSONResponse,
+        )
+
+    @app.post(
+        "/v1/batch",
+        summary="Several calls at once (what the Segment and RudderStack SDKs send)",
+        openapi_extra=_request_body(BatchCall),
+    )
+    async def batch(request: Request) -> JSONResponse:
+        """Each call is checked on its own: an invalid one is listed in ``errors`` (400) and
+        the valid ones are processed in order. If processing fails part-way the answer is 503
+        and a retry of the same batch is safe: calls already done are recognised by their
+        message id, the rest are done then."""
+        key = _basic_auth_key(request)
+        document = parse_json(await read_body(request, MAX_BATCH_BYTES))
+        scope = await _authenticate(ingestion.keys, key or _body_key(document))
+        body = _validate(BatchCall, document)
+        calls: list[tuple[str, Ingest]] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(body.batch):
+            try:
+                calls.append(_batch_item(index, item, body.context))
+            except BadRequest as error:
+                details = error.errors or [{"path": f"batch[{index}]", "message": error.message}]
+                errors += [{"index": index, **detail} for detail in details]
+        processed = 0
+        for kind, call in calls:
+            RECEIVED.labels(kind).inc()
+            try:
+                await ingestion.apply(call, scope)
+            except Exception:
+                log.exception("processing a batch failed at a %s call; the sender may retry", kind)
+                return _try_again(processed=processed, errors=errors)
+            processed += 1
+        if errors:
+            REJECTED.labels("invalid").inc(len({e["index"] for e in errors}))
+            message = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
+            return JSONResponse(
+                {"success": False, "processed": processed, "message": message, "errors": errors},
+                status_code=400,
+            )
+        return JSONResponse({"success": True, "processed": processed})
+
+    @app.get(
+        "/unsubscribe/{token}",
+        summary="Confirmation page (never unsubscribes by itself)",
+        response_class=HTMLResponse,
+    )
+    async def unsubscribe_page(token: str) -> HTMLResponse:
+        return HTMLResponse(_CONFIRM_PAGE.format(token=html.escape(token, quote=True)))
+
+    @app.post("/unsubscribe/{token}", summary="One-click unsubscribe (RFC 8058)")
+    async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+        if ingestion.unsubscribe is None or ingestion.unsubscribe_secret is None:
+            raise BadRequest(503, "unsubscribing is not configured")
+        try:
+            await require_one_click(request)
+        except NotOneClick as refused:
+            raise BadRequest(refused.status, refused.message) from None
+        try:
+            claim = verify_token(ingestion.unsubscribe_secret, token)
+        except InvalidToken:
+            raise BadRequest(400, "this unsubscribe link is not valid") from None
+        await ingestion.unsubscribe(claim.customer_id, "one-click")
+        return HTMLResponse(_DONE_PAGE)
+
+    @app.post("/webhooks/sendgrid", summary="SendGrid Event Webhook (signed)")
+    async def sendgrid_events(request: Request) -> JSONResponse:
+        """Events SendGrid posts: each is processed once (by ``sg_event_id``). An event that
+        cannot be read is listed in ``errors`` (400) and the others are processed all the same;
+        if processing fails the answer is 503, the claims of the events not done are released,
+        and SendGrid's retry processes them."""
+        raw = await read_body(request, MAX_WEBHOOK_BYTES)
+        signature = request.headers.get(sg.SIGNATURE_HEADER, "")
+        timestamp = request.headers.get(sg.TIMESTAMP_HEADER, "")
+        key = ingestion.sendgrid_key
+        if key is None or not sg.verify(key, raw, signature, timestamp):
+            raise BadRequest(403, "the signature does not verify")
+        document = parse_json(raw)
+        if not isinstance(document, list):
+            raise BadRequest(400, "the body must be a JSON array of SendGrid events")
+        errors: list[dict[str, str]] = []
+        readable: list[tuple[int, Any]] = []
+        for index, item in enumerate(document):
+            try:
+                check_shape(item, f"[{index}]")
+                readable.append((index, item))
+            except BadRequest as error:
+                errors += error.errors
+        events, problems = sg.read_events(readable)
+        errors += [_error(f"[{index}]", problem) for index, problem in problems]
+        for feedback in events:
+            try:
+                await _feedback(ingestion, feedback)
+            except Exception:
+                log.exception("processing SendGrid events failed; SendGrid will retry")
+                return _try_again()
+        if errors:
+            log.warning("skipped %d unreadable SendGrid event(s): %s", len(errors), errors[0])
+            message = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
+            return JSONResponse(
+                {"success": False, "message": message, "errors": errors}, status_code=400
+            )
+        return JSONResponse({"success": True})
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Temporal and the store are reachable")
+    async def readyz() -> JSONResponse:
+        checks = await ingestion.ready() if ingestion.ready else {}
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        LATENCY.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - started)
+        return response
+
+    return app
+
+
+async def _feedback(ingestion: Ingestion, feedback: sg.FeedbackEvent) -> None:
+    """Act on one SendGrid event once: its claim is released if acting on it fails.
+
+    A hard bounce or spam report suppresses the address for all email; it and an unsubscribe
+    also end the customer's marketing runs. Blocked bounces and drops are only noted."""
+    claim = f"sendgrid:{feedback.sg_event_id}"
+    if not await asyncio.to_thread(ingestion.processed.claim, "sendgrid", claim):
+        return
+    try:
+        if feedback.suppresses_address and ingestion.suppressions is not None:
+            await asyncio.to_thread(record_sendgrid_feedback, ingestion.suppressions, feedback)
+        customer = await asyncio.to_thread(ingestion.profiles.by_email, feedback.email)
+        if customer is None:
+            return
+        if feedback.suppresses_address or feedback.withdraws_marketing:
+            if ingestion.suppress is not None:  # the customer's marketing runs end now
+                await ingestion.suppress(customer, feedback.reason or "suppressed")
+        elif feedback.name:
+            properties = {
+                "message_id": feedback.message_id,
+                "journey": feedback.journey,
+                "step": feedback.step,
+                "url": feedback.url,
+            }
+            event = Event(
+                message_id=claim,
+                event=feedback.name,
+                customer_id=customer,
+                timestamp=feedback.timestamp,
+                properties={k: v for k, v in properties.items() if v is not None},
+            )
+            profile = await asyncio.to_thread(ingestion.profiles.get, customer)
+            await ingestion.route(event, profile or Profile(id=customer), ())
+    except BaseException:
+        await asyncio.to_thread(ingestion.processed.release, "sendgrid", claim)
+        raise
+
+
+def _basic_auth_key(request: Request) -> str | None:
+    """The write key from HTTP Basic (the key as user name), if the request carries one."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(value, validate=True).decode().partition(":")[0] or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _body_key(document: Any) -> str | None:
+    """The write key in the body, as older Segment SDKs send it (``writeKey``)."""
+    key = document.get("writeKey") if isinstance(document, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+async def _authenticate(keys: WriteKeys, key: str | None) -> str:
+    """The dedupe scope of a known write key; 401 for an unknown or missing one."""
+    if not key or await asyncio.to_thread(keys.source, key) is None:
+        raise BadRequest(
+            401, "unknown or missing write key (HTTP Basic with the key as user name, or writeKey)"
+        )
+    return key_scope(key)
+
+
+def _call(kind: str, document: Any, prefix: str = "") -> SegmentCall:
+    check_shape(document, prefix)
+    call: SegmentCall = _validate(CALL_MODELS[kind], document, prefix)
+    return call
+
+
+def _batch_item(index: int, item: Any, context: dict[str, Any]) -> tuple[str, Ingest]:
+    """One batch item, checked on its own: its type, size and shape, with the batch's
+    ``context`` under the item's own."""
+    prefix = f"batch[{index}]"
+    if not isinstance(item, dict):
+        raise BadRequest(400, f"{prefix} must be a JSON object", [_error(prefix, "not an object")])
+    if len(json.dumps(item, ensure_ascii=False).encode()) > MAX_CALL_BYTES:
+        message = f"larger than {MAX_CALL_BYTES // 1024} KB"
+        raise BadRequest(413, f"{prefix}: {message}", [_error(prefix, message)])
+    kind = _validate(BatchItem, item, prefix).type
+    item_context = item.get("context")
+    merged = {**context, **item_context} if isinstance(item_context, dict) else context
+    return kind, _call(kind, {**item, "context": merged} if merged else item, prefix).ingest()
+
+
+def _endpoint(
+    read: Callable[[Request, str], Awaitable[JSONResponse]], kind: str
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        return await read(request, kind)
+
+    endpoint.__name__ = f"{kind}_call"
+    return endpoint
+
+
+def _try_again(**details: Any) -> JSONResponse:
+    REJECTED.labels("unavailable").inc()
+    return JSONResponse(
+        {"success": False, "message": "try again later", **details}, status_code=503
+    )
+
+
+def _error(path: str, message: str) -> dict[str, str]:
+    return {"path": path, "message": message}
+
+
+def _validate(model: type[Any], body: Any, prefix: str = "") -> Any:
+    if not isinstance(body, dict):
+        raise BadRequest(400, f"{prefix or 'the body'} must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        errors = [_error(_path(prefix, d["loc"]), d["msg"]) for d in error.errors()]
+        raise BadRequest(
+            400, "; ".join(f"{e['path']}: {e['message']}" for e in errors), errors
+        ) from None
+
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON body a route reads itself (to answer 400/413 in its own words), for /docs."""
+    schema = model.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _path(prefix: str, loc: tuple[Any, ...]) -> str:
+    text = prefix
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(body)"
+
+
+_CONFIRM_PAGE = """<!doctype html><html><head><meta charset="utf-8">
+<title>Unsubscribe</title></head><body><h1>Unsubscribe from marketing email?</h1>
+<form method="post" action="/unsubscribe/{token}">
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button></form></body></html>"""
+_DONE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribed</title></head>
+<body><h1>You are unsubscribed.</h1><p>You will get no more marketing email from us.
+Messages about your orders still reach you.</p></body></html>"""
+
+
+_SUMMARIES = {
+    "identify": "Create or update a customer profile",
+    "track": "Record an event; it may start journeys or reach waiting runs",
+    "page": "A page view: the event 'Page Viewed' with the page's name and properties",
+    "screen": "A screen view in an app: the event 'Screen Viewed'",
+    "group": "Associate the customer with a group (a company): profile traits group_id, group",
+    "alias": "Link an anonymous id (previousId) to a user id: their profiles merge",
+}
+
+_REASONS = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    413: "too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}

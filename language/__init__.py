@@ -1,0 +1,13 @@
+"""The journey language: YAML in, a validated and compiled plan (or a list of problems) out.
+
+Runs before anything runs, never inside a workflow. The modules, in the order data flows:
+:mod:`language.yamlsource` (YAML with line numbers), :mod:`language.fields` and
+:mod:`language.authoring` (what a marketer writes), :mod:`language.expressions` (checks of
+Jinja expressions), :mod:`language.templates` (the template catalog) and
+:mod:`language.template_env`, :mod:`language.compiler` (authoring model → plan),
+:mod:`language.validator` (every problem of a project at once: ``validate``,
+``require_valid``), :mod:`language.diagram` (Mermaid, DOT) and :mod:`language.schema`.
+
+This ``__init__`` imports nothing, so that :mod:`config.project` can use the field types
+without loading the compiler.
+"""

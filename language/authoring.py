@@ -1,0 +1,263 @@
+"""The authoring format: what a marketer writes in ``journeys/*.yaml``.
+
+Every model forbids unknown fields so a typo is an error, not a silently ignored setting. A step is
+a mapping with exactly one *step key* (``send``, ``wait``, ``wait_for`` …) that says what it does,
+plus that step's settings; ``- end`` alone ends the journey. The compiler turns this model into
+the plan the workflow runs (:mod:`workflows.plan`); nothing here ever reaches a workflow.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+from language.fields import (  # the field types, re-exported for the compiler's a.Slug & co.
+    Duration,
+    EventName,
+    Expression,
+    Model,
+    Offset,
+    Slug,
+    StepId,
+    Target,
+    Text,
+    TimeOfDay,
+    VariableName,
+)
+from workflows.channels import CHANNELS
+
+END = "end"
+"""The target that ends the run; also the one reserved step id."""
+Category = Literal["marketing", "transactional"]
+Stage = Literal["awareness", "consideration", "conversion", "retention", "advocacy"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _known_channel(name: str) -> str:
+    """A channel from the registry (:mod:`workflows.channels`), reported like a choice."""
+    if name not in CHANNELS:
+        names = [f"'{known}'" for known in CHANNELS]
+        expected = ", ".join(names[:-1]) + " or " + names[-1]
+        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+    return name
+
+
+Channel = Annotated[
+    str,
+    AfterValidator(_known_channel),
+    WithJsonSchema({"type": "string", "enum": list(CHANNELS)}),
+]
+Reentry = Literal["once", "one_at_a_time", "every_time"]
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+# --- journey-level parts -------------------------------------------------------------------
+
+
+class Trigger(Model):
+    """The event that starts a run."""
+
+    event: EventName
+    if_: Expression | None = Field(None, alias="if", description="condition over `event`")
+    key: Expression | None = Field(
+        None, description="correlation key over `event`: one run per customer per key"
+    )
+
+
+class Entry(Model):
+    """Who may enter, and how often."""
+
+    reentry: Reentry = "one_at_a_time"
+    after: Duration | None = Field(
+        None, description="cooldown: enter again only this long after the previous entry"
+    )
+    if_: Expression | None = Field(None, alias="if", description="condition over `profile`")
+
+
+class ExitRule(Model):
+    """An event that ends the run early."""
+
+    event: EventName
+    if_: Expression | None = Field(None, alias="if")
+    key: Expression | None = None
+    reason: Text | None = None
+
+
+class Goal(Model):
+    """The conversion event: a run that sees it ends as converted."""
+
+    event: EventName
+    if_: Expression | None = Field(None, alias="if")
+    key: Expression | None = None
+    within: Duration | None = Field(None, description="only counts this long after entry")
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+
+class StepBase(Model):
+    id: StepId | None = None
+    stage: Stage | None = None
+
+
+class SendStep(StepBase):
+    send: Channel
+    template: Slug
+    to: Slug | None = Field(None, description="a destination from touchpoint.yaml (webhook, chat)")
+    skip_on_failure: bool = False
+
+
+class WaitStep(StepBase):
+    wait: Duration
+
+
+class WaitUntilSpec(Model):
+    time: TimeOfDay | None = Field(None, description="local time of day in the customer's timezone")
+    days: list[Weekday] | None = Field(None, min_length=1, description="allowed weekdays")
+    date: Expression | None = Field(None, description="a date or time from the profile or event")
+    offset: Offset | None = Field(None, description="added to `date`, e.g. -1d")
+
+
+class WaitUntilStep(StepBase):
+    wait_until: WaitUntilSpec
+
+
+class WaitForStep(StepBase):
+    wait_for: EventName
+    if_: Expression | None = Field(None, alias="if")
+    key: Expression | None = None
+    timeout: Duration
+    on_event: Target | None = None
+    on_timeout: Target | None = None
+
+
+class Case(Model):
+    if_: Expression = Field(alias="if")
+    goto: Target
+
+
+class BranchStep(StepBase):
+    branch: list[Case] = Field(min_length=1)
+    else_: Target | None = Field(None, alias="else")
+
+
+class SplitPath(Model):
+    name: Slug
+    percent: int = Field(ge=1, le=100)
+    goto: Target | None = None
+    holdout: bool = Field(False, description="customers on this path receive nothing")
+
+
+class SplitStep(StepBase):
+    split: list[SplitPath] = Field(min_length=2)
+
+
+JsonValue = Any
+
+
+class LookupStep(StepBase):
+    lookup: Slug = Field(description="a connection from touchpoint.yaml")
+    path: Text
+    method: HttpMethod = "GET"
+    query: dict[str, str | int | float | bool] | None = None
+    body: JsonValue | None = None
+    save_as: VariableName
+
+
+class SetStep(StepBase):
+    set: dict[VariableName, Expression] = Field(min_length=1)
+
+
+class GotoStep(StepBase):
+    goto: Target
+
+
+class EndStep(StepBase):
+    end: Literal[True] = True
+
+
+STEP_KEYS: tuple[str, ...] = (
+    "send",
+    "wait",
+    "wait_until",
+    "wait_for",
+    "branch",
+    "split",
+    "lookup",
+    "set",
+    "goto",
+    "end",
+)
+"""The keys that say what a step does; each step has exactly one."""
+
+
+def step_kind(value: Any) -> str | None:
+    """Which step model ``value`` is, by its step key (``None``: none or several)."""
+    if isinstance(value, str):
+        return "end" if value == END else None
+    if isinstance(value, BaseModel):
+        value = value.model_dump(by_alias=True)
+    if not isinstance(value, dict):
+        return None
+    kinds = [key for key in STEP_KEYS if key in value]
+    return kinds[0] if len(kinds) == 1 else None
+
+
+def _bare_end(value: Any) -> Any:
+    return {"end": True} if value == END else value
+
+
+Step = Annotated[
+    Annotated[SendStep, Tag("send")]
+    | Annotated[WaitStep, Tag("wait")]
+    | Annotated[WaitUntilStep, Tag("wait_until")]
+    | Annotated[WaitForStep, Tag("wait_for")]
+    | Annotated[BranchStep, Tag("branch")]
+    | Annotated[SplitStep, Tag("split")]
+    | Annotated[LookupStep, Tag("lookup")]
+    | Annotated[SetStep, Tag("set")]
+    | Annotated[GotoStep, Tag("goto")]
+    | Annotated[Annotated[EndStep, BeforeValidator(_bare_end)], Tag("end")],
+    Discriminator(step_kind, custom_error_type="step_kind", custom_error_message="step kind"),
+]
+
+
+class Journey(Model):
+    """One customer journey: a trigger, entry rules, exits, a goal and ordered steps."""
+
+    model_config = ConfigDict(title="Touchpoint journey")
+
+    id: Slug
+    name: Text
+    description: str | None = None
+    category: Category
+    trigger: Trigger
+    entry: Entry = Entry()
+    exit_when: list[ExitRule] = Field(default_factory=list)
+    goal: Goal | None = None
+    steps: list[Step] = Field(min_length=1)
+
+
+AnyStep = (
+    SendStep
+    | WaitStep
+    | WaitUntilStep
+    | WaitForStep
+    | BranchStep
+    | SplitStep
+    | LookupStep
+    | SetStep
+    | GotoStep
+    | EndStep
+)

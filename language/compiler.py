@@ -1,0 +1,566 @@
+"""Compile a schema-valid journey into a plan, checking everything the schema cannot.
+
+The checks here are about meaning: step ids and jumps, reachability, loops that never wait,
+split percentages, expressions, templates, destinations, connections and key matching. Each
+returns a problem positioned on the YAML that caused it; only a journey with none compiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.project import KNOWN_SECRET_SHAPES, ProjectConfig
+from language import authoring as a
+from language.expressions import (
+    ENTRY_NAMES,
+    EVENT_NAMES,
+    MATCH_NAMES,
+    STEP_NAMES,
+    ExpressionIssue,
+    check_expression,
+    check_template_text,
+)
+from language.problems import Path, Problem, suggestion
+from language.templates import TemplateCatalog
+from language.yamlsource import SourceMap
+from workflows import plan as p
+from workflows.channels import CHANNELS
+from workflows.durations import parse_duration, parse_offset
+
+WAITING_KINDS = (a.WaitStep, a.WaitUntilStep, a.WaitForStep)
+
+
+@dataclass
+class ProjectContext:
+    """What a journey may refer to: the project config and the templates."""
+
+    config: ProjectConfig = field(default_factory=ProjectConfig)
+    templates: TemplateCatalog | None = None
+
+    @property
+    def default_locale(self) -> str:
+        return self.config.defaults.locale
+
+
+@dataclass
+class _Step:
+    index: int
+    id: str
+    model: a.AnyStep
+
+    @property
+    def path(self) -> Path:
+        return ("steps", self.index)
+
+
+def compile_journey(
+    journey: a.Journey, source: SourceMap, context: ProjectContext, raw: Any = None
+) -> tuple[p.Plan | None, list[Problem]]:
+    """The plan for ``journey`` and no problems, or ``None`` and every problem found."""
+    compiler = _Compiler(journey, source, context)
+    problems = compiler.check()
+    if raw is not None:
+        problems.extend(_inline_secrets(raw, (), source))
+    if problems:
+        return None, problems
+    return compiler.plan(), []
+
+
+class _Compiler:
+    def __init__(self, journey: a.Journey, source: SourceMap, context: ProjectContext) -> None:
+        self.journey = journey
+        self.source = source
+        self.context = context
+        self.problems: list[Problem] = []
+        self.steps = self._number_steps()
+        self.by_id = {step.id: step for step in self.steps}
+
+    # --- the checks ----------------------------------------------------------------------
+
+    def check(self) -> list[Problem]:
+        self._check_ids()
+        self._check_targets()
+        if not self.problems:  # the graph checks need every jump to resolve
+            self._check_reachable()
+            self._check_loops()
+        self._check_entry_and_listeners()
+        for step in self.steps:
+            self._check_step(step)
+        self._check_expressions()
+        return self.problems
+
+    def _problem(
+        self, path: Path, message: str, hint: str | None = None, *, key: bool = False
+    ) -> None:
+        self.problems.append(self.source.problem(path, message, hint, key=key))
+
+    def _number_steps(self) -> list[_Step]:
+        taken = {s.id for s in self.journey.steps if s.id}
+        steps = []
+        for index, model in enumerate(self.journey.steps):
+            step_id = model.id or _generated_id(model, index, taken)
+            steps.append(_Step(index, step_id, model))
+        return steps
+
+    def _check_ids(self) -> None:
+        first: dict[str, _Step] = {}
+        for step in self.steps:
+            if step.model.id is None:
+                continue
+            if step.id == a.END:
+                self._problem(
+                    (*step.path, "id"),
+                    '"end" is reserved for the end of the journey',
+                    "choose another id, e.g. finish",
+                )
+            elif step.id in first:
+                line = self.source.locate((*first[step.id].path, "id")).line
+                self._problem(
+                    (*step.path, "id"),
+                    f'duplicate step id "{step.id}", first on line {line}',
+                    "give each step its own id",
+                )
+            else:
+                first[step.id] = step
+
+    def _jumps(self, step: _Step) -> Iterator[tuple[Path, str | None]]:
+        """``(path of the field, target)`` for every explicit jump of ``step``."""
+        m = step.model
+        if isinstance(m, a.GotoStep):
+            yield (*step.path, "goto"), m.goto
+        elif isinstance(m, a.WaitForStep):
+            yield (*step.path, "on_event"), m.on_event
+            yield (*step.path, "on_timeout"), m.on_timeout
+        elif isinstance(m, a.BranchStep):
+            for i, case in enumerate(m.branch):
+                yield (*step.path, "branch", i, "goto"), case.goto
+            yield (*step.path, "else"), m.else_
+        elif isinstance(m, a.SplitStep):
+            for i, path in enumerate(m.split):
+                yield (*step.path, "split", i, "goto"), path.goto
+
+    def _check_targets(self) -> None:
+        for step in self.steps:
+            for path, target in self._jumps(step):
+                if target is None or target == a.END or target in self.by_id:
+                    continue
+                known = [s.id for s in self.steps if s.model.id]
+                self._problem(
+                    path,
+                    f'unknown step "{target}"{suggestion(target, known)}',
+                    "jump to a step's id, or to end",
+                )
+
+    def _edges(self, step: _Step) -> list[str]:
+        """Ids of the steps ``step`` may go to next (``end`` excluded)."""
+        nxt = self._next_id(step.index)
+        m = step.model
+        if isinstance(m, a.EndStep):
+            targets: list[str | None] = []
+        elif isinstance(m, a.GotoStep):
+            targets = [m.goto]
+        elif isinstance(m, a.WaitForStep):
+            targets = [m.on_event or nxt, m.on_timeout or nxt]
+        elif isinstance(m, a.BranchStep):
+            targets = [*(c.goto for c in m.branch), m.else_ or nxt]
+        elif isinstance(m, a.SplitStep):
+            targets = [*(path.goto or nxt for path in m.split)]
+        else:
+            targets = [nxt]
+        return [t for t in targets if t and t != a.END]
+
+    def _next_id(self, index: int) -> str:
+        return self.steps[index + 1].id if index + 1 < len(self.steps) else a.END
+
+    def _check_reachable(self) -> None:
+        seen: set[str] = set()
+        todo = [self.steps[0].id]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(self._edges(self.by_id[current]))
+        for step in self.steps:
+            if step.id not in seen:
+                self._problem(
+                    step.path,
+                    f'step "{step.id}" can never be reached',
+                    "give it an id and jump to it, or remove it",
+                )
+
+    def _check_loops(self) -> None:
+        """A cycle through steps none of which waits would run forever: find each one."""
+        moving = {s.id for s in self.steps if not isinstance(s.model, WAITING_KINDS)}
+        graph = {i: [t for t in self._edges(self.by_id[i]) if t in moving] for i in moving}
+        for component in _strongly_connected(graph):
+            cyclic = len(component) > 1 or component[0] in graph[component[0]]
+            if not cyclic:
+                continue
+            members = sorted((self.by_id[i] for i in component), key=lambda s: s.index)
+            closing = max(members, key=lambda s: s.index)  # the step that jumps back
+            jump = next(
+                (path for path, target in self._jumps(closing) if target in component), closing.path
+            )
+            route = " → ".join(s.id for s in members)
+            self._problem(
+                jump,
+                f"this loop never waits ({route} → {members[0].id}) and would repeat forever",
+                "add a wait, wait_until or wait_for step inside the loop",
+            )
+
+    def _check_entry_and_listeners(self) -> None:
+        entry = self.journey.entry
+        if entry.after and entry.reentry != "one_at_a_time":
+            self._problem(
+                ("entry", "after"),
+                f'"after" is a cooldown between runs and does not go '
+                f'with reentry "{entry.reentry}"',
+                'remove "after", or use reentry: one_at_a_time',
+            )
+        listeners: list[tuple[Path, str | None]] = [
+            (("exit_when", i), rule.key) for i, rule in enumerate(self.journey.exit_when)
+        ]
+        if self.journey.goal:
+            listeners.append((("goal",), self.journey.goal.key))
+        listeners += [
+            (s.path, s.model.key) for s in self.steps if isinstance(s.model, a.WaitForStep)
+        ]
+        if self.journey.trigger.key is None:
+            for path, key in listeners:
+                if key is not None:
+                    self._problem(
+                        (*path, "key"),
+                        "there is no trigger key to match this key against",
+                        "add trigger.key (e.g. event.properties.order_id) for one run "
+                        "per key, or remove this key",
+                    )
+
+    def _check_step(self, step: _Step) -> None:
+        m = step.model
+        if isinstance(m, a.SendStep):
+            self._check_send(step, m)
+        elif isinstance(m, a.SplitStep):
+            total = sum(path.percent for path in m.split)
+            if total != 100:
+                self._problem(
+                    (*step.path, "split"),
+                    f"split percentages add up to {total}, not 100",
+                    "adjust the percent values so they total 100",
+                )
+            names: set[str] = set()
+            for i, path in enumerate(m.split):
+                if path.name in names:
+                    self._problem(
+                        (*step.path, "split", i, "name"), f'duplicate path name "{path.name}"'
+                    )
+                names.add(path.name)
+        elif isinstance(m, a.WaitUntilStep):
+            self._check_wait_until(step, m.wait_until)
+        elif isinstance(m, a.LookupStep) and m.lookup not in self.context.config.connections:
+            known = self.context.config.connections
+            self._problem(
+                (*step.path, "lookup"),
+                f'unknown connection "{m.lookup}"{suggestion(m.lookup, known)}',
+                "define it under connections: in touchpoint.yaml",
+            )
+
+    def _check_send(self, step: _Step, m: a.SendStep) -> None:
+        path = step.path
+        channel = CHANNELS[m.send]
+        if channel.recipient != "destination":
+            if m.to is not None:
+                whose = "address" if channel.recipient == "email" else "number"
+                self._problem(
+                    (*path, "to"),
+                    f"{m.send} goes to the customer's own {whose}; "
+                    '"to" names a webhook or chat destination',
+                    'remove "to"',
+                )
+        else:
+            destinations = self.context.config.destinations
+            if m.to is None:
+                self._problem(
+                    path,
+                    f'a {m.send} send needs "to": a destination from touchpoint.yaml',
+                    f"add to: <name>; known: {', '.join(destinations) or 'none yet'}",
+                )
+            elif m.to not in destinations:
+                self._problem(
+                    (*path, "to"),
+                    f'unknown destination "{m.to}"{suggestion(m.to, destinations)}',
+                    "define it under destinations: in touchpoint.yaml",
+                )
+            elif (kind := destinations[m.to].type) not in channel.destination_types:
+                self._problem(
+                    (*path, "to"),
+                    f'destination "{m.to}" is a {kind} destination, not a {m.send} one',
+                )
+        catalog = self.context.templates
+        if catalog is not None:
+            issue = catalog.check_reference(m.template, m.send, self.context.default_locale)
+            if issue:
+                self._problem((*path, "template"), *issue)
+            self.problems += catalog.problems.get(m.template, [])  # its own files' problems
+
+    def _check_wait_until(self, step: _Step, spec: a.WaitUntilSpec) -> None:
+        path = (*step.path, "wait_until")
+        if spec.time is None and spec.date is None:
+            self._problem(
+                path,
+                'wait_until needs "time" (a time of day) or "date" (an expression)',
+                'e.g. time: "09:00" with days: [mon, tue, wed, thu, fri]',
+            )
+        if spec.date is not None and spec.days is not None:
+            self._problem((*path, "days"), '"days" goes with "time", not with "date"')
+        if spec.offset is not None and spec.date is None:
+            self._problem((*path, "offset"), '"offset" moves a "date"; there is no date here')
+
+    def _check_expressions(self) -> None:
+        for path, source, names in self._expressions():
+            issue = check_expression(source, names)
+            if issue:
+                self._expression_problem(path, issue)
+        for step in self.steps:
+            if isinstance(step.model, a.LookupStep):
+                for path, text in _strings(
+                    (*step.path,),
+                    {"path": step.model.path, "query": step.model.query, "body": step.model.body},
+                ):
+                    issue = check_template_text(text, STEP_NAMES)
+                    if issue:
+                        self._expression_problem(path, issue)
+
+    def _expression_problem(self, path: Path, issue: ExpressionIssue) -> None:
+        pos = self.source.expression_column(path, issue.offset)
+        base = self.source.problem(path, issue.message, issue.hint)
+        self.problems.append(
+            Problem(base.file, pos.line, pos.column, base.path, base.message, base.hint)
+        )
+
+    def _expressions(self) -> Iterator[tuple[Path, str, tuple[str, ...]]]:
+        j = self.journey
+        yield from _optional(("trigger", "if"), j.trigger.if_, EVENT_NAMES)
+        yield from _optional(("trigger", "key"), j.trigger.key, EVENT_NAMES)
+        yield from _optional(("entry", "if"), j.entry.if_, ENTRY_NAMES)
+        matches: list[tuple[Path, a.ExitRule | a.Goal | a.WaitForStep]] = [
+            (("exit_when", i), rule) for i, rule in enumerate(j.exit_when)
+        ]
+        if j.goal:
+            matches.append((("goal",), j.goal))
+        for step in self.steps:
+            m = step.model
+            if isinstance(m, a.WaitForStep):
+                matches.append((step.path, m))
+            elif isinstance(m, a.BranchStep):
+                for i, case in enumerate(m.branch):
+                    yield (*step.path, "branch", i, "if"), case.if_, STEP_NAMES
+            elif isinstance(m, a.SetStep):
+                for name, expression in m.set.items():
+                    yield (*step.path, "set", name), expression, STEP_NAMES
+            elif isinstance(m, a.WaitUntilStep):
+                yield from _optional(
+                    (*step.path, "wait_until", "date"), m.wait_until.date, STEP_NAMES
+                )
+        for path, rule in matches:
+            yield from _optional((*path, "if"), rule.if_, MATCH_NAMES)
+            yield from _optional((*path, "key"), rule.key, EVENT_NAMES)
+
+    # --- the plan ------------------------------------------------------------------------
+
+    def plan(self) -> p.Plan:
+        j = self.journey
+        nodes: dict[str, p.Node] = {}
+        for step in self.steps:
+            if not isinstance(step.model, a.GotoStep | a.EndStep):  # both are only jumps
+                nodes[step.id] = self._node(step)
+        nodes[p.END] = p.EndNode(id=p.END)
+        plan = p.Plan(
+            journey_id=j.id,
+            name=j.name,
+            description=j.description,
+            category=j.category,
+            trigger=p.EventMatch(event=j.trigger.event, condition=j.trigger.if_, key=j.trigger.key),
+            entry=p.EntryRule(
+                policy=j.entry.reentry,
+                cooldown_seconds=parse_duration(j.entry.after) if j.entry.after else None,
+                condition=j.entry.if_,
+            ),
+            exits=tuple(
+                p.ExitRule(event=r.event, condition=r.if_, key=r.key, reason=r.reason or r.event)
+                for r in j.exit_when
+            ),
+            goal=j.goal
+            and p.GoalRule(
+                event=j.goal.event,
+                condition=j.goal.if_,
+                key=j.goal.key,
+                within_seconds=parse_duration(j.goal.within) if j.goal.within else None,
+            ),
+            start=self._resolve(self.steps[0].id),
+            nodes=nodes,
+        )
+        return plan.with_version()
+
+    def _resolve(self, target: str | None, after: int | None = None) -> str:
+        """The node a jump lands on: ``None`` means the next step; gotos are followed."""
+        if target is None:
+            target = self._next_id(after) if after is not None else a.END
+        seen: set[str] = set()
+        while target != a.END:
+            model = self.by_id[target].model
+            if isinstance(model, a.EndStep):
+                return a.END
+            if not isinstance(model, a.GotoStep):
+                return target
+            if target in seen:  # pragma: no cover - rejected by the loop check
+                raise ValueError(f"goto cycle through {target}")
+            seen.add(target)
+            target = model.goto
+        return target
+
+    def _node(self, step: _Step) -> p.Node:
+        m, i = step.model, step.index
+        base: dict[str, Any] = {"id": step.id, "stage": m.stage}
+        nxt = self._resolve(None, after=i)
+        if isinstance(m, a.SendStep):
+            return p.SendNode(
+                **base,
+                channel=m.send,
+                template=m.template,
+                destination=m.to,
+                skip_on_failure=m.skip_on_failure,
+                next=nxt,
+            )
+        if isinstance(m, a.WaitStep):
+            return p.WaitNode(**base, seconds=parse_duration(m.wait), next=nxt)
+        if isinstance(m, a.WaitUntilStep):
+            spec = m.wait_until
+            days = tuple(a.WEEKDAYS.index(d) for d in spec.days) if spec.days else tuple(range(7))
+            return p.WaitUntilNode(
+                **base,
+                time=spec.time,
+                days=days,
+                date=spec.date,
+                offset_seconds=parse_offset(spec.offset) if spec.offset else 0,
+                next=nxt,
+            )
+        if isinstance(m, a.WaitForStep):
+            return p.WaitForNode(
+                **base,
+                match=p.EventMatch(event=m.wait_for, condition=m.if_, key=m.key),
+                timeout_seconds=parse_duration(m.timeout),
+                on_event=self._resolve(m.on_event, i),
+                on_timeout=self._resolve(m.on_timeout, i),
+            )
+        if isinstance(m, a.BranchStep):
+            cases = tuple(
+                p.BranchCase(condition=c.if_, next=self._resolve(c.goto)) for c in m.branch
+            )
+            return p.BranchNode(**base, cases=cases, otherwise=self._resolve(m.else_, i))
+        if isinstance(m, a.SplitStep):
+            paths = tuple(
+                p.SplitPath(
+                    name=s.name, percent=s.percent, holdout=s.holdout, next=self._resolve(s.goto, i)
+                )
+                for s in m.split
+            )
+            return p.SplitNode(**base, paths=paths)
+        if isinstance(m, a.LookupStep):
+            return p.LookupNode(
+                **base,
+                connection=m.lookup,
+                method=m.method,
+                path=m.path,
+                query=m.query,
+                body=m.body,
+                save_as=m.save_as,
+                next=nxt,
+            )
+        assert isinstance(m, a.SetStep), m
+        return p.SetNode(**base, assignments=dict(m.set), next=nxt)
+
+
+def _generated_id(model: a.AnyStep, index: int, taken: set[str]) -> str:
+    kind = a.step_kind(model) or "step"
+    candidate = f"{kind.replace('_', '-')}-{index + 1}"
+    while candidate in taken:
+        candidate += "-auto"
+    return candidate
+
+
+def _optional(
+    path: Path, source: str | None, names: tuple[str, ...]
+) -> Iterator[tuple[Path, str, tuple[str, ...]]]:
+    if source is not None:
+        yield path, source, names
+
+
+def _strings(path: Path, value: Any) -> Iterator[tuple[Path, str]]:
+    """Every string inside ``value`` with its path (for templated lookup parts)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings((*path, key), item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings((*path, i), item)
+
+
+def _inline_secrets(raw: Any, path: Path, source: SourceMap) -> Iterator[Problem]:
+    """Strings that look like a real secret (API key, token, signing secret)."""
+    for string_path, text in _strings(path, raw):
+        for what, shape in KNOWN_SECRET_SHAPES:
+            if shape.search(text):
+                yield source.problem(
+                    string_path,
+                    f"this looks like {what} written inline",
+                    "secrets never go into YAML: put it in an environment "
+                    "variable and write ${NAME} in touchpoint.yaml",
+                )
+                break
+
+
+def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iteratively (journeys can be long)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            edges = graph[node]
+            if child < len(edges):
+                work.append((node, child + 1))
+                target = edges[child]
+                if target not in index:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], index[target])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return components

@@ -1,0 +1,88 @@
+"""``touchpoint api``: the ingestion API wired to Temporal, the router and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy import text
+
+from config.settings import connect, load_settings
+from ingestion import sendgrid_events
+from ingestion.api import Ingestion, create_app
+from ingestion.consent import Unsubscriber
+from ingestion.router import Router
+from ingestion.unsubscribe import SECRET_ENV, secret_from_env
+from language.validator import require_valid, validate
+from ops.environment import require_environment, webhook_key_problem
+from store.consent import ConsentStore
+from store.database import connect as connect_store
+from store.entries import EntryStore
+from store.keys import WriteKeys
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
+from store.suppressions import Suppressions
+
+
+async def build_ingestion(project: Path) -> Ingestion:
+    report = require_valid(project)
+    settings = load_settings(report.config)
+    unusable_key = webhook_key_problem(os.environ)
+    require_environment(
+        report,
+        os.environ,
+        "the API",
+        delivers=settings.record_file is None,
+        also=[unusable_key] if unusable_key else [],
+    )
+    client = await connect(settings)
+    engine = connect_store(settings.database_url)
+    router = Router(client, report.plans, EntryStore(engine), settings.run_settings())
+    unsubscriber = Unsubscriber(client, ConsentStore(engine))
+    sendgrid_key = os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY")
+
+    async def ready() -> dict[str, bool]:
+        checks = {}
+        try:
+            checks["temporal"] = await asyncio.wait_for(client.service_client.check_health(), 5)
+        except Exception:
+            checks["temporal"] = False
+        try:
+            await asyncio.to_thread(_ping, engine)
+            checks["store"] = True
+        except Exception:
+            checks["store"] = False
+        return checks
+
+    return Ingestion(
+        profiles=ProfileStore(engine),
+        processed=ProcessedMessages(engine),
+        keys=WriteKeys(engine),
+        route=router.route,
+        unsubscribe=unsubscriber.withdraw,
+        unsubscribe_secret=secret_from_env(os.environ) if os.environ.get(SECRET_ENV) else None,
+        suppress=lambda customer, reason: unsubscriber.withdraw(customer, reason, "suppressed"),
+        suppressions=Suppressions(engine),
+        sendgrid_key=sendgrid_events.load_public_key(sendgrid_key) if sendgrid_key else None,
+        ready=ready,
+    )
+
+
+def _ping(engine: object) -> None:
+    with engine.connect() as db:  # type: ignore[attr-defined]
+        db.execute(text("SELECT 1"))
+
+
+async def serve_api(project: Path, host: str, port: int) -> None:
+    app = create_app(await build_ingestion(project))
+    # no access log: a line per event costs a tenth of the request; /metrics counts them
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
+    await uvicorn.Server(config).serve()
+
+
+def create_key(project: Path, name: str) -> str:
+    report = validate((), root=project)
+    settings = load_settings(report.config)
+    return WriteKeys(connect_store(settings.database_url)).create(name)

@@ -1,1 +1,0 @@
-"""Running journeys: workers, the event router, Temporal connection settings."""

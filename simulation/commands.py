@@ -1,0 +1,209 @@
+"""What ``touchpoint simulate`` does, kept out of the CLI module (which imports it lazily)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from simulation.report import (
+    as_json,
+    display_zone,
+    funnel,
+    funnel_text,
+    outcome_of,
+    sorted_runs,
+    timeline_text,
+)
+from simulation.scenario import ScenarioError
+from simulation.setup import Project, UsageError, build_scenario, load_project
+from simulation.simulator import Scenario, SimulationResult, Simulator
+
+Echo = Callable[..., None]
+PHASES = {"events": "events", "time": "simulated time", "collect": "reading runs"}
+
+
+def quiet_sdk_logs() -> None:
+    """An activity that fails on purpose (a missing template) is part of the result, not a
+    traceback on the terminal."""
+    for name in ("temporalio", "temporalio.activity", "temporalio.worker"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _valid_project(root: Path, echo: Echo) -> Project | None:
+    """The project, or ``None`` after printing its problems (journeys run only when valid)."""
+    project, problems = load_project(root)
+    for problem in problems:
+        echo(problem.format(), err=True)
+    if project is None:
+        echo("✗ the project has problems; fix them first (touchpoint validate)", err=True)
+    return project
+
+
+def simulate(
+    root: Path,
+    journeys: list[str],
+    *,
+    profile: Path | None,
+    profiles: Path | None,
+    events: Path | None,
+    lookups: Path | None,
+    start: str | None,
+    until: str,
+    as_json_output: bool,
+    echo: Echo,
+    progress_bar: bool,
+) -> int:
+    project = _valid_project(root, echo)
+    if project is None:
+        return 1
+    try:
+        scenario = build_scenario(
+            project,
+            journeys,
+            profile=profile,
+            profiles=profiles,
+            events=events,
+            lookups=lookups,
+            start=start,
+            until=until,
+        )
+    except UsageError as error:
+        echo(f"✗ {error}", err=True)
+        return 2
+    except ScenarioError as error:
+        for problem in error.problems:
+            echo(problem.format(), err=True)
+        return 1
+    quiet_sdk_logs()
+    simulator = Simulator(project.root, project.config)
+    population = profiles is not None
+    if progress_bar and population:
+        result = run_with_progress(simulator, scenario)
+    else:
+        result = asyncio.run(simulator.run(scenario))
+    funnels = [funnel(plan, result.runs) for plan in scenario.plans] if population else None
+    if as_json_output:
+        echo(json.dumps(as_json(result, funnels), indent=2, ensure_ascii=False))
+        return 0
+    _print_text(result, funnels, project.config.defaults.timezone, echo)
+    return 0
+
+
+def run_with_progress(
+    simulator: Simulator, scenario: Scenario, console: Console | None = None
+) -> SimulationResult:
+    """Run with a progress bar per phase: routing the events, simulated time, reading runs."""
+    columns = (
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True, console=console) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(phase: str, done: float, total: float) -> None:
+            if phase not in tasks:
+                tasks[phase] = int(bar.add_task(PHASES.get(phase, phase), total=total))
+            bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
+
+        return asyncio.run(simulator.run(scenario, report))
+
+
+def _print_text(
+    result: SimulationResult, funnels: list | None, default_zone: str, echo: Echo
+) -> None:
+    zone = display_zone(result, default_zone)
+    start = result.start.astimezone(zone)
+    days = (result.end - result.start).days
+    who = (
+        result.customers[0].id
+        if len(result.customers) == 1
+        else f"{len(result.customers)} customers"
+    )
+    journeys = ", ".join(plan.journey_id for plan in result.plans)
+    echo(f"Simulated {journeys} for {who}: {days} days from {start:%a %Y-%m-%d %H:%M} ({zone})")
+    if funnels is None:
+        echo("")
+        for line in timeline_text(result, zone):
+            echo(line)
+        echo("")
+        echo("Outcomes")
+        for run in sorted_runs(result):
+            label = run.journey_id + (f" [{run.key}]" if run.key else "")
+            ending = run.outcome
+            when = (
+                f" on {ending.at.astimezone(zone):%a %Y-%m-%d %H:%M}"
+                if ending and ending.at
+                else ""
+            )
+            why = (
+                f" ({ending.reason or ending.error})"
+                if ending and (ending.reason or ending.error)
+                else ""
+            )
+            echo(f"  {label:<40} {outcome_of(run)}{when}{why}")
+    else:
+        for item in funnels:
+            echo("")
+            for line in funnel_text(item):
+                echo(line)
+    if result.not_entered:
+        echo("")
+        echo("Not entered")
+        reasons: dict[tuple[str, str, str], int] = {}
+        for miss in result.not_entered:
+            key = (miss.journey_id, miss.event, miss.reason)
+            reasons[key] = reasons.get(key, 0) + 1
+        for (journey, event, reason), count in sorted(reasons.items()):
+            times = f" ×{count}" if count > 1 else ""
+            echo(f"  {journey}: {event}{times} — {reason}")
+    sent = len(result.messages)
+    echo("")
+    echo(f"{sent} message(s) would be sent; nothing left this machine.")
+
+
+def test(
+    root: Path, paths: list[Path], *, junit: Path | None, echo: Echo, colour: bool = True
+) -> int:
+    """``touchpoint test``: run journey test files; 0 when every case passes."""
+    from simulation.journey_tests import (
+        CaseResult,
+        find_test_files,
+        junit_xml,
+        run_files,
+    )
+
+    project = _valid_project(root, echo)
+    if project is None:
+        return 1
+    files = find_test_files(paths, project)
+    if not files:
+        echo("no *.test.yaml files found", err=True)
+        return 1
+    quiet_sdk_logs()
+
+    def show(result: CaseResult) -> None:
+        mark = "✓" if result.passed else "✗"
+        echo(f"{mark} {result.file} › {result.name} ({result.seconds:.1f}s)")
+        for line in result.report():
+            echo(f"    {line}")
+
+    results, file_problems = asyncio.run(run_files(files, project, show))
+    for problem in file_problems:
+        echo(problem.format(), err=True)
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_bytes(junit_xml(results, file_problems))
+    failed = sum(not r.passed for r in results)
+    summary = f"{len(results) - failed} passed, {failed} failed"
+    if file_problems:
+        summary += f", {len(file_problems)} problem(s) in test files"
+    echo(("✓ " if not failed and not file_problems else "✗ ") + summary)
+    return 1 if failed or file_problems else 0

@@ -1,0 +1,490 @@
+"""Journey test files (``*.test.yaml``): cases of a customer, events at moments and what must
+happen — run by ``touchpoint test`` on the time-skipping server, like ``simulate``.
+
+A case passes when every expectation holds: the messages (all of them, in order, each
+matching the fields it names), the steps reached and not reached, the outcome, and the quiet
+windows. A failure shows expected against actual messages as a diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Literal
+from xml.etree import ElementTree
+
+from pydantic import Field, ValidationError, field_validator
+
+from language.problems import Problem, suggestion
+from language.validator import schema_problems
+from language.yamlsource import SourceMap
+from simulation.report import Line, run_lines
+from simulation.scenario import (
+    AT_HINT,
+    ProfileSpec,
+    ScenarioError,
+    Strict,
+    events_from,
+    parse_moment,
+    read_document,
+    resolve_events,
+)
+from simulation.setup import Project, UsageError, customer_zone, parse_until
+from simulation.simulator import Scenario, SimulationResult, Simulator
+from workflows.plan import Plan
+
+TEST_SUFFIX = ".test.yaml"
+DEFAULT_START = "2027-01-04T09:00:00+00:00"  # a Monday: cases are reproducible on any day
+Outcome = Literal["completed", "converted", "exited", "failed", "cancelled", "running"]
+
+
+# --- the file format ----------------------------------------------------------------------
+
+
+class MessageExpectation(Strict):
+    at: str | None = None
+    journey: str | None = None
+    step: str | None = None
+    channel: str | None = None
+    template: str | None = None
+    to: str | None = None
+    subject: str | None = None
+    subject_contains: str | None = None
+    body_contains: str | list[str] | None = None
+    locale: str | None = None
+
+
+class Expectations(Strict):
+    messages: list[MessageExpectation] | None = None  # every message, in order
+    outcome: Outcome | None = None  # of every run
+    outcomes: dict[str, Outcome] = Field(default_factory=dict)  # journey (or "journey [key]")
+    reached: list[str] = Field(default_factory=list)  # step ids
+    not_reached: list[str] = Field(default_factory=list)
+    not_entered: list[str] = Field(default_factory=list)  # journey ids that must not start
+    no_messages_between: list[str] | list[list[str]] | None = None
+
+    @field_validator("no_messages_between")
+    @classmethod
+    def _pairs(cls, value: list[Any] | None) -> list[Any] | None:
+        windows = [value] if value and isinstance(value[0], str) else value or []
+        if any(len(window) != 2 for window in windows):
+            raise ValueError('write ["+1d", "+3d"]: from and to')
+        return value
+
+    def windows(self) -> list[list[str]]:
+        value = self.no_messages_between
+        if not value:
+            return []
+        return [value] if isinstance(value[0], str) else value
+
+
+class Case(Strict):
+    name: str = Field(min_length=1)
+    profile: dict[str, Any] = Field(default_factory=dict)  # merged over the file's profile
+    events: list[Any] = Field(default_factory=list)
+    lookups: dict[str, Any] = Field(default_factory=dict)  # merged over the file's lookups
+    start: str | None = None
+    until: str | None = None
+    expect: Expectations
+
+
+class TestFile(Strict):
+    journeys: list[str] | None = None  # default: the file's own journey (x.test.yaml → x)
+    start: str = DEFAULT_START
+    until: str = "90d"
+    profile: dict[str, Any] = Field(default_factory=dict)
+    lookups: dict[str, Any] = Field(default_factory=dict)
+    cases: list[Case] = Field(min_length=1)
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+@dataclass
+class CaseResult:
+    file: str
+    name: str
+    failures: list[str] = field(default_factory=list)
+    diff: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and not self.diff
+
+    def report(self) -> list[str]:
+        lines = [*self.failures]
+        if self.diff:
+            lines.append("messages differ (- expected, + actual):")
+            lines += [f"  {line}" for line in self.diff]
+        return lines
+
+
+@dataclass
+class PreparedCase:
+    file: str
+    name: str
+    scenario: Scenario
+    expect: Expectations
+    zone: tzinfo
+    source: SourceMap
+    path: tuple[str | int, ...]
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def find_test_files(paths: Sequence[Path], project: Project) -> list[Path]:
+    roots = list(paths) or [project.root / "journeys"]
+    files: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            files += sorted(root.rglob(f"*{TEST_SUFFIX}"))
+        elif root.is_file():
+            files.append(root)
+    return files
+
+
+def load_test_file(path: Path, project: Project) -> list[PreparedCase]:
+    loaded = read_document(path)
+    raw, source = loaded.raw, loaded.source
+    if not isinstance(raw, dict):
+        raise ScenarioError([source.problem((), "expected a test file: journeys, cases, …")])
+    try:
+        spec = TestFile.model_validate(raw)
+    except ValidationError as error:
+        raise ScenarioError(schema_problems(error, raw, source, TestFile)) from None
+    plans = _plans_for(spec, path, project, source)
+    return [
+        _prepare(spec, case, index, plans, project, source, loaded.display)
+        for index, case in enumerate(spec.cases)
+    ]
+
+
+def _plans_for(spec: TestFile, path: Path, project: Project, source: SourceMap) -> list[Plan]:
+    names = spec.journeys or [path.name.removesuffix(TEST_SUFFIX)]
+    problems, plans = [], []
+    for index, name in enumerate(names):
+        plan = project.plans.get(name)
+        if plan is None:
+            where: tuple[str | int, ...] = ("journeys", index) if spec.journeys else ()
+            hint = None if spec.journeys else "name them: journeys: [journey-id]"
+            problems.append(
+                source.problem(where, f"no journey {name!r}{suggestion(name, project.plans)}", hint)
+            )
+        else:
+            plans.append(plan)
+    if problems:
+        raise ScenarioError(problems)
+    return plans
+
+
+def _prepare(
+    spec: TestFile,
+    case: Case,
+    index: int,
+    plans: list[Plan],
+    project: Project,
+    source: SourceMap,
+    display: str,
+) -> PreparedCase:
+    path: tuple[str | int, ...] = ("cases", index)
+    problems: list[Problem] = []
+    profile_raw = {**spec.profile, **case.profile}
+    profile_raw["traits"] = {
+        **spec.profile.get("traits", {}),
+        **case.profile.get("traits", {}),
+    }
+    profile_raw.setdefault("id", "test-customer")
+    try:
+        profile = ProfileSpec.model_validate(profile_raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field_name = ".".join(str(p) for p in first["loc"])
+        raise ScenarioError(
+            [source.problem((*path, "profile"), f"{field_name}: {first['msg']}")]
+        ) from None
+    start_text = case.start or spec.start
+    try:
+        start = datetime.fromisoformat(start_text.replace("Z", "+00:00"))
+        if start.tzinfo is None:
+            raise ValueError("add its offset, e.g. +01:00")
+    except ValueError as error:
+        key = (*path, "start") if case.start else ("start",)
+        raise ScenarioError([source.problem(key, f"not a start time: {error}", AT_HINT)]) from None
+    try:
+        until = parse_until(case.until or spec.until)
+    except UsageError as error:
+        raise ScenarioError([source.problem((*path, "until"), str(error))]) from None
+    zone = customer_zone(project, [profile])
+    events = resolve_events(events_from(case.events, source, (*path, "events")), start, zone)
+    problems += _check_steps(case.expect, plans, source, (*path, "expect"))
+    problems += _check_moments(case.expect, source, (*path, "expect"))
+    if problems:
+        raise ScenarioError(problems)
+    scenario = Scenario(
+        plans=plans,
+        customers=[profile],
+        events=events,
+        start=start,
+        until=until,
+        lookups={**spec.lookups, **case.lookups},
+    )
+    return PreparedCase(display, case.name, scenario, case.expect, zone, source, path)
+
+
+def _check_steps(
+    expect: Expectations, plans: list[Plan], source: SourceMap, path: tuple[str | int, ...]
+) -> list[Problem]:
+    """A misspelt step in ``not_reached`` would pass for ever: refuse unknown ones."""
+    steps = {node_id for plan in plans for node_id in plan.nodes}
+    journeys = {plan.journey_id for plan in plans}
+    problems = []
+    for key in ("reached", "not_reached"):
+        for i, step in enumerate(getattr(expect, key)):
+            if step not in steps:
+                problems.append(
+                    source.problem((*path, key, i), f"no step {step!r}{suggestion(step, steps)}")
+                )
+    for i, message in enumerate(expect.messages or []):
+        if message.step is not None and message.step not in steps:
+            where = (*path, "messages", i, "step")
+            problems.append(
+                source.problem(where, f"no step {message.step!r}{suggestion(message.step, steps)}")
+            )
+    for i, journey in enumerate(expect.not_entered):
+        if journey not in journeys:
+            problems.append(
+                source.problem(
+                    (*path, "not_entered", i),
+                    f"{journey!r} is not a journey of this test{suggestion(journey, journeys)}",
+                )
+            )
+    return problems
+
+
+def _check_moments(
+    expect: Expectations, source: SourceMap, path: tuple[str | int, ...]
+) -> list[Problem]:
+    texts: list[tuple[tuple[str | int, ...], str]] = [
+        ((*path, "messages", i, "at"), m.at)
+        for i, m in enumerate(expect.messages or [])
+        if m.at is not None
+    ]
+    for i, window in enumerate(expect.windows()):
+        texts += [((*path, "no_messages_between", i), text) for text in window]
+    problems = []
+    for where, text in texts:
+        try:
+            parse_moment(text)
+        except ValueError as error:
+            problems.append(source.problem(where, f"not a moment: {error}", AT_HINT))
+    return problems
+
+
+# --- running and judging --------------------------------------------------------------------
+
+
+async def run_case(case: PreparedCase, simulator: Simulator) -> CaseResult:
+    began = time.perf_counter()
+    result = await simulator.run(case.scenario)
+    outcome = judge(case, result)
+    outcome.seconds = time.perf_counter() - began
+    return outcome
+
+
+def judge(case: PreparedCase, result: SimulationResult) -> CaseResult:
+    verdict = CaseResult(case.file, case.name)
+    expect, start, zone = case.expect, case.scenario.start, case.zone
+    lines = [line for run in result.runs for line in run_lines(run, result)]
+    messages = sorted(
+        (line for line in lines if line.kind == "sent"), key=lambda m: (minute(m.at), m.journey)
+    )
+    if expect.messages is not None:
+        verdict.diff = message_diff(expect.messages, messages, start, zone)
+    for run in result.runs:
+        label = run.journey_id + (f" [{run.key}]" if run.key else "")
+        actual = run.outcome.kind if run.outcome else "running"
+        wanted = expect.outcomes.get(label) or expect.outcomes.get(run.journey_id)
+        wanted = wanted or expect.outcome
+        if wanted is not None and wanted != actual:
+            why = run.outcome.reason or run.outcome.error if run.outcome else None
+            verdict.failures.append(
+                f"{label}: expected outcome {wanted}, got {actual}" + (f" ({why})" if why else "")
+            )
+    started = {run.journey_id for run in result.runs}
+    for journey in expect.outcomes:
+        if journey.split(" [")[0] not in started:
+            verdict.failures.append(f"{journey}: expected a run, but it never started")
+    for journey in expect.not_entered:
+        if journey in started:
+            verdict.failures.append(f"{journey}: expected no run, but one started")
+    reached = {line.step for line in lines if line.kind not in ("entered",)}
+    for step in expect.reached:
+        if step not in reached:
+            verdict.failures.append(f'step "{step}" was not reached')
+    for step in expect.not_reached:
+        if step in reached:
+            verdict.failures.append(f'step "{step}" was reached, but should not have been')
+    for begin_text, end_text in expect.windows():
+        begin = parse_moment(begin_text).resolve(start, zone)
+        end = parse_moment(end_text).resolve(start, zone)
+        inside = [m for m in messages if begin <= minute(m.at) <= end]
+        for message in inside:
+            verdict.failures.append(
+                f"no message expected between {begin_text} and {end_text}, "
+                f"but {message.step} sent one at {when(message.at, start, zone)}"
+            )
+    return verdict
+
+
+def minute(moment: datetime) -> datetime:
+    """Compare to the minute: the test server's clock drifts by milliseconds per step."""
+    return moment.replace(second=0, microsecond=0)
+
+
+def when(moment: datetime, start: datetime, zone: tzinfo) -> str:
+    local = moment.astimezone(zone)
+    return f"day {(local.date() - start.astimezone(zone).date()).days} {local:%H:%M}"
+
+
+def message_line(message: Line, start: datetime, zone: tzinfo, contains: Sequence[str] = ()) -> str:
+    text = (
+        f"{when(message.at, start, zone)}  {message.journey}/{message.step}  "
+        f"{message.channel} → {message.to}  [{message.template}, {message.locale}]"
+    )
+    if message.subject is not None:
+        text += f'  "{message.subject}"'
+    if contains:
+        text += "  body ∋ " + ", ".join(f'"{c}"' for c in contains)
+    return text
+
+
+def message_diff(
+    expected: Sequence[MessageExpectation],
+    actual: Sequence[Line],
+    start: datetime,
+    zone: tzinfo,
+) -> list[str]:
+    """Expected and actual messages as lines; unnamed fields take the actual's value, so
+    equal lines mean a match. Empty when everything matches."""
+    want_lines, got_lines = [], []
+    for index, message in enumerate(actual):
+        wanted = expected[index] if index < len(expected) else None
+        contains = _contains(wanted)
+        got_lines.append(message_line(message, start, zone, _found(contains, message)))
+        if wanted is not None:
+            want_lines.append(
+                message_line(_apply(wanted, message, start, zone), start, zone, contains)
+            )
+    for wanted in expected[len(actual) :]:
+        want_lines.append(_describe_expected(wanted))
+    if want_lines == got_lines:
+        return []
+    return [
+        line.rstrip() for line in difflib.ndiff(want_lines, got_lines) if not line.startswith("?")
+    ]
+
+
+def _contains(wanted: MessageExpectation | None) -> list[str]:
+    if wanted is None or wanted.body_contains is None:
+        return []
+    body = wanted.body_contains
+    return [body] if isinstance(body, str) else list(body)
+
+
+def _found(contains: Sequence[str], message: Line) -> list[str]:
+    """The expected body texts as the actual message has them: only those it contains."""
+    body = message.body or ""
+    return [text for text in contains if text in body]
+
+
+def _apply(wanted: MessageExpectation, message: Line, start: datetime, zone: tzinfo) -> Line:
+    """The actual message with the expectation's fields put in."""
+    changes: dict[str, Any] = {}
+    if wanted.at is not None:
+        expected_at = parse_moment(wanted.at).resolve(start, zone)
+        changes["at"] = message.at if minute(expected_at) == minute(message.at) else expected_at
+    for name in ("journey", "step", "channel", "template", "to", "subject", "locale"):
+        value = getattr(wanted, name)
+        if value is not None:
+            changes[name] = value
+    if wanted.subject_contains is not None and wanted.subject_contains not in (
+        message.subject or ""
+    ):
+        changes["subject"] = f"…{wanted.subject_contains}…"
+    return replace(message, **changes)
+
+
+def _describe_expected(wanted: MessageExpectation) -> str:
+    parts = [f"{name}={value}" for name, value in wanted.model_dump(exclude_none=True).items()]
+    return "a message with " + ", ".join(parts) if parts else "a message"
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+async def run_files(
+    files: Sequence[Path],
+    project: Project,
+    on_case: Callable[[CaseResult], None],
+) -> tuple[list[CaseResult], list[Problem]]:
+    simulator = Simulator(project.root, project.config)
+    results: list[CaseResult] = []
+    problems: list[Problem] = []
+    for path in files:
+        try:
+            cases = load_test_file(path, project)
+        except ScenarioError as error:
+            problems += error.problems
+            continue
+        for case in cases:
+            result = await run_case(case, simulator)
+            on_case(result)
+            results.append(result)
+    return results, problems
+
+
+def junit_xml(results: Sequence[CaseResult], problems: Sequence[Problem]) -> bytes:
+    suites = ElementTree.Element("testsuites", name="touchpoint")
+    by_file: dict[str, list[CaseResult]] = {}
+    for result in results:
+        by_file.setdefault(result.file, []).append(result)
+    for file, cases in by_file.items():
+        failed = sum(not c.passed for c in cases)
+        suite = ElementTree.SubElement(
+            suites,
+            "testsuite",
+            name=file,
+            tests=str(len(cases)),
+            failures=str(failed),
+            time=f"{sum(c.seconds for c in cases):.3f}",
+        )
+        for case in cases:
+            element = ElementTree.SubElement(
+                suite, "testcase", classname=file, name=case.name, time=f"{case.seconds:.3f}"
+            )
+            if not case.passed:
+                failure = ElementTree.SubElement(
+                    element, "failure", message=(case.failures or ["messages differ"])[0]
+                )
+                failure.text = "\n".join(case.report())
+    if problems:
+        suite = ElementTree.SubElement(
+            suites,
+            "testsuite",
+            name="test files",
+            tests=str(len(problems)),
+            errors=str(len(problems)),
+        )
+        for problem in problems:
+            element = ElementTree.SubElement(
+                suite, "testcase", classname=problem.file, name=problem.path or "file"
+            )
+            error = ElementTree.SubElement(element, "error", message=problem.message)
+            error.text = problem.format()
+    return ElementTree.tostring(suites, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,154 @@
+"""From the command line's words to a :class:`Scenario`: which journeys, which customers,
+which events, from when and for how long."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from config.project import ProjectConfig
+from language.problems import Problem, suggestion
+from language.validator import validate
+from simulation.scenario import (
+    EventSpec,
+    ProfileSpec,
+    ScenarioError,
+    load_events,
+    load_lookups,
+    load_population,
+    load_profile,
+    resolve_events,
+)
+from simulation.simulator import Scenario
+from workflows.durations import parse_duration
+from workflows.plan import Plan
+
+
+class UsageError(Exception):
+    """A command-line mistake (unknown journey, bad --start): says what to write instead."""
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config: ProjectConfig
+    plans: dict[str, Plan]
+
+
+def load_project(root: Path) -> tuple[Project | None, list[Problem]]:
+    report = validate((), root=root)
+    if not report.ok:
+        return None, report.problems
+    return Project(root.resolve(), report.config, dict(report.plans)), []
+
+
+def pick_plans(project: Project, names: Sequence[str]) -> list[Plan]:
+    """Journeys named by id (``newsletter-welcome``) or by file (``journeys/x.yaml``)."""
+    plans = []
+    by_file = {f"{plan_id}.yaml": plan for plan_id, plan in project.plans.items()}
+    for name in names:
+        plan = project.plans.get(name) or by_file.get(Path(name).name)
+        if plan is None:
+            known = sorted(project.plans)
+            raise UsageError(
+                f"no journey {name!r}{suggestion(name, known)} (journeys: {', '.join(known)})"
+            )
+        if plan not in plans:
+            plans.append(plan)
+    return plans
+
+
+def parse_until(text: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError:
+        raise UsageError(f"--until {text!r}: expected a duration such as 90d, 12w or 36h") from None
+
+
+def parse_start_option(text: str | None) -> datetime:
+    """``--start``: an ISO time with its offset; default now, to the minute."""
+    if text is None:
+        return datetime.now(UTC).replace(second=0, microsecond=0)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--start {text!r}: expected an ISO time, e.g. 2027-01-04T09:00+01:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise UsageError(f"--start {text!r}: add the offset, e.g. {text}+01:00 or {text}Z")
+    return moment
+
+
+def build_scenario(
+    project: Project,
+    journeys: Sequence[str],
+    *,
+    profile: Path | None = None,
+    profiles: Path | None = None,
+    events: Path | None = None,
+    lookups: Path | None = None,
+    start: str | None = None,
+    until: str = "90d",
+) -> Scenario:
+    """Raises :class:`UsageError` for the command line, :class:`ScenarioError` for files."""
+    plans = pick_plans(project, journeys)
+    if (profile is None) == (profiles is None):
+        raise UsageError("give one customer (--profile FILE) or a population (--profiles FILE)")
+    if profile is not None and events is None:
+        raise UsageError("--events FILE is needed: what the customer does, and when")
+    begin = parse_start_option(start)
+    customers: list[ProfileSpec] = (
+        [load_profile(profile)] if profile is not None else load_population(profiles)  # type: ignore[arg-type]
+    )
+    if not customers:
+        raise UsageError(f"{profiles}: no customers in the file")
+    timed = (
+        resolve_events(load_events(events), begin, customer_zone(project, customers))
+        if events is not None
+        else [(begin, EventSpec(event=plan.trigger.event)) for plan in plans]
+    )
+    _check_users(timed, customers, events)
+    return Scenario(
+        plans=plans,
+        customers=customers,
+        events=timed,
+        start=begin,
+        until=parse_until(until),
+        lookups=load_lookups(lookups),
+    )
+
+
+def customer_zone(project: Project, customers: Sequence[ProfileSpec]) -> tzinfo:
+    """Where "day 2 09:00" is read: the customer's time zone, else the project's default."""
+    name = customers[0].timezone if len(customers) == 1 else None
+    for candidate in (name, project.config.defaults.timezone):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (KeyError, ValueError):
+                continue
+    return UTC
+
+
+def _check_users(
+    timed: list[tuple[datetime, EventSpec]], customers: list[ProfileSpec], events: Path | None
+) -> None:
+    ids = {c.id for c in customers}
+    strangers = sorted({spec.user for _, spec in timed if spec.user and spec.user not in ids})
+    if strangers:
+        raise ScenarioError(
+            [
+                Problem(
+                    str(events),
+                    1,
+                    1,
+                    "user",
+                    f"events for customers not in the simulation: {', '.join(strangers)}",
+                    "leave out user: (the event is then every customer's) or add the customer",
+                )
+            ]
+        )

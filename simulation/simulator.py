@@ -1,0 +1,384 @@
+"""Run journeys for simulated customers on Temporal's time-skipping test server.
+
+The real router decides entries (conditions, keys, re-entry rules, on a throw-away SQLite
+store), the real interpreter workflow runs each journey, the real renderer writes each message;
+only the last hop to a provider is recorded instead (:mod:`simulation.delivery`).
+Between events the server skips time, so 90 days pass in about a second.
+
+The test server's clock starts at today's date; runs get ``clock_offset_seconds`` so that their
+clock reads the simulation's start instead (any date, past or future: waits, time zones, DST
+and the ``now`` of expressions follow it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.testservice.v1 import SleepRequest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.messages import RenderedMessage
+from config.project import ProjectConfig
+from ingestion.router import Routed, Router
+from ops.binaries import find_binary
+from ops.workers import WorkerOptions, build_workers
+from simulation.delivery import SimulatedDelivery
+from simulation.scenario import EventSpec, ProfileSpec
+from store.database import connect
+from store.entries import EntryStore
+from store.profiles import ProfileStore
+from workflows.models import Event, Outcome, Profile, RunResult, RunSettings, RunView, TimelineEntry
+from workflows.plan import Plan
+
+QUEUE_PREFIX = "simulation-"
+BUILD_ID = "touchpoint-simulation"
+SLEEP_DEADLINE = timedelta(hours=2)
+ROUTING_CONCURRENCY = 32
+PROGRESS_STEPS = 30  # the wait after the last event is skipped in this many slices
+
+
+@dataclass
+class Scenario:
+    plans: list[Plan]
+    customers: list[ProfileSpec]
+    events: list[tuple[datetime, EventSpec]]  # in time order
+    start: datetime
+    until: timedelta
+    lookups: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.until
+
+
+@dataclass
+class SimulatedRun:
+    journey_id: str
+    customer_id: str
+    key: str | None
+    workflow_id: str
+    entered_at: datetime
+    trigger: str
+    run_id: str | None = None
+    outcome: Outcome | None = None  # None: still running when the simulation ended
+    current: str | None = None
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    waiting_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NotEntered:
+    at: datetime
+    journey_id: str
+    customer_id: str
+    event: str
+    reason: str
+
+
+@dataclass
+class SimulationResult:
+    start: datetime
+    end: datetime
+    plans: list[Plan]
+    customers: list[ProfileSpec]
+    runs: list[SimulatedRun]
+    not_entered: list[NotEntered]
+    messages: dict[str, RenderedMessage]  # what would have been sent, by message id
+
+
+Progress = Callable[[str, float, float], None]  # (phase, done, total)
+
+
+_runtime: Runtime | None = None
+
+
+def quiet_runtime() -> Runtime:
+    """One Temporal runtime per process whose core logs only errors: a simulation's output is
+    its timeline, not the SDK's notes about the test server."""
+    global _runtime
+    if _runtime is None:
+        quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+        _runtime = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(filter=quiet)))
+    return _runtime
+
+
+class SimulationRouter(Router):
+    """The router, finding the runs of ``every_time`` journeys from its own record (a
+    time-skipping server has no search index)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.started: dict[tuple[str, str], list[str]] = {}
+
+    async def _signal_all_running(
+        self, plan: Plan, event: Event, customers: Sequence[str]
+    ) -> list[Routed]:
+        targets = [t for c in customers for t in self.started.get((plan.journey_id, c), [])]
+        results = [await self._signal(plan.journey_id, target, event) for target in targets]
+        return results or [Routed(plan.journey_id, "not_running")]
+
+
+Environment = Callable[[], Awaitable[WorkflowEnvironment]]
+
+
+async def time_skipping_server() -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(find_binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+        runtime=quiet_runtime(),
+    )
+
+
+class Simulator:
+    """Runs scenarios; on the time-skipping server unless ``environment`` says otherwise (the
+    benchmark runs the same scenario on the dev server, in real time, to compare)."""
+
+    def __init__(
+        self, root: Path, config: ProjectConfig, environment: Environment = time_skipping_server
+    ) -> None:
+        self.root = root
+        self.config = config
+        self.environment = environment
+
+    async def run(self, scenario: Scenario, progress: Progress | None = None) -> SimulationResult:
+        report = progress or (lambda phase, done, total: None)
+        async with AsyncExitStack() as stack:
+            env = await stack.enter_async_context(await self.environment())
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="touchpoint-")))
+            engine = connect(f"sqlite:///{folder / 'simulation.db'}")
+            stack.callback(engine.dispose)
+            names = {plan.journey_id: plan.name for plan in scenario.plans}
+            delivery = SimulatedDelivery.create(
+                self.config, self.root, engine, scenario.lookups, names
+            )
+            stack.push_async_callback(delivery.close)
+            settings = RunSettings(
+                default_timezone=self.config.defaults.timezone,
+                default_locale=self.config.defaults.locale,
+                queue_prefix=QUEUE_PREFIX,
+                index_runs=False,
+            )
+            clock = _SimulatedClock(env)
+            router = SimulationRouter(
+                env.client,
+                {p.journey_id: p for p in scenario.plans},
+                EntryStore(engine),
+                settings,
+                clock=clock.now,
+            )
+            for worker in build_workers(
+                env.client,
+                delivery.all(),
+                WorkerOptions(queue_prefix=QUEUE_PREFIX, build_id=BUILD_ID),
+            ):
+                await stack.enter_async_context(worker)
+            session = _Session(router, ProfileStore(engine), scenario, clock, report)
+            await session.add_customers()
+            # Set the clock last: real time that passes before the first event moves the
+            # server's clock too, and would show as a late start.
+            offset = await clock.start_at(scenario.start)
+            router.settings = settings.model_copy(update={"clock_offset_seconds": offset})
+            await session.play()
+            runs = await _collect(env.client, session.runs, report)
+            return SimulationResult(
+                start=scenario.start,
+                end=scenario.end,
+                plans=scenario.plans,
+                customers=scenario.customers,
+                runs=runs,
+                not_entered=session.not_entered,
+                messages=dict(delivery.delivered),
+            )
+
+
+class _SimulatedClock:
+    """The simulation's time: the test server's clock, moved to the scenario's start."""
+
+    def __init__(self, env: WorkflowEnvironment) -> None:
+        self.env = env
+        self.offset = timedelta(0)
+
+    async def start_at(self, start: datetime) -> float:
+        """Make ``now()`` read ``start``; returns the offset runs add to their clock."""
+        self.offset = start - await self.env.get_current_time()
+        return self.offset.total_seconds()
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time() + self.offset
+
+    async def advance_to(self, moment: datetime) -> None:
+        """Let simulated time pass until ``moment``; every timer before it fires on the way."""
+        ahead = moment - await self.now()
+        if ahead <= timedelta(0):
+            return
+        if not self.env.supports_time_skipping:
+            await asyncio.sleep(ahead.total_seconds())
+            return
+        request = SleepRequest()
+        request.duration.FromTimedelta(ahead)
+        # The server answers once every timer on the way has fired and its work is done: for a
+        # large population that takes far longer than an RPC's default deadline.
+        await self.env.client.test_service.unlock_time_skipping_with_sleep(
+            request, timeout=SLEEP_DEADLINE
+        )
+
+
+class _Session:
+    def __init__(
+        self,
+        router: SimulationRouter,
+        profiles: ProfileStore,
+        scenario: Scenario,
+        clock: _SimulatedClock,
+        report: Progress,
+    ) -> None:
+        self.router = router
+        self.profiles = profiles
+        self.scenario = scenario
+        self.clock = clock
+        self.report = report
+        self.runs: list[SimulatedRun] = []  # outcomes filled in by _collect
+        self.not_entered: list[NotEntered] = []
+        self._limit = asyncio.Semaphore(ROUTING_CONCURRENCY)
+
+    async def add_customers(self) -> None:
+        await asyncio.to_thread(self._store_customers)  # one thread hop for the population
+
+    def _store_customers(self) -> None:
+        for customer in self.scenario.customers:
+            self.profiles.upsert(
+                customer.id,
+                customer.identify_traits(),
+                locale=customer.locale,
+                timezone=customer.timezone,
+            )
+
+    async def play(self) -> None:
+        scenario = self.scenario
+        total = (scenario.end - scenario.start).total_seconds()
+        for index, (moment, spec) in enumerate(scenario.events):
+            if moment > scenario.end:
+                break
+            await self.clock.advance_to(moment)
+            customers = [spec.user] if spec.user else [c.id for c in scenario.customers]
+            await asyncio.gather(
+                *(self._apply(index, moment, spec, customer) for customer in customers)
+            )
+            self.report("events", (moment - scenario.start).total_seconds(), total)
+        if not self.clock.env.supports_time_skipping:  # real time: stop when all have ended
+            await self._until_all_closed(scenario.end)
+            return
+        # Skip the rest in slices, so a progress bar can follow the simulated days.
+        now = max(scenario.start, await self.clock.now())
+        slice_ = (scenario.end - now) / PROGRESS_STEPS
+        for step in range(1, PROGRESS_STEPS + 1):
+            moment = now + slice_ * step
+            await self.clock.advance_to(moment)
+            self.report("time", (moment - scenario.start).total_seconds(), total)
+
+    async def _until_all_closed(self, end: datetime) -> None:
+        client = self.clock.env.client
+        pending = {run.workflow_id for run in self.runs}
+
+        async def closed(workflow_id: str) -> bool:
+            async with self._limit:
+                description = await client.get_workflow_handle(workflow_id).describe()
+            return description.status != WorkflowExecutionStatus.RUNNING
+
+        while pending and await self.clock.now() < end:
+            ids = sorted(pending)
+            done = await asyncio.gather(*(closed(i) for i in ids))
+            pending -= {i for i, is_closed in zip(ids, done, strict=True) if is_closed}
+            if pending:
+                await asyncio.sleep(0.25)
+
+    async def _apply(self, index: int, moment: datetime, spec: EventSpec, customer: str) -> None:
+        async with self._limit:
+            if spec.type == "identify":
+                await asyncio.to_thread(self.profiles.upsert, customer, spec.traits)
+                return
+            assert spec.event is not None
+            profile = await asyncio.to_thread(self.profiles.get, customer) or Profile(id=customer)
+            event = Event(
+                message_id=spec.message_id or f"sim-{index}-{customer}",
+                event=spec.event,
+                customer_id=customer,
+                properties=spec.properties,
+                timestamp=moment,
+            )
+            for routed in await self.router.route(event, profile):
+                self._note(routed, event, moment)
+
+    def _note(self, routed: Routed, event: Event, moment: datetime) -> None:
+        if routed.action == "started" and routed.workflow_id is not None:
+            self.runs.append(
+                SimulatedRun(
+                    journey_id=routed.journey_id,
+                    customer_id=event.customer_id,
+                    key=routed.key,
+                    workflow_id=routed.workflow_id,
+                    entered_at=moment,
+                    trigger=event.event,
+                    run_id=routed.run_id,
+                )
+            )
+            known = self.router.started.setdefault((routed.journey_id, event.customer_id), [])
+            known.append(routed.workflow_id)
+        elif routed.action == "skipped" and event.event in (
+            p.trigger.event for p in self.router.plans.values()
+        ):
+            self.not_entered.append(
+                NotEntered(
+                    moment, routed.journey_id, event.customer_id, event.event, routed.reason or ""
+                )
+            )
+
+
+async def _collect(
+    client: Client, started: Iterable[SimulatedRun], report: Progress
+) -> list[SimulatedRun]:
+    started = list(started)
+    limit = asyncio.Semaphore(ROUTING_CONCURRENCY)
+    done = 0
+    # A customer can re-enter a journey under the same workflow id once the earlier run has
+    # closed: the earlier ones are read by their run id, the latest by id (it may have
+    # continued as new since).
+    latest = {run.workflow_id: run for run in started}
+
+    async def one(run: SimulatedRun) -> SimulatedRun:
+        nonlocal done
+        async with limit:
+            run_id = None if latest[run.workflow_id] is run else run.run_id
+            handle = client.get_workflow_handle(
+                run.workflow_id, run_id=run_id, result_type=RunResult
+            )
+            description = await handle.describe()
+            waiting_until = None
+            if description.status == WorkflowExecutionStatus.RUNNING:
+                view = await handle.query("state", result_type=RunView)
+                outcome, current, timeline = view.outcome, view.current, view.timeline
+                waiting_until = view.waiting_until
+            else:
+                result = await handle.result()
+                outcome, current, timeline = result.outcome, result.current, result.timeline
+            done += 1
+            report("collect", done, len(started))
+            return replace(
+                run,
+                outcome=outcome,
+                current=current,
+                timeline=timeline,
+                waiting_until=waiting_until,
+            )
+
+    return list(await asyncio.gather(*(one(run) for run in started)))

@@ -1,0 +1,51 @@
+"""Message ids already processed, per source: the ingestion API's deduplication."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, delete, insert
+from sqlalchemy.exc import IntegrityError
+
+from store.database import processed_messages
+
+DEDUPE_WINDOW = timedelta(hours=48)
+
+
+class ProcessedMessages:
+    """Message ids seen in the last 48 hours, per source (``scope``): a duplicate is accepted
+    but not processed twice. A message id is unique within its source only (Segment's rule):
+    the same id from two write keys is two messages."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim(self, scope: str, message_id: str) -> bool:
+        """``True`` the first time ``message_id`` is seen from ``scope``."""
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    insert(processed_messages).values(
+                        scope=scope, message_id=message_id, received_at=datetime.now(UTC)
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def release(self, scope: str, message_id: str) -> None:
+        """Forget a claim whose processing failed, so the sender's retry is processed."""
+        with self.engine.begin() as db:
+            db.execute(
+                delete(processed_messages).where(
+                    processed_messages.c.scope == scope,
+                    processed_messages.c.message_id == message_id,
+                )
+            )
+
+    def purge(self, now: datetime | None = None) -> int:
+        cutoff = (now or datetime.now(UTC)) - DEDUPE_WINDOW
+        with self.engine.begin() as db:
+            return db.execute(
+                delete(processed_messages).where(processed_messages.c.received_at < cutoff)
+            ).rowcount
