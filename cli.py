@@ -236,7 +236,8 @@ def emit_command(
     file: Annotated[Path | None, typer.Option("--file", help="Calls, one JSON a line.")] = None,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Route events through the router, as the API would: one, or a file of them."""
+    """Apply events through the ingestion service, as the API would: one, or a file of Segment
+    calls (identify, track, page, screen, group, alias)."""
     import asyncio
 
     from rich.progress import Progress
@@ -246,40 +247,35 @@ def emit_command(
     if file is None and (event_name is None or user is None):
         raise typer.BadParameter("give EVENT and --user, or --file")
     try:
-        single: dict[str, Any] = {
-            "type": "track",
-            "userId": user,
-            "event": event_name,
-            "properties": _pairs(prop),
-        }
-        calls: list[dict[str, Any]] = read_calls(file) if file else [single]
+        calls = read_calls(file) if file else []
     except (OSError, ValueError) as error:
         typer.secho(f"✗ {error}", fg="red", err=True)
         raise typer.Exit(1) from None
 
     async def go() -> dict[str, int]:
         emitter = await Emitter.for_project(project.resolve())
+        if file is None:
+            assert event_name is not None and user is not None
+            routed = await emitter.emit(event_name, user, _pairs(prop))
+            for result in routed:
+                reason = f" ({result.reason})" if result.reason else ""
+                typer.echo(f"{result.journey_id}: {result.action}{reason}")
+            if not routed:
+                typer.echo(f"no journey starts on or waits for {event_name!r}")
+            return {}
         summary: dict[str, int] = {}
-        with Progress(disable=file is None, transient=True) as progress:
+        with Progress(transient=True) as progress:
             task = progress.add_task("routing", total=len(calls))
-            for call in calls:
-                if call.get("type") == "identify":
-                    await emitter.identify(call["userId"], call.get("traits") or {})
-                    summary["identified"] = summary.get("identified", 0) + 1
+            for kind, call in calls:
+                applied = await emitter.apply(call)
+                if applied.duplicate:
+                    outcomes = ["duplicate"]
+                elif call.event is None:
+                    outcomes = ["identified" if kind == "identify" else kind]
                 else:
-                    routed = await emitter.emit(
-                        call["event"],
-                        call["userId"],
-                        call.get("properties") or {},
-                        call.get("messageId"),
-                    )
-                    for result in routed:
-                        if file is None:
-                            reason = f" ({result.reason})" if result.reason else ""
-                            typer.echo(f"{result.journey_id}: {result.action}{reason}")
-                        summary[result.action] = summary.get(result.action, 0) + 1
-                    if not routed and file is None:
-                        typer.echo(f"no journey starts on or waits for {call['event']!r}")
+                    outcomes = [result.action for result in applied.routed]
+                for outcome in outcomes:
+                    summary[outcome] = summary.get(outcome, 0) + 1
                 progress.advance(task)
         return summary
 

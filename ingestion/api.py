@@ -17,13 +17,11 @@ import base64
 import binascii
 import contextlib
 import html
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -35,10 +33,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from ingestion import sendgrid_events as sg
 from ingestion.body import check_shape, parse_json, read_body
+from ingestion.calls import field_error, read_call, read_typed_call, validate
 from ingestion.errors import BadRequest
 from ingestion.one_click import NotOneClick, require_one_click
 from ingestion.segment import (
@@ -46,23 +45,17 @@ from ingestion.segment import (
     MAX_BATCH_BYTES,
     MAX_CALL_BYTES,
     BatchCall,
-    BatchItem,
     Ingest,
-    SegmentCall,
-    with_template_names,
 )
+from ingestion.service import Ingestion
 from ingestion.unsubscribe import InvalidToken, verify_token
 from ops.suppressions import record_sendgrid_feedback
 from store.keys import WriteKeys, key_scope
-from store.processed import ProcessedMessages
-from store.profiles import ProfileStore
 from store.suppressions import Suppressions
 from workflows.models import Event, Profile
 
 log = logging.getLogger("touchpoint.api")
 MAX_WEBHOOK_BYTES = 4 * 1024 * 1024  # SendGrid posts events in batches of up to a few MB
-
-RouteEvent = Callable[[Event, Profile, Sequence[str]], Awaitable[object]]
 
 REGISTRY = CollectorRegistry()
 RECEIVED = Counter("touchpoint_events_received", "Calls accepted", ["type"], registry=REGISTRY)
@@ -73,24 +66,13 @@ REJECTED = Counter(
 LATENCY = Histogram("touchpoint_request_seconds", "Request latency", ["route"], registry=REGISTRY)
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """What the store made of one call, in one trip to its thread."""
-
-    first: bool  # False: a duplicate message id, accepted and not processed again
-    customer_id: str = ""
-    profile: Profile | None = None
-    linked: tuple[str, ...] = ()
-
-
 @dataclass
-class Ingestion:
-    """What the API needs: the stores and the router's ``route``."""
+class Api:
+    """What the HTTP API needs: the ingestion service, and what only the API has — write keys,
+    one-click unsubscribe, the SendGrid Event Webhook, readiness."""
 
-    profiles: ProfileStore
-    processed: ProcessedMessages
+    service: Ingestion
     keys: WriteKeys
-    route: RouteEvent
     unsubscribe: Callable[[str, str], Awaitable[object]] | None = None
     unsubscribe_secret: bytes | None = None
     suppress: Callable[[str, str], Awaitable[object]] | None = None  # customer id, reason
@@ -98,73 +80,26 @@ class Ingestion:
     sendgrid_key: Any = None  # the Event Webhook's verification key (P-256)
     ready: Callable[[], Awaitable[dict[str, bool]]] | None = None
 
-    async def apply(self, call: Ingest, scope: str) -> None:
-        """Record one call and route its event. On failure the message id is released, so
-        the sender's retry is processed (nothing is half done twice)."""
-        recorded = await asyncio.to_thread(self._record, call, scope)
-        if not recorded.first:
+    async def apply(self, kind: str, call: Ingest, scope: str) -> None:
+        RECEIVED.labels(kind).inc()
+        applied = await self.service.apply(call, scope)
+        if applied.duplicate:
             REJECTED.labels("duplicate").inc()
-            return
-        if call.event is None:
-            return
-        event = Event(
-            message_id=f"{scope}/{call.message_id}",  # unique per source, like the claim
-            event=call.event,
-            customer_id=recorded.customer_id,
-            properties=call.properties,
-            timestamp=call.timestamp or datetime.now(UTC),
-        )
-        try:
-            await self.route(
-                event, recorded.profile or Profile(id=event.customer_id), recorded.linked
-            )
-        except BaseException:
-            await asyncio.to_thread(self.processed.release, scope, call.message_id)
-            raise
-        ROUTED.inc()
-
-    def _record(self, call: Ingest, scope: str) -> Recorded:
-        """Claim the message id, link identities, update the profile and read it back."""
-        if not self.processed.claim(scope, call.message_id):
-            return Recorded(first=False)
-        try:
-            profiles = self.profiles
-            customer = profiles.resolve(call.user_id, call.anonymous_id)
-            if call.previous_id:
-                profiles.link(call.previous_id, customer)
-            elif call.anonymous_id and call.anonymous_id != customer:
-                profiles.link(call.anonymous_id, customer)
-            if call.traits is not None or call.locale or call.timezone:
-                profiles.upsert(
-                    customer,
-                    with_template_names(call.traits or {}),
-                    locale=call.locale,
-                    timezone=call.timezone,
-                )
-            if call.event is None:
-                return Recorded(first=True, customer_id=customer)
-            return Recorded(
-                first=True,
-                customer_id=customer,
-                profile=profiles.get(customer),
-                linked=tuple(profiles.linked_ids(customer)),
-            )
-        except BaseException:
-            self.processed.release(scope, call.message_id)
-            raise
+        elif applied.event is not None:
+            ROUTED.inc()
 
 
 PURGE_EVERY_SECONDS = 3600
 
 
-def create_app(ingestion: Ingestion) -> FastAPI:
+def create_app(api: Api) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         """Forget processed message ids older than the dedupe window, now and every hour."""
 
         async def purge_forever() -> None:
             while True:
-                removed = await asyncio.to_thread(ingestion.processed.purge)
+                removed = await asyncio.to_thread(api.service.processed.purge)
                 log.info("purged %d processed message ids", removed)
                 await asyncio.sleep(PURGE_EVERY_SECONDS)
 
@@ -191,14 +126,13 @@ def create_app(ingestion: Ingestion) -> FastAPI:
             status_code=error.status,
         )
 
-    async def read_call(request: Request, kind: str) -> JSONResponse:
+    async def one_call(request: Request, kind: str) -> JSONResponse:
         key = _basic_auth_key(request)
         document = parse_json(await read_body(request, MAX_CALL_BYTES))
-        scope = await _authenticate(ingestion.keys, key or _body_key(document))
-        call = _call(kind, document)
-        RECEIVED.labels(kind).inc()
+        scope = await _authenticate(api.keys, key or _body_key(document))
+        call = read_call(kind, document)
         try:
-            await ingestion.apply(call.ingest(), scope)
+            await api.apply(kind, call.ingest(), scope)
         except Exception:
             log.exception("processing a %s call failed; the sender may retry", kind)
             return _try_again()
@@ -207,7 +141,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
     for kind, model in CALL_MODELS.items():
         app.add_api_route(
             f"/v1/{kind}",
-            _endpoint(read_call, kind),
+            _endpoint(one_call, kind),
             methods=["POST"],
             summary=_SUMMARIES[kind],
             openapi_extra=_request_body(model),
@@ -226,21 +160,20 @@ def create_app(ingestion: Ingestion) -> FastAPI:
         message id, the rest are done then."""
         key = _basic_auth_key(request)
         document = parse_json(await read_body(request, MAX_BATCH_BYTES))
-        scope = await _authenticate(ingestion.keys, key or _body_key(document))
-        body = _validate(BatchCall, document)
+        scope = await _authenticate(api.keys, key or _body_key(document))
+        body = validate(BatchCall, document)
         calls: list[tuple[str, Ingest]] = []
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(body.batch):
             try:
-                calls.append(_batch_item(index, item, body.context))
+                calls.append(read_typed_call(item, body.context, f"batch[{index}]"))
             except BadRequest as error:
                 details = error.errors or [{"path": f"batch[{index}]", "message": error.message}]
                 errors += [{"index": index, **detail} for detail in details]
         processed = 0
         for kind, call in calls:
-            RECEIVED.labels(kind).inc()
             try:
-                await ingestion.apply(call, scope)
+                await api.apply(kind, call, scope)
             except Exception:
                 log.exception("processing a batch failed at a %s call; the sender may retry", kind)
                 return _try_again(processed=processed, errors=errors)
@@ -264,17 +197,17 @@ def create_app(ingestion: Ingestion) -> FastAPI:
 
     @app.post("/unsubscribe/{token}", summary="One-click unsubscribe (RFC 8058)")
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
-        if ingestion.unsubscribe is None or ingestion.unsubscribe_secret is None:
+        if api.unsubscribe is None or api.unsubscribe_secret is None:
             raise BadRequest(503, "unsubscribing is not configured")
         try:
             await require_one_click(request)
         except NotOneClick as refused:
             raise BadRequest(refused.status, refused.message) from None
         try:
-            claim = verify_token(ingestion.unsubscribe_secret, token)
+            claim = verify_token(api.unsubscribe_secret, token)
         except InvalidToken:
             raise BadRequest(400, "this unsubscribe link is not valid") from None
-        await ingestion.unsubscribe(claim.customer_id, "one-click")
+        await api.unsubscribe(claim.customer_id, "one-click")
         return HTMLResponse(_DONE_PAGE)
 
     @app.post("/webhooks/sendgrid", summary="SendGrid Event Webhook (signed)")
@@ -286,7 +219,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
         raw = await read_body(request, MAX_WEBHOOK_BYTES)
         signature = request.headers.get(sg.SIGNATURE_HEADER, "")
         timestamp = request.headers.get(sg.TIMESTAMP_HEADER, "")
-        key = ingestion.sendgrid_key
+        key = api.sendgrid_key
         if key is None or not sg.verify(key, raw, signature, timestamp):
             raise BadRequest(403, "the signature does not verify")
         document = parse_json(raw)
@@ -301,10 +234,10 @@ def create_app(ingestion: Ingestion) -> FastAPI:
             except BadRequest as error:
                 errors += error.errors
         events, problems = sg.read_events(readable)
-        errors += [_error(f"[{index}]", problem) for index, problem in problems]
+        errors += [field_error(f"[{index}]", problem) for index, problem in problems]
         for feedback in events:
             try:
-                await _feedback(ingestion, feedback)
+                await _feedback(api, feedback)
             except Exception:
                 log.exception("processing SendGrid events failed; SendGrid will retry")
                 return _try_again()
@@ -322,7 +255,7 @@ def create_app(ingestion: Ingestion) -> FastAPI:
 
     @app.get("/readyz", summary="Temporal and the store are reachable")
     async def readyz() -> JSONResponse:
-        checks = await ingestion.ready() if ingestion.ready else {}
+        checks = await api.ready() if api.ready else {}
         ok = all(checks.values())
         return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
 
@@ -343,23 +276,23 @@ def create_app(ingestion: Ingestion) -> FastAPI:
     return app
 
 
-async def _feedback(ingestion: Ingestion, feedback: sg.FeedbackEvent) -> None:
+async def _feedback(api: Api, feedback: sg.FeedbackEvent) -> None:
     """Act on one SendGrid event once: its claim is released if acting on it fails.
 
     A hard bounce or spam report suppresses the address for all email; it and an unsubscribe
     also end the customer's marketing runs. Blocked bounces and drops are only noted."""
     claim = f"sendgrid:{feedback.sg_event_id}"
-    if not await asyncio.to_thread(ingestion.processed.claim, "sendgrid", claim):
+    if not await asyncio.to_thread(api.service.processed.claim, "sendgrid", claim):
         return
     try:
-        if feedback.suppresses_address and ingestion.suppressions is not None:
-            await asyncio.to_thread(record_sendgrid_feedback, ingestion.suppressions, feedback)
-        customer = await asyncio.to_thread(ingestion.profiles.by_email, feedback.email)
+        if feedback.suppresses_address and api.suppressions is not None:
+            await asyncio.to_thread(record_sendgrid_feedback, api.suppressions, feedback)
+        customer = await asyncio.to_thread(api.service.profiles.by_email, feedback.email)
         if customer is None:
             return
         if feedback.suppresses_address or feedback.withdraws_marketing:
-            if ingestion.suppress is not None:  # the customer's marketing runs end now
-                await ingestion.suppress(customer, feedback.reason or "suppressed")
+            if api.suppress is not None:  # the customer's marketing runs end now
+                await api.suppress(customer, feedback.reason or "suppressed")
         elif feedback.name:
             properties = {
                 "message_id": feedback.message_id,
@@ -374,10 +307,10 @@ async def _feedback(ingestion: Ingestion, feedback: sg.FeedbackEvent) -> None:
                 timestamp=feedback.timestamp,
                 properties={k: v for k, v in properties.items() if v is not None},
             )
-            profile = await asyncio.to_thread(ingestion.profiles.get, customer)
-            await ingestion.route(event, profile or Profile(id=customer), ())
+            profile = await asyncio.to_thread(api.service.profiles.get, customer)
+            await api.service.route(event, profile or Profile(id=customer), ())
     except BaseException:
-        await asyncio.to_thread(ingestion.processed.release, "sendgrid", claim)
+        await asyncio.to_thread(api.service.processed.release, "sendgrid", claim)
         raise
 
 
@@ -407,27 +340,6 @@ async def _authenticate(keys: WriteKeys, key: str | None) -> str:
     return key_scope(key)
 
 
-def _call(kind: str, document: Any, prefix: str = "") -> SegmentCall:
-    check_shape(document, prefix)
-    call: SegmentCall = _validate(CALL_MODELS[kind], document, prefix)
-    return call
-
-
-def _batch_item(index: int, item: Any, context: dict[str, Any]) -> tuple[str, Ingest]:
-    """One batch item, checked on its own: its type, size and shape, with the batch's
-    ``context`` under the item's own."""
-    prefix = f"batch[{index}]"
-    if not isinstance(item, dict):
-        raise BadRequest(400, f"{prefix} must be a JSON object", [_error(prefix, "not an object")])
-    if len(json.dumps(item, ensure_ascii=False).encode()) > MAX_CALL_BYTES:
-        message = f"larger than {MAX_CALL_BYTES // 1024} KB"
-        raise BadRequest(413, f"{prefix}: {message}", [_error(prefix, message)])
-    kind = _validate(BatchItem, item, prefix).type
-    item_context = item.get("context")
-    merged = {**context, **item_context} if isinstance(item_context, dict) else context
-    return kind, _call(kind, {**item, "context": merged} if merged else item, prefix).ingest()
-
-
 def _endpoint(
     read: Callable[[Request, str], Awaitable[JSONResponse]], kind: str
 ) -> Callable[[Request], Awaitable[JSONResponse]]:
@@ -445,33 +357,10 @@ def _try_again(**details: Any) -> JSONResponse:
     )
 
 
-def _error(path: str, message: str) -> dict[str, str]:
-    return {"path": path, "message": message}
-
-
-def _validate(model: type[Any], body: Any, prefix: str = "") -> Any:
-    if not isinstance(body, dict):
-        raise BadRequest(400, f"{prefix or 'the body'} must be a JSON object")
-    try:
-        return model.model_validate(body)
-    except ValidationError as error:
-        errors = [_error(_path(prefix, d["loc"]), d["msg"]) for d in error.errors()]
-        raise BadRequest(
-            400, "; ".join(f"{e['path']}: {e['message']}" for e in errors), errors
-        ) from None
-
-
 def _request_body(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON body a route reads itself (to answer 400/413 in its own words), for /docs."""
     schema = model.model_json_schema(by_alias=True)
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
-def _path(prefix: str, loc: tuple[Any, ...]) -> str:
-    text = prefix
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(body)"
 
 
 _CONFIRM_PAGE = """<!doctype html><html><head><meta charset="utf-8">

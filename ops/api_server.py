@@ -11,9 +11,10 @@ from sqlalchemy import text
 
 from config.settings import connect, load_settings
 from ingestion import sendgrid_events
-from ingestion.api import Ingestion, create_app
+from ingestion.api import Api, create_app
 from ingestion.consent import Unsubscriber
 from ingestion.router import Router
+from ingestion.service import Ingestion
 from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from language.validator import require_valid, validate
 from ops.environment import require_environment, webhook_key_problem
@@ -26,7 +27,7 @@ from store.profiles import ProfileStore
 from store.suppressions import Suppressions
 
 
-async def build_ingestion(project: Path) -> Ingestion:
+async def build_api(project: Path) -> Api:
     report = require_valid(project)
     settings = load_settings(report.config)
     unusable_key = webhook_key_problem(os.environ)
@@ -56,11 +57,9 @@ async def build_ingestion(project: Path) -> Ingestion:
             checks["store"] = False
         return checks
 
-    return Ingestion(
-        profiles=ProfileStore(engine),
-        processed=ProcessedMessages(engine),
+    return Api(
+        service=Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route),
         keys=WriteKeys(engine),
-        route=router.route,
         unsubscribe=unsubscriber.withdraw,
         unsubscribe_secret=secret_from_env(os.environ) if os.environ.get(SECRET_ENV) else None,
         suppress=lambda customer, reason: unsubscriber.withdraw(customer, reason, "suppressed"),
@@ -76,7 +75,7 @@ def _ping(engine: object) -> None:
 
 
 async def serve_api(project: Path, host: str, port: int) -> None:
-    app = create_app(await build_ingestion(project))
+    app = create_app(await build_api(project))
     # no access log: a line per event costs a tenth of the request; /metrics counts them
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
     await uvicorn.Server(config).serve()

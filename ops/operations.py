@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +12,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from config.errors import NoSuchRun
 from config.project import ProjectConfig
 from config.settings import connect, load_settings
+from ingestion.body import parse_json
+from ingestion.calls import read_typed_call
+from ingestion.errors import BadRequest
 from ingestion.router import Routed, Router
+from ingestion.segment import Ingest
+from ingestion.service import Applied, Ingestion
 from language.validator import require_valid
 from store.database import connect as connect_store
 from store.entries import EntryStore
+from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
-from workflows.models import CancelRequest, Event, Outcome, Profile, RunView, customer_hash
+from workflows.models import CancelRequest, Outcome, Profile, RunView, customer_hash
 from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_OUTCOME, JOURNEY_STEP
 
 
@@ -29,12 +32,14 @@ def _project(project: Path) -> tuple[dict[str, Any], ProjectConfig]:
     return report.plans, report.config
 
 
+CLI_SCOPE = "cli"  # the source of calls from the command line, for deduplication
+
+
 @dataclass
 class Emitter:
-    """Routes events the way the API does: profiles from the store, the router for the rest."""
+    """Applies calls the way the API does: through the one ingestion service."""
 
-    router: Router
-    profiles: ProfileStore
+    service: Ingestion
 
     @classmethod
     async def for_project(cls, project: Path) -> Emitter:
@@ -42,42 +47,33 @@ class Emitter:
         settings = load_settings(config)
         engine = connect_store(settings.database_url)
         router = Router(await connect(settings), plans, EntryStore(engine), settings.run_settings())
-        return cls(router, ProfileStore(engine))
+        return cls(Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route))
+
+    async def apply(self, call: Ingest) -> Applied:
+        return await self.service.apply(call, CLI_SCOPE)
 
     async def identify(self, customer: str, traits: dict[str, Any]) -> Profile:
-        return await asyncio.to_thread(self.profiles.upsert, customer, traits)
+        await self.service.identify(customer, traits, CLI_SCOPE)
+        profile = await asyncio.to_thread(self.service.profiles.get, customer)
+        assert profile is not None
+        return profile
 
-    async def emit(
-        self, name: str, customer: str, properties: dict[str, Any], message_id: str | None = None
-    ) -> list[Routed]:
-        profile = await asyncio.to_thread(self.profiles.get, customer) or Profile(id=customer)
-        event = Event(
-            message_id=message_id or str(uuid.uuid4()),
-            event=name,
-            customer_id=customer,
-            properties=properties,
-            timestamp=datetime.now(UTC),
-        )
-        return await self.router.route(event, profile)
+    async def emit(self, name: str, customer: str, properties: dict[str, Any]) -> list[Routed]:
+        return (await self.service.track(customer, name, properties, CLI_SCOPE)).routed
 
 
-def read_calls(path: Path) -> list[dict[str, Any]]:
-    """Segment-shaped calls, one JSON object a line (``type`` identify or track)."""
+def read_calls(path: Path) -> list[tuple[str, Ingest]]:
+    """Segment calls, one JSON object a line, each with its ``type`` (identify, track, page,
+    screen, group, alias), checked like a batch item of the API; ``ValueError`` names the line
+    and the field."""
     calls = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            call = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not JSON: {error.msg}") from None
-        if not isinstance(call, dict) or call.get("type", "track") not in ("identify", "track"):
-            raise ValueError(f"{path}:{number}: expected {{type: identify|track, userId, …}}")
-        if not call.get("userId"):
-            raise ValueError(f"{path}:{number}: userId is missing")
-        if call.get("type", "track") == "track" and not call.get("event"):
-            raise ValueError(f"{path}:{number}: event is missing")
-        calls.append(call)
+            calls.append(read_typed_call(parse_json(line.encode())))
+        except BadRequest as problem:
+            raise ValueError(f"{path}:{number}: {problem.message}") from None
     return calls
 
 

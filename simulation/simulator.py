@@ -30,14 +30,16 @@ from temporalio.testing import WorkflowEnvironment
 from activities.messages import RenderedMessage
 from config.project import ProjectConfig
 from ingestion.router import Routed, Router
+from ingestion.service import Ingestion
 from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
 from simulation.delivery import SimulatedDelivery
 from simulation.scenario import EventSpec, ProfileSpec
 from store.database import connect
 from store.entries import EntryStore
+from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
-from workflows.models import Event, Outcome, Profile, RunResult, RunSettings, RunView, TimelineEntry
+from workflows.models import Event, Outcome, RunResult, RunSettings, RunView, TimelineEntry
 from workflows.plan import Plan
 
 QUEUE_PREFIX = "simulation-"
@@ -112,6 +114,9 @@ def quiet_runtime() -> Runtime:
     return _runtime
 
 
+SIMULATION_SCOPE = "sim"  # the source of simulated calls, for deduplication
+
+
 class SimulationRouter(Router):
     """The router, finding the runs of ``every_time`` journeys from its own record (a
     time-skipping server has no search index)."""
@@ -182,7 +187,8 @@ class Simulator:
                 WorkerOptions(queue_prefix=QUEUE_PREFIX, build_id=BUILD_ID),
             ):
                 await stack.enter_async_context(worker)
-            session = _Session(router, ProfileStore(engine), scenario, clock, report)
+            ingestion = Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route)
+            session = _Session(router, ingestion, scenario, clock, report)
             await session.add_customers()
             # Set the clock last: real time that passes before the first event moves the
             # server's clock too, and would show as a late start.
@@ -237,13 +243,14 @@ class _Session:
     def __init__(
         self,
         router: SimulationRouter,
-        profiles: ProfileStore,
+        ingestion: Ingestion,
         scenario: Scenario,
         clock: _SimulatedClock,
         report: Progress,
     ) -> None:
         self.router = router
-        self.profiles = profiles
+        self.ingestion = ingestion
+        self.profiles = ingestion.profiles
         self.scenario = scenario
         self.clock = clock
         self.report = report
@@ -303,21 +310,26 @@ class _Session:
                 await asyncio.sleep(0.25)
 
     async def _apply(self, index: int, moment: datetime, spec: EventSpec, customer: str) -> None:
+        """One event of the scenario, through the production ingestion service."""
+        message_id = spec.message_id or f"sim-{index}-{customer}"
         async with self._limit:
             if spec.type == "identify":
-                await asyncio.to_thread(self.profiles.upsert, customer, spec.traits)
+                await self.ingestion.identify(
+                    customer, spec.traits, SIMULATION_SCOPE, message_id=message_id
+                )
                 return
             assert spec.event is not None
-            profile = await asyncio.to_thread(self.profiles.get, customer) or Profile(id=customer)
-            event = Event(
-                message_id=spec.message_id or f"sim-{index}-{customer}",
-                event=spec.event,
-                customer_id=customer,
-                properties=spec.properties,
+            applied = await self.ingestion.track(
+                customer,
+                spec.event,
+                spec.properties,
+                SIMULATION_SCOPE,
+                message_id=message_id,
                 timestamp=moment,
             )
-            for routed in await self.router.route(event, profile):
-                self._note(routed, event, moment)
+            for routed in applied.routed:
+                assert applied.event is not None
+                self._note(routed, applied.event, moment)
 
     def _note(self, routed: Routed, event: Event, moment: datetime) -> None:
         if routed.action == "started" and routed.workflow_id is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,8 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from activities.http import make_client
-from ingestion.api import Ingestion, create_app
+from ingestion.api import Api, create_app
+from ingestion.service import Ingestion, RouteEvent
 from store.database import connect
 from store.keys import WriteKeys
 from store.processed import ProcessedMessages
@@ -111,6 +113,13 @@ class Routed:
         self.events.append((event, profile))
 
 
+def api_of(
+    stores: tuple[ProfileStore, ProcessedMessages, WriteKeys], route: RouteEvent, **parts: Any
+) -> Api:
+    """The API over ``stores`` (profiles, processed ids, write keys) and ``route``."""
+    return Api(Ingestion(stores[0], stores[1], route), stores[2], **parts)
+
+
 @pytest.fixture
 def stores(tmp_path: Path) -> tuple[ProfileStore, ProcessedMessages, WriteKeys]:
     engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
@@ -123,7 +132,7 @@ def api(
 ) -> tuple[httpx.AsyncClient, Routed, str]:
     routed = Routed()
     key = stores[2].create("web shop")
-    app = create_app(Ingestion(*stores, route=routed))
+    app = create_app(api_of(stores, routed))
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api", auth=(key, "")
     )

@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
-from ingestion.api import Ingestion, create_app
+from ingestion.api import create_app
 from ingestion.router import Router
 from simulation.recording import RecordingActivities
 from store.database import connect
@@ -22,7 +22,7 @@ from store.keys import WriteKeys
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
-from tests.conftest import Routed
+from tests.conftest import Routed, api_of
 from tests.net import free_port
 from tests.temporal import plan_from, running_workers
 from workflows.models import RunSettings
@@ -212,7 +212,7 @@ steps:
             RunSettings(queue_prefix=prefix, index_runs=False),
         )
         key = stores[2].create("web shop")
-        app = create_app(Ingestion(*stores, route=router.route))
+        app = create_app(api_of(stores, router.route))
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -266,9 +266,9 @@ async def test_the_signed_sendgrid_webhook_suppresses_and_routes_engagement(
     stores[0].upsert("max-1", {"email": "Max@Example.com"})
     suppressions = Suppressions(stores[0].engine)
     app = create_app(
-        Ingestion(
-            *stores,
-            route=routed,
+        api_of(
+            stores,
+            routed,
             suppress=suppress,
             suppressions=suppressions,
             sendgrid_key=private.public_key(),
@@ -346,7 +346,7 @@ async def test_readyz_reports_each_dependency_and_metrics_count(
         return {"temporal": True, "store": False}
 
     key = stores[2].create("shop")
-    app = create_app(Ingestion(*stores, route=Routed(), ready=half_ready))
+    app = create_app(api_of(stores, Routed(), ready=half_ready))
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api", auth=(key, "")
     )
@@ -392,7 +392,7 @@ async def test_the_api_purges_on_start(
         db.execute(
             update(processed_messages).values(received_at=datetime.now(UTC) - timedelta(days=3))
         )
-    app = create_app(Ingestion(*stores, route=Routed()))
+    app = create_app(api_of(stores, Routed()))
     async with app.router.lifespan_context(app):
         for _ in range(50):
             if stores[1].claim("k", "ancient"):

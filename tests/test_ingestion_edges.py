@@ -17,11 +17,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ingestion.api import Ingestion, create_app
+from ingestion.api import create_app
 from store.keys import WriteKeys
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
-from tests.conftest import Routed
+from tests.conftest import Routed, api_of
 
 Stores = tuple[ProfileStore, ProcessedMessages, WriteKeys]
 
@@ -405,7 +405,7 @@ async def test_a_batch_that_fails_part_way_is_safe_to_retry(stores: Stores) -> N
     routed = FailsOnce()
     routed.fail = True
     key = stores[2].create("shop")
-    app = create_app(Ingestion(*stores, route=routed))
+    app = create_app(api_of(stores, routed))
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api", auth=(key, "")
     )
@@ -477,7 +477,7 @@ async def test_a_failed_sendgrid_event_is_processed_on_sendgrid_s_retry(stores: 
     private = ec.generate_private_key(ec.SECP256R1())
     routed = Routed()
     stores[0].upsert("max-1", {"email": "max@example.com"})
-    app = create_app(Ingestion(*stores, route=routed, sendgrid_key=private.public_key()))
+    app = create_app(api_of(stores, routed, sendgrid_key=private.public_key()))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
     body, headers = _signed(private, [_click("e1")])
     routed.fail = True
@@ -497,7 +497,7 @@ async def test_one_sendgrid_event_without_an_id_or_unreadable_does_not_fail_the_
     private = ec.generate_private_key(ec.SECP256R1())
     routed = Routed()
     stores[0].upsert("max-1", {"email": "max@example.com"})
-    app = create_app(Ingestion(*stores, route=routed, sendgrid_key=private.public_key()))
+    app = create_app(api_of(stores, routed, sendgrid_key=private.public_key()))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
     without_id = _click(None, at=1764230001)
     body, headers = _signed(private, [_click("e1"), without_id])
@@ -518,7 +518,7 @@ async def test_one_sendgrid_event_without_an_id_or_unreadable_does_not_fail_the_
 
 async def test_a_sendgrid_post_nested_too_deep_to_read_is_400(stores: Stores) -> None:
     private = ec.generate_private_key(ec.SECP256R1())
-    app = create_app(Ingestion(*stores, route=Routed(), sendgrid_key=private.public_key()))
+    app = create_app(api_of(stores, Routed(), sendgrid_key=private.public_key()))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
     body = b"[" * 50_000 + b"]" * 50_000
     signature = private.sign(b"1764230005" + body, ec.ECDSA(hashes.SHA256()))

@@ -17,8 +17,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from ingestion.api import Ingestion, create_app
+from ingestion.api import Api, create_app
 from ingestion.router import Router
+from ingestion.service import Ingestion
 from simulation.recording import RecordingActivities
 from store.database import connect
 from store.entries import EntryStore
@@ -85,7 +86,7 @@ async def test_whatever_the_api_accepts_reaches_its_first_step(
         keys = WriteKeys(engine)
         key = keys.create("fuzzer")
         app = create_app(
-            Ingestion(ProfileStore(engine), ProcessedMessages(engine), keys, route=router.route)
+            Api(Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route), keys)
         )
         api = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://api", auth=(key, "")

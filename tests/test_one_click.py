@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingestion.api import Ingestion, create_app
+from ingestion import api as ingestion_api
+from ingestion.api import create_app
 from ingestion.one_click import MAX_BODY_BYTES
+from ingestion.service import Ingestion
 from ingestion.unsubscribe import make_token
 from store.consent import ConsentStore
 from store.database import connect
@@ -23,7 +25,7 @@ BOUNDARY = "----touchpoint-boundary"
 EXPECTED = "expected the body List-Unsubscribe=One-Click"
 
 
-class Api:
+class UnsubscribeApi:
     def __init__(self, tmp_path: Path) -> None:
         engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
         self.consent = ConsentStore(engine)
@@ -35,11 +37,9 @@ class Api:
             self.consent.withdraw(customer_id, reason)
 
         app = create_app(
-            Ingestion(
-                ProfileStore(engine),
-                ProcessedMessages(engine),
+            ingestion_api.Api(
+                Ingestion(ProfileStore(engine), ProcessedMessages(engine), nowhere),
                 WriteKeys(engine),
-                route=nowhere,
                 unsubscribe=unsubscribe,
                 unsubscribe_secret=SECRET,
             )
@@ -58,8 +58,8 @@ class Api:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Api:
-    return Api(tmp_path)
+def api(tmp_path: Path) -> UnsubscribeApi:
+    return UnsubscribeApi(tmp_path)
 
 
 def multipart(*parts: tuple[str, str]) -> tuple[bytes, str]:
@@ -84,14 +84,16 @@ FORM = "application/x-www-form-urlencoded"
         pytest.param(*multipart(("name=List-Unsubscribe", "One-Click")), id="unquoted-name"),
     ],
 )
-async def test_the_one_click_form_unsubscribes(api: Api, body: bytes, content_type: str) -> None:
+async def test_the_one_click_form_unsubscribes(
+    api: UnsubscribeApi, body: bytes, content_type: str
+) -> None:
     response = await api.post(body, content_type)
     assert response.status_code == 200, response.text
     assert "You are unsubscribed." in response.text
     assert api.consent.blocked("max-1") == "unsubscribed (one-click)"
 
 
-async def test_the_confirmation_pages_own_form_unsubscribes(api: Api) -> None:
+async def test_the_confirmation_pages_own_form_unsubscribes(api: UnsubscribeApi) -> None:
     """What a person's browser sends from the page behind the link (a hidden field)."""
     page = await api.client.get(api.path)
     assert '<input type="hidden" name="List-Unsubscribe" value="One-Click">' in page.text
@@ -190,14 +192,14 @@ async def test_the_confirmation_pages_own_form_unsubscribes(api: Api) -> None:
     ],
 )
 async def test_anything_else_is_refused_and_changes_nothing(
-    api: Api, body: bytes, content_type: str | None, status: int, message: str
+    api: UnsubscribeApi, body: bytes, content_type: str | None, status: int, message: str
 ) -> None:
     response = await api.post(body, content_type)
     assert (response.status_code, response.json()["message"]) == (status, message)
     assert not api.unsubscribed()
 
 
-async def test_a_huge_body_is_refused_without_reading_it_all(api: Api) -> None:
+async def test_a_huge_body_is_refused_without_reading_it_all(api: UnsubscribeApi) -> None:
     """Streamed without a length, 64 MB: the server stops reading just past its limit."""
     sent = 0
 
@@ -215,20 +217,20 @@ async def test_a_huge_body_is_refused_without_reading_it_all(api: Api) -> None:
     assert not api.unsubscribed()
 
 
-async def test_a_declared_length_over_the_limit_is_refused_at_once(api: Api) -> None:
+async def test_a_declared_length_over_the_limit_is_refused_at_once(api: UnsubscribeApi) -> None:
     body = b"List-Unsubscribe=One-Click&padding=" + b"x" * MAX_BODY_BYTES
     response = await api.post(body, FORM)
     assert response.status_code == 413 and not api.unsubscribed()
 
 
-async def test_a_body_just_under_the_limit_with_other_fields_is_fine(api: Api) -> None:
+async def test_a_body_just_under_the_limit_with_other_fields_is_fine(api: UnsubscribeApi) -> None:
     """Fields besides List-Unsubscribe are ignored (a receiver may add its own)."""
     padding = b"x" * (MAX_BODY_BYTES - 100)
     response = await api.post(b"List-Unsubscribe=One-Click&note=" + padding, FORM)
     assert response.status_code == 200 and api.unsubscribed()
 
 
-async def test_a_forged_token_with_the_right_body_is_refused(api: Api) -> None:
+async def test_a_forged_token_with_the_right_body_is_refused(api: UnsubscribeApi) -> None:
     response = await api.client.post(
         "/unsubscribe/forged.token", data={"List-Unsubscribe": "One-Click"}
     )

@@ -21,7 +21,8 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider
 from activities.http import make_client
 from activities.rendering import Renderer
-from ingestion.api import Ingestion, create_app
+from ingestion.api import Api, create_app
+from ingestion.service import Ingestion
 from language.validator import validate
 from store.consent import ConsentStore
 from store.database import connect
@@ -132,11 +133,9 @@ async def test_the_printed_unsubscribe_url_unsubscribes(project: Path) -> None:
         raise AssertionError("no event is routed here")
 
     app = create_app(
-        Ingestion(
-            ProfileStore(engine),
-            ProcessedMessages(engine),
+        Api(
+            Ingestion(ProfileStore(engine), ProcessedMessages(engine), nowhere),
             WriteKeys(engine),
-            route=nowhere,
             unsubscribe=unsubscribe,
             unsubscribe_secret=SECRET,
         )

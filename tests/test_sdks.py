@@ -24,8 +24,9 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider
 from activities.http import make_client
 from activities.rendering import Renderer
-from ingestion.api import Ingestion, create_app
+from ingestion.api import Api, create_app
 from ingestion.router import Router
+from ingestion.service import Ingestion
 from language.validator import validate
 from store.consent import ConsentStore
 from store.database import connect
@@ -83,7 +84,7 @@ async def shop(time_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[S
         keys = WriteKeys(engine)
         key = keys.create("web shop")
         app = create_app(
-            Ingestion(ProfileStore(engine), ProcessedMessages(engine), keys, route=router.route)
+            Api(Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route), keys)
         )
         port = free_port()
         server = uvicorn.Server(

@@ -18,9 +18,10 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider
 from activities.http import make_client
 from activities.rendering import Renderer
-from ingestion.api import Ingestion, create_app
+from ingestion.api import Api, create_app
 from ingestion.consent import Unsubscriber
 from ingestion.router import Router
+from ingestion.service import Ingestion
 from language.validator import validate
 from store.consent import ConsentStore
 from store.database import connect
@@ -89,11 +90,9 @@ async def test_one_click_unsubscribe_end_to_end(
         settings = RunSettings(queue_prefix=prefix, time_scale=1 / 8640)  # a day lasts 10 s
         router = Router(dev_env.client, plans, EntryStore(engine), settings)
         api = create_app(
-            Ingestion(
-                ProfileStore(engine),
-                ProcessedMessages(engine),
+            Api(
+                Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route),
                 WriteKeys(engine),
-                route=router.route,
                 unsubscribe=Unsubscriber(dev_env.client, consent).withdraw,
                 unsubscribe_secret=SECRET,
             )

@@ -1,0 +1,133 @@
+"""The ingestion service: what happens to a Segment call, wherever it comes from.
+
+The HTTP API (:mod:`ingestion.api`), ``touchpoint emit`` / ``touchpoint identify``
+(:mod:`ops.operations`) and the simulator (:mod:`simulation.simulator`) all hand their calls
+to :meth:`Ingestion.apply`, so a simulation runs exactly the production path:
+
+1. **claim** the call's message id in its source's scope (:mod:`store.processed`): a duplicate
+   is accepted and not processed again;
+2. **resolve** who it is about (a user, or the user an anonymous id is linked to) and **link**
+   identities (``alias``, or a call carrying both ids);
+3. **update the profile** with its traits (Segment's spelling rule, :mod:`ingestion.segment`);
+4. **route** its event, if it has one (:mod:`ingestion.router`): start the journeys it
+   triggers, signal the runs that wait for it.
+
+Steps 1–3 and the profile read are one trip to the store's thread. If anything fails, the
+claim is released, so the sender's retry is processed: nothing is half done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ingestion.segment import Ingest, with_template_names
+from store.processed import ProcessedMessages
+from store.profiles import ProfileStore
+from workflows.models import Event, Profile
+
+RouteEvent = Callable[[Event, Profile, Sequence[str]], Awaitable[Any]]
+"""The router's ``route``: the event, the customer's profile, the anonymous ids linked to them."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What became of one call."""
+
+    duplicate: bool = False  # its message id was processed before: nothing done
+    customer_id: str = ""
+    event: Event | None = None  # the event routed, if the call had one
+    routed: list[Any] = field(default_factory=list)  # the router's answers (Routed …)
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    first: bool
+    customer_id: str = ""
+    profile: Profile | None = None
+    linked: tuple[str, ...] = ()
+
+
+@dataclass
+class Ingestion:
+    profiles: ProfileStore
+    processed: ProcessedMessages
+    route: RouteEvent
+
+    async def apply(self, call: Ingest, scope: str) -> Applied:
+        """Apply one call from the source ``scope`` (a write key's scope, ``cli``, ``sim``)."""
+        recorded = await asyncio.to_thread(self._record, call, scope)
+        if not recorded.first:
+            return Applied(duplicate=True)
+        if call.event is None:
+            return Applied(customer_id=recorded.customer_id)
+        event = Event(
+            message_id=f"{scope}/{call.message_id}",  # unique per source, like the claim
+            event=call.event,
+            customer_id=recorded.customer_id,
+            properties=call.properties,
+            timestamp=call.timestamp or datetime.now(UTC),
+        )
+        try:
+            routed = await self.route(
+                event, recorded.profile or Profile(id=event.customer_id), recorded.linked
+            )
+        except BaseException:
+            await asyncio.to_thread(self.processed.release, scope, call.message_id)
+            raise
+        return Applied(customer_id=recorded.customer_id, event=event, routed=list(routed or []))
+
+    async def identify(
+        self, customer_id: str, traits: dict[str, Any], scope: str, **fields: Any
+    ) -> Applied:
+        """An ``identify`` for ``customer_id`` (``fields``: ``message_id``, ``locale`` …)."""
+        return await self.apply(_call(customer_id, fields, traits=dict(traits)), scope)
+
+    async def track(
+        self, customer_id: str, event: str, properties: dict[str, Any], scope: str, **fields: Any
+    ) -> Applied:
+        """A ``track`` of ``event`` for ``customer_id`` (``fields``: ``message_id`` …)."""
+        call = _call(customer_id, fields, event=event, properties=dict(properties))
+        return await self.apply(call, scope)
+
+    def _record(self, call: Ingest, scope: str) -> _Recorded:
+        """Claim the message id, link identities, update the profile and read it back."""
+        if not self.processed.claim(scope, call.message_id):
+            return _Recorded(first=False)
+        try:
+            profiles = self.profiles
+            customer = profiles.resolve(call.user_id, call.anonymous_id)
+            if call.previous_id:
+                profiles.link(call.previous_id, customer)
+            elif call.anonymous_id and call.anonymous_id != customer:
+                profiles.link(call.anonymous_id, customer)
+            if call.traits is not None or call.locale or call.timezone:
+                profiles.upsert(
+                    customer,
+                    with_template_names(call.traits or {}),
+                    locale=call.locale,
+                    timezone=call.timezone,
+                )
+            if call.event is None:
+                return _Recorded(first=True, customer_id=customer)
+            return _Recorded(
+                first=True,
+                customer_id=customer,
+                profile=profiles.get(customer),
+                linked=tuple(profiles.linked_ids(customer)),
+            )
+        except BaseException:
+            self.processed.release(scope, call.message_id)
+            raise
+
+
+def _call(customer_id: str, fields: dict[str, Any], **content: Any) -> Ingest:
+    """An :class:`Ingest` for a known customer; without a ``message_id``, a fresh one (two
+    equal calls from the command line are two events)."""
+    extra = dict(fields)
+    message_id = extra.pop("message_id", None) or str(uuid.uuid4())
+    return Ingest(user_id=customer_id, anonymous_id=None, message_id=message_id, **extra, **content)
