@@ -365,7 +365,7 @@ class SmsSender:
         sms = OutgoingSms(
             message_id=request.message_id,
             to=number,
-            body=rendered.text or "",
+            body=(rendered.text or "").strip(),  # every character of an SMS counts
             status_callback=self.settings.status_callback,
         )
         return Prepared(request, to=number, provider="twilio", rendered=rendered, payload=sms)

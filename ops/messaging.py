@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from temporalio.exceptions import ApplicationError
 
 from activities.messages import OutgoingEmail, RenderedMessage
 from activities.rendering import Renderer
@@ -89,17 +90,18 @@ def build_preview(
     )
     renderer = Renderer.for_project(root, config, {p.journey_id: p.name for p in plans.values()})
     unsubscribe = f"{config.email.unsubscribe_url.rstrip('/')}/PREVIEW-TOKEN"
-    return Preview(
-        request,
-        renderer.render(
+    try:
+        message = renderer.render(
             request, unsubscribe_url=unsubscribe if plan.category == "marketing" else None
-        ),
-    )
+        )
+    except ApplicationError as error:  # the template cannot render for this sample
+        raise PreviewError(f"{error.message} (sample data: --profile, --lookups)") from None
+    return Preview(request, message)
 
 
 async def send_test(root: Path, preview: Preview, to: str) -> str | None:
     """Send one rendered email through the configured provider, marked as a test."""
-    from activities.delivery import email_provider
+    from activities.email.sender import email_provider
 
     _, config = _project(root)
     if preview.request.channel != "email":
