@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from http.server import ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 def free_port() -> int:
@@ -52,3 +54,22 @@ class ServedOnAThread:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """``app`` (ASGI) served by a real uvicorn on a free loopback port; yields its base URL."""
+    import asyncio
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.api import create_app
@@ -23,7 +22,7 @@ from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
 from tests.conftest import Routed, api_of
-from tests.net import free_port
+from tests.net import served
 from tests.temporal import plan_from, running_workers
 from workflows.models import RunSettings
 
@@ -212,16 +211,8 @@ steps:
             RunSettings(queue_prefix=prefix, index_runs=False),
         )
         key = stores[2].create("web shop")
-        app = create_app(api_of(stores, router.route))
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        try:
-            sdk = SegmentClient(write_key=key, host=f"http://127.0.0.1:{port}", sync_mode=True)
+        async with served(create_app(api_of(stores, router.route))) as url:
+            sdk = SegmentClient(write_key=key, host=url, sync_mode=True)
             await asyncio.to_thread(
                 sdk.identify, "max-1", {"email": "max@example.com", "first_name": "Max"}
             )
@@ -230,9 +221,6 @@ steps:
                 if recorder.sent:
                     break
                 await asyncio.sleep(0.05)
-        finally:
-            server.should_exit = True
-            await serving
     [message] = recorder.sent
     assert message.journey_id == "sdk-welcome" and message.profile.email == "max@example.com"
     assert message.context["event"]["properties"] == {"source": "newsletter-form"}

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
@@ -36,7 +35,7 @@ from store.ledger import Ledger
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from tests.conftest import ROOT
-from tests.net import free_port
+from tests.net import served
 from tests.temporal import plan_from, running_workers
 from workflows.models import RunSettings
 
@@ -86,18 +85,8 @@ async def shop(time_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[S
         app = create_app(
             Api(Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route), keys)
         )
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        try:
-            yield Shop(f"http://127.0.0.1:{port}", key, tmp_path / "outbox")
-        finally:
-            server.should_exit = True
-            await serving
+        async with served(app) as url:
+            yield Shop(url, key, tmp_path / "outbox")
 
 
 async def the_email(outbox: Path, seconds: float = 20) -> EmailMessage:
