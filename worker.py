@@ -19,14 +19,18 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
+from activities.profiles import ProfileReader
 from config.settings import Settings, connect, load_settings
 from language.validator import require_valid
 from ops.environment import require_environment
 from ops.exits import exit_code, leave
-from ops.workers import Role, build_workers
+from ops.workers import Role, build_workers, fetch_missing_plans, worker_options
 from simulation.recording import RecordingActivities
 from store.database import connect as connect_store
 from store.ledger import Ledger
+from store.plans import PlanStore
+from store.profiles import ProfileStore
+from workflows import registry
 
 log = logging.getLogger("touchpoint.worker")
 
@@ -36,22 +40,33 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
     settings = load_settings(report.config)
     require_environment(report, os.environ, "the worker", delivers=settings.record_file is None)
     client = await connect(settings, with_metrics=True)
+    store = connect_store(settings.database_url)
+    plans = PlanStore(store)
+    plans.publish(report.plans.values())  # runs carry a reference; any worker can load them
+    registry.register(report.plans.values())
     names = {plan.journey_id: plan.name for plan in report.plans.values()}
     activities = _activities(settings, project, names) if role != "workflows" else []
+    activities.append(ProfileReader(ProfileStore(store)).read_profile)  # the journey worker's
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    workers = build_workers(client, activities, settings.worker_options(), role)
+    workers = build_workers(client, activities, worker_options(settings), role)
     async with AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
+        fetcher = asyncio.create_task(fetch_missing_plans(plans, stop))
+        stack.push_async_callback(_finish, fetcher)
         queues = ", ".join(w.task_queue for w in workers)
         log.info("worker running on %s (%s): %s", settings.address, settings.namespace, queues)
         print(f"touchpoint worker ready: {queues}", flush=True)
         await stop.wait()
         log.info("shutting down")
     print("touchpoint worker stopped", flush=True)
+
+
+async def _finish(task: asyncio.Task[None]) -> None:
+    await task
 
 
 def _activities(

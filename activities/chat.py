@@ -155,7 +155,7 @@ class ChatSender:
         if isinstance(destination, SlackDestination | TeamsDestination):
             post = ChatPost(destination.type, self.kit.env(destination.url), text)
         elif isinstance(destination, TelegramDestination):
-            chat_id = destination.chat_id or request.profile.traits.get("telegram_chat_id")
+            chat_id = destination.chat_id or request.customer.traits.get("telegram_chat_id")
             if chat_id is None:
                 return SendResult(
                     message_id=request.message_id,

@@ -4,8 +4,9 @@ Every send goes the same way, whatever its channel (:mod:`workflows.channels`):
 
 1. **claim** the message in the ledger (:mod:`store.ledger`): an attempt that finds it ``sent``
    returns at once, one that finds another attempt sending it backs off;
-2. find the **recipient**: the customer's address or number, or the destination — none, and
-   the message is ``skipped`` ("the customer has no email address");
+2. read the customer's **current profile** from the store (the run does not carry it) and find
+   the **recipient**: their address or number, or the destination — none, and the message is
+   ``skipped`` ("the customer has no email address");
 3. ask the **policy chain** (:mod:`activities.policies`): send, skip (suppressed address,
    withdrawn consent …) or defer until a moment;
 4. **prepare** it with the channel's sender (check, render, shape for the provider);
@@ -36,15 +37,24 @@ from activities.errors import permanent, retryable
 from activities.http import make_client
 from activities.messages import EmailProvider, Prepared, Sender
 from activities.policies import Message, PolicyChain
+from activities.profiles import ProfileReader
 from activities.rendering import Renderer
 from activities.webhooks import step_time
 from config.project import Connection, ProjectConfig, resolve_env
 from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from store.consent import ConsentStore
-from store.ledger import Ledger, Status
+from store.ledger import Claim, Ledger, Status
+from store.profiles import ProfileStore
 from store.suppressions import Suppressions
 from workflows.channels import CHANNELS, Channel
-from workflows.models import LookupRequest, LookupResult, SendRequest, SendResult, customer_hash
+from workflows.models import (
+    LookupRequest,
+    LookupResult,
+    Profile,
+    SendRequest,
+    SendResult,
+    customer_hash,
+)
 
 NO_RECIPIENT = {
     "email": "the customer has no email address",
@@ -66,6 +76,7 @@ class DeliveryActivities:
     suppressions: Suppressions | None = None  # addresses no email may go to
     telegram_api: str = "https://api.telegram.org"
     policies: PolicyChain | None = None  # default: PolicyChain.standard (suppression, consent)
+    profiles: ProfileStore | None = None  # default: the ledger's store
     senders: dict[str, Sender] = field(init=False)  # by channel name
     sends: dict[str, Callable[..., Any]] = field(init=False)  # the send_<channel> activities
 
@@ -93,6 +104,8 @@ class DeliveryActivities:
         )
 
     def __post_init__(self) -> None:
+        if self.profiles is None:
+            self.profiles = ProfileStore(self.ledger.engine)
         if self.policies is None:
             consent = self.consent or ConsentStore(self.ledger.engine)
             self.policies = PolicyChain.standard(consent, self.suppressions)
@@ -100,7 +113,8 @@ class DeliveryActivities:
         self.sends = {name: self._send_activity(c) for name, c in CHANNELS.items()}
 
     def all(self) -> list[Callable[..., Any]]:
-        return [*self.sends.values(), self.lookup]
+        assert self.profiles is not None
+        return [*self.sends.values(), self.lookup, ProfileReader(self.profiles).read_profile]
 
     def env(self, value: str) -> str:
         """``value`` with each ``${VAR}`` resolved; a missing variable is a refusal."""
@@ -136,15 +150,8 @@ class DeliveryActivities:
 
     async def _deliver(self, request: SendRequest) -> SendResult:
         channel = CHANNELS[request.channel]
-        customer = customer_hash(request.customer_id)
-        claim = await asyncio.to_thread(
-            self.ledger.claim,
-            request.message_id,
-            request.journey_id,
-            request.step_id,
-            request.channel,
-            customer,
-        )
+        claim, current = await asyncio.to_thread(self._claim_and_profile, request)
+        request = request.model_copy(update={"profile": current})
         if claim.decision == "sent":
             provider_id = claim.delivery.provider_id if claim.delivery else None
             return SendResult(  # the message went out once; this attempt only learnt so late
@@ -184,6 +191,20 @@ class DeliveryActivities:
         except Exception:  # the provider accepted it: never fail (and re-send) for the record
             activity.logger.exception("could not record %s", request.message_id)
         return result.answer
+
+    def _claim_and_profile(self, request: SendRequest) -> tuple[Claim, Profile]:
+        """One trip to the store's thread: claim the message, and read the customer's profile
+        as it is now (a send goes to today's address, in today's language)."""
+        claim = self.ledger.claim(
+            request.message_id,
+            request.journey_id,
+            request.step_id,
+            request.channel,
+            customer_hash(request.customer_id),
+        )
+        assert self.profiles is not None
+        current = self.profiles.get(request.customer_id)
+        return claim, current or request.profile or Profile(id=request.customer_id)
 
     async def _send(self, channel: Channel, request: SendRequest) -> _Outcome:
         recipient = channel.recipient_of(request)

@@ -124,7 +124,7 @@ class Renderer:
     ) -> RenderedMessage:
         name = request.template
         channel = CHANNELS[request.channel]
-        locale, files = self._variant(name, request.profile.locale, channel.files)
+        locale, files = self._variant(name, request.customer.locale, channel.files)
         names = self._names(request, locale, unsubscribe_url)
         if channel.form == "json":
             return RenderedMessage(name, locale, data=self._render_json(files["json"], names))
@@ -285,7 +285,7 @@ class Renderer:
     ) -> dict[str, Any]:
         context = request.context
         names: dict[str, Any] = {
-            "profile": request.profile.model_dump(),
+            "profile": request.customer.model_dump(),
             "events": context.get("events") or {},
             "vars": context.get("vars") or {},
             "lookups": context.get("lookups") or {},

@@ -139,12 +139,19 @@ class WorkerSettings(Model):
         default_factory=dict, description="server-side limit per channel, activities per second"
     )
     index_runs: bool = Field(True, description="keep Touchpoint search attributes on runs")
+    send_retry_hours: dict[str, float] = Field(
+        default_factory=dict,
+        description="how long a send is retried through a provider outage, per channel "
+        "(default 24 hours); a refusal (bad address, 4xx) fails at once",
+    )
 
-    @field_validator("rate_limits")
+    @field_validator("rate_limits", "send_retry_hours")
     @classmethod
     def _known_channels(cls, limits: dict[str, float]) -> dict[str, float]:
-        for name in limits:
+        for name, value in limits.items():
             _require_channel(name)
+            if value <= 0:
+                raise ValueError(f"{name}: must be more than 0")
         return limits
 
 

@@ -30,7 +30,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config.errors import ConfigurationError, TemporalUnreachable
 from config.project import ProjectConfig
-from ops.workers import WorkerOptions
 from workflows.models import RunSettings
 
 
@@ -56,15 +55,6 @@ class Settings:
             queue_prefix=self.queue_prefix,
             index_runs=self.config.worker.index_runs,
             time_scale=self.time_scale,
-        )
-
-    def worker_options(self) -> WorkerOptions:
-        worker = self.config.worker
-        return WorkerOptions(
-            queue_prefix=self.queue_prefix,
-            max_cached_workflows=worker.max_cached_workflows,
-            max_concurrent_activities=worker.max_concurrent_activities,
-            rate_limits={str(channel): rate for channel, rate in worker.rate_limits.items()},
         )
 
 

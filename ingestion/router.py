@@ -31,7 +31,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from store.entries import EntryStore
-from workflows import evaluation
+from workflows import evaluation, registry
 from workflows.models import (
     JOURNEY_QUEUE,
     Event,
@@ -75,6 +75,7 @@ class Router:
         self.entries = entries
         self.settings = settings
         self.clock = clock or _utc_now
+        registry.register(self.plans.values())  # a worker in this process runs them directly
         self.triggers: dict[str, list[Plan]] = {}
         self.listeners: dict[str, list[Plan]] = {}
         for plan in self.plans.values():
@@ -148,14 +149,14 @@ class Router:
         # journey has one run per triggering event, so a redelivered event finds its own run.
         tagged = every_time and key is None
         target = workflow_id(journey, event.customer_id, key, _event_tag(event) if tagged else None)
-        run_input = JourneyInput(
-            plan=plan,
+        run_input = JourneyInput(  # a reference to the plan; no profile: steps read it fresh
+            journey_id=plan.journey_id,
+            plan_version=plan.version,
             customer_id=event.customer_id,
             key=key,
             trigger=event,
-            profile=profile,
             entry_sequence=sequence,
-            settings=self.settings,
+            clock=self.settings.clock(),
         )
         try:
             handle = await self.client.start_workflow(

@@ -22,6 +22,7 @@ from store.consent import ConsentStore
 from store.database import connect as connect_store
 from store.entries import EntryStore
 from store.keys import WriteKeys
+from store.plans import PlanStore
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
@@ -40,6 +41,7 @@ async def build_api(project: Path) -> Api:
     )
     client = await connect(settings)
     engine = connect_store(settings.database_url)
+    PlanStore(engine).publish(report.plans.values())  # the worker loads what runs refer to
     router = Router(client, report.plans, EntryStore(engine), settings.run_settings())
     unsubscriber = Unsubscriber(client, ConsentStore(engine))
     sendgrid_key = os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
 from config.errors import NoSuchRun
@@ -132,8 +133,9 @@ async def list_runs(
 async def show_run(project: Path, workflow_id: str) -> str:
     _, config = _project(project)
     client = await connect(load_settings(config))
+    handle = client.get_workflow_handle(workflow_id)
     try:
-        state = await client.get_workflow_handle(workflow_id).query("state")
+        state = await handle.query("state")
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             raise NoSuchRun(
@@ -156,11 +158,28 @@ async def show_run(project: Path, workflow_id: str) -> str:
             lines.append(f"waiting for: {view.waiting_for}")
         if view.waiting_until:
             lines.append(f"next wake-up: {view.waiting_until.isoformat(timespec='seconds')}")
+        lines += retrying(await handle.describe(), view)
     lines += [
         f"  {e.at.isoformat(timespec='seconds')}  {e.step:<24} {e.kind:<10} {e.detail}"
         for e in view.timeline
     ]
     return "\n".join(lines)
+
+
+def retrying(description: WorkflowExecutionDescription, view: RunView) -> list[str]:
+    """``retrying since …, attempt n, last error …`` for each send or lookup Temporal is still
+    retrying (a provider outage is waited out for hours)."""
+    lines = []
+    for pending in description.raw_description.pending_activities:
+        if pending.attempt <= 1 and not pending.HasField("last_failure"):
+            continue  # a first attempt under way: not retrying
+        since = view.step_started_at.isoformat(timespec="seconds") if view.step_started_at else "?"
+        error = pending.last_failure.message if pending.HasField("last_failure") else "none yet"
+        lines.append(
+            f"retrying {pending.activity_type.name} since {since}, attempt {pending.attempt}, "
+            f"last error: {error}"
+        )
+    return lines
 
 
 def describe_outcome(outcome: Outcome, step: str) -> str:

@@ -4,6 +4,7 @@ be scaled and rate-limited on its own."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,13 @@ from temporalio.worker import (
     Worker,
 )
 
+from config.settings import Settings
+from store.plans import PlanStore
+from workflows import registry
 from workflows.channels import CHANNELS
 from workflows.journey import JourneyWorkflow
-from workflows.models import JOURNEY_QUEUE, LOOKUP_ACTIVITY, LOOKUP_QUEUE
+from workflows.models import JOURNEY_QUEUE, LOOKUP_ACTIVITY, LOOKUP_QUEUE, READ_PROFILE_ACTIVITY
+from workflows.registry import Deployment
 from workflows.sandbox import journey_workflow_runner
 
 Role = Literal["all", "workflows", "activities"]
@@ -36,6 +41,7 @@ class WorkerOptions:
     rate_limits: dict[str, float] = field(default_factory=dict)  # channel → activities/second
     graceful_shutdown_seconds: float = 10.0
     build_id: str | None = None  # default: a hash of every loaded module (slow to compute)
+    deployment: Deployment = field(default_factory=Deployment)  # what runs on the queue get
 
 
 def build_workers(
@@ -47,19 +53,23 @@ def build_workers(
     """Workers for ``role``: the workflow worker and/or one activity worker per queue."""
     workers: list[Worker] = []
     prefix = options.queue_prefix
+    by_name = {getattr(fn, "__temporal_activity_definition").name: fn for fn in activities}
     if role in ("all", "workflows"):
+        journeys = prefix + JOURNEY_QUEUE
+        registry.deploy(journeys, options.deployment)
+        local = [by_name[READ_PROFILE_ACTIVITY]] if READ_PROFILE_ACTIVITY in by_name else []
         workers.append(
             Worker(
                 client,
-                task_queue=prefix + JOURNEY_QUEUE,
+                task_queue=journeys,
                 workflows=[JourneyWorkflow],
+                activities=local,  # read_profile runs as a local activity of the workflow
                 workflow_runner=journey_workflow_runner(),
                 max_cached_workflows=options.max_cached_workflows,
                 build_id=options.build_id,
             )
         )
     if role in ("all", "activities"):
-        by_name = {getattr(fn, "__temporal_activity_definition").name: fn for fn in activities}
         queues = {c.activity: (c.queue, c.name) for c in CHANNELS.values()}
         queues[LOOKUP_ACTIVITY] = (LOOKUP_QUEUE, "")
         for name, (queue, channel) in queues.items():
@@ -113,3 +123,35 @@ def _seconds(value: float) -> Any:
     from datetime import timedelta
 
     return timedelta(seconds=value)
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    """The worker's options from the project's settings (``touchpoint.yaml`` and environment)."""
+    worker = settings.config.worker
+    return WorkerOptions(
+        queue_prefix=settings.queue_prefix,
+        max_cached_workflows=worker.max_cached_workflows,
+        max_concurrent_activities=worker.max_concurrent_activities,
+        rate_limits=dict(worker.rate_limits),
+        deployment=Deployment(
+            index_runs=worker.index_runs,
+            default_timezone=settings.config.defaults.timezone,
+            default_locale=settings.config.defaults.locale,
+            send_retry_hours=dict(worker.send_retry_hours),
+        ),
+    )
+
+
+async def fetch_missing_plans(plans: PlanStore, stop: asyncio.Event) -> None:
+    """Load the plan versions runs ask for that this worker did not compile itself (a journey
+    deployed by a newer API process), until ``stop``. A run that asked fails its workflow task
+    meanwhile, and Temporal retries it."""
+    while not stop.is_set():
+        if not await asyncio.to_thread(registry.wait_for_missing, 1.0):
+            continue
+        found = [
+            plan for v in registry.missing() if (plan := await asyncio.to_thread(plans.get, v))
+        ]
+        if found:
+            registry.register(found)
+            log.info("loaded %d plan version(s) from the store", len(found))

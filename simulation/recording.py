@@ -18,7 +18,16 @@ from typing import Any
 from temporalio import activity
 
 from workflows.channels import CHANNELS, Channel
-from workflows.models import LookupRequest, LookupResult, SendRequest, SendResult
+from workflows.models import (
+    READ_PROFILE_ACTIVITY,
+    LookupRequest,
+    LookupResult,
+    Profile,
+    ProfileAnswer,
+    ProfileRequest,
+    SendRequest,
+    SendResult,
+)
 
 
 @dataclass
@@ -33,6 +42,7 @@ class RecordingActivities:
     lookups: Mapping[str, Any] = field(default_factory=dict)
     sent: list[SendRequest] = field(default_factory=list)
     looked_up: list[LookupRequest] = field(default_factory=list)
+    profiles: dict[str, Profile] = field(default_factory=dict)  # what read_profile answers
     _ids: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,5 +89,14 @@ class RecordingActivities:
                 return LookupResult(data=self.lookups[key])
         return LookupResult(status=404, data=None)
 
+    @activity.defn(name=READ_PROFILE_ACTIVITY)
+    async def read_profile(self, request: ProfileRequest) -> ProfileAnswer:
+        """No store here: the run goes on with the profile it was given (tests, demos)."""
+        return ProfileAnswer(profile=self.profiles.get(request.customer_id))
+
     def all(self) -> list[Any]:
-        return [*(self._send_activity(c) for c in CHANNELS.values()), self.lookup]
+        return [
+            *(self._send_activity(c) for c in CHANNELS.values()),
+            self.lookup,
+            self.read_profile,
+        ]

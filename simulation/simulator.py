@@ -41,6 +41,7 @@ from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from workflows.models import Event, Outcome, RunResult, RunSettings, RunView, TimelineEntry
 from workflows.plan import Plan
+from workflows.registry import Deployment
 
 QUEUE_PREFIX = "simulation-"
 BUILD_ID = "touchpoint-simulation"
@@ -184,7 +185,15 @@ class Simulator:
             for worker in build_workers(
                 env.client,
                 delivery.all(),
-                WorkerOptions(queue_prefix=QUEUE_PREFIX, build_id=BUILD_ID),
+                WorkerOptions(
+                    queue_prefix=QUEUE_PREFIX,
+                    build_id=BUILD_ID,
+                    deployment=Deployment(
+                        index_runs=False,
+                        default_timezone=self.config.defaults.timezone,
+                        default_locale=self.config.defaults.locale,
+                    ),
+                ),
             ):
                 await stack.enter_async_context(worker)
             ingestion = Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route)

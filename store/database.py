@@ -106,6 +106,15 @@ suppressions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+plans = Table(
+    "plans",
+    metadata,
+    Column("version", String(64), primary_key=True),  # the plan's content hash
+    Column("journey_id", String(200), nullable=False, index=True),
+    Column("plan", JSON, nullable=False),  # the compiled plan, as JSON
+    Column("published_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
 suppression_audit = Table(
     "suppression_audit",
     metadata,

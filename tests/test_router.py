@@ -6,15 +6,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.router import Router
 from simulation.recording import RecordingActivities
 from store.database import connect
 from store.entries import EntryStore
-from tests.temporal import event, plan_from, running_workers
-from workflows.models import Profile, RunResult, RunSettings
+from tests.temporal import event, finish, plan_from, running_workers
+from workflows.models import Profile, RunSettings
 
 MAX = Profile(id="max-1", email="max@example.com", traits={"vip": True})
 
@@ -46,17 +45,6 @@ def make_router(env: WorkflowEnvironment, prefix: str, entries: EntryStore, *tex
     plans = {plan.journey_id: plan for plan in map(plan_from, texts)}
     settings = RunSettings(queue_prefix=prefix, index_runs=False, default_timezone="Europe/Berlin")
     return Router(env.client, plans, entries, settings, clock=env.get_current_time)
-
-
-async def finish(env: WorkflowEnvironment, run_id: str | None) -> RunResult:
-    """The run's result; handles made by id do not skip time by themselves, so skip it here."""
-    assert run_id is not None
-    handle = env.client.get_workflow_handle(run_id)
-    for _ in range(200):
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            return RunResult.model_validate(await handle.result())
-        await env.sleep(timedelta(hours=6))
-    raise AssertionError(f"{run_id} did not finish")
 
 
 async def test_one_at_a_time_starts_no_second_run_while_one_is_active(

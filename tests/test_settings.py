@@ -9,7 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.project import ProjectConfig
 from config.settings import load_settings
-from ops.workers import build_workers
+from ops.workers import build_workers, worker_options
 from simulation.recording import RecordingActivities
 
 CONFIG = ProjectConfig.model_validate(
@@ -32,7 +32,7 @@ def test_the_config_file_gives_the_defaults() -> None:
         "eu-",
     )
     assert run.index_runs is False and run.time_scale == 1.0
-    assert settings.worker_options().rate_limits == {"email": 20}
+    assert worker_options(settings).rate_limits == {"email": 20}
 
 
 def test_the_environment_overrides_and_holds_the_secrets() -> None:
@@ -62,7 +62,7 @@ def test_the_config_has_no_place_for_temporal_secrets() -> None:
 
 
 async def test_roles_split_workflows_from_activities(time_env: WorkflowEnvironment) -> None:
-    options = load_settings(CONFIG, environ={}).worker_options()
+    options = worker_options(load_settings(CONFIG, environ={}))
     activities = RecordingActivities().all()
     workflows_only = build_workers(time_env.client, activities, options, "workflows")
     activities_only = build_workers(time_env.client, activities, options, "activities")

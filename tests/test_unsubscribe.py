@@ -32,7 +32,7 @@ from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from tests.conftest import ROOT
 from tests.temporal import event, plan_from, running_workers
-from workflows.models import Profile, RunResult, RunSettings, customer_hash
+from workflows.models import RunResult, RunSettings, customer_hash
 from workflows.search import CUSTOMER
 
 SECRET = b"unsubscribe-secret-for-tests"
@@ -85,7 +85,7 @@ async def test_one_click_unsubscribe_end_to_end(
     )
     plans = {p.journey_id: p for p in (plan_from(MARKETING), plan_from(TRANSACTIONAL))}
     customer = f"max-{uuid.uuid4().hex[:6]}"
-    profile = Profile(id=customer, email="max@example.com")
+    profile = ProfileStore(engine).upsert(customer, {"email": "max@example.com"})
     async with running_workers(dev_env.client, activities.all()) as prefix:
         settings = RunSettings(queue_prefix=prefix, time_scale=1 / 8640)  # a day lasts 10 s
         router = Router(dev_env.client, plans, EntryStore(engine), settings)

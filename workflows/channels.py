@@ -42,9 +42,9 @@ class Channel:
         """Where a send request goes: the customer's email address or phone number, or the
         destination its step names (``None``: nowhere to send it)."""
         if self.recipient == "email":
-            return request.profile.email
+            return request.customer.email
         if self.recipient == "phone":
-            return request.profile.phone
+            return request.customer.phone
         return request.destination
 
     def sender_class(self) -> Any:

@@ -26,13 +26,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import evaluation, timing
+    from workflows import evaluation, registry, timing
     from workflows.durations import format_duration
     from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
     from workflows.models import (
         INBOX_LIMIT,
+        INPUT_VERSION,
+        JOURNEY_QUEUE,
         LOOKUP_ACTIVITY,
         LOOKUP_QUEUE,
+        READ_PROFILE_ACTIVITY,
         SEEN_IDS_LIMIT,
         SEND_ACTIVITIES,
         SEND_ATTEMPT_SECONDS,
@@ -44,20 +47,27 @@ with workflow.unsafe.imports_passed_through():
         LookupResult,
         Outcome,
         OutcomeKind,
+        Profile,
+        ProfileAnswer,
+        ProfileRequest,
+        RunClock,
         RunResult,
         RunState,
         RunView,
         SendRequest,
         SendResult,
         TimelineEntry,
+        WaitResume,
         message_id,
     )
     from workflows.plan import (
+        END,
         BranchNode,
         EndNode,
         EventMatch,
         LookupNode,
         Node,
+        Plan,
         SendNode,
         SetNode,
         SplitNode,
@@ -71,12 +81,19 @@ with workflow.unsafe.imports_passed_through():
         JOURNEY_STEP,
     )
 
-SEND_RETRY = RetryPolicy(
+SEND_RETRY = RetryPolicy(  # runs started before 2026-12 (see "long-send-retries")
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
     maximum_attempts=10,
 )
+OUTAGE_RETRY = RetryPolicy(  # a provider outage is waited out: no attempt limit, the deadline
+    initial_interval=timedelta(seconds=2),  # is the channel's send_retry_hours (default 24)
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=0,
+)
+PROFILE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=10)
 LOOKUP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -91,6 +108,15 @@ class Interrupted(Exception):
     """The run ended (goal, exit or cancel) while a step was in progress."""
 
 
+class ContinueInWait(Exception):
+    """The history grew long while the run was waiting: continue as new, and go on waiting
+    until ``until`` in the new run."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(until)
+        self.until = until
+
+
 class StepFailed(Exception):
     def __init__(self, step: str, error: str) -> None:
         super().__init__(error)
@@ -103,7 +129,17 @@ class JourneyWorkflow:
     @workflow.init
     def __init__(self, run_input: JourneyInput) -> None:
         self.input = run_input
-        self.plan = run_input.plan
+        self.unready: Exception | None = None  # raised by run(): the workflow task retries
+        try:
+            self.plan = self._plan()
+        except RuntimeError as problem:  # not raised here: a failed init leaks a coroutine
+            self.unready, self.plan = problem, _placeholder(run_input)
+        self.legacy = run_input.settings is not None and run_input.input_version < 2
+        self.deployment = self._deployment()
+        self.clock: RunClock = (
+            run_input.settings.clock() if run_input.settings is not None else run_input.clock
+        )
+        self.profile: Profile | None = run_input.profile  # version 1 and tests; else read
         self.state = run_input.state or RunState(
             current=self.plan.start,
             entered_at=self._now(),
@@ -112,6 +148,7 @@ class JourneyWorkflow:
         self._seen = set(self.state.seen_ids)
         self._waiting_until: datetime | None = None
         self._waiting_for: str | None = None
+        self._step_started: datetime | None = None
         self._listened = {
             n.match.event for n in self.plan.nodes.values() if isinstance(n, WaitForNode)
         }
@@ -157,26 +194,33 @@ class JourneyWorkflow:
             timeline=self.state.timeline,
             waiting_until=self._waiting_until,
             waiting_for=self._waiting_for,
+            step_started_at=self._step_started,
         )
 
     # --- the interpreter -------------------------------------------------------------------
 
     @workflow.run
     async def run(self, run_input: JourneyInput) -> RunResult:
+        if self.unready is not None:  # fail this workflow task; a retry (or a newer worker,
+            raise self.unready  # or this one once it has loaded the plan) will run it
+        if self._rules_read_profile():
+            await self._read_profile()
         while self.state.outcome is None:
             node = self.plan.nodes[self.state.current]
             if isinstance(node, EndNode):
                 self._finish("completed")
                 break
             if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self.state.continued += 1
-                workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
-            self._index_step(node)
+                await self._continue_as_new()
+            if self.state.resume is None:
+                self._index_step(node)
             try:
                 self.state.current = await self._execute(node)
             except Interrupted:
                 break
+            except ContinueInWait as waiting:
+                self.state.resume = WaitResume(step=node.id, until=waiting.until)
+                await self._continue_as_new()
             except StepFailed as failure:
                 self._record(node, "failed", failure.error)
                 self._finish("failed", step=failure.step, error=failure.error)
@@ -186,8 +230,17 @@ class JourneyWorkflow:
             outcome=self.state.outcome, timeline=self.state.timeline, current=self.state.current
         )
 
+    async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self.state.continued += 1
+        workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
+
     async def _execute(self, node: Node) -> str:
-        self.state.visits[node.id] = self.state.visits.get(node.id, 0) + 1
+        self._step_started = self._now()
+        if self.state.resume is None or self.state.resume.step != node.id:
+            self.state.visits[node.id] = self.state.visits.get(node.id, 0) + 1
+        if self._reads_profile(node):
+            await self._read_profile()
         match node:
             case SendNode():
                 return await self._send(node)
@@ -226,19 +279,25 @@ class JourneyWorkflow:
             template=node.template,
             destination=node.destination,
             customer_id=self.input.customer_id,
-            profile=self.input.profile,
+            profile=self.input.profile,  # none in production: the activity reads it fresh
             context=self._context(),
         )
-        queue = self.input.settings.queue(_CHANNEL_QUEUES[node.channel])
+        queue = self._queue(_CHANNEL_QUEUES[node.channel])
+        # patched 2026-12: outages are waited out for hours, not ten attempts (~17 minutes)
+        if workflow.patched("long-send-retries"):
+            retry, deadline = OUTAGE_RETRY, self._send_deadline(node.channel)
+        else:
+            retry, deadline = SEND_RETRY, None
         while True:
             try:
                 result = await self._activity(
                     SEND_ACTIVITIES[node.channel],
                     request,
                     queue,
-                    SEND_RETRY,
+                    retry,
                     SendResult,
                     SEND_ATTEMPT_SECONDS,
+                    deadline,
                 )
             except ActivityError as error:
                 reason = _failure_text(error)
@@ -300,7 +359,7 @@ class JourneyWorkflow:
             )
         except evaluation.ExpressionFailed as error:
             raise StepFailed(node.id, str(error)) from None
-        queue = self.input.settings.queue(LOOKUP_QUEUE)
+        queue = self._queue(LOOKUP_QUEUE)
         try:
             result = await self._activity(
                 LOOKUP_ACTIVITY, request, queue, LOOKUP_RETRY, LookupResult, 30
@@ -312,9 +371,17 @@ class JourneyWorkflow:
         return node.next
 
     async def _activity(
-        self, name: str, arg: Any, queue: str, retry: RetryPolicy, result_type: type, seconds: int
+        self,
+        name: str,
+        arg: Any,
+        queue: str,
+        retry: RetryPolicy,
+        result_type: type,
+        seconds: int,
+        deadline: timedelta | None = None,
     ) -> Any:
-        """Run an activity, abandoning it (cancelled) if the run ends meanwhile."""
+        """Run an activity (attempts of ``seconds``, retried until ``deadline``), abandoning it
+        (cancelled) if the run ends meanwhile."""
         task = asyncio.ensure_future(
             workflow.execute_activity(
                 name,
@@ -323,6 +390,7 @@ class JourneyWorkflow:
                 result_type=result_type,
                 retry_policy=retry,
                 start_to_close_timeout=timedelta(seconds=seconds),
+                schedule_to_close_timeout=deadline,
             )
         )
         await workflow.wait_condition(lambda: task.done() or self.state.outcome is not None)
@@ -338,19 +406,32 @@ class JourneyWorkflow:
     ) -> bool:
         """Wait ``seconds`` (a durable timer) or until ``ready()``; ``True`` if ready.
 
-        ``scaled``: the settings' time scale applies (journey waits); a moment a delivery policy
-        names is waited for as it is."""
+        ``scaled``: the run's time scale applies (journey waits); a moment a delivery policy
+        names is waited for as it is. A wait that a continue-as-new interrupted goes on until
+        its old deadline. Since 2026-12 (patched) a long wait that receives many events
+        continues as new from inside the wait, so its history stays under Temporal's limits."""
         if ready is not None and ready():
             return True
-        if scaled:
-            seconds = self.input.settings.scaled(seconds)
-        if seconds <= 0:
+        resume, self.state.resume = self.state.resume, None
+        if resume is not None and resume.step == self.state.current:
+            deadline = resume.until
+        else:
+            deadline = workflow.now() + timedelta(
+                seconds=self.clock.scaled(seconds) if scaled else seconds
+            )
+        remaining = (deadline - workflow.now()).total_seconds()
+        if remaining <= 0:
             return False
-        self._waiting_until = self._now() + timedelta(seconds=seconds)
+        may_continue = workflow.patched("continue-as-new-in-waits")
+        self._waiting_until = self._now() + timedelta(seconds=remaining)
         try:
             await workflow.wait_condition(
-                lambda: self.state.outcome is not None or (ready is not None and ready()),
-                timeout=timedelta(seconds=seconds),
+                lambda: (
+                    self.state.outcome is not None
+                    or (ready is not None and ready())
+                    or (may_continue and self._should_continue_as_new())
+                ),
+                timeout=timedelta(seconds=remaining),
             )
         except TimeoutError:
             return False
@@ -358,13 +439,15 @@ class JourneyWorkflow:
             self._waiting_until = self._waiting_for = None
         if self.state.outcome is not None:
             raise Interrupted
-        return True
+        if ready is not None and ready():
+            return True
+        raise ContinueInWait(deadline)
 
     async def _wait_until(self, node: WaitUntilNode) -> str:
         now = self._now()
         value = self._evaluate(node, node.date) if node.date is not None else None
         try:
-            tz = timing.zone(self.input.profile.timezone, self.input.settings.default_timezone)
+            tz = timing.zone(self._profile().timezone, self.deployment.default_timezone)
             if node.date is not None:
                 # patched 2026-11: offsets move the local wall clock (right across DST)
                 wall_clock = workflow.patched("wait-until-wall-clock-offset")
@@ -428,12 +511,93 @@ class JourneyWorkflow:
         digest = hashlib.sha256(source.encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64 * 100
 
+    # --- what the run reads: settings, queues, the profile --------------------------------
+
+    def _plan(self) -> Plan:
+        """The run's plan: in the input (version 1, tests) or by reference from the worker's
+        registry. ``RuntimeError`` when this worker cannot run it (yet)."""
+        if self.input.input_version > INPUT_VERSION:  # a newer worker's run: leave it to one
+            raise RuntimeError(
+                f"this run's input has version {self.input.input_version}; this worker knows "
+                f"versions up to {INPUT_VERSION}"
+            )
+        return self.input.plan or registry.plan(self.input.journey_id, self.input.plan_version)
+
+    def _deployment(self) -> registry.Deployment:
+        """Version 1 inputs carry their settings; later runs get them from the worker that
+        runs their journey task queue."""
+        settings = self.input.settings
+        if self.legacy and settings is not None:
+            return registry.Deployment(
+                index_runs=settings.index_runs,
+                history_limit=settings.history_limit,
+                default_timezone=settings.default_timezone,
+                default_locale=settings.default_locale,
+            )
+        return registry.settings_for(workflow.info().task_queue)
+
+    def _queue(self, name: str) -> str:
+        """An activity queue beside the run's own: the run's journey queue sets the prefix (so
+        a run keeps its queues whatever TOUCHPOINT_QUEUE_PREFIX says later)."""
+        if self.legacy and self.input.settings is not None:
+            return self.input.settings.queue(name)
+        own = workflow.info().task_queue
+        prefix = own[: -len(JOURNEY_QUEUE)] if own.endswith(JOURNEY_QUEUE) else ""
+        return prefix + name
+
+    def _send_deadline(self, channel: str) -> timedelta:
+        hours = self.deployment.send_retry_hours.get(channel, registry.DEFAULT_SEND_RETRY_HOURS)
+        return timedelta(hours=hours)
+
+    def _profile(self) -> Profile:
+        return self.profile or Profile(id=self.input.customer_id)
+
+    def _rules_read_profile(self) -> bool:
+        """Do the exit, goal or wait_for conditions read the profile? (They are matched in
+        signal handlers, which cannot read it: the run reads it at its start then.)"""
+        rules: list[EventMatch] = [*self.plan.exits]
+        if self.plan.goal is not None:
+            rules.append(self.plan.goal)
+        rules += [n.match for n in self.plan.nodes.values() if isinstance(n, WaitForNode)]
+        return any(_reads_profile(rule.condition) for rule in rules)
+
+    def _reads_profile(self, node: Node) -> bool:
+        match node:
+            case WaitUntilNode():
+                return True  # the customer's time zone, and maybe a date from the profile
+            case BranchNode():
+                return any(_reads_profile(case.condition) for case in node.cases)
+            case SetNode():
+                return any(_reads_profile(source) for source in node.assignments.values())
+            case LookupNode():
+                return _reads_profile(repr((node.path, node.query, node.body)))
+        return False
+
+    async def _read_profile(self) -> None:
+        """The customer's profile as the store has it now (a local activity, recorded in the
+        history): a run sees the profile as of the step that reads it. Version 1 runs keep
+        the snapshot they entered with."""
+        if self.legacy:
+            return
+        try:
+            answer = await workflow.execute_local_activity(
+                READ_PROFILE_ACTIVITY,
+                ProfileRequest(customer_id=self.input.customer_id),
+                result_type=ProfileAnswer,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=PROFILE_RETRY,
+            )
+        except ActivityError as error:
+            raise StepFailed(self.state.current, "cannot read the customer's profile") from error
+        if answer.profile is not None:
+            self.profile = answer.profile
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _now(self) -> datetime:
         """The run's clock: Temporal's, moved by the settings' offset in simulations (a
         time-skipping server starts at today's date; a simulation may start on any date)."""
-        offset = self.input.settings.clock_offset_seconds
+        offset = self.clock.clock_offset_seconds
         now = workflow.now()
         return now + timedelta(seconds=offset) if offset else now
 
@@ -446,7 +610,7 @@ class JourneyWorkflow:
 
     def _names(self, event: Event | None = None) -> dict[str, Any]:
         return {
-            "profile": self.input.profile.model_dump(),
+            "profile": self._profile().model_dump(),
             "event": (event or self.input.trigger).names(),
             "events": {step: e.names() for step, e in self.state.events.items()},
             "vars": self.state.vars,
@@ -488,7 +652,7 @@ class JourneyWorkflow:
         goal = self.plan.goal
         if goal is None or goal.within_seconds is None:
             return True
-        window = self.input.settings.scaled(goal.within_seconds)
+        window = self.clock.scaled(goal.within_seconds)
         return self._now() - self.state.entered_at <= timedelta(seconds=window)
 
     def _remember(self, message: str) -> None:
@@ -508,7 +672,7 @@ class JourneyWorkflow:
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
-        limit = self.input.settings.history_limit
+        limit = self.deployment.history_limit
         if limit is not None and info.get_current_history_length() >= limit:
             return True
         return info.is_continue_as_new_suggested()
@@ -517,7 +681,7 @@ class JourneyWorkflow:
         """Show the step a run waits at in its search attributes. Instant steps would only add
         history events; sends and lookups last moments (and, since 2026-11, are not indexed:
         each upsert is a visibility write on the server — see BENCHMARKS.md)."""
-        if not self.input.settings.index_runs or node.type in INSTANT_KINDS:
+        if not self.deployment.index_runs or node.type in INSTANT_KINDS:
             return
         if node.type in QUICK_KINDS and workflow.patched("index-waiting-steps-only"):
             return
@@ -526,8 +690,26 @@ class JourneyWorkflow:
         )
 
     def _index_outcome(self) -> None:
-        if self.input.settings.index_runs and self.state.outcome is not None:
+        if self.deployment.index_runs and self.state.outcome is not None:
             workflow.upsert_search_attributes([JOURNEY_OUTCOME.value_set(self.state.outcome.kind)])
+
+
+def _placeholder(run_input: JourneyInput) -> Plan:
+    """A plan that does nothing, standing in while the real one cannot be had: signals and
+    queries of a workflow task that is going to fail find something to read."""
+    return Plan(
+        journey_id=run_input.journey_id or "unknown",
+        name="(not loaded)",
+        category="transactional",
+        trigger=EventMatch(event=run_input.trigger.event),
+        start=END,
+        nodes={END: EndNode(id=END)},
+    )
+
+
+def _reads_profile(source: str | None) -> bool:
+    """Could this expression read the profile? (Textual, so it never misses one.)"""
+    return source is not None and "profile" in source
 
 
 def _failure_text(error: ActivityError) -> str:

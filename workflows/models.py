@@ -2,8 +2,14 @@
 requests it makes of activities.
 
 Every model here is part of the workflow's recorded history, so fields are only ever *added*
-(with defaults); ``INPUT_VERSION`` says which shape a run started with. Pure pydantic, passed
-through the workflow sandbox.
+(with defaults), and unknown fields are ignored: a payload written by a newer worker during a
+rolling deploy decodes on an older one. ``INPUT_VERSION`` says which shape a run started with:
+
+* **1** — the plan, a profile snapshot and the deployment settings inside the input;
+* **2** — a reference to the plan (``journey_id``, ``plan_version``), no profile (steps read
+  the current one), only the run's clock (``clock``); settings come from the worker.
+
+Pure pydantic, passed through the workflow sandbox.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from workflows.channels import CHANNELS
 from workflows.plan import Plan
 
-INPUT_VERSION = 1
+INPUT_VERSION = 2
 SEEN_IDS_LIMIT = 500
 INBOX_LIMIT = 100
 TIMELINE_LIMIT = 300
@@ -28,6 +34,7 @@ LOOKUP_QUEUE = "touchpoint-lookups"
 SEND_ATTEMPT_SECONDS = 60  # start-to-close of one send attempt: bounds every provider call
 SEND_ACTIVITIES = {name: c.activity for name, c in CHANNELS.items()}
 LOOKUP_ACTIVITY = "lookup"
+READ_PROFILE_ACTIVITY = "read_profile"  # a local activity of the journey worker
 
 OutcomeKind = Literal["completed", "converted", "exited", "cancelled", "failed"]
 
@@ -66,8 +73,20 @@ class Profile(Model):
     traits: dict[str, Any] = Field(default_factory=dict)
 
 
+class RunClock(Model):
+    """What a run keeps of its starter's settings, recorded once in its input: how fast its
+    time goes (tests and demos) and where its clock starts (simulations from any date)."""
+
+    time_scale: float = 1.0  # multiplies every wait: 1/86400 turns a day into a second (tests)
+    clock_offset_seconds: float = 0.0  # added to the run's clock (simulations from any date)
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.time_scale
+
+
 class RunSettings(Model):
-    """Deployment settings a run needs; chosen by the router from the worker configuration."""
+    """The router's settings (queue prefix, search attributes, the clock it gives runs), and
+    what an input of version 1 carried; version 2 runs keep only :class:`RunClock`."""
 
     default_timezone: str = "UTC"
     default_locale: str = "en"
@@ -82,6 +101,9 @@ class RunSettings(Model):
 
     def queue(self, name: str) -> str:
         return f"{self.queue_prefix}{name}"
+
+    def clock(self) -> RunClock:
+        return RunClock(time_scale=self.time_scale, clock_offset_seconds=self.clock_offset_seconds)
 
 
 class Outcome(Model):
@@ -104,6 +126,13 @@ class TimelineEntry(Model):
     template: str | None = None  # of a send step
 
 
+class WaitResume(Model):
+    """A wait that continue-as-new interrupted: its step, and when it ends (Temporal's clock)."""
+
+    step: str
+    until: datetime
+
+
 class RunState(Model):
     """Everything a run carries across continue-as-new."""
 
@@ -119,19 +148,24 @@ class RunState(Model):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     outcome: Outcome | None = None
     continued: int = 0
+    resume: WaitResume | None = None  # set while a wait goes on across continue-as-new
 
 
 class JourneyInput(Model):
-    """The one input of :class:`~workflows.journey.JourneyWorkflow`."""
+    """The one input of :class:`~workflows.journey.JourneyWorkflow` (see the module docstring
+    for the versions)."""
 
     input_version: int = INPUT_VERSION
-    plan: Plan
+    journey_id: str = ""
+    plan_version: str = ""
+    plan: Plan | None = None  # version 1 (and tests): the plan itself
     customer_id: str
     key: str | None = None
     trigger: Event
-    profile: Profile
+    profile: Profile | None = None  # version 1 (and tests): a snapshot taken at entry
     entry_sequence: int = 1
-    settings: RunSettings = Field(default_factory=RunSettings)
+    settings: RunSettings | None = None  # version 1
+    clock: RunClock = Field(default_factory=RunClock)
     state: RunState | None = None  # set when continuing as new
 
 
@@ -152,6 +186,7 @@ class RunView(Model):
     timeline: list[TimelineEntry]
     waiting_until: datetime | None = None  # when the current wait ends at the latest
     waiting_for: str | None = None  # the event a wait_for step waits for
+    step_started_at: datetime | None = None  # when the run reached its current step
 
 
 class CancelRequest(Model):
@@ -173,8 +208,13 @@ class SendRequest(Model):
     template: str
     destination: str | None = None
     customer_id: str
-    profile: Profile
+    profile: Profile | None = None  # none: the activity reads the current one from the store
     context: dict[str, Any] = Field(default_factory=dict)  # event, events, vars, lookups, now
+
+    @property
+    def customer(self) -> Profile:
+        """The profile the delivery activity filled in (or an empty one)."""
+        return self.profile or Profile(id=self.customer_id)
 
 
 class SendResult(Model):
@@ -188,6 +228,16 @@ class SendResult(Model):
     provider_id: str | None = None
     to: str | None = None
     subject: str | None = None
+
+
+class ProfileRequest(Model):
+    """``read_profile``: the customer's current profile, for a step that reads it."""
+
+    customer_id: str
+
+
+class ProfileAnswer(Model):
+    profile: Profile | None = None  # none: the store has no profile for this customer
 
 
 class LookupRequest(Model):

@@ -19,12 +19,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 PLAN_FORMAT = 1
-"""Bumped when the plan's shape changes incompatibly; the workflow input carries it."""
+"""Bumped when the plan's shape changes incompatibly (a worker refuses a plan of a newer
+format: :func:`workflows.registry.plan`)."""
 END = "end"
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Immutable; unknown fields ignored, so a plan compiled by a newer version (with a new
+    optional field) still decodes on an older worker during a rolling deploy."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class EventMatch(Frozen):

@@ -28,6 +28,7 @@ PASSED_THROUGH = (
     "workflows.jinja_sandbox",
     "workflows.models",
     "workflows.plan",
+    "workflows.registry",  # the worker's plans and settings: one registry per process
     "workflows.search",
     "workflows.timing",
 )
