@@ -420,6 +420,13 @@ class _Compiler:
             target = model.goto
         return target
 
+    def _template_reads(self, template: str) -> tuple[str, ...] | None:
+        """The run's names a send's template reads, so the run sends it only those (``None``:
+        all of them — the template could not be analysed)."""
+        catalog = self.context.templates
+        roots = catalog.reads(template) if catalog is not None else None
+        return None if roots is None else tuple(sorted(roots & set(p.SEND_CONTEXT)))
+
     def _node(self, step: _Step) -> p.Node:
         m, i = step.model, step.index
         base: dict[str, Any] = {"id": step.id, "stage": m.stage}
@@ -431,6 +438,7 @@ class _Compiler:
                 template=m.template,
                 destination=m.to,
                 skip_on_failure=m.skip_on_failure,
+                reads=self._template_reads(m.template),
                 next=nxt,
             )
         if isinstance(m, a.WaitStep):

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jinja2 import nodes
+from jinja2 import meta, nodes
 from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -39,6 +39,16 @@ _LOCALE = re.compile(LOCALE_PATTERN)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*\n", re.DOTALL)
 
 
+@dataclass(frozen=True)
+class Names:
+    """What one template file (body and front matter) reads: root names it does not define
+    (``event``, ``profile`` …), and the shared templates it extends or includes; ``None``
+    when it names one by a variable (then anything may be read)."""
+
+    roots: frozenset[str]
+    uses: frozenset[str] | None
+
+
 @dataclass
 class TemplateFile:
     path: Path
@@ -48,6 +58,7 @@ class TemplateFile:
     front_matter: dict[str, str] = field(default_factory=dict)
     body: str = ""
     body_line: int = 1  # line of the file on which the body starts
+    names: Names = field(default_factory=lambda: Names(frozenset(), frozenset()))
 
 
 @dataclass
@@ -75,6 +86,29 @@ class TemplateCatalog:
     templates: dict[str, TemplateSet] = field(default_factory=dict)
     problems: dict[str, list[Problem]] = field(default_factory=dict)  # by template name, "" shared
     shared_files: int = 0
+    shared: dict[str, Names] = field(default_factory=dict)  # layouts and partials, by file name
+
+    def reads(self, name: str) -> frozenset[str] | None:
+        """Every root name template ``name`` can read, in any locale and part, its layouts and
+        partials included; ``None`` when that cannot be known (a template named by a
+        variable, an unknown template)."""
+        template = self.templates.get(name)
+        if template is None:
+            return None
+        roots: set[str] = set()
+        pending = [f.names for parts in template.variants.values() for f in parts.values()]
+        seen: set[str] = set()
+        while pending:
+            names = pending.pop()
+            if names.uses is None:
+                return None
+            roots |= names.roots
+            for used in names.uses - seen:
+                seen.add(used)
+                if used not in self.shared:
+                    return None
+                pending.append(self.shared[used])
+        return frozenset(roots)
 
     @property
     def file_count(self) -> int:
@@ -128,7 +162,10 @@ def load_catalog(root: Path, display_root: str) -> TemplateCatalog:
         display = f"{display_root}/{relative.as_posix()}"
         if relative.parts[0].startswith("_") or path.name.startswith("."):
             catalog.shared_files += 1
-            _check_syntax(env, _read(path), display, 1, catalog.problems.setdefault("", []))
+            shared = _check_syntax(
+                env, _read(path), display, 1, catalog.problems.setdefault("", [])
+            )
+            catalog.shared[relative.as_posix()] = shared
             continue
         name = relative.parts[0]
         problems = catalog.problems.setdefault(name, [])
@@ -137,10 +174,25 @@ def load_catalog(root: Path, display_root: str) -> TemplateCatalog:
             continue
         template = catalog.templates.setdefault(name, TemplateSet(name))
         template.variants.setdefault(template_file.locale, {})[template_file.part] = template_file
-        for key, value in template_file.front_matter.items():
+        found = [
             _check_syntax(env, value, display, 2, problems, f"front matter {key}")
-        _check_syntax(env, template_file.body, display, template_file.body_line, problems)
+            for key, value in template_file.front_matter.items()
+        ]
+        found.append(
+            _check_syntax(env, template_file.body, display, template_file.body_line, problems)
+        )
+        template_file.names = _union(found)
     return catalog
+
+
+def _union(found: list[Names]) -> Names:
+    uses: set[str] | None = set()
+    for names in found:
+        uses = None if uses is None or names.uses is None else uses | names.uses
+    return Names(
+        frozenset().union(*(n.roots for n in found)),
+        None if uses is None else frozenset(uses),
+    )
 
 
 def _read(path: Path) -> str:
@@ -228,18 +280,25 @@ def _check_syntax(
     first_line: int,
     problems: list[Problem],
     what: str = "",
-) -> None:
+) -> Names:
+    """Report the file's syntax problems and missing shared templates; what it reads."""
     try:
         tree = env.parse(source)
         env.compile(tree)  # unknown filters and tests fail here
     except TemplateSyntaxError as error:
         line = first_line + (error.lineno or 1) - 1
         problems.append(Problem(display, line, 1, what, f"template syntax: {error.message}"))
-        return
+        return Names(frozenset(), None)
+    uses: set[str] | None = set()
     references = tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))
     for node in references:
         name = getattr(node, "template", None)
-        if not isinstance(name, nodes.Const) or env.loader is None:
+        if not isinstance(name, nodes.Const):
+            uses = None  # a template chosen at run time: it may read anything
+            continue
+        if uses is not None:
+            uses.add(str(name.value))
+        if env.loader is None:
             continue
         try:
             env.loader.get_source(env, str(name.value))
@@ -254,3 +313,5 @@ def _check_syntax(
                     "shared layouts and partials live in templates/_*/",
                 )
             )
+    roots = frozenset(meta.find_undeclared_variables(tree))
+    return Names(roots, None if uses is None else frozenset(uses))

@@ -280,7 +280,7 @@ class JourneyWorkflow:
             destination=node.destination,
             customer_id=self.input.customer_id,
             profile=self.input.profile,  # none in production: the activity reads it fresh
-            context=self._context(),
+            context=self._context(node.reads),
         )
         queue = self._queue(_CHANNEL_QUEUES[node.channel])
         # patched 2026-12: outages are waited out for hours, not ten attempts (~17 minutes)
@@ -325,7 +325,7 @@ class JourneyWorkflow:
                 message_id=result.message_id,
             )
             await self._wait((until - self._now()).total_seconds(), scaled=False)
-            request = request.model_copy(update={"context": self._context()})
+            request = request.model_copy(update={"context": self._context(node.reads)})
         detail = f"{node.channel}: {node.template}"
         if result.reason:
             detail += (
@@ -618,10 +618,14 @@ class JourneyWorkflow:
             "now": self._now(),
         }
 
-    def _context(self) -> dict[str, Any]:
+    def _context(self, reads: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """What a send hands its template: the names it reads (all, for plans that do not
+        say), and always ``now``, the step's time."""
         names = self._names()
         names.pop("profile")
         names["now"] = names["now"].isoformat()
+        if reads is not None:
+            names = {key: value for key, value in names.items() if key in reads or key == "now"}
         return names
 
     def _evaluate(self, node: Node, source: str, truth: bool = False) -> Any:

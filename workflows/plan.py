@@ -22,6 +22,8 @@ PLAN_FORMAT = 1
 """Bumped when the plan's shape changes incompatibly (a worker refuses a plan of a newer
 format: :func:`workflows.registry.plan`)."""
 END = "end"
+SEND_CONTEXT = ("event", "events", "vars", "lookups")
+"""What of the run a send may hand its template (``now`` always goes: the step's time)."""
 
 
 class Frozen(BaseModel):
@@ -64,6 +66,7 @@ class SendNode(NodeBase):
     template: str
     destination: str | None = None
     skip_on_failure: bool = False
+    reads: tuple[str, ...] | None = None  # what of SEND_CONTEXT its template reads (None: all)
     next: str
 
 
