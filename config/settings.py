@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +74,42 @@ def load_settings(config: ProjectConfig, environ: Mapping[str, str] | None = Non
         tls_key=path("TOUCHPOINT_TEMPORAL_TLS_KEY"),
         queue_prefix=env.get("TOUCHPOINT_QUEUE_PREFIX", config.worker.task_queue_prefix),
         database_url=env.get("TOUCHPOINT_DATABASE_URL", config.database_url),
-        time_scale=float(env.get("TOUCHPOINT_TIME_SCALE", "1")),
+        time_scale=_time_scale(env.get("TOUCHPOINT_TIME_SCALE", "1")),
         record_file=path("TOUCHPOINT_RECORD_FILE"),
         lookup_fixtures=path("TOUCHPOINT_LOOKUP_FIXTURES"),
         metrics_address=env.get("TOUCHPOINT_METRICS_ADDRESS") or None,
+    )
+
+
+def _time_scale(text: str) -> float:
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = float("nan")
+    if not 0 < scale < float("inf"):
+        raise ConfigurationError(
+            f"TOUCHPOINT_TIME_SCALE={text!r} is not a positive number; unset it in production "
+            "(waits last as long as written), or e.g. 0.0000115741 to make a day last a second"
+        )
+    return scale
+
+
+def warn_about_time_scale(settings: Settings) -> None:
+    """Say it on stderr when this process will start runs with scaled waits."""
+    warning = time_scale_warning(settings)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+
+def time_scale_warning(settings: Settings) -> str | None:
+    """What to tell an operator when new runs will not wait as long as written. The scale is
+    recorded in each run when it starts, so it cannot change a running run's waits later."""
+    if settings.time_scale == 1:
+        return None
+    return (
+        f"TOUCHPOINT_TIME_SCALE={settings.time_scale:g}: every run started here waits "
+        f"{settings.time_scale:g}× as long as its journey says (a day lasts "
+        f"{86400 * settings.time_scale:g} s) — for tests and demos only; unset it in production"
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import text
 
-from config.settings import connect, load_settings
+from config.settings import connect, load_settings, warn_about_time_scale
 from ingestion import sendgrid_events
 from ingestion.api import Api, create_app
 from ingestion.consent import Unsubscriber
@@ -39,6 +39,7 @@ async def build_api(project: Path) -> Api:
         delivers=settings.record_file is None,
         also=[unusable_key] if unusable_key else [],
     )
+    warn_about_time_scale(settings)  # runs record it: say so before any starts
     client = await connect(settings)
     engine = connect_store(settings.database_url)
     PlanStore(engine).publish(report.plans.values())  # the worker loads what runs refer to

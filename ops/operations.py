@@ -12,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config.errors import NoSuchRun
 from config.project import ProjectConfig
-from config.settings import connect, load_settings
+from config.settings import connect, load_settings, warn_about_time_scale
 from ingestion.body import parse_json
 from ingestion.calls import read_typed_call
 from ingestion.errors import BadRequest
@@ -46,6 +46,7 @@ class Emitter:
     async def for_project(cls, project: Path) -> Emitter:
         plans, config = _project(project)
         settings = load_settings(config)
+        warn_about_time_scale(settings)  # runs record it: say so before any starts
         engine = connect_store(settings.database_url)
         router = Router(await connect(settings), plans, EntryStore(engine), settings.run_settings())
         return cls(Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route))

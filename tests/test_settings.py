@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from config.errors import ConfigurationError
 from config.project import ProjectConfig
-from config.settings import load_settings
+from config.settings import load_settings, time_scale_warning
 from ops.workers import build_workers, worker_options
 from simulation.recording import RecordingActivities
+from tests.net import free_port
+
+TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
+SHOP = Path(__file__).parent / "fixtures" / "sms-shop"
 
 CONFIG = ProjectConfig.model_validate(
     {
@@ -77,3 +86,32 @@ async def test_roles_split_workflows_from_activities(time_env: WorkflowEnvironme
         "eu-touchpoint-webhook",
     ]
     assert len(everything) == 6
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan", ""])
+def test_a_time_scale_that_is_not_a_positive_number_is_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"TOUCHPOINT_TIME_SCALE=.* is not a positive"):
+        load_settings(CONFIG, environ={"TOUCHPOINT_TIME_SCALE": value})
+
+
+def test_a_stray_time_scale_is_said_out_loud(tmp_path: Path) -> None:
+    assert time_scale_warning(load_settings(CONFIG, environ={})) is None
+    scaled = load_settings(CONFIG, environ={"TOUCHPOINT_TIME_SCALE": "0.001"})
+    assert time_scale_warning(scaled) == (
+        "TOUCHPOINT_TIME_SCALE=0.001: every run started here waits 0.001× as long as its "
+        "journey says (a day lasts 86.4 s) — for tests and demos only; unset it in production"
+    )
+    # the installed command says it before it starts anything (and refuses nonsense)
+    env = {
+        **os.environ,
+        "TOUCHPOINT_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # nobody: exit 1 after 5 s
+        "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "TOUCHPOINT_TIME_SCALE": "1e-3",
+    }
+    emit = [TOUCHPOINT, "emit", "Order Completed", "--customer", "c-1", "-C", str(SHOP)]
+    result = subprocess.run(emit, env=env, capture_output=True, text=True, timeout=60)
+    assert "warning: TOUCHPOINT_TIME_SCALE=0.001: every run started here" in result.stderr
+    env["TOUCHPOINT_TIME_SCALE"] = "fast"
+    result = subprocess.run(emit, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "TOUCHPOINT_TIME_SCALE='fast' is not a positive number" in result.stderr
