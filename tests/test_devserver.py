@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from ingestion.router import Router
@@ -280,6 +281,27 @@ steps:
         ("delivered", "event"),
         ("send-2", "sent"),
     ]
+    history = await handle.fetch_history()
+    assert raced(history), "the timer fired, then the event arrived, and one task saw both"
+
+
+def raced(history: WorkflowHistory) -> bool:
+    """Did the run's timer fire before the event signal arrived, with no workflow task
+    completed in between (so the workflow saw both at once)?"""
+    kinds = [e.event_type for e in history.events]
+    if EventType.EVENT_TYPE_TIMER_FIRED not in kinds:
+        return False  # the event came first and cancelled the timer
+    fired = kinds.index(EventType.EVENT_TYPE_TIMER_FIRED)
+    signalled = [
+        n
+        for n, e in enumerate(history.events)
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and e.workflow_execution_signaled_event_attributes.signal_name == "event"
+    ]
+    return any(
+        fired < n and EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED not in kinds[fired:n]
+        for n in signalled
+    )
 
 
 async def test_a_keyless_exit_reaches_every_run_of_an_every_time_journey(
