@@ -158,8 +158,19 @@ def example_rows(raw_cost: dict[str, int], raw_base: int) -> list[list[object]]:
         "held out": "set",
     }
     rows: list[list[object]] = []
-    for path in sorted(HISTORIES.glob("*.json")):
+    examples = {p.stem for p in (ROOT / "journeys").glob("*.yaml") if ".test." not in p.name}
+    for path in sorted(HISTORIES.glob("*.json")):  # the runs recorded by today's interpreter
+        if path.name.endswith(".recording.json"):  # how a history was recorded (tests/corpus.py)
+            continue
         events = json.loads(path.read_text())["events"]
+        started = events[0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+        run_input = json.loads(base64.b64decode(started["data"]))
+        if (
+            run_input.get("journey_id") not in examples
+            or run_input.get("state") is not None  # the rest of a run that continued as new
+            or "workflowExecutionCompletedEventAttributes" not in events[-1]
+        ):
+            continue
         types = collections.Counter(e["eventType"].removeprefix("EVENT_TYPE_") for e in events)
         done = events[-1]["workflowExecutionCompletedEventAttributes"]["result"]["payloads"][0]
         result = json.loads(base64.b64decode(done["data"]))

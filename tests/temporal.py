@@ -15,6 +15,7 @@ from language.validator import compile_text, validate
 from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
 from tests.conftest import ROOT
+from workflows import registry
 from workflows.models import JOURNEY_QUEUE, Event, JourneyInput, Profile, RunResult, RunSettings
 from workflows.plan import Plan
 from workflows.registry import Deployment
@@ -74,17 +75,31 @@ async def start_run(
     key: str | None = None,
     settings: RunSettings | None = None,
     workflow_id: str | None = None,
+    by_reference: bool = False,
 ) -> WorkflowHandle[Any, Any]:
-    """Start a run directly (the router's job in production) and return its handle."""
+    """Start a run directly (the router's job in production) and return its handle. Tests
+    hand the plan and a profile over; ``by_reference`` starts it as the router does (the plan
+    from the worker's registry, the profile read by the steps)."""
     settings = settings or RunSettings(queue_prefix=prefix)
-    run_input = JourneyInput(
-        plan=plan,  # tests hand the plan over; the router sends a reference
-        customer_id=trigger.customer_id,
-        key=key,
-        trigger=trigger,
-        profile=profile or Profile(id=trigger.customer_id, email="max@example.com"),
-        clock=settings.clock(),
-    )
+    if by_reference:
+        registry.register([plan])
+        run_input = JourneyInput(
+            journey_id=plan.journey_id,
+            plan_version=plan.version,
+            customer_id=trigger.customer_id,
+            key=key,
+            trigger=trigger,
+            clock=settings.clock(),
+        )
+    else:
+        run_input = JourneyInput(
+            plan=plan,
+            customer_id=trigger.customer_id,
+            key=key,
+            trigger=trigger,
+            profile=profile or Profile(id=trigger.customer_id, email="max@example.com"),
+            clock=settings.clock(),
+        )
     return await client.start_workflow(
         "JourneyWorkflow",
         run_input,

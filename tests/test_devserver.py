@@ -17,14 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
+from config.settings import load_settings
 from ingestion.router import Router
 from language.validator import validate
+from ops.workers import worker_options
 from simulation.recording import RecordingActivities
 from store.database import connect
 from store.entries import EntryStore
+from tests import corpus
 from tests.conftest import EXAMPLE_SECRETS, ROOT
 from tests.net import free_port
 from tests.temporal import event, plan_from, running_workers, start_run
@@ -32,7 +36,17 @@ from workflows.models import Profile, RunResult, RunSettings, RunView
 from workflows.search import JOURNEY_ID, JOURNEY_OUTCOME
 
 DAY_IN_SECONDS = 1 / 86_400
-HISTORIES = Path(__file__).parent / "histories"
+STORIES = {  # what the example runs of the end-to-end test show, for the replay corpus
+    "whole-series": "A subscriber gets the whole welcome series: welcome, recommendations, "
+    "and the incentive of the split path they land on",
+    "clicked-and-invited-to-the-store": "A customer viewed laptops, got three picks from the "
+    "shop's API, clicked, and was invited to the store on the next opening day",
+    "bought-a-laptop-goal": "A customer viewed laptops, got three picks, and bought a laptop "
+    "while the run waited for a click: the goal converts the run",
+    "detractor-six-messages": "A laptop is delivered; setup guide, accessory offer (after a "
+    "wait_until five days after delivery), survey; a detractor score alerts support, tells "
+    "the CRM and apologises: six messages",
+}
 LOOKUPS = {
     "shop-api": {
         "products": [
@@ -85,7 +99,13 @@ def worker_process(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[dic
     assert process.stdout is not None
     ready = process.stdout.readline()
     assert "touchpoint worker ready" in ready, (tmp_path / "worker.log").read_text()
-    yield {"process": process, "prefix": prefix, "record": record, "metrics_port": metrics_port}
+    yield {
+        "process": process,
+        "prefix": prefix,
+        "record": record,
+        "metrics_port": metrics_port,
+        "env": env,
+    }
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -121,6 +141,7 @@ async def outcome_of(client: Client, workflow_id: str | None) -> RunResult:
     return RunResult.model_validate(result)
 
 
+@pytest.mark.records_history
 async def test_the_three_examples_end_to_end(
     dev_env: WorkflowEnvironment, worker_process: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -136,10 +157,13 @@ async def test_the_three_examples_end_to_end(
     )
     record = worker_process["record"]
 
+    stories: dict[str, str] = {}  # scenario → workflow id, for the replay corpus
+
     async def newsletter() -> RunResult:
         profile = Profile(id="max", email="max@example.com", traits={"interests": ["laptops"]})
         [routed] = await router.route(event("Newsletter Subscribed", customer="max"), profile)
-        assert routed.action == "started"
+        assert routed.action == "started" and routed.workflow_id is not None
+        stories["whole-series"] = routed.workflow_id
         return await outcome_of(client, routed.workflow_id)
 
     async def laptop_click() -> RunResult:
@@ -147,6 +171,8 @@ async def test_the_three_examples_end_to_end(
         [routed] = await router.route(
             event("Product Category Viewed", customer="erika", category="laptops"), profile
         )
+        assert routed.workflow_id is not None
+        stories["clicked-and-invited-to-the-store"] = routed.workflow_id
         await wait_for_step(client, routed.workflow_id, "clicked")
         await router.route(event("email.clicked", customer="erika", step="recommend"), profile)
         return await outcome_of(client, routed.workflow_id)
@@ -156,6 +182,8 @@ async def test_the_three_examples_end_to_end(
         [routed] = await router.route(
             event("Product Category Viewed", customer="jonas", category="laptops"), profile
         )
+        assert routed.workflow_id is not None
+        stories["bought-a-laptop-goal"] = routed.workflow_id
         await wait_for_step(client, routed.workflow_id, "clicked")
         await router.route(
             event("Order Completed", customer="jonas", order_id="J-1", categories=["laptops"]),
@@ -176,6 +204,8 @@ async def test_the_three_examples_end_to_end(
             profile,
         )
         [started] = [r for r in routed if r.journey_id == "post-purchase-accessories"]
+        assert started.workflow_id is not None
+        stories["detractor-six-messages"] = started.workflow_id
         await router.route(event("Order Delivered", customer="lena", order_id="O-7"), profile)
         await wait_for_step(client, started.workflow_id, "answer")
         await router.route(
@@ -214,11 +244,13 @@ async def test_the_three_examples_end_to_end(
     found = [run.id async for run in client.list_workflows(query)]
     assert found, "runs can be found by the Touchpoint search attributes"
 
-    if os.environ.get("RECORD_HISTORIES") == "1":  # `make histories` refreshes the replay corpus
-        HISTORIES.mkdir(exist_ok=True)
-        for run_id, name in await _run_ids(client):
-            history = await client.get_workflow_handle(run_id).fetch_history()
-            (HISTORIES / f"{name}.json").write_text(history.to_json())
+    # the replay corpus: these runs replay today; `make histories` stores them
+    worker = worker_options(load_settings(report.config, worker_process["env"])).deployment
+    for scenario, story in STORIES.items():
+        await corpus.record(
+            client, stories[scenario], scenario, story,
+            recorded_on=corpus.DEV_SERVER, plans=report.plans.values(), deployment=worker,
+        )  # fmt: skip
 
     import httpx
 
@@ -231,18 +263,7 @@ async def test_the_three_examples_end_to_end(
     assert "touchpoint worker stopped" in process.stdout.read()
 
 
-async def _run_ids(client: Client) -> list[tuple[str, str]]:
-    names = []
-    async for run in client.list_workflows(
-        "WorkflowType = 'JourneyWorkflow' AND ExecutionStatus = 'Completed'"
-    ):
-        journey = run.typed_search_attributes.get(JOURNEY_ID)
-        outcome = run.typed_search_attributes.get(JOURNEY_OUTCOME)
-        if journey and outcome:
-            names.append((run.id, f"{journey}-{outcome}"))
-    return names
-
-
+@pytest.mark.records_history
 async def test_an_event_and_a_timeout_that_race_resolve_for_the_event(
     dev_env: WorkflowEnvironment,
 ) -> None:
@@ -270,7 +291,9 @@ steps:
     recorder = RecordingActivities()
     prefix = f"race{uuid.uuid4().hex[:6]}-"
     async with running_workers(dev_env.client, recorder.all(), prefix):
-        handle = await start_run(dev_env.client, plan, prefix, event("Signed Up"))
+        handle = await start_run(
+            dev_env.client, plan, prefix, event("Signed Up"), by_reference=True
+        )
         await wait_for_step(dev_env.client, handle.id, "delivered")
     await asyncio.sleep(3)  # the 2 s timer fires while no worker polls
     await handle.signal("event", event("Order Delivered"))
@@ -280,6 +303,33 @@ steps:
         ("delivered", "event"),
         ("send-2", "sent"),
     ]
+    history = await handle.fetch_history()
+    assert raced(history), "the timer fired, then the event arrived, and one task saw both"
+    await corpus.record(
+        dev_env.client, handle.id, "event-and-timeout-in-one-task",
+        "The wait_for timer fires and the event arrives while no worker runs: one workflow "
+        "task sees both, and the event counts",
+        recorded_on=corpus.DEV_SERVER, plans=[plan],
+    )  # fmt: skip
+
+
+def raced(history: WorkflowHistory) -> bool:
+    """Did the run's timer fire before the event signal arrived, with no workflow task
+    completed in between (so the workflow saw both at once)?"""
+    kinds = [e.event_type for e in history.events]
+    if EventType.EVENT_TYPE_TIMER_FIRED not in kinds:
+        return False  # the event came first and cancelled the timer
+    fired = kinds.index(EventType.EVENT_TYPE_TIMER_FIRED)
+    signalled = [
+        n
+        for n, e in enumerate(history.events)
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and e.workflow_execution_signaled_event_attributes.signal_name == "event"
+    ]
+    return any(
+        fired < n and EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED not in kinds[fired:n]
+        for n in signalled
+    )
 
 
 async def test_a_keyless_exit_reaches_every_run_of_an_every_time_journey(
