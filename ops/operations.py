@@ -48,7 +48,14 @@ class Emitter:
         settings = load_settings(config)
         engine = connect_store(settings.database_url)
         router = Router(await connect(settings), plans, EntryStore(engine), settings.run_settings())
-        return cls(Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route))
+        return cls(
+            Ingestion(
+                ProfileStore(engine),
+                ProcessedMessages(engine),
+                router.route,
+                max_profile_bytes=config.profiles.max_bytes,
+            )
+        )
 
     async def apply(self, call: Ingest) -> Applied:
         return await self.service.apply(call, CLI_SCOPE)
