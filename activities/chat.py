@@ -10,11 +10,31 @@ Classification follows :mod:`activities.errors`, with each service's own signals
 * Telegram: ``{"ok": true, "result": Message}``; 429 waits ``parameters.retry_after``; any 403
   (blocked, kicked, deactivated) is ``RecipientUnreachable``; 401/404 mean a bad token and a
   ``migrate_to_chat_id`` a chat that moved (both ``Misconfigured``); other 400s ``Rejected``.
+
+**Data is escaped for its platform, the template's text is not.** Each value a ``{{ … }}``
+prints (a trait, an event property, a lookup's answer) goes through the destination's escape
+(:data:`ESCAPES`), so customer data cannot become a mention, a link or a notification, while
+the formatting the marketer wrote (``*bold*``, ``<https://shop.example|the shop>``) works:
+
+* Slack (``mrkdwn``): ``&``, ``<`` and ``>`` become ``&amp;``, ``&lt;`` and ``&gt;``, Slack's
+  own escaping: no ``<!channel>``, ``<!here>``, ``<@U123>``, ``<#C123>`` or
+  ``<https://evil|click>`` from data (``*``, ``_``, ``~`` have no escape in Slack and stay);
+* Telegram: messages go without ``parse_mode``, as plain text, so nothing in them is markup;
+  an ``@`` that starts a word in data gets a word joiner (U+2060) after it, so
+  ``@everyone_admin`` shows as written but mentions nobody;
+* Teams (Adaptive Card ``TextBlock``): a word joiner after each ``]`` and before each ``(`` in
+  data, so ``[click](https://evil)`` cannot become a link with a hidden address (a card sent
+  without ``msteams.entities`` mentions no one, whatever it says).
+
+A bare address in data (``https://…``) may still be shown as a link by the app: it is shown as
+written, never behind other words. ``{{ value | safe }}`` prints a value unescaped (text the
+template built itself, e.g. with a macro).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +47,33 @@ from config.project import SlackDestination, TeamsDestination, TelegramDestinati
 from workflows.models import SendRequest, SendResult
 
 SLACK_GONE = frozenset({"no_service", "channel_not_found", "channel_is_archived"})
+WORD_JOINER = "\u2060"  # invisible; keeps what is around it from being read as markup
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_TEAMS_LINK_PARTS = str.maketrans({"]": "]" + WORD_JOINER, "(": WORD_JOINER + "("})
+_WORD_START_AT = re.compile(r"(?<![\w@])@")
+
+
+def slack_escape(value: Any) -> str:
+    """Data for Slack ``mrkdwn``: no control sequence (``<!channel>``, ``<url|label>``)."""
+    return str(value).translate(_SLACK_ESCAPES)
+
+
+def telegram_escape(value: Any) -> str:
+    """Data for a plain-text Telegram message: no ``@mention``."""
+    return _WORD_START_AT.sub("@" + WORD_JOINER, str(value))
+
+
+def teams_escape(value: Any) -> str:
+    """Data for a Teams ``TextBlock``: no Markdown link (``[label](url)``)."""
+    return str(value).translate(_TEAMS_LINK_PARTS)
+
+
+ESCAPES: dict[str, Callable[[Any], str]] = {
+    "slack": slack_escape,
+    "telegram": telegram_escape,
+    "teams": teams_escape,
+}
+"""Each chat platform's escape for the values a template prints."""
 TEAMS_WRAPPED_ERROR = re.compile(r"returned HTTP error (\d{3})")
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 
@@ -150,11 +197,10 @@ class ChatSender:
 
     async def prepare(self, request: SendRequest, recipient: str) -> Prepared | SendResult:
         destination = self.kit.config.destinations.get(recipient)
-        rendered = self.kit.renderer.render(request)
-        text = rendered.text or ""
-        if isinstance(destination, SlackDestination | TeamsDestination):
-            post = ChatPost(destination.type, self.kit.env(destination.url), text)
-        elif isinstance(destination, TelegramDestination):
+        if not isinstance(destination, SlackDestination | TeamsDestination | TelegramDestination):
+            raise permanent(f"{recipient!r} is not a chat destination", "Misconfigured")
+        chat_id = None
+        if isinstance(destination, TelegramDestination):
             chat_id = destination.chat_id or request.customer.traits.get("telegram_chat_id")
             if chat_id is None:
                 return SendResult(
@@ -162,9 +208,12 @@ class ChatSender:
                     status="skipped",
                     reason="no Telegram chat id for this customer",
                 )
+        rendered = self.kit.renderer.render(request, escape=ESCAPES[destination.type])
+        text = rendered.text or ""
+        if isinstance(destination, TelegramDestination):
             post = ChatPost("telegram", self.kit.env(destination.bot_token), text, str(chat_id))
         else:
-            raise permanent(f"{recipient!r} is not a chat destination", "Misconfigured")
+            post = ChatPost(destination.type, self.kit.env(destination.url), text)
         return Prepared(request, to=recipient, provider=post.kind, rendered=rendered, payload=post)
 
     async def deliver(self, prepared: Prepared) -> str | None:

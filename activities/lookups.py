@@ -1,8 +1,10 @@
 """Lookups: one JSON request to a configured connection (``base_url`` + the step's ``path``).
 
-The path is rendered from customer data, so it is confined to the connection: it must start with
-``/`` and may not climb out with ``..`` (also when percent-encoded). The whole exchange, reading
-included, must finish within the connection's ``timeout``; answers past ``max_bytes`` are refused.
+The path is rendered from customer data (each inserted value arrives as one percent-encoded
+segment: :mod:`workflows.lookup_paths`), and it is confined to the connection: it must start
+with ``/`` and may not climb out with ``..`` (also when percent-encoded). The whole exchange,
+reading included, must finish within the connection's ``timeout``; answers past ``max_bytes``
+are refused.
 
 * 2xx: the parsed JSON (an empty body is ``None``; anything else not JSON is ``InvalidResponse``)
 * 404: ``LookupResult(status=404, data=None)``, "nothing there", for the journey to branch on

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from activities.email.address import InvalidEmailAddress, email_address
 from store.consent import ConsentStore
 from store.suppressions import Suppressions
 from workflows.channels import Channel
@@ -101,6 +102,13 @@ class SuppressedAddress:
         if message.channel.recipient != "email":
             return None
         suppressed = self.suppressions.blocked(message.recipient)
+        if suppressed is None:  # as sent: an international domain in its ASCII form
+            try:
+                sent = email_address(message.recipient)
+            except InvalidEmailAddress:
+                sent = message.recipient  # refused later, when the email is prepared
+            if sent != message.recipient:
+                suppressed = self.suppressions.blocked(sent)
         return Decision.skip(suppressed) if suppressed else None
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +38,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import permanent
 from activities.messages import RenderedMessage
 from config.project import LOCALE_PATTERN, ProjectConfig
-from language.template_env import make_template_environment
+from language.template_env import ESCAPE_NAME, make_template_environment
 from language.templates import FRONT_MATTER_KEYS, _template_file
 from workflows.channels import CHANNELS, EMAIL
 from workflows.models import SendRequest
@@ -120,12 +120,19 @@ class Renderer:
         )
 
     def render(
-        self, request: SendRequest, *, unsubscribe_url: str | None = None
+        self,
+        request: SendRequest,
+        *,
+        unsubscribe_url: str | None = None,
+        escape: Callable[[Any], str] | None = None,
     ) -> RenderedMessage:
+        """``escape``: applied to every value a ``{{ … }}`` prints (a chat platform's)."""
         name = request.template
         channel = CHANNELS[request.channel]
         locale, files = self._variant(name, request.customer.locale, channel.files)
         names = self._names(request, locale, unsubscribe_url)
+        if escape is not None:
+            names[ESCAPE_NAME] = escape
         if channel.form == "json":
             return RenderedMessage(name, locale, data=self._render_json(files["json"], names))
         if channel.form == "text":

@@ -155,10 +155,21 @@ class WorkerSettings(Model):
         return limits
 
 
+class ProfileSettings(Model):
+    max_bytes: int = Field(
+        65_536,
+        ge=1_024,
+        le=1_048_576,
+        description="the most a customer's traits may take, as compact JSON in bytes; an "
+        "identify (or context.traits) that would pass it is refused (413), nothing changed",
+    )
+
+
 class ProjectConfig(Model):
     """The project's ``touchpoint.yaml``."""
 
     defaults: Defaults = Defaults()
+    profiles: ProfileSettings = ProfileSettings()
     email: EmailSettings = EmailSettings()
     temporal: TemporalSettings = TemporalSettings()
     worker: WorkerSettings = WorkerSettings()

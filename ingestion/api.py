@@ -51,6 +51,7 @@ from ingestion.service import Ingestion
 from ingestion.unsubscribe import InvalidToken, verify_token
 from ops.suppressions import record_sendgrid_feedback
 from store.keys import WriteKeys, key_scope
+from store.profiles import ProfileTooLarge
 from store.suppressions import Suppressions
 from workflows.models import Event, Profile
 
@@ -133,6 +134,10 @@ def create_app(api: Api) -> FastAPI:
         call = read_call(kind, document)
         try:
             await api.apply(kind, call.ingest(), scope)
+        except ProfileTooLarge as refused:
+            raise BadRequest(
+                413, str(refused), [field_error(refused.path, refused.reason)]
+            ) from None
         except Exception:
             log.exception("processing a %s call failed; the sender may retry", kind)
             return _try_again()
@@ -154,31 +159,36 @@ def create_app(api: Api) -> FastAPI:
         openapi_extra=_request_body(BatchCall),
     )
     async def batch(request: Request) -> JSONResponse:
-        """Each call is checked on its own: an invalid one is listed in ``errors`` (400) and
-        the valid ones are processed in order. If processing fails part-way the answer is 503
-        and a retry of the same batch is safe: calls already done are recognised by their
-        message id, the rest are done then."""
+        """Each call is checked on its own: an invalid one, or one that would make a profile
+        larger than its cap, is listed in ``errors`` (400) and the others are processed in
+        order. If processing fails part-way the answer is 503 and a retry of the same batch is
+        safe: calls already done are recognised by their message id, the rest are done then."""
         key = _basic_auth_key(request)
         document = parse_json(await read_body(request, MAX_BATCH_BYTES))
         scope = await _authenticate(api.keys, key or _body_key(document))
         body = validate(BatchCall, document)
-        calls: list[tuple[str, Ingest]] = []
+        calls: list[tuple[int, str, Ingest]] = []
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(body.batch):
             try:
-                calls.append(read_typed_call(item, body.context, f"batch[{index}]"))
+                calls.append((index, *read_typed_call(item, body.context, f"batch[{index}]")))
             except BadRequest as error:
                 details = error.errors or [{"path": f"batch[{index}]", "message": error.message}]
                 errors += [{"index": index, **detail} for detail in details]
         processed = 0
-        for kind, call in calls:
+        for index, kind, call in calls:
             try:
                 await api.apply(kind, call, scope)
+            except ProfileTooLarge as refused:  # this call is not done; the others go on
+                path = f"batch[{index}].{refused.path}"
+                errors.append({"index": index, **field_error(path, refused.reason)})
+                continue
             except Exception:
                 log.exception("processing a batch failed at a %s call; the sender may retry", kind)
                 return _try_again(processed=processed, errors=errors)
             processed += 1
         if errors:
+            errors.sort(key=lambda error: int(error["index"]))
             REJECTED.labels("invalid").inc(len({e["index"] for e in errors}))
             message = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
             return JSONResponse(

@@ -79,12 +79,14 @@ class SegmentCall(BaseModel):
         raise NotImplementedError
 
     def _base(self, **fields: Any) -> Ingest:
+        context_traits = self.context.get("traits") or {}
         return Ingest(
             user_id=self.user_id,
             anonymous_id=self.anonymous_id,
             message_id=self.message_id or _derived_message_id(self),
             timestamp=self.timestamp,
-            traits=dict(self.context["traits"]) if self.context.get("traits") else None,
+            traits=dict(context_traits) if context_traits else None,
+            trait_fields={name: f"context.traits.{name}" for name in context_traits},
             locale=_text(self.context.get("locale")),
             timezone=_text(self.context.get("timezone")),
             **fields,
@@ -97,6 +99,7 @@ class IdentifyCall(SegmentCall):
     def ingest(self) -> Ingest:
         ingest = self._base()
         ingest.traits = {**(ingest.traits or {}), **self.traits}
+        ingest.trait_fields.update({name: f"traits.{name}" for name in self.traits})
         return ingest
 
 
@@ -135,6 +138,7 @@ class GroupCall(SegmentCall):
         ingest = self._base()
         group = {"group_id": self.group_id, "group": dict(self.traits)}
         ingest.traits = {**(ingest.traits or {}), **group}
+        ingest.trait_fields.update({"group_id": "groupId", "group": "traits"})
         return ingest
 
 
@@ -176,6 +180,7 @@ class Ingest:
     message_id: str
     timestamp: datetime | None = None
     traits: dict[str, Any] | None = None  # None: the call does not touch the profile
+    trait_fields: dict[str, str] = field(default_factory=dict)  # trait → the call's field
     locale: str | None = None
     timezone: str | None = None
     event: str | None = None

@@ -8,7 +8,9 @@ to :meth:`Ingestion.apply`, so a simulation runs exactly the production path:
    is accepted and not processed again;
 2. **resolve** who it is about (a user, or the user an anonymous id is linked to) and **link**
    identities (``alias``, or a call carrying both ids);
-3. **update the profile** with its traits (Segment's spelling rule, :mod:`ingestion.segment`);
+3. **update the profile** with its traits (Segment's spelling rule, :mod:`ingestion.segment`),
+   unless the profile would pass its size cap: then :class:`~store.profiles.ProfileTooLarge`
+   and nothing of the call is done;
 4. **route** its event, if it has one (:mod:`ingestion.router`): start the journeys it
    triggers, signal the runs that wait for it.
 
@@ -27,7 +29,7 @@ from typing import Any
 
 from ingestion.segment import Ingest, with_template_names
 from store.processed import ProcessedMessages
-from store.profiles import ProfileStore
+from store.profiles import DEFAULT_MAX_TRAITS_BYTES, ProfileStore, require_fits
 from workflows.models import Event, Profile
 
 RouteEvent = Callable[[Event, Profile, Sequence[str]], Awaitable[Any]]
@@ -57,6 +59,7 @@ class Ingestion:
     profiles: ProfileStore
     processed: ProcessedMessages
     route: RouteEvent
+    max_profile_bytes: int = DEFAULT_MAX_TRAITS_BYTES  # profiles.max_bytes in touchpoint.yaml
 
     async def apply(self, call: Ingest, scope: str) -> Applied:
         """Apply one call from the source ``scope`` (a write key's scope, ``cli``, ``sim``)."""
@@ -101,16 +104,27 @@ class Ingestion:
         try:
             profiles = self.profiles
             customer = profiles.resolve(call.user_id, call.anonymous_id)
-            if call.previous_id:
-                profiles.link(call.previous_id, customer)
-            elif call.anonymous_id and call.anonymous_id != customer:
-                profiles.link(call.anonymous_id, customer)
+            linking = call.previous_id or (
+                call.anonymous_id if call.anonymous_id and call.anonymous_id != customer else None
+            )
+            traits = with_template_names(call.traits or {})
+            if traits or linking:  # the whole change fits, or nothing of it is written
+                require_fits(
+                    profiles.traits_after(customer, traits, linking=linking),
+                    self.max_profile_bytes,
+                    traits,
+                    call.trait_fields,
+                    merged_from="previousId" if call.previous_id else "anonymousId",
+                )
+            if linking:
+                profiles.link(linking, customer)
             if call.traits is not None or call.locale or call.timezone:
                 profiles.upsert(
                     customer,
-                    with_template_names(call.traits or {}),
+                    traits,
                     locale=call.locale,
                     timezone=call.timezone,
+                    max_bytes=self.max_profile_bytes,
                 )
             if call.event is None:
                 return _Recorded(first=True, customer_id=customer)

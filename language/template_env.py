@@ -1,15 +1,35 @@
 """The Jinja2 environment message templates render in: the expression sandbox
 (:mod:`workflows.jinja_sandbox`) plus the loader for the project's ``templates/`` folder and
-HTML autoescaping. Validation and rendering both build it here, so they see the same thing."""
+HTML autoescaping. Validation and rendering both build it here, so they see the same thing.
+
+Chat messages are escaped the same way for their platform: the renderer passes the platform's
+escape function as the name :data:`ESCAPE_NAME`, and every value a ``{{ … }}`` prints goes
+through it (:func:`escape_inserted`) — the template's own text never does, so formatting the
+marketer wrote still works. A value marked safe (``| safe``, ``| tojson``) is printed as is.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from workflows.jinja_sandbox import FILTERS, LimitedSandbox
+
+ESCAPE_NAME = "_escape"
+"""The render name holding the platform's escape function (absent: values print as they are)."""
+
+
+@pass_context
+def escape_inserted(context: Context, value: Any) -> Any:
+    """What a ``{{ … }}`` prints: ``value``, escaped when the render names an escape."""
+    escape = context.get(ESCAPE_NAME)
+    if escape is None or hasattr(value, "__html__"):
+        return value
+    return escape(value)
 
 
 def make_template_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
@@ -18,6 +38,7 @@ def make_template_environment(templates_dir: Path) -> ImmutableSandboxedEnvironm
         undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html", "htm"), default=False),
         keep_trailing_newline=True,
+        finalize=escape_inserted,
     )
     env.filters.update(FILTERS)
     return env

@@ -61,7 +61,12 @@ async def build_api(project: Path) -> Api:
         return checks
 
     return Api(
-        service=Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route),
+        service=Ingestion(
+            ProfileStore(engine),
+            ProcessedMessages(engine),
+            router.route,
+            max_profile_bytes=report.config.profiles.max_bytes,
+        ),
         keys=WriteKeys(engine),
         unsubscribe=unsubscriber.withdraw,
         unsubscribe_secret=secret_from_env(os.environ) if os.environ.get(SECRET_ENV) else None,

@@ -49,7 +49,14 @@ class Emitter:
         warn_about_time_scale(settings)  # runs record it: say so before any starts
         engine = connect_store(settings.database_url)
         router = Router(await connect(settings), plans, EntryStore(engine), settings.run_settings())
-        return cls(Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route))
+        return cls(
+            Ingestion(
+                ProfileStore(engine),
+                ProcessedMessages(engine),
+                router.route,
+                max_profile_bytes=config.profiles.max_bytes,
+            )
+        )
 
     async def apply(self, call: Ingest) -> Applied:
         return await self.service.apply(call, CLI_SCOPE)

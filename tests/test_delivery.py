@@ -374,8 +374,8 @@ async def test_provider_faults_as_the_journey_sees_them(
     )
     assert attempts == 3, "429 retried once, 400 never retried"
     assert "not-an-address" not in str(invalid.timeline), "no personal data in history"
-    assert (
-        invalid.outcome.error == "RecipientUnreachable: the customer's email address is not valid"
+    assert invalid.outcome.error == (
+        "RecipientUnreachable: not sent: invalid email address n…: it has no @"
     )
     statuses = sorted((row.status, row.provider_id) for row in activities.ledger.list())
     assert statuses == [("failed", None), ("failed", None), ("sent", "sg-2")]

@@ -416,6 +416,13 @@ async def test_emit_and_runs_commands(
         "identify", customer, "--trait", "email=cli@example.com", "--trait", 'interests=["laptops"]'
     )
     assert identified.strip() == f"{customer}: 2 trait(s)"
+    too_large = await asyncio.create_subprocess_exec(
+        touchpoint, "identify", customer, "--trait", "bio=" + "x" * 70_000,
+        cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(too_large.communicate(), 60)
+    assert too_large.returncode == 1, err.decode()
+    assert err.decode().startswith("✗ traits.bio: the profile's traits would take 70,")
     emitted = await run("emit", "Newsletter Subscribed", "--user", customer)
     assert emitted.strip() == "newsletter-welcome: started"
     again = await run("emit", "Newsletter Subscribed", "--user", customer)

@@ -290,7 +290,11 @@ async def test_the_outbox_lists_newest_first_and_reads_by_prefix(tmp_path: Path)
 
 async def test_an_invalid_email_is_a_permanent_failure_for_maildir(tmp_path: Path) -> None:
     error = await failure(MaildirProvider(tmp_path).send(marketing_email(to="a b c")))
-    assert (error.non_retryable, error.type, error.next_retry_delay) == (True, "Rejected", None)
+    assert (error.non_retryable, error.type, error.next_retry_delay) == (
+        True,
+        "RecipientUnreachable",
+        None,
+    )
 
 
 async def test_an_unwritable_outbox_is_retryable(tmp_path: Path) -> None:
@@ -606,12 +610,12 @@ def test_sendgrid_host_must_be_a_url() -> None:
 
 
 async def test_sendgrid_refuses_what_its_own_helpers_cannot_build() -> None:
-    """The sendgrid helpers raise KeyError on an address without "@": a rejection, not a crash
-    that Temporal would retry ten times."""
+    """The sendgrid helpers raise KeyError on an address without "@": refused before they see
+    it (tests/test_addresses.py), not a crash that Temporal would retry ten times."""
     provider = SendGridProvider(SendGridSettings(host="http://127.0.0.1:9", timeout="1s"), "SG.k")
     email = OutgoingEmail(
         message_id="m", to="not-an-address", from_email="a@b.example", subject="s", text="t"
     )
     with pytest.raises(ApplicationError) as caught:
         await provider.send(email)
-    assert caught.value.non_retryable and caught.value.type == "Rejected"
+    assert caught.value.non_retryable and caught.value.type == "RecipientUnreachable"

@@ -144,6 +144,8 @@ REFUSED = [
     pytest.param("+49/151/23456789", ONLY_DIGITS, id="slashes"),
     pytest.param("++4915123456789", ONLY_DIGITS, id="two-plus"),
     pytest.param("+4915123456789,+4915123456780", ONLY_DIGITS, id="two-numbers"),
+    pytest.param("+4915123456789\n+4915123456780", ONLY_DIGITS, id="two-numbers-on-two-lines"),
+    pytest.param("+4915123456789&Body=spam", ONLY_DIGITS, id="form-field-injection"),
     pytest.param("+49151\x0023456789", ONLY_DIGITS, id="nul"),
     pytest.param("+٤٩١٥١٢٣٤٥٦٧٨٩", ONLY_DIGITS, id="arabic-indic-digits"),
     pytest.param("+４９１５１２３４５６７８９", ONLY_DIGITS, id="fullwidth-digits"),

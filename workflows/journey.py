@@ -26,7 +26,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import evaluation, registry, timing
+    from workflows import evaluation, lookup_paths, registry, timing
     from workflows.durations import format_duration
     from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
     from workflows.models import (
@@ -346,6 +346,11 @@ class JourneyWorkflow:
 
     async def _lookup(self, node: LookupNode) -> str:
         names = self._names()
+        # patched 2026-12: each value inserted into the path is one percent-encoded segment
+        if workflow.patched("lookup-path-values-encoded"):
+            render_path = lookup_paths.render_path
+        else:
+            render_path = evaluation.render_text
         try:
             request = LookupRequest(
                 request_id=self._idempotency_key(node),
@@ -353,7 +358,7 @@ class JourneyWorkflow:
                 step_id=node.id,
                 connection=node.connection,
                 method=node.method,
-                path=evaluation.render_text(node.path, names),
+                path=render_path(node.path, names),
                 query=evaluation.render_value(node.query, names),
                 body=evaluation.render_value(node.body, names),
             )

@@ -26,6 +26,7 @@ PASSED_THROUGH = (
     "workflows.durations",
     "workflows.evaluation",
     "workflows.jinja_sandbox",
+    "workflows.lookup_paths",
     "workflows.models",
     "workflows.plan",
     "workflows.registry",  # the worker's plans and settings: one registry per process

@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+from activities.email.address import with_checked_recipient
 from activities.email.mime import (
     MESSAGE_ID_HEADER,
     InvalidMessage,
@@ -52,6 +53,7 @@ class MaildirProvider:
 
     async def send(self, email: OutgoingEmail) -> str:
         """The Maildir key of the message (the same key again for a repeated message id)."""
+        email = with_checked_recipient(email)
         try:
             message = build_message(email, sender_domain(email.from_email))
         except InvalidMessage as error:

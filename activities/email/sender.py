@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from activities.email.address import InvalidEmailAddress, email_address, refusal
 from activities.email.maildir import MaildirProvider
 from activities.email.sendgrid import SendGridProvider
 from activities.email.smtp import SmtpProvider
@@ -39,8 +40,10 @@ class EmailSender:
 
     async def prepare(self, request: SendRequest, recipient: str) -> Prepared:
         kit, config = self.kit, self.kit.config
-        if not looks_like_address(recipient):
-            raise permanent("the customer's email address is not valid", "RecipientUnreachable")
+        try:
+            recipient = email_address(recipient)  # what the provider checks again and sends to
+        except InvalidEmailAddress as error:
+            raise refusal(error) from None
         marketing = request.category == "marketing"
         headers: dict[str, str] = {}
         unsubscribe_url = None
@@ -89,9 +92,3 @@ class EmailSender:
     async def deliver(self, prepared: Prepared) -> str | None:
         email: OutgoingEmail = prepared.payload
         return await self.kit.email.send(email)
-
-
-def looks_like_address(address: str) -> bool:
-    """A cheap sanity check (one @, a dotted domain, no spaces); providers judge the rest."""
-    local, at, domain = address.rpartition("@")
-    return bool(at and local and "." in domain.strip(".") and not any(c.isspace() for c in address))

@@ -40,6 +40,7 @@ from sendgrid.helpers.mail import (
 from sendgrid.helpers.mail.exceptions import SendGridException
 from temporalio.exceptions import ApplicationError
 
+from activities.email.address import with_checked_recipient
 from activities.email.mime import subject_for
 from activities.errors import from_status, parse_retry_after, permanent, retryable
 from activities.messages import OutgoingEmail
@@ -75,6 +76,7 @@ class SendGridProvider:
 
     async def send(self, email: OutgoingEmail) -> str | None:
         """SendGrid's ``X-Message-Id`` for the accepted message (sandbox mode may omit it)."""
+        email = with_checked_recipient(email)  # SendGrid would parse "Name <a@b>" itself
         try:
             body = build_request(email, self.settings)
         except SendGridException as error:  # e.g. an API key pasted into the content

@@ -13,6 +13,7 @@ import ssl
 import aiosmtplib
 from temporalio.exceptions import ApplicationError
 
+from activities.email.address import with_checked_recipient
 from activities.email.mime import InvalidMessage, build_message, sender_domain
 from activities.errors import permanent, retryable
 from activities.messages import OutgoingEmail
@@ -35,6 +36,7 @@ class SmtpProvider:
 
     async def send(self, email: OutgoingEmail) -> str:
         """The ``Message-ID`` of the accepted message."""
+        email = with_checked_recipient(email)
         try:
             message = build_message(email, sender_domain(email.from_email))
         except InvalidMessage as error:
