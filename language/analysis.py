@@ -161,8 +161,9 @@ def _attribute_refusals(node: nodes.Getattr) -> Iterator[Refusal]:
         )
     elif name.startswith("_"):
         yield Refusal(
-            f'".{name}": a name that starts with _ cannot be read with a dot',
-            f"to read a key named \"{name}\", write it in brackets: ['{name}']",
+            f'".{name}": names that start with _ are not read with a dot',
+            f'the sandbox keeps them private; to read a key named "{name}", write it in '
+            f"brackets: ['{name}']",
             f".{name}",
             node.lineno,
         )

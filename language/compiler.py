@@ -107,6 +107,7 @@ class _Compiler:
         self.steps = self._number_steps()
         self.by_id = {step.id: step for step in self.steps}
         self._incoming: dict[str, set[str]] | None = None
+        self._before: dict[str, dict[str, set[str]]] = {}
 
     # --- the checks ----------------------------------------------------------------------
 
@@ -401,7 +402,9 @@ class _Compiler:
 
     def _added_before(self, step: _Step) -> dict[str, set[str]]:
         """What of ``events``, ``vars`` and ``lookups`` some path fills in before ``step``."""
-        return self._added(self._steps_before(step.id))
+        if step.id not in self._before:
+            self._before[step.id] = self._added(self._steps_before(step.id))
+        return self._before[step.id]
 
     def _added_anywhere(self) -> dict[str, set[str]]:
         return self._added({s.id for s in self.steps})

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import ChainableUndefined, Undefined, nodes, pass_context
 from jinja2.runtime import Context
-from jinja2.sandbox import safe_range
 
 from language.problems import Problem
 from language.template_env import make_template_environment
@@ -43,8 +42,10 @@ SAMPLE_EVENT: dict[str, Any] = {
 }
 SAMPLE_NOW = "2027-01-04T09:00:00+00:00"
 MAX_SAMPLE_OUTPUT = 512 * 1024
-MAX_SAMPLE_RANGE = 10  # a loop over range() runs this often at most: enough to show separators
+MAX_SAMPLE_LOOP = 10  # a loop runs this often at most: enough to show its separators
+MAX_SAMPLE_ITEMS = 10_000  # loop turns in all, nested loops included: then it is not judged
 _MARK = "_touchpoint_sample_mark"
+_CAP = "_touchpoint_sample_cap"
 
 
 class SampleValue(ChainableUndefined):
@@ -128,7 +129,18 @@ def check_json_template(root: Path, file: TemplateFile) -> Problem | None:
 def _check_rendering(root: Path, file: TemplateFile, present: bool) -> Problem | None:
     env = make_template_environment(root, undefined=SampleValue)
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
-    env.globals["range"] = _short_range
+    turns = [0]
+
+    def cap(value: Any) -> Iterator[Any]:
+        for index, item in enumerate(value):
+            if index >= MAX_SAMPLE_LOOP:
+                return
+            turns[0] += 1
+            if turns[0] > MAX_SAMPLE_ITEMS:
+                raise _TooLong
+            yield item
+
+    env.filters[_CAP] = cap
     if present:
         fallback: Any = env.filters["default"]
 
@@ -176,8 +188,8 @@ def _render(chunks: Iterator[str]) -> str | None:
     return "".join(parts)
 
 
-def _short_range(*args: int) -> range:
-    return safe_range(*args)[:MAX_SAMPLE_RANGE]
+class _TooLong(Exception):
+    """The sample render ran too many loop turns: the template is not judged by it."""
 
 
 def _json_default(value: Any) -> Any:
@@ -188,7 +200,8 @@ def _json_default(value: Any) -> Any:
 
 def _instrument(tree: nodes.Template) -> list[_Piece]:
     """Wrap each piece of output in a filter that records it, so that a position in the
-    output can be traced back to the line that wrote it."""
+    output can be traced back to the line that wrote it; and each loop in one that stops it
+    after a few turns."""
     pieces: list[_Piece] = []
 
     def visit(node: nodes.Node, in_loop: bool) -> None:
@@ -203,6 +216,8 @@ def _instrument(tree: nodes.Template) -> list[_Piece]:
                 )
             node.nodes = wrapped
             return
+        if isinstance(node, nodes.For):  # at most a few turns of each loop
+            node.iter = nodes.Filter(node.iter, _CAP, [], [], None, None, lineno=node.lineno)
         for inner in node.iter_child_nodes():
             visit(inner, in_loop or isinstance(node, nodes.For))
 

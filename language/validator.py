@@ -51,6 +51,7 @@ _KIND_HINTS = {
     "offset": "a sign, a whole number and a unit, e.g. -1d or +2h",
     "time_of_day": 'hours 0-23 and minutes, e.g. time: "09:00" or time: "18:30"',
     "event_name": "the name exactly as your shop sends it with track()",
+    "format": "write it in the form of the example",
 }
 _UNREADABLE = "check that it is readable and saved as UTF-8 text"
 _EMPTY_HINTS = {
@@ -327,12 +328,18 @@ def _translate(
     kind, value = detail["type"], detail.get("input")
     name = path[-1] if path else ""
     if kind == "missing":
-        return source.problem(path, f'missing "{name}"', _FIELD_HINTS.get(str(name)))
+        hint = _FIELD_HINTS.get(str(name), f'add "{name}: …" here')
+        return source.problem(path, f'missing "{name}"', hint)
     if kind == "extra_forbidden":
         fields = fields_at(model, path[:-1], raw)
-        near = suggestion(str(name), fields)
-        hint = f"allowed here: {', '.join(fields)}" if fields and not near else None
-        return source.problem(path, f'unknown field "{name}"{near}', hint, key=True)
+        near = did_you_mean(str(name), fields)
+        allowed = f"allowed here: {', '.join(fields)}" if fields else None
+        return source.problem(
+            path,
+            f'unknown field "{name}"{suggestion(str(name), fields)}',
+            f'rename it to "{near}"' if near else allowed,
+            key=True,
+        )
     if kind == "step_kind":
         return _step_kind_problem(path, value, source)
     if kind in ("literal_error", "enum"):
@@ -354,9 +361,12 @@ def _translate(
         if isinstance(value, str):
             hint = _EMPTY_HINTS.get(str(name), f"write the {name} here")
             return source.problem(path, f'"{name}" is empty', hint)
-        hint = "a split needs at least two paths" if name == "split" else None
         return source.problem(
-            path, f"needs at least {plural(minimum, 'entry').replace('entrys', 'entries')}", hint
+            path,
+            f"needs at least {plural(minimum, 'entry').replace('entrys', 'entries')}",
+            "a split needs at least two paths"
+            if name == "split"
+            else _FIELD_HINTS.get(str(name), f"add entries to {name}"),
         )
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return source.problem(path, f"expected a number from 1 to 100, got {_describe(value)}")
@@ -365,11 +375,14 @@ def _translate(
         options = [o.strip(" '") for o in str(ctx.get("expected_tags", "")).split(",")]
         tag = ctx.get("tag")
         if tag is None:
-            return source.problem(path, f'missing "type"; one of {", ".join(options)}')
+            return source.problem(
+                path, f'missing "type"; one of {", ".join(options)}', f"add type: {options[0]}"
+            )
         return source.problem(
             (*path, ctx.get("discriminator", "type").strip("'")),
             f"expected one of {', '.join(options)}, got {_describe(tag)}"
             f"{suggestion(str(tag), options)}",
+            "write one of these exactly as shown",
         )
     if kind == "string_pattern_mismatch":
         return source.problem(
@@ -392,17 +405,30 @@ def _step_kind_problem(path: KeyPath, value: Any, source: Locator) -> Problem:
                 "split it into separate steps, one after the other",
             )
         for key in value:
-            near = suggestion(str(key), a.STEP_KEYS)
+            near = did_you_mean(str(key), a.STEP_KEYS)
             if near:
-                return source.problem((*path, key), f'unknown step type "{key}"{near}', key=True)
-        return source.problem(path, "this step does nothing: it needs one of " + kinds)
+                return source.problem(
+                    (*path, key),
+                    f'unknown step type "{key}"{suggestion(str(key), a.STEP_KEYS)}',
+                    f'rename it to "{near}"',
+                    key=True,
+                )
+        return source.problem(
+            path,
+            "this step does nothing: it needs one of " + kinds,
+            'e.g. "wait: 3d", or "send: email" with "template: …"',
+        )
     if isinstance(value, str):
         return source.problem(
             path,
             f'"{value}" is not a step{suggestion(value, [a.END])}',
             'a step is a mapping such as "wait: 3d"; "- end" alone ends the journey',
         )
-    return source.problem(path, f"expected a step (such as wait: 3d), got {_describe(value)}")
+    return source.problem(
+        path,
+        f"expected a step (such as wait: 3d), got {_describe(value)}",
+        'a step is a mapping such as "wait: 3d"; "- end" alone ends the journey',
+    )
 
 
 def _yaml_scalar(value: Any) -> str:
