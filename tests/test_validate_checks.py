@@ -506,3 +506,19 @@ def test_the_sample_render_of_a_hostile_template_ends_quickly(body: str, tmp_pat
     started = time.monotonic()
     problems_of(webhook_project(tmp_path, body))
     assert time.monotonic() - started < 10
+
+
+def test_lookup_paths_check_run_data_too(tmp_path: Path) -> None:
+    steps = """\
+    - lookup: shop
+      path: /customers/{{ profile.id }}
+      save_as: customer
+    - lookup: shop
+      path: /picks/{{ lookups.custmer.segment }}
+      save_as: picks
+    """
+    [problem] = problems_of(project(tmp_path, {"j": journey(steps)}, {}))
+    assert problem.startswith(
+        'journeys/j.yaml:11:29: steps[1].path: unknown "lookups.custmer"; '
+        'did you mean "lookups.customer"?'
+    )
