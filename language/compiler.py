@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import meta
+from jinja2 import nodes
 
 from config.project import KNOWN_SECRET_SHAPES, ProjectConfig
 from language import authoring as a
@@ -51,6 +51,8 @@ class ProjectContext:
         return self.config.defaults.locale
 
 
+_FIXED = (nodes.Output, nodes.Const, nodes.Concat, nodes.Add, nodes.Sub, nodes.Neg)
+"""What a fixed date expression may be built of (validation evaluates it)."""
 RUN_DATA = ("events", "vars", "lookups")
 """The names whose keys steps add as a run goes: a wait_for's event, set, lookup."""
 _WHAT_ADDS = {
@@ -467,10 +469,13 @@ class _Compiler:
         if check_expression(source, STEP_NAMES) is not None:
             return  # reported as an expression
         tree = parse_expression(source)
-        if meta.find_undeclared_variables(tree):
-            return
+        if not all(isinstance(node, _FIXED) for node in tree.find_all(nodes.Node)):
+            return  # it reads data (or does more than join text and numbers): the run tells
         try:
             value = expression_environment().compile_expression(source)()
+        except Exception:
+            return
+        try:
             moment_from(value, ZoneInfo("UTC"))
         except ValueError as error:
             hint = (
@@ -479,8 +484,6 @@ class _Compiler:
                 else "a fixed date is text in quotes inside quotes, e.g. date: \"'2027-03-28'\""
             )
             self._problem(path, f"the date cannot be read: {error}", hint)
-        except Exception:
-            return
 
     def _check_expressions(self) -> None:
         for path, source, names in self._expressions():

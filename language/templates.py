@@ -38,6 +38,7 @@ from language.expressions import (
     TEMPLATE_NAMES,
 )
 from language.problems import Problem, suggestion
+from language.samples import check_json_template
 from language.template_env import make_template_environment
 from language.yamlsource import YamlError, load_yaml
 from workflows.channels import CHANNELS
@@ -217,6 +218,7 @@ def load_catalog(root: Path, display_root: str) -> TemplateCatalog:
             continue
         name = relative.parts[0]
         problems = catalog.problems.setdefault(name, [])
+        known_before = len(problems)
         template_file = _template_file(path, relative, display, problems)
         if template_file is None:
             continue
@@ -241,9 +243,7 @@ def load_catalog(root: Path, display_root: str) -> TemplateCatalog:
             )
         )
         template_file.names = _union(found)
-        if template_file.part == "json" and not problems:
-            from language.samples import check_json_template
-
+        if template_file.part == "json" and len(problems) == known_before:  # it parses
             problem = check_json_template(root, template_file)
             if problem is not None:
                 problems.append(problem)
