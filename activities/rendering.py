@@ -38,8 +38,10 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import permanent
 from activities.messages import RenderedMessage
 from config.project import LOCALE_PATTERN, ProjectConfig
+from language.problems import suggestion
+from language.samples import json_hint
 from language.template_env import ESCAPE_NAME, make_template_environment
-from language.templates import FRONT_MATTER_KEYS, _template_file
+from language.templates import ALWAYS_READABLE, FRONT_MATTER_KEYS, _template_file
 from workflows.channels import CHANNELS, EMAIL
 from workflows.models import SendRequest
 
@@ -200,7 +202,7 @@ class Renderer:
             message = getattr(error, "msg", str(error))
             raise self._error(
                 f"{file.display}{where}: the rendered template is not valid JSON: {message} "
-                "(write values with | tojson)"
+                f"({json_hint(source, error)})"
             ) from None
 
     # --- variants and files ------------------------------------------------------------------
@@ -353,9 +355,7 @@ class Renderer:
         if isinstance(error, TemplateSyntaxError):
             text = f"{location}: template syntax: {message}"
         elif isinstance(error, UndefinedError):
-            missing = _undefined_name(message)
-            suffix = f' (undefined: "{missing}"; give optional data a | default)' if missing else ""
-            text = f"{location}: {message}{suffix}"
+            text = f"{location}: {message}{_undefined_hint(message)}"
         else:
             text = f"{location}: {type(error).__name__}: {message}"
         return self._error(text)
@@ -403,6 +403,17 @@ def _undefined_name(message: str) -> str | None:
     if match is None:
         return None
     return next((g for g in match.groups() if g), None)
+
+
+def _undefined_hint(message: str) -> str:
+    """A name no template is ever given is a typo; a missing key is optional data."""
+    missing = _undefined_name(message)
+    if missing is None:
+        return ""
+    if f"'{missing}' is undefined" in message and missing not in ALWAYS_READABLE:
+        near = suggestion(missing, sorted(ALWAYS_READABLE - {"_locale", "_timezone"}))
+        return f' (undefined: "{missing}"{near or "; a template sees profile, event, vars …"})'
+    return f' (undefined: "{missing}"; give optional data a | default)'
 
 
 def _front_matter_line(text: str, key: str) -> int:

@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import nodes
 
 from config.project import KNOWN_SECRET_SHAPES, ProjectConfig
 from language import authoring as a
+from language.analysis import DataRead, data_reads
 from language.expressions import (
     ENTRY_NAMES,
     EVENT_NAMES,
@@ -21,13 +25,16 @@ from language.expressions import (
     ExpressionIssue,
     check_expression,
     check_template_text,
+    expression_environment,
+    parse_expression,
 )
-from language.problems import Path, Problem, suggestion
-from language.templates import TemplateCatalog
+from language.problems import Path, Problem, did_you_mean, suggestion
+from language.templates import TemplateCatalog, TemplateRead
 from language.yamlsource import SourceMap
 from workflows import plan as p
 from workflows.channels import CHANNELS
 from workflows.durations import parse_duration, parse_offset
+from workflows.timing import moment_from
 
 WAITING_KINDS = (a.WaitStep, a.WaitUntilStep, a.WaitForStep)
 
@@ -44,6 +51,17 @@ class ProjectContext:
         return self.config.defaults.locale
 
 
+_FIXED = (nodes.Output, nodes.Const, nodes.Concat, nodes.Add, nodes.Sub, nodes.Neg)
+"""What a fixed date expression may be built of (validation evaluates it)."""
+RUN_DATA = ("events", "vars", "lookups")
+"""The names whose keys steps add as a run goes: a wait_for's event, set, lookup."""
+_WHAT_ADDS = {
+    "events": "the events of wait_for steps, by step id",
+    "vars": "the values set steps store",
+    "lookups": "the answers of lookup steps, by save_as",
+}
+
+
 @dataclass
 class _Step:
     index: int
@@ -56,33 +74,49 @@ class _Step:
 
 
 def compile_journey(
-    journey: a.Journey, source: SourceMap, context: ProjectContext, raw: Any = None
+    journey: a.Journey,
+    source: SourceMap,
+    context: ProjectContext,
+    raw: Any = None,
+    *,
+    partial: bool = False,
 ) -> tuple[p.Plan | None, list[Problem]]:
-    """The plan for ``journey`` and no problems, or ``None`` and every problem found."""
-    compiler = _Compiler(journey, source, context)
+    """The plan for ``journey`` and no problems, or ``None`` and every problem found.
+    ``partial``: parts of the journey are stand-ins for what the schema rejected
+    (:mod:`language.repair`); the checks that need the whole journey are left out."""
+    compiler = _Compiler(journey, source, context, partial)
     problems = compiler.check()
     if raw is not None:
         problems.extend(_inline_secrets(raw, (), source))
-    if problems:
+    if problems or partial:
         return None, problems
     return compiler.plan(), []
 
 
 class _Compiler:
-    def __init__(self, journey: a.Journey, source: SourceMap, context: ProjectContext) -> None:
+    def __init__(
+        self,
+        journey: a.Journey,
+        source: SourceMap,
+        context: ProjectContext,
+        partial: bool = False,
+    ) -> None:
         self.journey = journey
         self.source = source
         self.context = context
+        self.partial = partial  # parts were stood in for (schema errors): no data-flow checks
         self.problems: list[Problem] = []
         self.steps = self._number_steps()
         self.by_id = {step.id: step for step in self.steps}
+        self._incoming: dict[str, set[str]] | None = None
+        self._before: dict[str, dict[str, set[str]]] = {}
 
     # --- the checks ----------------------------------------------------------------------
 
     def check(self) -> list[Problem]:
         self._check_ids()
         self._check_targets()
-        if not self.problems:  # the graph checks need every jump to resolve
+        if not self.problems and not self.partial:  # the graph checks need every jump
             self._check_reachable()
             self._check_loops()
         self._check_entry_and_listeners()
@@ -253,7 +287,9 @@ class _Compiler:
             for i, path in enumerate(m.split):
                 if path.name in names:
                     self._problem(
-                        (*step.path, "split", i, "name"), f'duplicate path name "{path.name}"'
+                        (*step.path, "split", i, "name"),
+                        f'duplicate path name "{path.name}"',
+                        "give each path its own name",
                     )
                 names.add(path.name)
         elif isinstance(m, a.WaitUntilStep):
@@ -296,6 +332,7 @@ class _Compiler:
                 self._problem(
                     (*path, "to"),
                     f'destination "{m.to}" is a {kind} destination, not a {m.send} one',
+                    f"use a destination of type {' or '.join(sorted(channel.destination_types))}",
                 )
         catalog = self.context.templates
         if catalog is not None:
@@ -303,6 +340,105 @@ class _Compiler:
             if issue:
                 self._problem((*path, "template"), *issue)
             self.problems += catalog.problems.get(m.template, [])  # its own files' problems
+            if not self.partial:
+                for place in catalog.data_reads(m.template):
+                    self._check_template_read(step, m, place)
+
+    # --- what templates and expressions read, where they read it ------------------------
+
+    def _check_template_read(self, step: _Step, m: a.SendStep, place: TemplateRead) -> None:
+        """Does the run give template ``place`` the data it reads when ``step`` sends it?"""
+        read = place.read
+        if read.optional:
+            return
+        line = self.source.locate(step.path).line
+        sender = f'step "{step.id}" ({self.source.file}:{line})'
+        if read.root == "unsubscribe_url":
+            form = CHANNELS[m.send].form
+            if form == "email" and self.journey.category == "marketing":
+                return
+            what = f"a {self.journey.category} email" if form == "email" else f"a {m.send} message"
+            self.problems.append(
+                place.problem(
+                    f"unsubscribe_url is given to marketing emails only, and {sender} "
+                    f"sends this as {what}",
+                    "show the link only where there is one: "
+                    "{% if unsubscribe_url is defined %}…{% endif %}",
+                )
+            )
+            return
+        issue = self._run_data_issue(read, step, set())
+        if issue is not None:
+            what, near, hint = issue
+            self.problems.append(place.problem(f"{what} when {sender} sends this{near}", hint))
+
+    def _run_data_issue(
+        self, read: DataRead, step: _Step, also: set[str]
+    ) -> tuple[str, str, str] | None:
+        """``(what, did you mean, hint)`` when ``events.x``, ``vars.x`` or ``lookups.x`` is
+        filled in on no path before ``step`` (``also``: ``vars`` the step itself has set)."""
+        if read.root not in RUN_DATA or read.key is None or read.optional:
+            return None
+        before = self._added_before(step)[read.root] | (also if read.root == "vars" else set())
+        if read.key in before:
+            return None
+        optional = f"{read.text} | default(…)"
+        later = self._first_adding(read.root, read.key)
+        if later is not None:
+            return (
+                f'"{read.text}" is not there yet',
+                "",
+                f'step "{later}" fills it in, after "{step.id}": move that step before it, '
+                f"or make it optional: {optional}",
+            )
+        known = ", ".join(sorted(before)) or "nothing yet"
+        return (
+            f'unknown "{read.text}"',
+            _suggest(read.root, read.key, self._added_anywhere()[read.root]),
+            f'{read.root} holds {_WHAT_ADDS[read.root]}; before "{step.id}": {known}',
+        )
+
+    def _first_adding(self, root: str, key: str) -> str | None:
+        """The first step that fills in ``root.key``, if any does."""
+        return next((s.id for s in self.steps if key in self._added({s.id})[root]), None)
+
+    def _added_before(self, step: _Step) -> dict[str, set[str]]:
+        """What of ``events``, ``vars`` and ``lookups`` some path fills in before ``step``."""
+        if step.id not in self._before:
+            self._before[step.id] = self._added(self._steps_before(step.id))
+        return self._before[step.id]
+
+    def _added_anywhere(self) -> dict[str, set[str]]:
+        return self._added({s.id for s in self.steps})
+
+    def _added(self, ids: set[str]) -> dict[str, set[str]]:
+        added: dict[str, set[str]] = {root: set() for root in RUN_DATA}
+        for step_id in ids:
+            m = self.by_id[step_id].model
+            if isinstance(m, a.WaitForStep):
+                added["events"].add(step_id)
+            elif isinstance(m, a.SetStep):
+                added["vars"] |= set(m.set)
+            elif isinstance(m, a.LookupStep):
+                added["lookups"].add(m.save_as)
+        return added
+
+    def _steps_before(self, step_id: str) -> set[str]:
+        """Ids of the steps that can run before ``step_id`` (itself too, inside a loop)."""
+        if self._incoming is None:
+            self._incoming = {s.id: set() for s in self.steps}
+            for s in self.steps:
+                for target in self._edges(s):
+                    if target in self._incoming:
+                        self._incoming[target].add(s.id)
+        seen: set[str] = set()
+        todo = list(self._incoming.get(step_id, ()))
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(self._incoming[current])
+        return seen
 
     def _check_wait_until(self, step: _Step, spec: a.WaitUntilSpec) -> None:
         path = (*step.path, "wait_until")
@@ -313,15 +449,49 @@ class _Compiler:
                 'e.g. time: "09:00" with days: [mon, tue, wed, thu, fri]',
             )
         if spec.date is not None and spec.days is not None:
-            self._problem((*path, "days"), '"days" goes with "time", not with "date"')
+            self._problem(
+                (*path, "days"),
+                '"days" goes with "time", not with "date"',
+                'remove "days", or wait for a time of day instead of a date',
+            )
         if spec.offset is not None and spec.date is None:
-            self._problem((*path, "offset"), '"offset" moves a "date"; there is no date here')
+            self._problem(
+                (*path, "offset"),
+                '"offset" moves a "date"; there is no date here',
+                'add "date" (e.g. date: event.properties.appointment_at), or remove "offset"',
+            )
+        if spec.date is not None:
+            self._check_fixed_date((*path, "date"), spec.date)
+
+    def _check_fixed_date(self, path: Path, source: str) -> None:
+        """A ``date`` that reads no data is the same every run: it must be a readable date.
+        (``date: 2027-03-01`` without quotes is arithmetic: 2027 − 3 − 1.)"""
+        if check_expression(source, STEP_NAMES) is not None:
+            return  # reported as an expression
+        tree = parse_expression(source)
+        if not all(isinstance(node, _FIXED) for node in tree.find_all(nodes.Node)):
+            return  # it reads data (or does more than join text and numbers): the run tells
+        try:
+            value = expression_environment().compile_expression(source)()
+        except Exception:
+            return
+        try:
+            moment_from(value, ZoneInfo("UTC"))
+        except ValueError as error:
+            hint = (
+                "write it as YYYY-MM-DD (or an ISO time), and check the day and the month"
+                if isinstance(value, str)
+                else "a fixed date is text in quotes inside quotes, e.g. date: \"'2027-03-28'\""
+            )
+            self._problem(path, f"the date cannot be read: {error}", hint)
 
     def _check_expressions(self) -> None:
         for path, source, names in self._expressions():
             issue = check_expression(source, names)
             if issue:
                 self._expression_problem(path, issue)
+            elif names == STEP_NAMES and not self.partial:
+                self._check_step_reads(path, source, parse_expression(source))
         for step in self.steps:
             if isinstance(step.model, a.LookupStep):
                 for path, text in _strings(
@@ -331,6 +501,24 @@ class _Compiler:
                     issue = check_template_text(text, STEP_NAMES)
                     if issue:
                         self._expression_problem(path, issue)
+                    elif not self.partial:
+                        self._check_step_reads(path, text, expression_environment().parse(text))
+
+    def _check_step_reads(self, path: Path, source: str, tree: Any) -> None:
+        """``events.x``, ``vars.x`` and ``lookups.x`` read by a step must be filled in on some
+        path before it (in a set step, by an earlier name of the same step too)."""
+        step = self.steps[int(path[1])]
+        also: set[str] = set()
+        if isinstance(step.model, a.SetStep):
+            names = list(step.model.set)
+            also = set(names[: names.index(str(path[3]))])
+        for read in data_reads(tree, RUN_DATA):
+            issue = self._run_data_issue(read, step, also)
+            if issue is not None:
+                what, near, hint = issue
+                found = source.find(read.key or read.root)
+                self._expression_problem(path, ExpressionIssue(what + near, max(found, 0), hint))
+                return
 
     def _expression_problem(self, path: Path, issue: ExpressionIssue) -> None:
         pos = self.source.expression_column(path, issue.offset)
@@ -488,6 +676,12 @@ class _Compiler:
             )
         assert isinstance(m, a.SetStep), m
         return p.SetNode(**base, assignments=dict(m.set), next=nxt)
+
+
+def _suggest(root: str, key: str, candidates: set[str]) -> str:
+    """`` did you mean "vars.score"?`` or an empty string."""
+    near = did_you_mean(key, candidates)
+    return f'; did you mean "{root}.{near}"?' if near else ""
 
 
 def _generated_id(model: a.AnyStep, index: int, taken: set[str]) -> str:

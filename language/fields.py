@@ -10,12 +10,23 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from workflows.durations import DURATION_PATTERN, OFFSET_PATTERN, parse_duration, parse_offset
+from workflows.durations import (
+    DURATION_PATTERN,
+    MAX_SECONDS,
+    OFFSET_PATTERN,
+    UNIT_SECONDS,
+    parse_duration,
+    parse_offset,
+)
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+TIME_PATTERN = r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"
+"""A time of day on the 24-hour clock: ``09:30``, ``9:30`` or ``18:00`` (stored as ``HH:MM``)."""
+_DURATION_PARTS = re.compile(r"([0-9]+)([wdhms])")
+_CLOCK_12H = re.compile(r"^(1[0-2]|0?[1-9])(?::([0-5][0-9]))?\s*([ap])\.?m\.?$", re.IGNORECASE)
+_CLOCK_LIKE = re.compile(r"^([0-9]{1,2})[:.]([0-9]{2})$")
 
 
 def text_matching(pattern: str, what: str, example: str) -> AfterValidator:
@@ -37,10 +48,21 @@ def _check_duration(value: str) -> str:
     try:
         parse_duration(value)
     except ValueError:
+        shown = {"value": f'"{value}"'}
+        if re.fullmatch(DURATION_PATTERN, value):
+            seconds = sum(int(n) * UNIT_SECONDS[u] for n, u in _DURATION_PARTS.findall(value))
+            if seconds == 0:
+                raise PydanticCustomError(
+                    "duration_zero", "a duration must be more than zero, got {value}", shown
+                ) from None
+            if seconds > MAX_SECONDS:
+                raise PydanticCustomError(
+                    "duration_long",
+                    "a duration can be at most ten years (3650d), got {value}",
+                    shown,
+                ) from None
         raise PydanticCustomError(
-            "duration",
-            'expected a duration like "3d", got {value}',
-            {"value": f'"{value}"'},
+            "duration", 'expected a duration like "3d", got {value}', shown
         ) from None
     return value
 
@@ -52,6 +74,41 @@ def _check_offset(value: str) -> str:
         raise PydanticCustomError(
             "offset", 'expected an offset like "-1d" or "+2h", got {value}', {"value": f'"{value}"'}
         ) from None
+    return value
+
+
+def _check_time_of_day(value: str) -> str:
+    """``9:30`` and ``09:30`` are both half past nine; the plan keeps ``09:30``."""
+    text = value.strip()
+    if re.fullmatch(TIME_PATTERN, text):
+        hour, minute = text.split(":")
+        return f"{int(hour):02d}:{minute}"
+    shown = {"value": f'"{value}"'}
+    twelve = _CLOCK_12H.fullmatch(text)
+    if twelve:
+        hours = int(twelve[1]) % 12 + (12 if twelve[3].lower() == "p" else 0)
+        raise PydanticCustomError(
+            "time_of_day",
+            "times of day use the 24-hour clock: write {fixed}, not {value}",
+            {**shown, "fixed": f'"{hours:02d}:{twelve[2] or "00"}"'},
+        )
+    clock = _CLOCK_LIKE.fullmatch(text)
+    if clock and (int(clock[1]) > 23 or int(clock[2]) > 59):
+        raise PydanticCustomError(
+            "time_of_day",
+            "{value} is not a time of day: hours go from 0 to 23, minutes from 00 to 59",
+            shown,
+        )
+    raise PydanticCustomError(
+        "time_of_day", 'expected a time of day like "09:30" (24-hour clock), got {value}', shown
+    )
+
+
+def _check_event_name(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError(
+            "event_name", "the event name is empty: write the event's name, e.g. Order Completed"
+        )
     return value
 
 
@@ -99,8 +156,8 @@ Offset = Annotated[
 ]
 TimeOfDay = Annotated[
     str,
-    text_matching(TIME_PATTERN, "a time of day", "09:30"),
-    WithJsonSchema({"type": "string", "pattern": TIME_PATTERN}),
+    AfterValidator(_check_time_of_day),
+    WithJsonSchema({"type": "string", "pattern": TIME_PATTERN, "examples": ["09:30", "18:00"]}),
 ]
 Expression = Annotated[
     str,
@@ -108,7 +165,11 @@ Expression = Annotated[
     Field(min_length=1),
     WithJsonSchema({"type": ["string", "number", "boolean"], "description": "a Jinja2 expression"}),
 ]
-EventName = Annotated[str, Field(min_length=1, description="the event name, as tracked")]
+EventName = Annotated[
+    str,
+    AfterValidator(_check_event_name),
+    WithJsonSchema({"type": "string", "minLength": 1, "description": "the event name, as tracked"}),
+]
 
 
 class Model(BaseModel):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, Undefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -32,10 +32,14 @@ def escape_inserted(context: Context, value: Any) -> Any:
     return escape(value)
 
 
-def make_template_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
+def make_template_environment(
+    templates_dir: Path, undefined: type[Undefined] = StrictUndefined
+) -> ImmutableSandboxedEnvironment:
+    """``undefined``: what a missing value is — an error when rendering for real; validation's
+    sample render (:mod:`language.samples`) passes a stand-in for data it cannot know."""
     env = LimitedSandbox(
         loader=FileSystemLoader(str(templates_dir)),
-        undefined=StrictUndefined,
+        undefined=undefined,
         autoescape=select_autoescape(enabled_extensions=("html", "htm"), default=False),
         keep_trailing_newline=True,
         finalize=escape_inserted,

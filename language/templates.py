@@ -28,7 +28,17 @@ from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from config.project import LOCALE_PATTERN
+from language.analysis import DataRead, refusals
+from language.analysis import data_reads as find_reads
+from language.expressions import (
+    MARKETING_EMAIL_NAMES,
+    RENDERER_NAMES,
+    SHAPE_HINTS,
+    SHAPES,
+    TEMPLATE_NAMES,
+)
 from language.problems import Problem, suggestion
+from language.samples import check_json_template
 from language.template_env import make_template_environment
 from language.yamlsource import YamlError, load_yaml
 from workflows.channels import CHANNELS
@@ -40,13 +50,30 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*\n", re.DOTALL)
 
 
 @dataclass(frozen=True)
+class TemplateRead:
+    """One read of run data in a template file, where it is written."""
+
+    read: DataRead
+    file: str  # the file as problems show it
+    line: int
+    column: int
+    what: str = ""  # "" for the body, "front matter subject" …
+
+    def problem(self, message: str, hint: str | None = None) -> Problem:
+        return Problem(self.file, self.line, self.column, self.what, message, hint)
+
+
+@dataclass(frozen=True)
 class Names:
     """What one template file (body and front matter) reads: root names it does not define
     (``event``, ``profile`` …), and the shared templates it extends or includes; ``None``
-    when it names one by a variable (then anything may be read)."""
+    when it names one by a variable (then anything may be read). ``reads`` says where each
+    read of run data is; ``assigned`` the names the file defines (set, for, macro …)."""
 
     roots: frozenset[str]
     uses: frozenset[str] | None
+    reads: tuple[TemplateRead, ...] = ()
+    assigned: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -56,6 +83,7 @@ class TemplateFile:
     locale: str
     part: str
     front_matter: dict[str, str] = field(default_factory=dict)
+    front_matter_lines: dict[str, int] = field(default_factory=dict)  # line of each value
     body: str = ""
     body_line: int = 1  # line of the file on which the body starts
     names: Names = field(default_factory=lambda: Names(frozenset(), frozenset()))
@@ -92,23 +120,43 @@ class TemplateCatalog:
         """Every root name template ``name`` can read, in any locale and part, its layouts and
         partials included; ``None`` when that cannot be known (a template named by a
         variable, an unknown template)."""
+        found = self._names_of(name)
+        if found is None:
+            return None
+        names, complete = found
+        if not complete:
+            return None
+        return frozenset().union(*(n.roots for n in names))
+
+    def data_reads(self, name: str) -> list[TemplateRead]:
+        """Where template ``name`` (every locale and part, the layouts and partials it uses
+        that exist) reads run data."""
+        found = self._names_of(name)
+        return [read for names in (found[0] if found else []) for read in names.reads]
+
+    def _names_of(self, name: str) -> tuple[list[Names], bool] | None:
+        """The names of every file template ``name`` renders, and whether that list is
+        complete (no layout chosen at run time, none missing); ``None``: no such template."""
         template = self.templates.get(name)
         if template is None:
             return None
-        roots: set[str] = set()
         pending = [f.names for parts in template.variants.values() for f in parts.values()]
+        found: list[Names] = []
         seen: set[str] = set()
+        complete = True
         while pending:
             names = pending.pop()
+            found.append(names)
             if names.uses is None:
-                return None
-            roots |= names.roots
+                complete = False
+                continue
             for used in names.uses - seen:
                 seen.add(used)
-                if used not in self.shared:
-                    return None
-                pending.append(self.shared[used])
-        return frozenset(roots)
+                if used in self.shared:
+                    pending.append(self.shared[used])
+                else:
+                    complete = False
+        return found, complete
 
     @property
     def file_count(self) -> int:
@@ -162,26 +210,44 @@ def load_catalog(root: Path, display_root: str) -> TemplateCatalog:
         display = f"{display_root}/{relative.as_posix()}"
         if relative.parts[0].startswith("_") or path.name.startswith("."):
             catalog.shared_files += 1
+            text = _read(path)
             shared = _check_syntax(
-                env, _read(path), display, 1, catalog.problems.setdefault("", [])
+                env, text, display, 1, catalog.problems.setdefault("", []), lines=text
             )
             catalog.shared[relative.as_posix()] = shared
             continue
         name = relative.parts[0]
         problems = catalog.problems.setdefault(name, [])
+        known_before = len(problems)
         template_file = _template_file(path, relative, display, problems)
         if template_file is None:
             continue
         template = catalog.templates.setdefault(name, TemplateSet(name))
         template.variants.setdefault(template_file.locale, {})[template_file.part] = template_file
+        text = _read(path)
         found = [
-            _check_syntax(env, value, display, 2, problems, f"front matter {key}")
+            _check_syntax(
+                env,
+                value,
+                display,
+                template_file.front_matter_lines.get(key, 2),
+                problems,
+                f"front matter {key}",
+                lines=text,
+            )
             for key, value in template_file.front_matter.items()
         ]
         found.append(
-            _check_syntax(env, template_file.body, display, template_file.body_line, problems)
+            _check_syntax(
+                env, template_file.body, display, template_file.body_line, problems, lines=text
+            )
         )
         template_file.names = _union(found)
+        if template_file.part == "json" and len(problems) == known_before:  # it parses
+            problem = check_json_template(root, template_file)
+            if problem is not None:
+                problems.append(problem)
+    _check_names(catalog)
     return catalog
 
 
@@ -192,7 +258,50 @@ def _union(found: list[Names]) -> Names:
     return Names(
         frozenset().union(*(n.roots for n in found)),
         None if uses is None else frozenset(uses),
+        tuple(read for n in found for read in n.reads),
+        frozenset().union(*(n.assigned for n in found)),
     )
+
+
+ALWAYS_READABLE = frozenset(TEMPLATE_NAMES + MARKETING_EMAIL_NAMES + RENDERER_NAMES)
+_SEES = f"a template sees {', '.join(TEMPLATE_NAMES)}, and unsubscribe_url in marketing emails"
+
+
+def _check_names(catalog: TemplateCatalog) -> None:
+    """Names no run ever gives a template (``profil``), and keys that the fixed-shape names
+    never hold (``profile.first_name``): each fails every render unless made optional."""
+    files: list[tuple[str, Names]] = [("", names) for names in catalog.shared.values()]
+    files += [
+        (t.name, f.names)
+        for t in catalog.templates.values()
+        for parts in t.variants.values()
+        for f in parts.values()
+    ]
+    defined = frozenset().union(*(names.assigned for _, names in files))
+    known = sorted(ALWAYS_READABLE - set(RENDERER_NAMES))
+    for owner, names in files:
+        problems = catalog.problems.setdefault(owner, [])
+        for place in names.reads:
+            read = place.read
+            if read.optional:
+                continue
+            if read.root not in ALWAYS_READABLE and read.root not in defined:
+                problems.append(
+                    place.problem(
+                        f'unknown name "{read.root}"{suggestion(read.root, known)}', _SEES
+                    )
+                )
+            elif (
+                read.root in SHAPES
+                and read.key is not None
+                and not read.key.startswith("_")  # refused as such
+                and read.key not in SHAPES[read.root]
+            ):
+                keys = SHAPES[read.root]
+                near = suggestion(read.key, keys)
+                holds = f"{read.root} holds {', '.join(keys)}"
+                hint = holds if near else SHAPE_HINTS.get(read.root, holds)
+                problems.append(place.problem(f'{read.root} has no "{read.key}"{near}', hint))
 
 
 def _read(path: Path) -> str:
@@ -221,18 +330,24 @@ def _template_file(
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        problems.append(Problem(display, 1, 1, "", "template is not UTF-8 text"))
+        problems.append(
+            Problem(display, 1, 1, "", "template is not UTF-8 text", "save it as UTF-8")
+        )
         return None
     template_file = TemplateFile(path, display, locale, part, body=text)
     match = _FRONT_MATTER.match(text)
     if match:
         template_file.body = text[match.end() :]
         template_file.body_line = text[: match.end()].count("\n") + 1
-        template_file.front_matter = _front_matter(match.group(1) or "", display, problems)
+        template_file.front_matter = _front_matter(
+            match.group(1) or "", display, problems, template_file.front_matter_lines
+        )
     return template_file
 
 
-def _front_matter(text: str, display: str, problems: list[Problem]) -> dict[str, str]:
+def _front_matter(
+    text: str, display: str, problems: list[Problem], lines: dict[str, int] | None = None
+) -> dict[str, str]:
     try:
         data, source = load_yaml(text, display)
     except YamlError as error:
@@ -242,7 +357,16 @@ def _front_matter(text: str, display: str, problems: list[Problem]) -> dict[str,
     if data is None:
         return {}
     if not isinstance(data, dict):
-        problems.append(Problem(display, 2, 1, "front matter", "expected key: value lines"))
+        problems.append(
+            Problem(
+                display,
+                2,
+                1,
+                "front matter",
+                "expected key: value lines",
+                "e.g. subject: Welcome to the shop",
+            )
+        )
         return {}
     result: dict[str, str] = {}
     for key, value in data.items():
@@ -266,10 +390,13 @@ def _front_matter(text: str, display: str, problems: list[Problem]) -> dict[str,
                     pos.column,
                     f"front matter.{key}",
                     f"expected text, got {value!r}",
+                    f'put it in quotes: {key}: "…"',
                 )
             )
         else:
             result[key] = value
+            if lines is not None:
+                lines[key] = source.locate((key,)).line + 1
     return result
 
 
@@ -280,15 +407,29 @@ def _check_syntax(
     first_line: int,
     problems: list[Problem],
     what: str = "",
+    *,
+    lines: str = "",
 ) -> Names:
-    """Report the file's syntax problems and missing shared templates; what it reads."""
+    """Report the file's syntax problems, missing shared templates and what the sandbox would
+    refuse; what it reads. ``lines`` is the whole file, to find columns in."""
     try:
         tree = env.parse(source)
         env.compile(tree)  # unknown filters and tests fail here
     except TemplateSyntaxError as error:
         line = first_line + (error.lineno or 1) - 1
-        problems.append(Problem(display, line, 1, what, f"template syntax: {error.message}"))
+        message, hint = _syntax_words(env, error.message or "")
+        problems.append(Problem(display, line, 1, what, f"template syntax: {message}", hint))
         return Names(frozenset(), None)
+    file_lines = lines.splitlines()
+
+    def column(line: int, *needles: str) -> int:
+        text = file_lines[line - 1] if 0 < line <= len(file_lines) else ""
+        for needle in needles:
+            at = text.find(needle)
+            if at >= 0:
+                return at + 1 + (1 if needle.startswith(".") else 0)
+        return 1
+
     uses: set[str] | None = set()
     references = tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))
     for node in references:
@@ -313,5 +454,48 @@ def _check_syntax(
                     "shared layouts and partials live in templates/_*/",
                 )
             )
+    for refusal in refusals(tree):
+        line = first_line + refusal.line - 1
+        problems.append(
+            Problem(
+                display, line, column(line, refusal.needle), what, refusal.message, refusal.hint
+            )
+        )
     roots = frozenset(meta.find_undeclared_variables(tree))
-    return Names(roots, None if uses is None else frozenset(uses))
+    reads = []
+    for read in find_reads(tree, roots - set(env.globals)):
+        line = first_line + read.line - 1
+        reads.append(TemplateRead(read, display, line, column(line, read.text, read.root), what))
+    return Names(
+        roots,
+        None if uses is None else frozenset(uses),
+        tuple(reads),
+        _assigned(tree),
+    )
+
+
+def _syntax_words(env: ImmutableSandboxedEnvironment, message: str) -> tuple[str, str]:
+    """Jinja's message, with "did you mean" for an unknown filter or test, and a hint."""
+    found = re.search(r"No (filter|test) named '([^']+)'", message)
+    if found:
+        kind, name = found.groups()
+        known = env.filters if kind == "filter" else env.tests
+        return (
+            f'unknown {kind} "{name}"{suggestion(name, known)}',
+            f"{kind}s include " + ", ".join(sorted(known)[:12]) + " …",
+        )
+    return (
+        message.rstrip("."),
+        "values are written {{ … }}, tags {% … %}; every {% if %} and {% for %} needs its "
+        "{% endif %} or {% endfor %}",
+    )
+
+
+def _assigned(tree: nodes.Template) -> frozenset[str]:
+    """Names the file defines: set and for targets, macros, imports."""
+    names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    names |= {m.name for m in tree.find_all(nodes.Macro)}
+    names |= {i.target for i in tree.find_all(nodes.Import)}
+    for from_import in tree.find_all(nodes.FromImport):
+        names |= {n if isinstance(n, str) else n[1] for n in from_import.names}
+    return frozenset(names)

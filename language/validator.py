@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +25,7 @@ from language import authoring as a
 from language.compiler import ProjectContext, compile_journey
 from language.problems import Path as KeyPath
 from language.problems import Problem, did_you_mean, plural, suggestion
+from language.repair import beside_stand_ins, fields_at, stand_in
 from language.templates import load_catalog
 from language.yamlsource import Locator, SourceMap, YamlError, load_yaml
 from workflows.plan import Plan
@@ -42,6 +43,20 @@ _FIELD_HINTS = {
     "save_as": "the name later steps read the answer under: lookups.<name>",
     "steps": "a journey needs at least one step",
     "trigger": "say which event starts the journey: trigger: {event: Newsletter Subscribed}",
+}
+_KIND_HINTS = {
+    "duration": "a whole number and a unit (s, m, h, d, w), e.g. 90m, 12h, 3d, 1d12h",
+    "duration_zero": "write at least 1s, or leave the setting (or the wait) out",
+    "duration_long": "past ten years it is a typo rather than a plan: check the number and unit",
+    "offset": "a sign, a whole number and a unit, e.g. -1d or +2h",
+    "time_of_day": 'hours 0-23 and minutes, e.g. time: "09:00" or time: "18:30"',
+    "event_name": "the name exactly as your shop sends it with track()",
+    "format": "write it in the form of the example",
+}
+_UNREADABLE = "check that it is readable and saved as UTF-8 text"
+_EMPTY_HINTS = {
+    "if": "write a condition, e.g. profile.traits.vip | default(false)",
+    "key": "write an expression over the event, e.g. event.properties.order_id",
 }
 _TYPE_WORDS = {
     "string_type": "text",
@@ -99,7 +114,9 @@ def validate(paths: Sequence[Path] = (), root: Path | None = None) -> Report:
     resolved = [p if p.is_absolute() else (Path.cwd() / p) for p in wanted]
     for path in resolved:
         if not path.exists() and paths:
-            report.problems.append(Problem(_display(path), 1, 1, "", "no such file or directory"))
+            report.problems.append(
+                Problem(_display(path), 1, 1, "", "no such file or directory", "check the path")
+            )
 
     config_path = root / CONFIG_FILE
     if config_path.exists():
@@ -172,7 +189,7 @@ def load_journey(
     except (OSError, UnicodeDecodeError) as error:
         return (
             None,
-            [Problem(display, 1, 1, "", f"cannot read the file: {error}")],
+            [Problem(display, 1, 1, "", f"cannot read the file: {error}", _UNREADABLE)],
             SourceMap(display),
         )
     return compile_text(text, display, context)
@@ -202,6 +219,11 @@ def compile_text(
         journey = a.Journey.model_validate(raw)
     except ValidationError as error:
         problems += schema_problems(error, raw, source, a.Journey)
+        # Stand in for what the schema rejects, so that the other checks still run.
+        stood_in, replaced = stand_in(raw, error, error_paths)
+        if stood_in is not None:
+            _, compile_problems = compile_journey(stood_in, source, context, raw, partial=True)
+            problems += beside_stand_ins(compile_problems, replaced)
         return None, problems, source
     plan, compile_problems = compile_journey(journey, source, context, raw)
     return (plan if not problems else None), problems + compile_problems, source
@@ -215,7 +237,9 @@ def load_config(path: Path) -> tuple[ProjectConfig, list[Problem]]:
     except YamlError as error:
         return ProjectConfig(), [error.problem]
     except (OSError, UnicodeDecodeError) as error:
-        return ProjectConfig(), [Problem(display, 1, 1, "", f"cannot read the file: {error}")]
+        return ProjectConfig(), [
+            Problem(display, 1, 1, "", f"cannot read the file: {error}", _UNREADABLE)
+        ]
     problems = list(source.problems)
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
@@ -258,14 +282,19 @@ def config_source(root: Path) -> SourceMap:
 # --- turning pydantic's errors into a marketer's --------------------------------------------
 
 
+def error_paths(error: ValidationError) -> list[tuple[KeyPath, Any]]:
+    """Each of pydantic's errors, with its path as the YAML has it."""
+    return [(_strip_tags(tuple(d["loc"])), d) for d in error.errors()]
+
+
 def schema_problems(
     error: ValidationError, raw: Any, source: Locator, model: type[BaseModel]
 ) -> list[Problem]:
-    details = [(_strip_tags(tuple(d["loc"])), d) for d in error.errors()]
+    details = error_paths(error)
     misspelt = set()
     for path, detail in details:
         if detail["type"] == "extra_forbidden":
-            near = did_you_mean(str(path[-1]), _fields_at(model, path[:-1], raw))
+            near = did_you_mean(str(path[-1]), fields_at(model, path[:-1], raw))
             if near:
                 misspelt.add((*path[:-1], near))
     return [
@@ -299,12 +328,18 @@ def _translate(
     kind, value = detail["type"], detail.get("input")
     name = path[-1] if path else ""
     if kind == "missing":
-        return source.problem(path, f'missing "{name}"', _FIELD_HINTS.get(str(name)))
+        hint = _FIELD_HINTS.get(str(name), f'add "{name}: …" here')
+        return source.problem(path, f'missing "{name}"', hint)
     if kind == "extra_forbidden":
-        fields = _fields_at(model, path[:-1], raw)
-        near = suggestion(str(name), fields)
-        hint = f"allowed here: {', '.join(fields)}" if fields and not near else None
-        return source.problem(path, f'unknown field "{name}"{near}', hint, key=True)
+        fields = fields_at(model, path[:-1], raw)
+        near = did_you_mean(str(name), fields)
+        allowed = f"allowed here: {', '.join(fields)}" if fields else None
+        return source.problem(
+            path,
+            f'unknown field "{name}"{suggestion(str(name), fields)}',
+            f'rename it to "{near}"' if near else allowed,
+            key=True,
+        )
     if kind == "step_kind":
         return _step_kind_problem(path, value, source)
     if kind in ("literal_error", "enum"):
@@ -314,16 +349,24 @@ def _translate(
             path,
             f"expected one of {', '.join(options)}, got {_describe(value)}"
             f"{suggestion(str(value), options)}",
+            _FIELD_HINTS.get(str(name), "write one of these exactly as shown"),
         )
     if kind in _TYPE_WORDS:
-        return source.problem(path, f"expected {_TYPE_WORDS[kind]}, got {_describe(value)}")
-    if kind == "too_short":
+        hint = f"write {_TYPE_WORDS[kind]} here"
+        if kind == "string_type" and isinstance(value, int | float | bool):
+            hint = f'put it in quotes to make it text: "{_yaml_scalar(value)}"'
+        return source.problem(path, f"expected {_TYPE_WORDS[kind]}, got {_describe(value)}", hint)
+    if kind in ("too_short", "string_too_short"):
         minimum = detail.get("ctx", {}).get("min_length", 1)
         if isinstance(value, str):
-            return source.problem(path, "must not be empty")
-        hint = "a split needs at least two paths" if name == "split" else None
+            hint = _EMPTY_HINTS.get(str(name), f"write the {name} here")
+            return source.problem(path, f'"{name}" is empty', hint)
         return source.problem(
-            path, f"needs at least {plural(minimum, 'entry').replace('entrys', 'entries')}", hint
+            path,
+            f"needs at least {plural(minimum, 'entry').replace('entrys', 'entries')}",
+            "a split needs at least two paths"
+            if name == "split"
+            else _FIELD_HINTS.get(str(name), f"add entries to {name}"),
         )
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return source.problem(path, f"expected a number from 1 to 100, got {_describe(value)}")
@@ -332,11 +375,14 @@ def _translate(
         options = [o.strip(" '") for o in str(ctx.get("expected_tags", "")).split(",")]
         tag = ctx.get("tag")
         if tag is None:
-            return source.problem(path, f'missing "type"; one of {", ".join(options)}')
+            return source.problem(
+                path, f'missing "type"; one of {", ".join(options)}', f"add type: {options[0]}"
+            )
         return source.problem(
             (*path, ctx.get("discriminator", "type").strip("'")),
             f"expected one of {', '.join(options)}, got {_describe(tag)}"
             f"{suggestion(str(tag), options)}",
+            "write one of these exactly as shown",
         )
     if kind == "string_pattern_mismatch":
         return source.problem(
@@ -345,7 +391,7 @@ def _translate(
             f"expected text matching {detail.get('ctx', {}).get('pattern')}",
         )
     message = str(detail.get("msg", "invalid value"))
-    return source.problem(path, message.removeprefix("Value error, "))
+    return source.problem(path, message.removeprefix("Value error, "), _KIND_HINTS.get(kind))
 
 
 def _step_kind_problem(path: KeyPath, value: Any, source: Locator) -> Problem:
@@ -359,98 +405,36 @@ def _step_kind_problem(path: KeyPath, value: Any, source: Locator) -> Problem:
                 "split it into separate steps, one after the other",
             )
         for key in value:
-            near = suggestion(str(key), a.STEP_KEYS)
+            near = did_you_mean(str(key), a.STEP_KEYS)
             if near:
-                return source.problem((*path, key), f'unknown step type "{key}"{near}', key=True)
-        return source.problem(path, "this step does nothing: it needs one of " + kinds)
+                return source.problem(
+                    (*path, key),
+                    f'unknown step type "{key}"{suggestion(str(key), a.STEP_KEYS)}',
+                    f'rename it to "{near}"',
+                    key=True,
+                )
+        return source.problem(
+            path,
+            "this step does nothing: it needs one of " + kinds,
+            'e.g. "wait: 3d", or "send: email" with "template: …"',
+        )
     if isinstance(value, str):
         return source.problem(
             path,
             f'"{value}" is not a step{suggestion(value, [a.END])}',
             'a step is a mapping such as "wait: 3d"; "- end" alone ends the journey',
         )
-    return source.problem(path, f"expected a step (such as wait: 3d), got {_describe(value)}")
+    return source.problem(
+        path,
+        f"expected a step (such as wait: 3d), got {_describe(value)}",
+        'a step is a mapping such as "wait: 3d"; "- end" alone ends the journey',
+    )
 
 
-def _fields_at(model: type[BaseModel], path: KeyPath, raw: Any) -> list[str]:
-    """The field names the model accepts at ``path`` (for "did you mean …?")."""
-    current: Any = model
-    value = raw
-    for part in path:
-        value = value[part] if _has(value, part) else None
-        current = _descend(current, part, value)
-        if current is None:
-            return []
-    current = _pick_model(current, value)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or n for n, f in current.model_fields.items()]
-    return []
-
-
-def _descend(annotation: Any, part: Any, value: Any) -> Any:
-    """The annotation one level down: a model's field, a list's item or a dict's value."""
-    annotation = _pick_model(annotation, value, parent=True)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        info = annotation.model_fields.get(str(part)) or next(
-            (f for f in annotation.model_fields.values() if f.alias == part), None
-        )
-        return info.annotation if info else None
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is list and isinstance(part, int):
-        return args[0]
-    if origin is dict:
-        return args[1]
-    for arg in args:  # Optional / Annotated: look inside
-        found = _descend(arg, part, value)
-        if found is not None:
-            return found
-    return None
-
-
-def _pick_model(annotation: Any, value: Any, parent: bool = False) -> Any:
-    """Resolve a union of models by the raw value: a step by its step key, else by ``type``."""
-    if parent:
-        return annotation
-    members = [m for m in _models_in(annotation)]
-    if len(members) <= 1:
-        return members[0] if members else annotation
-    if isinstance(value, dict):
-        kind = a.step_kind(value)
-        if kind in _STEP_MODELS and _STEP_MODELS[kind] in members:
-            return _STEP_MODELS[kind]
-        for member in members:
-            field = member.model_fields.get("type")
-            if field is not None and value.get("type") in get_args(field.annotation):
-                return member
-    return None
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
-
-
-_STEP_MODELS: dict[str, type[BaseModel]] = {
-    "send": a.SendStep,
-    "wait": a.WaitStep,
-    "wait_until": a.WaitUntilStep,
-    "wait_for": a.WaitForStep,
-    "branch": a.BranchStep,
-    "split": a.SplitStep,
-    "lookup": a.LookupStep,
-    "set": a.SetStep,
-    "goto": a.GotoStep,
-    "end": a.EndStep,
-}
-
-
-def _has(container: Any, part: Any) -> bool:
-    if isinstance(container, dict):
-        return part in container
-    if isinstance(container, list):
-        return isinstance(part, int) and 0 <= part < len(container)
-    return False
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _describe(value: Any) -> str:

@@ -21,6 +21,7 @@ import yaml
 from language.problems import Path, Problem, format_path
 
 MAX_NODES = 50_000
+_TOO_BIG = "a journey is a few hundred lines at most: split it, or remove the anchors and aliases"
 _NULL = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
@@ -123,9 +124,13 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     except yaml.MarkedYAMLError as error:
         raise YamlError(_syntax_problem(error, file)) from None
     except yaml.YAMLError as error:  # unmarked: e.g. a stream that is not text
-        raise YamlError(Problem(file, 1, 1, "", f"YAML syntax: {error}")) from None
+        raise YamlError(
+            Problem(file, 1, 1, "", f"YAML syntax: {error}", "save the file as UTF-8 text")
+        ) from None
     except RecursionError:
-        raise YamlError(Problem(file, 1, 1, "", "YAML nested too deeply to read")) from None
+        raise YamlError(
+            Problem(file, 1, 1, "", "YAML nested too deeply to read", _TOO_BIG)
+        ) from None
     if len(documents) > 1:
         mark = documents[1].start_mark
         raise YamlError(
@@ -144,17 +149,58 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     try:
         return converter.convert(documents[0], ()), source
     except RecursionError:
-        raise YamlError(Problem(file, 1, 1, "", "YAML nested too deeply to read")) from None
+        raise YamlError(
+            Problem(file, 1, 1, "", "YAML nested too deeply to read", _TOO_BIG)
+        ) from None
+
+
+_OPENERS = {
+    "while parsing a flow sequence": (
+        'this "[" is never closed',
+        'close the list with "]", or put text that starts with "[" in quotes',
+    ),
+    "while parsing a flow mapping": (
+        'this "{" is never closed',
+        'close it with "}", or quote text that contains { or }, e.g. "{{ profile.id }}"',
+    ),
+    "while scanning a quoted scalar": (
+        "this quote is never closed",
+        'end the text with the same quote it starts with; inside "…" write a quote as \\", '
+        "inside '…' as ''",
+    ),
+    "while scanning a simple key": (
+        'this line has no ":" after its key',
+        "each line inside a mapping needs `key: value`",
+    ),
+}
 
 
 def _syntax_problem(error: yaml.MarkedYAMLError, file: str) -> Problem:
+    """Where the parser gave up, or — for a bracket or quote that is never closed — where it
+    was opened (the context mark), since the parser may give up many lines further down."""
+    problem = error.problem or "could not read this YAML"
+    opener = _OPENERS.get(error.context or "")
+    opened = error.context_mark
+    if opener and opened is not None:
+        message, opener_hint = opener
+        problem = problem.replace("found unexpected end of stream", "the file ends")
+        problem = problem.replace("'<stream end>'", "the end of the file")
+        gave_up = error.problem_mark
+        if gave_up is not None and gave_up.line != opened.line:
+            message += f" (reading stopped at line {gave_up.line + 1}: {problem})"
+        else:
+            message += f" ({problem})"
+        return Problem(
+            file, opened.line + 1, opened.column + 1, "", f"YAML syntax: {message}", opener_hint
+        )
     mark = error.problem_mark or error.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    problem = error.problem or "could not read this YAML"
     if error.context and error.context not in problem:
         problem = f"{problem} ({error.context})"
     hint = next((h for needle, h in _SYNTAX_HINTS.items() if needle in problem), None)
-    return Problem(file, line, column, "", f"YAML syntax: {problem}", hint)
+    return Problem(
+        file, line, column, "", f"YAML syntax: {problem}", hint or "check the YAML on this line"
+    )
 
 
 class _Converter:
@@ -167,14 +213,21 @@ class _Converter:
         self.count += 1
         if self.count > MAX_NODES:
             raise YamlError(
-                self._problem(node, path, f"document too large (over {MAX_NODES} values)")
+                self._problem(node, path, f"document too large (over {MAX_NODES} values)", _TOO_BIG)
             )
         self.source.values[path] = _position(node.start_mark)
         if isinstance(node, yaml.ScalarNode):
             self.source.styles[path] = node.style
             return resolve_scalar(node.value) if node.style is None else node.value
         if id(node) in self.active:
-            raise YamlError(self._problem(node, path, "a YAML alias refers to itself"))
+            raise YamlError(
+                self._problem(
+                    node,
+                    path,
+                    "a YAML alias refers to itself",
+                    "an alias (*name) cannot stand inside its own anchor (&name)",
+                )
+            )
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -187,7 +240,11 @@ class _Converter:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise YamlError(self._problem(key_node, path, "a key must be plain text"))
+                raise YamlError(
+                    self._problem(
+                        key_node, path, "a key must be plain text", "e.g. template: welcome"
+                    )
+                )
             key = key_node.value
             key_position = _position(key_node.start_mark)
             if key in result:
@@ -207,9 +264,11 @@ class _Converter:
             result[key] = self.convert(value_node, (*path, key))
         return result
 
-    def _problem(self, node: yaml.Node, path: Path, message: str) -> Problem:
+    def _problem(
+        self, node: yaml.Node, path: Path, message: str, hint: str | None = None
+    ) -> Problem:
         pos = _position(node.start_mark)
-        return Problem(self.source.file, pos.line, pos.column, format_path(path), message)
+        return Problem(self.source.file, pos.line, pos.column, format_path(path), message, hint)
 
 
 def _position(mark: yaml.Mark) -> Position:

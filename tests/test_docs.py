@@ -62,3 +62,44 @@ def test_operations_gives_the_ledger_lease_the_code_uses() -> None:
     assert stated == [(str(int(LEASE.total_seconds())), "second")]
     assert f"the {SEND_ATTEMPT_SECONDS} seconds a send attempt may last, plus 30" in text
     assert LEASE.total_seconds() == SEND_ATTEMPT_SECONDS + 30
+
+
+VALIDATE_EXAMPLE = re.compile(
+    r"```text\n(id: (\S+)\n.*?)```\s*```console\n\$ touchpoint validate journeys/(\S+)\.yaml\n"
+    r"(.*?)```",
+    re.DOTALL,
+)
+
+
+def test_the_validate_examples_print_what_the_docs_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each journey shown with its ``touchpoint validate`` output gives exactly that output."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    examples = VALIDATE_EXAMPLE.findall((ROOT / "docs" / "journeys.md").read_text())
+    assert len(examples) >= 3
+    shutil.copy(ROOT / "touchpoint.yaml", tmp_path / "touchpoint.yaml")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    (tmp_path / "journeys").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for text, _, name, shown in examples:
+        (tmp_path / "journeys" / f"{name}.yaml").write_text(text)
+        result = CliRunner().invoke(app, ["validate", f"journeys/{name}.yaml"])
+        *problems, summary = shown.strip().splitlines()
+        assert result.exit_code == 1
+        assert result.stdout.splitlines() == problems
+        assert result.stderr.strip() == summary
+
+
+def test_the_documented_sample_data_is_the_sample_validate_uses() -> None:
+    import yaml
+
+    from language.samples import SAMPLE_EVENT, SAMPLE_PROFILE
+
+    text = (ROOT / "docs" / "journeys.md").read_text()
+    block = next(b for b in BLOCK.findall(text) if b.startswith("profile:\n  id: sample-customer"))
+    documented = yaml.safe_load(block)
+    assert documented == {"profile": SAMPLE_PROFILE, "event": SAMPLE_EVENT}

@@ -71,9 +71,54 @@ def test_every_check_of_the_validator_has_a_fixture() -> None:
         "unknown connections": 'unknown connection "shopp"',
         "inline secrets in config": "secret written inline",
         "inline secrets in journeys": "looks like a SendGrid API key written inline",
+        # issue 14: checked before they run
+        "attributes starting with _": '"__class__" reaches into Python\'s internals',
+        "methods that change data": '".append" would change data',
+        "constant ranges past the sandbox's limit": "range() may make at most 100000 numbers",
+        "template names with did-you-mean": 'unknown name "profil"; did you mean "profile"?',
+        "keys a fixed-shape name never holds": 'profile has no "first_name"',
+        "run data read before it is filled in": '"events.answer" is not there yet',
+        "unsubscribe_url outside marketing email": "unsubscribe_url is given to marketing",
+        "JSON templates rendered with sample data": 'a comma before "}"',
+        "values inserted without tojson": "write values with | tojson",
+        "every problem at once": 'unknown template "welcom"',
+        "zero durations": "a duration must be more than zero",
+        "empty event names": "the event name is empty: write the event's name",
+        "12-hour times": 'write "09:00", not "9am"',
+        "unreadable dates show the value": "'2027-02-30' is not a date",
+        "unclosed brackets where they open": 'unclosed-bracket.yaml:9:13: YAML syntax: this "["',
     }
     missing = [check for check, text in checks.items() if text not in pinned]
     assert not missing
+
+
+def test_every_pinned_problem_has_a_hint() -> None:
+    lines = [
+        line
+        for path in [
+            *(INVALID / "expected").glob("*.txt"),
+            FIXTURES / "invalid-config" / "expected.txt",
+        ]
+        for line in path.read_text().splitlines()
+    ]
+    assert lines and [line for line in lines if "(hint: " not in line] == []
+
+
+def test_every_problem_of_one_file_is_reported_at_once(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad duration does not hide the unknown template and the bad expression after it."""
+    monkeypatch.chdir(INVALID)
+    result = cli.invoke(app, ["validate", "journeys/all-at-once.yaml"])
+    paths = [line.split(": ")[1] for line in result.stdout.splitlines()]
+    assert paths == [
+        "trigger.event",
+        "steps[0].wait",
+        "steps[1].template",
+        "steps[2].branch[0].if",
+        "steps[3].wait",
+        "steps[4].if",
+    ]
 
 
 def test_problems_come_sorted_by_file_line_and_column(

@@ -76,3 +76,24 @@ def test_an_alias_bomb_is_refused_not_expanded() -> None:
 
 def test_empty_document_is_none() -> None:
     assert load_yaml("# only a comment\n", "f")[0] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("id: a\ndays: [mon, tue\nname: x\nother: y\n", "f.yaml:2:7:", 'this "[" is never closed'),
+        ("id: a\nt: {event: x\nname: y\n", "f.yaml:2:4:", 'this "{" is never closed'),
+        ('id: a\nname: "Hello\nfoo: bar\n' + "x: y\n" * 20, "f.yaml:2:7:", "this quote is never"),
+        ("id: a\nname: 'Hello\nfoo: bar\n", "f.yaml:2:7:", "this quote is never closed"),
+    ],
+)
+def test_an_unclosed_bracket_or_quote_is_reported_where_it_opens(
+    text: str, where: str, message: str
+) -> None:
+    """The parser gives up lines later (at the end of the file for a quote); the problem is
+    reported where the bracket or quote opens, and says where reading stopped."""
+    with pytest.raises(YamlError) as caught:
+        load_yaml(text, "f.yaml")
+    shown = caught.value.problem.format()
+    assert shown.startswith(f"{where} YAML syntax: {message}")
+    assert "reading stopped at line" in shown and "(hint: " in shown

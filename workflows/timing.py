@@ -71,13 +71,19 @@ def moment_from(
                 else date.fromisoformat(text)
             )
         except ValueError:
-            raise ValueError("the value is not a date or time in ISO form") from None
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            raise ValueError(
+                f"{shown!r} is not a date or time in ISO form (such as 2027-03-28 or "
+                "2027-03-28T09:30:00+01:00)"
+            ) from None
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=tz)
     elif isinstance(value, date):
         moment = datetime.combine(value, time(0, 0), tzinfo=tz)
     else:
-        raise ValueError(f"expected a date or time, got {type(value).__name__}")
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ValueError(f"expected a date or time, got {type(value).__name__} {shown}")
     try:
         if wall_clock:
             local = moment.astimezone(tz).replace(tzinfo=None) + timedelta(seconds=offset_seconds)
