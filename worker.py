@@ -19,6 +19,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
+from sqlalchemy import Engine
+
 from activities.profiles import ProfileReader
 from config.settings import Settings, connect, load_settings
 from language.validator import require_valid
@@ -45,7 +47,7 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
     plans.publish(report.plans.values())  # runs carry a reference; any worker can load them
     registry.register(report.plans.values())
     names = {plan.journey_id: plan.name for plan in report.plans.values()}
-    activities = _activities(settings, project, names) if role != "workflows" else []
+    activities = _activities(settings, project, names, store) if role != "workflows" else []
     activities.append(ProfileReader(ProfileStore(store)).read_profile)  # the journey worker's
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -70,7 +72,7 @@ async def _finish(task: asyncio.Task[None]) -> None:
 
 
 def _activities(
-    settings: Settings, project: Path, journey_names: dict[str, str]
+    settings: Settings, project: Path, journey_names: dict[str, str], store: Engine
 ) -> list[Callable[..., Any]]:
     """Real delivery; the recording stand-in when TOUCHPOINT_RECORD_FILE is set (tests, demos)."""
     if settings.record_file is not None:
@@ -79,7 +81,7 @@ def _activities(
         return RecordingActivities(record_file=settings.record_file, lookups=lookups).all()
     from activities.delivery import DeliveryActivities
 
-    ledger = Ledger(connect_store(settings.database_url))
+    ledger = Ledger(store)  # one engine, one connection pool per process
     return DeliveryActivities.for_project(
         settings.config, project, ledger, journey_names=journey_names
     ).all()

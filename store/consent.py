@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select
 
+from store.atomic import insert_new
 from store.database import consent
 
 MARKETING = "marketing"  # marketing email: the one-click unsubscribe, bounces, spam reports
@@ -27,22 +27,20 @@ class ConsentStore:
         status: str = "unsubscribed",
         category: str = MARKETING,
     ) -> bool:
-        """Record it; ``True`` if it is new (idempotent: a second click changes nothing)."""
-        now = datetime.now(UTC)
-        try:
-            with self.engine.begin() as db:
-                db.execute(
-                    insert(consent).values(
-                        customer_id=customer_id,
-                        category=category,
-                        status=status,
-                        reason=reason,
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        """Record it; ``True`` if it is new (idempotent: a second click changes nothing, and
+        of two at the same moment — a double click on two API processes — one is new)."""
+        with self.engine.begin() as db:
+            return insert_new(
+                db,
+                consent,
+                {
+                    "customer_id": customer_id,
+                    "category": category,
+                    "status": status,
+                    "reason": reason,
+                    "updated_at": datetime.now(UTC),
+                },
+            )
 
     def blocked(self, customer_id: str, category: str = MARKETING) -> str | None:
         """Why ``customer_id`` must not get ``category`` messages, or ``None``."""

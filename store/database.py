@@ -1,8 +1,9 @@
-"""Tables and the engine. SQLAlchemy Core with portable SQL, so a URL is all PostgreSQL needs.
+"""Tables and the engine: SQLite (one file, the default) or PostgreSQL, chosen by URL.
 
 The tables below are the model; ``store/migrations`` holds the Alembic revisions that create
 them, applied on every start (``connect``). A change to a table needs a new revision; a test
-compares the migrated database with this model.
+compares the migrated database with this model. How the store's writes stay correct with many
+processes on one database: ``store/atomic.py``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +19,24 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     JSON,
+    URL,
     Column,
     DateTime,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     create_engine,
     event,
+    func,
     make_url,
     text,
 )
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
-from config.errors import StoreUnavailable
+from config.errors import ConfigurationError, StoreUnavailable
 
 DEFAULT_URL = "sqlite:///.touchpoint/touchpoint.db"
 
@@ -64,6 +69,10 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+# `touchpoint messages` lists a customer's or a journey's sends (or all), newest first
+Index("ix_deliveries_customer_created_at", deliveries.c.customer, deliveries.c.created_at)
+Index("ix_deliveries_journey_id_created_at", deliveries.c.journey_id, deliveries.c.created_at)
+Index("ix_deliveries_created_at", deliveries.c.created_at)
 
 
 profiles = Table(
@@ -78,6 +87,8 @@ profiles = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+# the SendGrid event webhook finds the customer by address, case-insensitively, for each event
+Index("ix_profiles_email_lower", func.lower(profiles.c.email))
 
 processed_messages = Table(
     "processed_messages",
@@ -105,6 +116,7 @@ suppressions = Table(
     Column("source", String(64), nullable=False),  # sendgrid, cli, …
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+Index("ix_suppressions_created_at", suppressions.c.created_at)  # the list, newest first
 
 plans = Table(
     "plans",
@@ -148,46 +160,44 @@ write_keys = Table(
 DRIVER_PACKAGES = {
     "psycopg": "'psycopg[binary]'",
     "psycopg2": "psycopg2-binary",
-    "pymysql": "PyMySQL",
-    "MySQLdb": "mysqlclient",
-    "asyncpg": "asyncpg",
-    "oracledb": "oracledb",
-    "pyodbc": "pyodbc",
 }
 """The pip package that provides a database driver module, where its name differs."""
 
 WHERE = "set TOUCHPOINT_DATABASE_URL (or database_url in touchpoint.yaml)"
 
+BACKENDS = ("sqlite", "postgresql")
+"""The databases the store's writes are built for (``store/atomic.py``) and tested on."""
+
+POOL_SETTINGS = ("pool_size", "max_overflow", "pool_timeout", "pool_recycle")
+"""Settings of the engine's connection pool a URL may carry in its query, e.g.
+``postgresql://touchpoint@db/touchpoint?pool_size=10&max_overflow=20`` (SQLAlchemy's
+``QueuePool``: 5 connections kept, up to 10 more at busy moments, 30 s to wait for one)."""
+
+CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL: a server that does not answer is an error, not a hang
+
 
 def connect(url: str = DEFAULT_URL) -> Engine:
-    """An engine for ``url``, migrated; a SQLite file gets its folder, WAL and a busy timeout.
+    """An engine for ``url``, migrated. ``postgresql://`` (or ``postgres://``) uses psycopg 3,
+    its pooled connections checked before each use (a restarted server costs no errors); a
+    SQLite file gets its folder, WAL and a busy timeout.
 
     A URL that cannot work — no driver, a folder that cannot be created, a database that cannot
-    be opened or written — is :class:`StoreUnavailable`, naming the URL (without its password).
+    be reached, opened or written — is :class:`StoreUnavailable`, naming the URL (without its
+    password).
     """
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        given = make_url(url)
     except ArgumentError:
         raise StoreUnavailable(
             f"the database URL {url!r} is not a URL; {WHERE}, "
-            "e.g. sqlite:///.touchpoint/touchpoint.db or postgresql+psycopg://user@host/db"
+            "e.g. sqlite:///.touchpoint/touchpoint.db or postgresql://user@host/db"
         ) from None
+    shown = given.render_as_string(hide_password=True)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        folder = Path(url.removeprefix("sqlite:///")).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise StoreUnavailable(
-                f"cannot create the folder {folder} for the database {shown}: a file is in the "
-                f"way; {WHERE} to a path under a folder"
-            ) from None
-        except OSError as error:
-            raise StoreUnavailable(
-                f"cannot create the folder {folder} for the database {shown} ({error.strerror}); "
-                f"{WHERE} to a writable place"
-            ) from None
+        _make_folder(Path(url.removeprefix("sqlite:///")).parent, shown)
+    engine_url, options = _engine_options(given, shown)
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(engine_url, **options)
     except ModuleNotFoundError as missing:
         module = missing.name or "its driver"
         package = DRIVER_PACKAGES.get(module.split(".")[0], module)
@@ -203,8 +213,15 @@ def connect(url: str = DEFAULT_URL) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         migrate(engine)
-    except OperationalError as error:  # the database's own words: cannot open, read-only, …
+    except (OperationalError, ProgrammingError) as error:  # the database's own words
+        if isinstance(error, ProgrammingError) and _sqlstate(error) != "42501":
+            raise  # not "permission denied": a bug, not the operator's to fix
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        if engine.dialect.name == "postgresql" and isinstance(error, OperationalError):
+            raise StoreUnavailable(
+                f"cannot connect to the database {shown} ({reason}); check that it runs and "
+                f"takes connections from here, or {WHERE} to one that does"
+            ) from None
         raise StoreUnavailable(
             f"cannot open and write the database {shown} ({reason}); make it writable, or "
             f"{WHERE} to one this process can write"
@@ -217,15 +234,72 @@ def connect(url: str = DEFAULT_URL) -> Engine:
     return engine
 
 
+def _make_folder(folder: Path, shown: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreUnavailable(
+            f"cannot create the folder {folder} for the database {shown}: a file is in the "
+            f"way; {WHERE} to a path under a folder"
+        ) from None
+    except OSError as error:
+        raise StoreUnavailable(
+            f"cannot create the folder {folder} for the database {shown} ({error.strerror}); "
+            f"{WHERE} to a writable place"
+        ) from None
+
+
+def _engine_options(given: URL, shown: str) -> tuple[URL, dict[str, Any]]:
+    """The URL SQLAlchemy gets (``postgresql://`` means psycopg 3, not SQLAlchemy's default
+    psycopg2; pool settings taken out of the query) and the engine's options."""
+    backend = given.get_backend_name()
+    if backend == "postgres":  # Heroku's and libpq's spelling
+        backend = "postgresql"
+    if backend not in BACKENDS:
+        raise StoreUnavailable(
+            f"the database URL {shown} names {backend}, but the store runs on SQLite or "
+            f"PostgreSQL; {WHERE}, e.g. sqlite:///.touchpoint/touchpoint.db or "
+            "postgresql://user@host/db"
+        )
+    options: dict[str, Any] = {}
+    for name in POOL_SETTINGS:
+        if name in given.query:
+            value = given.query[name]
+            if not (isinstance(value, str) and value.isdigit()):
+                raise ConfigurationError(
+                    f"the database URL {shown} sets {name}={value!r}, which is not a whole "
+                    f"number; write e.g. ?{name}=10"
+                )
+            options[name] = int(value)
+    engine_url = given.difference_update_query(POOL_SETTINGS)
+    if backend == "postgresql":
+        driver = given.drivername.partition("+")[2] or "psycopg"
+        engine_url = engine_url.set(drivername=f"postgresql+{driver}")
+        options["pool_pre_ping"] = True
+        defaults = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "touchpoint"}
+        options["connect_args"] = {k: v for k, v in defaults.items() if k not in given.query}
+    return engine_url, options
+
+
+def _sqlstate(error: ProgrammingError) -> str | None:
+    return getattr(error.orig, "sqlstate", None)
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already).
 
-    Processes starting together (worker and API under ``touchpoint dev``) take turns: the
-    first migrates, the others find the schema current.
+    Processes starting together (workers and APIs, on one machine or many) take turns: the
+    first migrates, the others wait, then find the schema current.
     """
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with _migration_lock(engine), engine.begin() as connection:
+    with _sqlite_migration_lock(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends: PostgreSQL's DDL is transactional, so the next
+            # process reads the version table only after this one's tables are committed.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_ID}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -234,27 +308,25 @@ MIGRATION_LOCK_ID = 7_305_201_817  # PostgreSQL advisory lock key: "one migratio
 
 
 @contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    """Hold a lock every process migrating this database must take: a lock file beside a
-    SQLite database (SQLite runs DDL outside its transactions), an advisory lock on
-    PostgreSQL."""
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """A lock file beside a SQLite database, which every process migrating it takes (SQLite
+    runs DDL outside its transactions: its own locks cannot make migrations take turns)."""
     database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:":
-        with open(f"{database}.migrate.lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-    elif engine.dialect.name == "postgresql":
-        with engine.connect() as holder:
-            holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_ID})
-            try:
-                yield
-            finally:
-                holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_ID})
-    else:
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
+        return
+    with open(f"{database}.migrate.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def utc(moment: datetime) -> datetime:
+    """A time read from the store, in UTC: SQLite gives naive UTC back, PostgreSQL the time in
+    its session's time zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

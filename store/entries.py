@@ -7,12 +7,13 @@ cooldowns are decided from this record.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select, update
 
+from store.atomic import dialect_insert
 from store.database import journey_entries as entries
+from store.database import utc
 
 
 @dataclass(frozen=True)
@@ -48,43 +49,40 @@ class EntryStore:
         may this customer (and key) enter now, and under which entry number? For ``once`` and
         cooldowns the entry is taken too (undo with :meth:`undo_entry`).
 
-        The transaction writes first (the entry number), so it holds the store's write lock
-        before it reads: no other router can enter the same customer in between."""
+        Its first statement hands out the entry number with ``INSERT … ON CONFLICT DO UPDATE
+        SET reserved = reserved + 1 … RETURNING``: the row is created or locked by the database
+        in one step (PostgreSQL's row lock, SQLite's write lock), and what it returns is the
+        latest committed state. Any other router entering the same customer and journey waits
+        at that statement until this transaction ends, so the check below and the claim that
+        follows it cannot interleave with theirs; other customers are not held up (on
+        PostgreSQL)."""
         key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
-        for _ in range(3):
-            try:
-                with self.engine.begin() as db:
-                    bumped = db.execute(
-                        update(entries).where(key).values(reserved=entries.c.reserved + 1)
-                    )
-                    if bumped.rowcount == 0:
-                        db.execute(
-                            insert(entries).values(
-                                journey_id=journey_id, subject=subject, reserved=1, entered=0
-                            )
-                        )
-                    row = db.execute(
-                        select(
-                            entries.c.reserved, entries.c.entered, entries.c.last_entered_at
-                        ).where(key)
-                    ).one()
-                    before = EntryRecord(int(row.entered), _aware(row.last_entered_at))
-                    refusal = _refusal(before, at, once, cooldown_seconds)
-                    if refusal is not None:
-                        raise _Refused(refusal)  # rolls the entry number back
-                    if not once and not cooldown_seconds:
-                        return Entry(sequence=int(row.reserved))
-                    db.execute(
-                        update(entries)
-                        .where(key)
-                        .values(entered=entries.c.entered + 1, last_entered_at=at)
-                    )
-                    return Entry(sequence=int(row.reserved), claimed=before)
-            except _Refused as refused:
-                return Entry(refused=refused.reason)
-            except IntegrityError:  # another router inserted the row a moment ago: again
-                continue
-        raise RuntimeError("could not decide the entry")  # pragma: no cover
+        reserve = (
+            dialect_insert(self.engine)(entries)
+            .values(journey_id=journey_id, subject=subject, reserved=1, entered=0)
+            .on_conflict_do_update(
+                index_elements=[entries.c.journey_id, entries.c.subject],
+                set_={"reserved": entries.c.reserved + 1},
+            )
+            .returning(entries.c.reserved, entries.c.entered, entries.c.last_entered_at)
+        )
+        try:
+            with self.engine.begin() as db:
+                row = db.execute(reserve).one()
+                before = EntryRecord(int(row.entered), _aware(row.last_entered_at))
+                refusal = _refusal(before, at, once, cooldown_seconds)
+                if refusal is not None:
+                    raise _Refused(refusal)  # rolls the entry number back
+                if not once and not cooldown_seconds:
+                    return Entry(sequence=int(row.reserved))
+                db.execute(
+                    update(entries)
+                    .where(key)
+                    .values(entered=entries.c.entered + 1, last_entered_at=at)
+                )
+                return Entry(sequence=int(row.reserved), claimed=before)
+        except _Refused as refused:
+            return Entry(refused=refused.reason)
 
     def undo_entry(self, journey_id: str, subject: str, before: EntryRecord) -> None:
         """Give back a claimed entry whose run did not start."""
@@ -126,5 +124,4 @@ def _refusal(before: EntryRecord, at: datetime, once: bool, cooldown_seconds: in
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives back naive UTC."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    return None if moment is None else utc(moment)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select, update
 
-from store.database import deliveries
+from store.atomic import insert_new, read_for_update
+from store.database import deliveries, utc
 from workflows.models import SEND_ATTEMPT_SECONDS
 
 Status = Literal["pending", "sent", "failed", "skipped", "retrying", "deferred"]
@@ -64,43 +64,47 @@ class Ledger:
     def claim(
         self, message_id: str, journey_id: str, step_id: str, channel: str, customer: str
     ) -> Claim:
-        """Decide, atomically, whether this attempt may call the provider."""
+        """Decide, atomically, whether this attempt may call the provider.
+
+        The first attempt creates the row (``INSERT … ON CONFLICT DO NOTHING``: of attempts
+        racing to create it, exactly one does, the others wait for it and then find it). A later
+        attempt reads the row locked (``SELECT … FOR UPDATE`` on PostgreSQL, the write lock on
+        SQLite), so deciding "the lease has expired: take it" and taking it are one step — two
+        attempts never both take an expired lease."""
         now = datetime.now(UTC)
         key = deliveries.c.message_id == message_id
-        try:
-            with self.engine.begin() as db:
-                row = db.execute(select(deliveries).where(key)).first()
-                if row is None:
-                    db.execute(
-                        insert(deliveries).values(
-                            message_id=message_id,
-                            journey_id=journey_id,
-                            step_id=step_id,
-                            channel=channel,
-                            customer=customer,
-                            status="pending",
-                            attempts=1,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
-                    return Claim("send", None)
-                current = _delivery(row)
-                if current.status == "sent":
-                    return Claim("sent", current)
-                held_until = current.updated_at + LEASE
-                if current.status == "pending" and held_until > now:
-                    return Claim("in_flight", current, (held_until - now).total_seconds())
-                taken = db.execute(
-                    update(deliveries)
-                    .where(key, deliveries.c.updated_at == row.updated_at)  # nobody else took it
-                    .values(status="pending", attempts=deliveries.c.attempts + 1, updated_at=now)
-                )
-                if taken.rowcount == 1:
-                    return Claim("send", current)
-                return Claim("in_flight", current, LEASE.total_seconds())
-        except IntegrityError:  # another attempt inserted the row a moment ago: it owns it
-            return Claim("in_flight", self.get(message_id), LEASE.total_seconds())
+        with self.engine.begin() as db:
+            created = insert_new(
+                db,
+                deliveries,
+                {
+                    "message_id": message_id,
+                    "journey_id": journey_id,
+                    "step_id": step_id,
+                    "channel": channel,
+                    "customer": customer,
+                    "status": "pending",
+                    "attempts": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            if created:
+                return Claim("send", None)
+            row = read_for_update(db, select(deliveries).where(key))
+            assert row is not None, "ledger rows are never deleted"
+            current = _delivery(row)
+            if current.status == "sent":
+                return Claim("sent", current)
+            held_until = current.updated_at + LEASE
+            if current.status == "pending" and held_until > now:
+                return Claim("in_flight", current, (held_until - now).total_seconds())
+            db.execute(
+                update(deliveries)
+                .where(key)
+                .values(status="pending", attempts=deliveries.c.attempts + 1, updated_at=now)
+            )
+            return Claim("send", current)
 
     def mark(
         self,
@@ -111,7 +115,10 @@ class Ledger:
         provider_id: str | None = None,
         reason: str | None = None,
     ) -> None:
-        """Record an attempt's result; a ``sent`` row is final and never overwritten."""
+        """Record an attempt's result; a ``sent`` row is final and never overwritten.
+
+        One ``UPDATE … WHERE status != 'sent'``: a concurrent writer of the row makes it wait,
+        and PostgreSQL then checks the condition against the row as that writer left it."""
         with self.engine.begin() as db:
             db.execute(
                 update(deliveries)
@@ -147,6 +154,5 @@ class Ledger:
 def _delivery(row: object) -> Delivery:
     values = dict(row._mapping)  # type: ignore[attr-defined]
     for key in ("created_at", "updated_at"):
-        if values[key].tzinfo is None:  # SQLite gives naive UTC back
-            values[key] = values[key].replace(tzinfo=UTC)
+        values[key] = utc(values[key])
     return Delivery(**values)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select
 
+from store.atomic import insert_new
 from store.database import plans
 from workflows.plan import Plan
 
@@ -18,22 +18,24 @@ class PlanStore:
         self.engine = engine
 
     def publish(self, compiled: Iterable[Plan]) -> int:
-        """Store each plan under its version unless it is there already; how many were new."""
+        """Store each plan under its version unless it is there already; how many were new.
+
+        Workers and APIs starting together all publish the same plans: the version is the
+        primary key, so each is stored once and counted new by one of them. One transaction
+        per plan, so two publishers never hold one plan each while waiting for the other's."""
         new = 0
         for plan in compiled:
-            try:
-                with self.engine.begin() as db:
-                    db.execute(
-                        insert(plans).values(
-                            version=plan.version,
-                            journey_id=plan.journey_id,
-                            plan=plan.model_dump(mode="json"),
-                            published_at=datetime.now(UTC),
-                        )
-                    )
-                new += 1
-            except IntegrityError:  # published before (by this or another process)
-                continue
+            with self.engine.begin() as db:
+                new += insert_new(
+                    db,
+                    plans,
+                    {
+                        "version": plan.version,
+                        "journey_id": plan.journey_id,
+                        "plan": plan.model_dump(mode="json"),
+                        "published_at": datetime.now(UTC),
+                    },
+                )
         return new
 
     def get(self, version: str) -> Plan | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete
 
+from store.atomic import insert_new
 from store.database import processed_messages
 
 DEDUPE_WINDOW = timedelta(hours=48)
@@ -21,17 +21,14 @@ class ProcessedMessages:
         self.engine = engine
 
     def claim(self, scope: str, message_id: str) -> bool:
-        """``True`` the first time ``message_id`` is seen from ``scope``."""
-        try:
-            with self.engine.begin() as db:
-                db.execute(
-                    insert(processed_messages).values(
-                        scope=scope, message_id=message_id, received_at=datetime.now(UTC)
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        """``True`` the first time ``message_id`` is seen from ``scope``: of two API processes
+        given the same message at once, the primary key lets exactly one insert it."""
+        with self.engine.begin() as db:
+            return insert_new(
+                db,
+                processed_messages,
+                {"scope": scope, "message_id": message_id, "received_at": datetime.now(UTC)},
+            )
 
     def release(self, scope: str, message_id: str) -> None:
         """Forget a claim whose processing failed, so the sender's retry is processed."""

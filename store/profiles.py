@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Row, func, select, update
 
 from config.errors import UserError
+from store.atomic import insert_new, read_for_update
 from store.database import aliases, profiles
 from workflows.models import Profile
 
@@ -83,16 +83,7 @@ class ProfileStore:
     def get(self, customer_id: str) -> Profile | None:
         with self.engine.connect() as db:
             row = db.execute(select(profiles).where(profiles.c.customer_id == customer_id)).first()
-        if row is None:
-            return None
-        return Profile(
-            id=row.customer_id,
-            email=row.email,
-            phone=row.phone,
-            locale=row.locale,
-            timezone=row.timezone,
-            traits=dict(row.traits or {}),
-        )
+        return None if row is None else _profile(row)
 
     def by_email(self, email: str) -> str | None:
         """The customer id with this email address (case-insensitive), if any."""
@@ -111,41 +102,43 @@ class ProfileStore:
         *,
         locale: str | None = None,
         timezone: str | None = None,
+        keep_existing: bool = False,
         max_bytes: int | None = None,
     ) -> Profile:
         """Merge ``traits`` into the profile (creating it); email and phone come from traits.
-        ``max_bytes``: the cap on the merged traits (:class:`ProfileTooLarge`, nothing written)."""
+        With ``keep_existing``, what the profile already says wins over what is given.
+        ``max_bytes``: the cap on the merged traits (:class:`ProfileTooLarge`, nothing written).
+
+        Read, merge and write are one step: the profile is read locked (``SELECT … FOR
+        UPDATE`` on PostgreSQL, the write lock on SQLite), so of two calls for one customer at
+        the same moment (on two API processes) the second merges into the first's result —
+        neither overwrites the other's traits."""
         now = datetime.now(UTC)
-        current = self.get(customer_id)
-        merged = {**(current.traits if current else {}), **traits}
-        if max_bytes is not None:
-            require_fits(merged, max_bytes, traits)
-        values = {
-            "email": merged.get("email") if isinstance(merged.get("email"), str) else None,
-            "phone": merged.get("phone") if isinstance(merged.get("phone"), str) else None,
-            "locale": locale or (current.locale if current else None),
-            "timezone": timezone or (current.timezone if current else None),
-            "traits": merged,
-            "updated_at": now,
-        }
+        key = profiles.c.customer_id == customer_id
         with self.engine.begin() as db:
-            if current is None:
-                try:
-                    db.execute(
-                        insert(profiles).values(customer_id=customer_id, created_at=now, **values)
-                    )
-                except IntegrityError:  # created meanwhile by another request: update instead
-                    db.rollback()
-                    return self.upsert(
-                        customer_id, traits, locale=locale, timezone=timezone, max_bytes=max_bytes
-                    )
-            else:
-                db.execute(
-                    update(profiles).where(profiles.c.customer_id == customer_id).values(**values)
+            while True:
+                row = read_for_update(db, select(profiles).where(key))
+                current = None if row is None else _profile(row)
+                profile = _merged(
+                    customer_id, current, traits, locale, timezone, keep_existing=keep_existing
                 )
-        profile = self.get(customer_id)
-        assert profile is not None
-        return profile
+                if max_bytes is not None:  # checked on what would be written, under the lock
+                    require_fits(profile.traits, max_bytes, traits)
+                values = {
+                    "email": profile.email,
+                    "phone": profile.phone,
+                    "locale": profile.locale,
+                    "timezone": profile.timezone,
+                    "traits": profile.traits,
+                    "updated_at": now,
+                }
+                if current is not None:
+                    db.execute(update(profiles).where(key).values(**values))
+                    return profile
+                new = {"customer_id": customer_id, "created_at": now, **values}
+                if insert_new(db, profiles, new):
+                    return profile
+                # created a moment ago by another call (PostgreSQL): lock it, merge into it
 
     def traits_after(
         self, customer_id: str, traits: Mapping[str, Any], *, linking: str | None = None
@@ -186,44 +179,39 @@ class ProfileStore:
         customer's profile already says wins). ``True`` if the link is new.
 
         An anonymous id linked to someone else before is linked anew (a shared device: the
-        latest login wins); its profile is merged only the first time.
+        latest login wins); its profile is merged only the first time. The alias is read
+        locked, or created with ``ON CONFLICT DO NOTHING`` and then read locked if another
+        call created it a moment ago, so concurrent calls take turns and the last one wins.
         """
         if anonymous_id == customer_id:
             return False
         now = datetime.now(UTC)
+        key = aliases.c.anonymous_id == anonymous_id
         with self.engine.begin() as db:
-            current = db.execute(
-                select(aliases.c.customer_id).where(aliases.c.anonymous_id == anonymous_id)
-            ).scalar()
-            if current == customer_id:
-                return False
-            if current is None:
-                try:
-                    with db.begin_nested():
-                        db.execute(
-                            insert(aliases).values(
-                                anonymous_id=anonymous_id, customer_id=customer_id, created_at=now
-                            )
-                        )
-                except IntegrityError:  # linked meanwhile by a concurrent call
-                    return False
+            row = read_for_update(db, select(aliases.c.customer_id).where(key))
+            if row is None:
+                new = {"anonymous_id": anonymous_id, "customer_id": customer_id, "created_at": now}
+                first = insert_new(db, aliases, new)
+                if not first:  # linked a moment ago by another call: relink after it
+                    row = read_for_update(db, select(aliases.c.customer_id).where(key))
             else:
+                first = False
+            if row is not None:
+                if row.customer_id == customer_id:
+                    return False
                 db.execute(
-                    update(aliases)
-                    .where(aliases.c.anonymous_id == anonymous_id)
-                    .values(customer_id=customer_id, created_at=now)
+                    update(aliases).where(key).values(customer_id=customer_id, created_at=now)
                 )
-                return True
-        anonymous = self.get(anonymous_id)
-        if anonymous is not None:
-            known = self.get(customer_id)
-            traits = {**anonymous.traits, **(known.traits if known else {})}
-            self.upsert(
-                customer_id,
-                traits,
-                locale=(known.locale if known else None) or anonymous.locale,
-                timezone=(known.timezone if known else None) or anonymous.timezone,
-            )
+        if first:
+            anonymous = self.get(anonymous_id)
+            if anonymous is not None:
+                self.upsert(
+                    customer_id,
+                    anonymous.traits,
+                    locale=anonymous.locale,
+                    timezone=anonymous.timezone,
+                    keep_existing=True,
+                )
         return True
 
     def linked_ids(self, customer_id: str) -> list[str]:
@@ -235,3 +223,39 @@ class ProfileStore:
                 .order_by(aliases.c.anonymous_id)
             )
             return [str(row.anonymous_id) for row in rows]
+
+
+def _profile(row: Row[Any]) -> Profile:
+    return Profile(
+        id=row.customer_id,
+        email=row.email,
+        phone=row.phone,
+        locale=row.locale,
+        timezone=row.timezone,
+        traits=dict(row.traits or {}),
+    )
+
+
+def _merged(
+    customer_id: str,
+    current: Profile | None,
+    traits: dict[str, Any],
+    locale: str | None,
+    timezone: str | None,
+    *,
+    keep_existing: bool,
+) -> Profile:
+    if current is None:
+        merged, old_locale, old_timezone = dict(traits), None, None
+    else:
+        first, second = (traits, current.traits) if keep_existing else (current.traits, traits)
+        merged, old_locale, old_timezone = {**first, **second}, current.locale, current.timezone
+    email, phone = merged.get("email"), merged.get("phone")
+    return Profile(
+        id=customer_id,
+        email=email if isinstance(email, str) else None,
+        phone=phone if isinstance(phone, str) else None,
+        locale=(old_locale or locale) if keep_existing else (locale or old_locale),
+        timezone=(old_timezone or timezone) if keep_existing else (timezone or old_timezone),
+        traits=merged,
+    )

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import Engine, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
 
-from store.database import suppression_audit, suppressions
+from store.atomic import insert_new
+from store.database import suppression_audit, suppressions, utc
 
 MAX_ADDRESS = 320  # RFC 5321: 64 for the local part, @, 255 for the domain
 
@@ -70,36 +70,35 @@ class Suppressions:
         actor: str,
     ) -> bool:
         """Suppress ``address``; ``True`` if it is new. Idempotent: a repeated bounce changes
-        nothing and writes no second audit row."""
+        nothing and writes no second audit row, even when two bounces for it arrive at once
+        (the primary key lets one insert the address; only that one writes the audit row)."""
         key = normalise(address)
         now = datetime.now(UTC)
-        try:
-            with self.engine.begin() as db:
-                db.execute(
-                    insert(suppressions).values(
-                        address=key,
-                        reason=reason[:64],
-                        detail=_clip(detail, 500),
-                        source=source[:64],
-                        created_at=now,
-                    )
+        with self.engine.begin() as db:
+            new = {
+                "address": key,
+                "reason": reason[:64],
+                "detail": _clip(detail, 500),
+                "source": source[:64],
+                "created_at": now,
+            }
+            if not insert_new(db, suppressions, new):
+                return False  # suppressed already (perhaps a moment ago by another request)
+            db.execute(
+                insert(suppression_audit).values(
+                    address=key,
+                    action="added",
+                    reason=_clip(f"{reason}: {detail}" if detail else reason, 500),
+                    actor=actor[:200],
+                    at=now,
                 )
-                db.execute(
-                    insert(suppression_audit).values(
-                        address=key,
-                        action="added",
-                        reason=_clip(f"{reason}: {detail}" if detail else reason, 500),
-                        actor=actor[:200],
-                        at=now,
-                    )
-                )
-        except IntegrityError:  # suppressed already (perhaps a moment ago by another request)
-            return False
+            )
         return True
 
     def remove(self, address: str, *, actor: str, why: str) -> bool:
         """Lift the suppression of ``address``, recording who and why; ``False`` if it was
-        not suppressed (nothing is recorded then)."""
+        not suppressed (nothing is recorded then). Of two removals at once, the second waits
+        for the first's ``DELETE`` and then deletes nothing: one audit row."""
         key = normalise(address)
         with self.engine.begin() as db:
             removed = db.execute(delete(suppressions).where(suppressions.c.address == key))
@@ -160,7 +159,7 @@ class Suppressions:
                     action=row.action,
                     why=row.reason,
                     actor=row.actor,
-                    at=_utc(row.at),
+                    at=utc(row.at),
                 )
                 for row in db.execute(query)
             ]
@@ -173,13 +172,8 @@ def _suppression(row: object) -> Suppression:
         reason=values["reason"],
         detail=values["detail"],
         source=values["source"],
-        since=_utc(values["created_at"]),
+        since=utc(values["created_at"]),
     )
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite gives naive UTC back."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _clip(text: str | None, length: int) -> str | None:

@@ -1,13 +1,21 @@
-"""Shared test helpers: paths and an in-process CLI runner."""
+"""Shared test helpers: paths, an in-process CLI runner, and store databases on both backends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
@@ -20,8 +28,10 @@ from store.keys import WriteKeys
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from tests.httpstub import HttpStub
+from tests.postgres import Postgres, server_programs
 from workflows.models import Event, Profile
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXAMPLE_JOURNEYS = sorted(
@@ -98,6 +108,116 @@ async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Wor
     )
     async with env:
         yield env
+
+
+CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the session (tests/postgres.py), stopped at the end.
+
+    Where PostgreSQL's programs are missing, its tests are skipped — except in CI (``CI`` set,
+    as ``.ci/run`` does), where they fail: CI must prove the store on PostgreSQL."""
+    programs = server_programs()
+    if programs is None:
+        missing = "PostgreSQL's server programs (initdb, pg_ctl) are not on PATH"
+        if CI:
+            pytest.fail(f"{missing}; CI runs the store tests on PostgreSQL too", pytrace=False)
+        pytest.skip(f"{missing} (CI runs these)")
+    server = Postgres.start(programs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Database:
+    """An empty store database for one test, on ``backend``; what :meth:`connect` opens is
+    closed when the test ends."""
+
+    backend: str
+    url: str
+    engines: list[Engine] = field(default_factory=list)
+
+    def connect(self) -> Engine:
+        """A migrated engine, like each process of Touchpoint opens its own."""
+        engine = connect(self.url)
+        self.engines.append(engine)
+        return engine
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def processes_at_once(setup: str, race: str, count: int) -> list[Finished]:
+    """Run ``count`` Python processes in the repository: each runs ``setup`` (imports, say),
+    then all run ``race`` at the same moment — once every one of them is ready."""
+    code = f"{setup}\nimport sys\nprint('ready', flush=True)\nsys.stdin.readline()\n{race}\n"
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    for process in started:  # "" when it failed getting ready: its stderr says why
+        assert process.stdout is not None
+        process.stdout.readline()
+    for process in started:
+        assert process.stdin is not None
+        with suppress(BrokenPipeError):  # it failed getting ready
+            process.stdin.write("go\n")
+            process.stdin.flush()
+    outputs = [process.communicate(timeout=120) for process in started]
+    return [
+        Finished(process.returncode, out, err)
+        for process, (out, err) in zip(started, outputs, strict=True)
+    ]
+
+
+def at_once(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Run ``calls`` on as many threads, released together; their results, in order. With an
+    engine per few threads (as each process has its own), this is real contention on the
+    database: separate connections racing for the same rows."""
+    gate = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], T]) -> T:
+        gate.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The store's database on SQLite and on PostgreSQL: each test using it runs on both."""
+    server: Postgres | None = None
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        opened = Database("postgresql", server.create_database())
+    else:
+        opened = Database("sqlite", f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    try:
+        yield opened
+    finally:
+        for engine in opened.engines:
+            engine.dispose()
+        if server is not None:
+            server.drop_database(opened.url)
 
 
 class Routed:

@@ -1,22 +1,35 @@
-"""The delivery ledger on a real SQLite file: claims, leases, and final states."""
+"""The delivery ledger on a real SQLite file and a real PostgreSQL: claims, leases, and final
+states, with attempts racing from several processes' engines."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from functools import partial
 
 import pytest
 from sqlalchemy import update
 
-from store.database import connect, deliveries
+from store.database import deliveries
 from store.ledger import LEASE, Ledger
+from tests.conftest import Database, at_once
 from workflows.models import SEND_ATTEMPT_SECONDS
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}"))
+def ledger(database: Database) -> Ledger:
+    return Ledger(database.connect())
+
+
+@pytest.fixture
+def ledgers(database: Database) -> list[Ledger]:
+    """Four workers' ledgers on one database."""
+    return [Ledger(database.connect()) for _ in range(4)]
+
+
+def racing_claims(ledgers: list[Ledger], message_id: str, attempts: int = 32) -> list[str]:
+    return at_once(
+        [lambda i=i: claim(ledgers[i % len(ledgers)], message_id) for i in range(attempts)]
+    )
 
 
 def claim(ledger: Ledger, message_id: str = "msg_1", customer: str = "c-hash") -> str:
@@ -38,10 +51,49 @@ def test_a_second_attempt_while_the_first_is_sending_backs_off(ledger: Ledger) -
     assert 0 < second.retry_in <= LEASE.total_seconds()
 
 
-def test_concurrent_attempts_send_exactly_once(ledger: Ledger) -> None:
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        decisions = list(pool.map(lambda _: claim(ledger, "msg_race"), range(32)))
+def test_concurrent_attempts_send_exactly_once(ledgers: list[Ledger]) -> None:
+    decisions = racing_claims(ledgers, "msg_race")
+    assert decisions.count("send") == 1 and set(decisions) == {"send", "in_flight"}
+    row = ledgers[0].get("msg_race")
+    assert row is not None and row.attempts == 1
+
+
+def test_attempts_racing_for_an_expired_lease_take_it_once(ledgers: list[Ledger]) -> None:
+    """The worker holding the claim died: of the retries arriving together, one sends."""
+    for round in range(3):
+        assert claim(ledgers[0], f"msg_{round}") == "send"
+        with ledgers[0].engine.begin() as db:
+            db.execute(
+                update(deliveries)
+                .where(deliveries.c.message_id == f"msg_{round}")
+                .values(updated_at=datetime.now(UTC) - LEASE - timedelta(seconds=1))
+            )
+        decisions = racing_claims(ledgers, f"msg_{round}")
+        assert decisions.count("send") == 1, decisions
+        row = ledgers[0].get(f"msg_{round}")
+        assert row is not None and row.attempts == 2
+
+
+def test_attempts_racing_after_a_retryable_failure_take_it_once(ledgers: list[Ledger]) -> None:
+    assert claim(ledgers[0], "msg_1") == "send"
+    ledgers[0].mark("msg_1", "retrying", reason="ProviderError: 503")
+    decisions = racing_claims(ledgers, "msg_1")
     assert decisions.count("send") == 1
+    assert set(decisions) == {"send", "in_flight"}
+
+
+def test_sent_stays_final_when_a_late_failure_races_it(ledgers: list[Ledger]) -> None:
+    """In either order the result is ``sent``: a failure never overwrites it."""
+    for n in range(20):
+        claim(ledgers[0], f"msg_{n}")
+        at_once(
+            [
+                partial(ledgers[1].mark, f"msg_{n}", "sent", provider="maildir", provider_id="k"),
+                partial(ledgers[2].mark, f"msg_{n}", "failed", reason="a stale attempt"),
+            ]
+        )
+        row = ledgers[3].get(f"msg_{n}")
+        assert row is not None and row.status == "sent"
 
 
 def test_a_retryable_failure_releases_the_claim(ledger: Ledger) -> None:

@@ -177,9 +177,22 @@ def _database_cases(tmp_path: Path) -> list[tuple[str, str]]:
             f"open database file); make it writable, or {where} to one this process can write\n",
         ),
         (
-            "postgresql://shop:s3cret@db.internal/touchpoint",
-            "✗ the database URL postgresql://shop:***@db.internal/touchpoint needs the driver "
-            "psycopg, which is not installed: pip install 'psycopg[binary]'\n",
+            "postgresql://shop:s3cret@127.0.0.1:1/touchpoint",
+            "✗ cannot connect to the database postgresql://shop:***@127.0.0.1:1/touchpoint "
+            '(connection failed: connection to server at "127.0.0.1", port 1 failed: Connection '
+            "refused); check that it runs and takes connections from here, or "
+            f"{where} to one that does\n",
+        ),
+        (
+            "mysql://shop@db.internal/touchpoint",
+            "✗ the database URL mysql://shop@db.internal/touchpoint names mysql, but the store "
+            f"runs on SQLite or PostgreSQL; {where}, e.g. sqlite:///.touchpoint/touchpoint.db or "
+            "postgresql://user@host/db\n",
+        ),
+        (
+            "postgresql://shop@db.internal/touchpoint?pool_size=many",
+            "✗ the database URL postgresql://shop@db.internal/touchpoint?pool_size=many sets "
+            "pool_size='many', which is not a whole number; write e.g. ?pool_size=10\n",
         ),
         (
             "postgresql+psycopg2://shop@db.internal/touchpoint",

@@ -1,4 +1,4 @@
-"""Address suppressions: the store and its audit on a real SQLite file, SendGrid's feedback
+"""Address suppressions: the store and its audit on SQLite and PostgreSQL, SendGrid's feedback
 turned into suppressions, the real delivery activities skipping every email to a suppressed
 address (transactional included), and the ``touchpoint suppressions`` commands — in-process
 and as the installed executable."""
@@ -32,7 +32,7 @@ from store.consent import ConsentStore
 from store.database import connect, suppression_audit
 from store.ledger import Ledger
 from store.suppressions import Suppressions, normalise
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Database
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.models import Profile, RunResult
 
@@ -40,8 +40,8 @@ TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    return connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
+def engine(database: Database) -> Engine:
+    return database.connect()
 
 
 @pytest.fixture

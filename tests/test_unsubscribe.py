@@ -24,13 +24,12 @@ from ingestion.router import Router
 from ingestion.service import Ingestion
 from language.validator import validate
 from store.consent import ConsentStore
-from store.database import connect
 from store.entries import EntryStore
 from store.keys import WriteKeys
 from store.ledger import Ledger
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Database
 from tests.temporal import event, plan_from, running_workers
 from workflows.models import RunResult, RunSettings, customer_hash
 from workflows.search import CUSTOMER
@@ -68,9 +67,9 @@ def outbox(path: Path) -> list[object]:
 
 
 async def test_one_click_unsubscribe_end_to_end(
-    dev_env: WorkflowEnvironment, tmp_path: Path
+    dev_env: WorkflowEnvironment, tmp_path: Path, database: Database
 ) -> None:
-    engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    engine = database.connect()
     consent, ledger = ConsentStore(engine), Ledger(engine)
     config = validate((), root=ROOT).config
     activities = DeliveryActivities(

@@ -1,0 +1,55 @@
+"""The two moves every store write is built from, correct with many processes on one database.
+
+The store runs on SQLite or PostgreSQL, and their concurrency differs:
+
+* **SQLite** has one writer at a time. A transaction takes the database's write lock at its
+  first write (``INSERT``, ``UPDATE``, ``DELETE``) and keeps it until it commits; a ``SELECT``
+  before that reads without any lock (the driver begins the transaction at the first write).
+* **PostgreSQL** (READ COMMITTED, its default and ours) runs writers side by side: each
+  statement sees what was committed when it began, and only rows a transaction has written or
+  locked keep the others waiting. Two transactions can read "no row" at the same moment.
+
+So a write never relies on what an unlocked read saw:
+
+* :func:`insert_new` — ``INSERT … ON CONFLICT DO NOTHING`` on the table's primary key. The
+  database decides who is first: a concurrent insert of the same key waits for the first to
+  commit, then inserts nothing. No error and no aborted transaction on either backend.
+* :func:`read_for_update` — read a row so that nobody else changes it until this transaction
+  ends: ``SELECT … FOR UPDATE`` on PostgreSQL (other writers of *that row* wait), the write
+  lock on SQLite (taken by a write that changes nothing, since SQLite has no row locks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, Select, Table, false, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+Insert = postgresql.Insert | sqlite.Insert
+
+
+def dialect_insert(bind: Engine | Connection) -> Callable[[Table], Insert]:
+    """``insert`` with the ``ON CONFLICT`` clauses, for the database of ``bind``."""
+    return postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+
+
+def insert_new(db: Connection, table: Table, values: Mapping[str, Any]) -> bool:
+    """Insert ``values`` unless a row with the same key exists; ``True`` if this call did."""
+    key = table.primary_key.columns.values()[0]
+    statement = dialect_insert(db)(table).values(**values).on_conflict_do_nothing()
+    return db.execute(statement.returning(key)).first() is not None  # a row only if inserted
+
+
+def read_for_update(db: Connection, query: Select[Any]) -> Row[Any] | None:
+    """The first row of ``query`` (on one table), locked against other writers until the
+    transaction ends; ``None`` if there is none (then nothing is locked on PostgreSQL: insert
+    with :func:`insert_new` and read again if someone else was first)."""
+    if db.dialect.name == "sqlite":
+        [table] = query.get_final_froms()
+        assert isinstance(table, Table)
+        key = table.primary_key.columns.values()[0]
+        db.execute(update(table).where(false()).values({key.name: key}))  # the write lock
+        return db.execute(query).first()
+    return db.execute(query.with_for_update()).first()
