@@ -150,7 +150,7 @@ class ChatSender:
 
     async def prepare(self, request: SendRequest, recipient: str) -> Prepared | SendResult:
         destination = self.kit.config.destinations.get(recipient)
-        rendered = self.kit.renderer.render(request)
+        rendered = await self.kit.renderer.render_async(request)
         text = rendered.text or ""
         if isinstance(destination, SlackDestination | TeamsDestination):
             post = ChatPost(destination.type, self.kit.env(destination.url), text)
