@@ -75,6 +75,9 @@ _INLINER = css_inline.CSSInliner(
 _TEXT_CONFIG = ParserConfig(css=CSS_PROFILES["strict"].copy(), display_links=True)
 MAX_HTML_DEPTH = 1_000
 """Elements inside elements: the CSS inliner crashes the process on HTML ~10,000 deep."""
+MAX_HTML_ELEMENTS = 10_000
+"""Elements in an email's HTML (a long newsletter has a few thousand): deriving the text takes
+about 25 µs an element, and cannot be interrupted."""
 _TAG = re.compile(r"<(/?)([A-Za-z][\w:-]*)([^<>]*)>")
 _VOID = frozenset(
     [
@@ -206,11 +209,7 @@ class Renderer:
         html = None
         if html_file is not None:
             html = self._render(html_file, names)
-            if _nesting(html) > MAX_HTML_DEPTH:
-                raise self._error(
-                    f"{html_file.display}: the HTML nests elements more than {MAX_HTML_DEPTH:,} "
-                    "deep (the most an email may)"
-                )
+            self._check_shape(html, html_file.display)
             html = _inline_css(html, html_file.display)
             self._check_size(html, html_file.display)
             self._check_time(budget, html_file.display, "inlining its CSS")
@@ -393,6 +392,20 @@ class Renderer:
         self._check_size(output, file.display)
         return output
 
+    def _check_shape(self, html: str, display: str) -> None:
+        """What the CSS inliner and the text converter can take (neither can be interrupted)."""
+        depth, elements = _shape(html)
+        if depth > MAX_HTML_DEPTH:
+            raise self._error(
+                f"{display}: the HTML nests elements more than {MAX_HTML_DEPTH:,} deep "
+                "(the most an email may)"
+            )
+        if elements > MAX_HTML_ELEMENTS:
+            raise self._error(
+                f"{display}: the HTML has more than {MAX_HTML_ELEMENTS:,} elements "
+                "(the most an email may)"
+            )
+
     def _check_time(self, budget: Budget, display: str, doing: str) -> None:
         try:
             budget.check_time()
@@ -487,13 +500,14 @@ def _tidy_text(text: str) -> str:
     return text + "\n" if text else ""
 
 
-def _nesting(html: str) -> int:
-    """How deep ``html`` nests elements, at most (a browser closes some tags itself): one pass
-    over its tags."""
+def _shape(html: str) -> tuple[int, int]:
+    """How deep ``html`` nests elements, at most (a browser closes some tags itself), and how
+    many it has: one pass over its tags."""
     open_tags: list[str] = []
-    deepest = 0
+    deepest = elements = 0
     for closing, name, rest in _TAG.findall(html):
         name = name.lower()
+        elements += not closing
         if closing:
             for depth in range(len(open_tags) - 1, max(len(open_tags) - 8, 0) - 1, -1):
                 if open_tags[depth] == name:
@@ -504,7 +518,7 @@ def _nesting(html: str) -> int:
                 open_tags.pop()
             open_tags.append(name)
             deepest = max(deepest, len(open_tags))
-    return deepest
+    return deepest, elements
 
 
 def _inline_css(html: str, display: str) -> str:
