@@ -208,7 +208,7 @@ class ChatSender:
                     status="skipped",
                     reason="no Telegram chat id for this customer",
                 )
-        rendered = self.kit.renderer.render(request, escape=ESCAPES[destination.type])
+        rendered = await self.kit.renderer.render_async(request, escape=ESCAPES[destination.type])
         text = rendered.text or ""
         if isinstance(destination, TelegramDestination):
             post = ChatPost("telegram", self.kit.env(destination.bot_token), text, str(chat_id))

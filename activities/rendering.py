@@ -12,17 +12,28 @@ Templates live in ``templates/<name>/<locale>.html|txt|md|json`` (see
   with its CSS inlined, and the text body (``.txt`` if there is one, else derived from the HTML);
   for chat the ``.md`` or ``.txt`` text; for a webhook the ``.json`` document, parsed;
 - turns every failure into a non-retryable ``RenderError`` naming the file, the line and, for a
-  missing variable, its name: no retry can fix a template or the data it is given.
+  missing variable, its name: no retry can fix a template or the data it is given;
+- keeps each message within :data:`~workflows.limits.TEMPLATE_LIMITS`, counted while it renders:
+  about a second of CPU (CSS inlining and the HTML's text included), 100,000 loop iterations,
+  no value or body over 512 KB (:mod:`workflows.limits`). A template that passes a limit fails
+  at once with the limit in the error, never after minutes or gigabytes.
+
+Activities call :meth:`Renderer.render_async`: the work runs on a small pool of threads, so a
+slow message does not hold up the worker's event loop (and the other sends on it).
 
 Parsed templates are cached per :class:`Renderer` (one per worker process).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +54,7 @@ from language.samples import json_hint
 from language.template_env import ESCAPE_NAME, make_template_environment
 from language.templates import ALWAYS_READABLE, FRONT_MATTER_KEYS, _template_file
 from workflows.channels import CHANNELS, EMAIL
+from workflows.limits import TEMPLATE_LIMITS, Budget, LimitExceeded, bounded
 from workflows.models import SendRequest
 
 log = logging.getLogger(__name__)
@@ -63,6 +75,41 @@ _INLINER = css_inline.CSSInliner(
     load_remote_stylesheets=False,  # a template must never make the worker fetch URLs
 )
 _TEXT_CONFIG = ParserConfig(css=CSS_PROFILES["strict"].copy(), display_links=True)
+MAX_HTML_DEPTH = 1_000
+"""Elements inside elements: the CSS inliner crashes the process on HTML ~10,000 deep."""
+MAX_HTML_ELEMENTS = 10_000
+"""Elements in an email's HTML (a long newsletter has a few thousand): deriving the text takes
+about 25 µs an element, and cannot be interrupted."""
+_TAG = re.compile(r"<(/?)([A-Za-z][\w:-]*)([^<>]*)>")
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
+_CLOSED_BY_ITSELF = frozenset(("p", "li", "td", "th", "tr", "option", "dt", "dd"))
+RENDER_THREADS = min(4, os.cpu_count() or 1)
+"""Messages rendering at once in one worker process (rendering is CPU work: more threads than
+cores gain nothing, and each render may hold a few megabytes)."""
+_pool: ThreadPoolExecutor | None = None
+
+
+def _render_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="touchpoint-render")
+    return _pool
 
 
 @dataclass(frozen=True)
@@ -121,6 +168,19 @@ class Renderer:
             journey_names=journey_names,
         )
 
+    async def render_async(
+        self,
+        request: SendRequest,
+        *,
+        unsubscribe_url: str | None = None,
+        escape: Callable[[Any], str] | None = None,
+    ) -> RenderedMessage:
+        """:meth:`render` on the render threads, off the event loop."""
+        render = functools.partial(
+            self.render, request, unsubscribe_url=unsubscribe_url, escape=escape
+        )
+        return await asyncio.get_running_loop().run_in_executor(_render_pool(), render)
+
     def render(
         self,
         request: SendRequest,
@@ -128,24 +188,26 @@ class Renderer:
         unsubscribe_url: str | None = None,
         escape: Callable[[Any], str] | None = None,
     ) -> RenderedMessage:
-        """``escape``: applied to every value a ``{{ … }}`` prints (a chat platform's)."""
+        """The message for ``request``, within :data:`TEMPLATE_LIMITS` (all its parts together).
+        ``escape``: applied to every value a ``{{ … }}`` prints (a chat platform's)."""
         name = request.template
         channel = CHANNELS[request.channel]
         locale, files = self._variant(name, request.customer.locale, channel.files)
         names = self._names(request, locale, unsubscribe_url)
         if escape is not None:
             names[ESCAPE_NAME] = escape
-        if channel.form == "json":
-            return RenderedMessage(name, locale, data=self._render_json(files["json"], names))
-        if channel.form == "text":
-            text = next(files[kind] for kind in channel.files if kind in files)
-            return RenderedMessage(name, locale, text=_tidy_text(self._render(text, names)))
-        return self._render_email(name, locale, files, names)
+        with bounded(TEMPLATE_LIMITS) as budget:
+            if channel.form == "json":
+                return RenderedMessage(name, locale, data=self._render_json(files["json"], names))
+            if channel.form == "text":
+                text = next(files[kind] for kind in channel.files if kind in files)
+                return RenderedMessage(name, locale, text=_tidy_text(self._render(text, names)))
+            return self._render_email(name, locale, files, names, budget)
 
     # --- email ---------------------------------------------------------------------------------
 
     def _render_email(
-        self, name: str, locale: str, files: dict[str, _File], names: dict[str, Any]
+        self, name: str, locale: str, files: dict[str, _File], names: dict[str, Any], budget: Budget
     ) -> RenderedMessage:
         html_file, text_file = files.get("html"), files.get("txt")
         subject_template = self._front_matter(name, locale, files, "subject")
@@ -161,12 +223,16 @@ class Renderer:
             preheader = _one_line(self._render(preheader_template, names)) or None
         html = None
         if html_file is not None:
-            html = _inline_css(self._render(html_file, names), html_file.display)
+            html = self._render(html_file, names)
+            self._check_shape(html, html_file.display)
+            html = _inline_css(html, html_file.display)
             self._check_size(html, html_file.display)
+            self._check_time(budget, html_file.display, "inlining its CSS")
         if text_file is not None:
             text = _tidy_text(self._render(text_file, names))
-        elif html is not None:
+        elif html is not None and html_file is not None:
             text = _html_to_text(html)
+            self._check_time(budget, html_file.display, "deriving its text")
         else:  # pragma: no cover - a variant has at least one of the two files
             text = None
         return RenderedMessage(
@@ -195,6 +261,10 @@ class Renderer:
         source = self._render(file, names)
         try:
             return json.loads(source)
+        except RecursionError:
+            raise self._error(
+                f"{file.display}: the rendered JSON nests too deeply to be read"
+            ) from None
         except ValueError as error:
             line = getattr(error, "lineno", None)
             offset = self._sources.get(file.body.filename or "", _Source(file.display, 0))
@@ -337,6 +407,26 @@ class Renderer:
         self._check_size(output, file.display)
         return output
 
+    def _check_shape(self, html: str, display: str) -> None:
+        """What the CSS inliner and the text converter can take (neither can be interrupted)."""
+        depth, elements = _shape(html)
+        if depth > MAX_HTML_DEPTH:
+            raise self._error(
+                f"{display}: the HTML nests elements more than {MAX_HTML_DEPTH:,} deep "
+                "(the most an email may)"
+            )
+        if elements > MAX_HTML_ELEMENTS:
+            raise self._error(
+                f"{display}: the HTML has more than {MAX_HTML_ELEMENTS:,} elements "
+                "(the most an email may)"
+            )
+
+    def _check_time(self, budget: Budget, display: str, doing: str) -> None:
+        try:
+            budget.check_time()
+        except LimitExceeded as error:
+            raise self._error(f"{display} ({doing}): {error}") from None
+
     def _check_size(self, output: str, display: str) -> None:
         size = len(output.encode("utf-8"))
         if size > MAX_OUTPUT_BYTES:
@@ -356,6 +446,8 @@ class Renderer:
             text = f"{location}: template syntax: {message}"
         elif isinstance(error, UndefinedError):
             text = f"{location}: {message}{_undefined_hint(message)}"
+        elif isinstance(error, RecursionError):
+            text = f"{location}: macros or templates call each other too deeply ({message})"
         else:
             text = f"{location}: {type(error).__name__}: {message}"
         return self._error(text)
@@ -430,6 +522,27 @@ def _tidy_text(text: str) -> str:
     """Drop blank lines around a plain-text body; keep indentation inside it."""
     text = re.sub(r"\A(?:[ \t]*\r?\n)+", "", text).rstrip()
     return text + "\n" if text else ""
+
+
+def _shape(html: str) -> tuple[int, int]:
+    """How deep ``html`` nests elements, at most (a browser closes some tags itself), and how
+    many it has: one pass over its tags."""
+    open_tags: list[str] = []
+    deepest = elements = 0
+    for closing, name, rest in _TAG.findall(html):
+        name = name.lower()
+        elements += not closing
+        if closing:
+            for depth in range(len(open_tags) - 1, max(len(open_tags) - 8, 0) - 1, -1):
+                if open_tags[depth] == name:
+                    del open_tags[depth:]
+                    break
+        elif name not in _VOID and not rest.endswith("/"):
+            if name in _CLOSED_BY_ITSELF and open_tags and open_tags[-1] == name:
+                open_tags.pop()
+            open_tags.append(name)
+            deepest = max(deepest, len(open_tags))
+    return deepest, elements
 
 
 def _inline_css(html: str, display: str) -> str:

@@ -361,7 +361,7 @@ class SmsSender:
             number = normalise_e164(recipient)
         except InvalidPhoneNumber as error:
             raise permanent(f"not sent: {error}", "RecipientUnreachable") from None
-        rendered = self.kit.renderer.render(request)
+        rendered = await self.kit.renderer.render_async(request)
         sms = OutgoingSms(
             message_id=request.message_id,
             to=number,

@@ -240,7 +240,7 @@ class WebhookSender:
         destination = self.kit.config.destinations.get(recipient)
         if not isinstance(destination, WebhookDestination):
             raise permanent(f"{recipient!r} is not a webhook destination", "Misconfigured")
-        rendered = self.kit.renderer.render(request)
+        rendered = await self.kit.renderer.render_async(request)
         post = WebhookPost(
             url=self.kit.env(destination.url),
             secrets=[self.kit.env(s) for s in destination.secrets],

@@ -4,12 +4,16 @@ file loader) share this class and these filters, so validation sees what renderi
 
 It is Jinja2's *immutable* sandbox with ``StrictUndefined``: an author cannot call methods that
 mutate data or reach Python internals, and a missing variable is an error rather than an empty
-string. Filters registered in :data:`FILTERS` exist in both. Nothing here reads a file.
+string. It is also bounded (:class:`LimitedSandbox`): what a template or expression builds and
+how much work it does are counted while it runs (:mod:`workflows.limits`). Filters registered in
+:data:`FILTERS` exist in both. Nothing here reads a file.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import types
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from datetime import date as date_type
@@ -21,23 +25,105 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal, is_currency
-from jinja2 import StrictUndefined, TemplateError, Undefined, pass_context
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, nodes, pass_context
 from jinja2.exceptions import FilterArgumentError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.runtime import Context, LoopContext, Macro
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter, SecurityError
+from markupsafe import Markup
+
+from workflows.jinja_limits import (
+    BoundedEscapeFormatter,
+    BoundedFormatter,
+    BoundedFunctions,
+    bounded_filter,
+    bounded_test,
+    callable_name,
+    check_call,
+    check_percent,
+    checked_result,
+)
+from workflows.jinja_rewrite import INTERNAL_FILTERS, finalize, join_output, loop_items, rewrite
+from workflows.limits import (
+    EXPRESSION_LIMITS,
+    TEMPLATE_LIMITS,
+    LimitExceeded,
+    Limits,
+    bounded,
+    check_items,
+    check_text,
+    checking,
+    cost,
+    spend,
+)
 
 FILTERS: dict[str, Callable[..., Any]] = {}
 """Touchpoint's own filters (money, dates …), shared by expressions and templates."""
 MAX_REPEAT = 100_000  # "x" * n and [..] * n may build at most this many characters or items
 MAX_EXPONENT = 1_000
 MAX_POWER_BITS = 100_000
+MACRO_CALL_PRICE = 10  # operations a call of a macro, caller() or loop() is worth (~20 µs)
+
+
+class BoundedTemplate(Template):
+    """A template whose ``render()`` counts against the environment's :class:`Limits` (unless
+    the caller already counts: a message's parts share one budget)."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        limits = getattr(self.environment, "limits", TEMPLATE_LIMITS)
+        with bounded(limits, unless_bounded=True):
+            return super().render(*args, **kwargs)
 
 
 class LimitedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus limits on ``*`` and ``**`` so that ``'x' * 10**9`` or
-    ``10 ** 10**8`` cannot eat a worker's memory or CPU."""
+    """The immutable sandbox, bounded: nothing a template or expression does may take a worker's
+    memory or CPU (:mod:`workflows.limits`, :mod:`workflows.jinja_limits`). ``'x' * 10**9``,
+    ``10 ** 10**8``, ``"x".ljust(10**9)``, ``"%*d" % (10**9, 1)``, two nested loops over
+    ``range(100000)`` all fail, early, with a :class:`LimitExceeded` naming the limit."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    template_class = BoundedTemplate
+    concat = staticmethod(join_output)
+    limits: Limits = TEMPLATE_LIMITS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("finalize", finalize)
+        super().__init__(*args, **kwargs)
+        self.filters = BoundedFunctions(self.filters, bounded_filter)
+        self.filters.update(INTERNAL_FILTERS)
+        self.tests = BoundedFunctions(self.tests, bounded_test)
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        tree = rewrite(source)
+        assert isinstance(tree, nodes.Template)
+        return super()._generate(tree, name, filename, defer_init=defer_init)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        spend()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        spend()
+        value = super().getitem(obj, argument)
+        if isinstance(argument, slice):
+            spend(cost(value))
+        return value
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if not checking():
+            return super().call(__context, __obj, *args, **kwargs)
+        price = MACRO_CALL_PRICE if isinstance(__obj, Macro | LoopContext) else 1
+        spend(price + sum(map(cost, args)))
+        if isinstance(__obj, LoopContext) and args:  # loop(children) in a recursive loop
+            args = (loop_items(args[0]), *args[1:])
+        args = check_call(__obj, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        return checked_result(result, callable_name(__obj))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int | float):
@@ -58,7 +144,65 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
                     and len(sequence) * count > MAX_REPEAT
                 ):
                     raise SecurityError(f"repeating would build more than {MAX_REPEAT} items")
-        return super().call_binop(context, operator, left, right)
+        if not checking():
+            return super().call_binop(context, operator, left, right)
+        spend(1 + cost(left) + cost(right))
+        _check_binop(operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        spend(cost(result))
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``str.format`` and ``format_map``, through a formatter that checks each field's
+        width, precision and text (:class:`BoundedFormatter`)."""
+        if not isinstance(
+            value, types.MethodType | types.BuiltinMethodType
+        ) or value.__name__ not in (
+            "format",
+            "format_map",
+        ):
+            return None
+        text: Any = value.__self__
+        if not isinstance(text, str):
+            return None
+        kind: type[str] = type(text)
+        is_format_map = value.__name__ == "format_map"
+        formatter: SandboxedFormatter
+        if isinstance(text, Markup):
+            formatter = BoundedEscapeFormatter(self, escape=text.escape)
+        else:
+            formatter = BoundedFormatter(self)
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs, args = args[0], ()
+            return kind(formatter.vformat(text, args, kwargs))
+
+        return functools.update_wrapper(wrapper, value)
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    if operator == "*":
+        if (
+            isinstance(left, int)
+            and isinstance(right, int)
+            and left.bit_length() + right.bit_length() > MAX_POWER_BITS
+        ):
+            raise LimitExceeded("the product would be too large a number")
+        for sequence, count in ((left, right), (right, left)):
+            if isinstance(sequence, bytes | bytearray) and isinstance(count, int):
+                check_text(len(sequence) * count, "*")
+    elif operator == "+":
+        if isinstance(left, str | bytes | bytearray) and isinstance(right, str | bytes | bytearray):
+            check_text(len(left) + len(right), "+")
+        elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
+            check_items(len(left) + len(right), "+")
+    elif operator == "%" and isinstance(left, str | bytes | bytearray):
+        check_percent(left, right, "%")
 
 
 NONDETERMINISTIC_FILTERS = ("random", "shuffle")
@@ -69,6 +213,7 @@ def make_expression_environment() -> ImmutableSandboxedEnvironment:
     """Expressions run inside workflows and must give the same answer on every replay: no
     randomness (``| random``, ``lipsum()``), nothing stateful (``cycler``, ``joiner``)."""
     env = LimitedSandbox(undefined=StrictUndefined)
+    env.limits = EXPRESSION_LIMITS
     env.filters.update(FILTERS)
     for name in NONDETERMINISTIC_FILTERS:
         env.filters.pop(name, None)

@@ -152,6 +152,7 @@ class JourneyWorkflow:
         self._listened = {
             n.match.event for n in self.plan.nodes.values() if isinstance(n, WaitForNode)
         }
+        self._expressions_bounded: bool | None = None
 
     # --- signals and queries ---------------------------------------------------------------
 
@@ -203,6 +204,7 @@ class JourneyWorkflow:
     async def run(self, run_input: JourneyInput) -> RunResult:
         if self.unready is not None:  # fail this workflow task; a retry (or a newer worker,
             raise self.unready  # or this one once it has loaded the plan) will run it
+        self._bounded()  # decided here, before any wait condition evaluates an expression
         if self._rules_read_profile():
             await self._read_profile()
         while self.state.outcome is None:
@@ -358,9 +360,9 @@ class JourneyWorkflow:
                 step_id=node.id,
                 connection=node.connection,
                 method=node.method,
-                path=render_path(node.path, names),
-                query=evaluation.render_value(node.query, names),
-                body=evaluation.render_value(node.body, names),
+                path=render_path(node.path, names, bounded=self._bounded()),
+                query=evaluation.render_value(node.query, names, bounded=self._bounded()),
+                body=evaluation.render_value(node.body, names, bounded=self._bounded()),
             )
         except evaluation.ExpressionFailed as error:
             raise StepFailed(node.id, str(error)) from None
@@ -633,9 +635,17 @@ class JourneyWorkflow:
             names = {key: value for key, value in names.items() if key in reads or key == "now"}
         return names
 
+    def _bounded(self) -> bool:
+        """Whether expressions count their work (:data:`workflows.limits.EXPRESSION_LIMITS`).
+        patched 2026-12: a costly expression fails its step; runs recorded before replay
+        without the limits."""
+        if self._expressions_bounded is None:
+            self._expressions_bounded = workflow.patched("bounded-expressions")
+        return self._expressions_bounded
+
     def _evaluate(self, node: Node, source: str, truth: bool = False) -> Any:
         try:
-            value = evaluation.evaluate(source, self._names())
+            value = evaluation.evaluate(source, self._names(), bounded=self._bounded())
         except evaluation.ExpressionFailed as error:
             raise StepFailed(node.id, str(error)) from None
         return bool(value) if truth else value
@@ -646,11 +656,15 @@ class JourneyWorkflow:
             return False
         names = self._names(event)
         try:
+            bounded = self._bounded()
             if rule.key is not None and (
-                evaluation.key_text(evaluation.evaluate(rule.key, names)) != self.input.key
+                evaluation.key_text(evaluation.evaluate(rule.key, names, bounded=bounded))
+                != self.input.key
             ):
                 return False
-            return rule.condition is None or evaluation.is_true(rule.condition, names)
+            return rule.condition is None or evaluation.is_true(
+                rule.condition, names, bounded=bounded
+            )
         except evaluation.ExpressionFailed:
             return False
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
 
-from workflows.evaluation import ExpressionFailed
+from workflows.evaluation import ExpressionFailed, budget, failures
 
 SEGMENT_SAFE = "@:!$'()*,"
 """Characters a path segment may hold unencoded besides letters, digits and ``-._~``."""
@@ -57,26 +57,21 @@ def _environment() -> Any:
     return env
 
 
-@lru_cache(maxsize=1)
-def _failures() -> tuple[type[Exception], ...]:
-    from jinja2 import TemplateError
-    from jinja2.sandbox import SecurityError
-
-    return (TemplateError, SecurityError, TypeError, ValueError, ArithmeticError)
-
-
 @lru_cache(maxsize=1024)
 def _template(source: str) -> Any:
     return _environment().from_string(source)
 
 
-def render_path(source: str, names: Mapping[str, Any]) -> str:
-    """The lookup path ``source`` over ``names``, each inserted value encoded as a segment."""
+def render_path(source: str, names: Mapping[str, Any], *, bounded: bool = True) -> str:
+    """The lookup path ``source`` over ``names``, each inserted value encoded as a segment,
+    within the expressions' budget (:func:`workflows.evaluation.render_text`)."""
     if "{" not in source:
         return source
     try:
-        return str(_template(source).render(**names))
+        template = _template(source)
+        with budget(bounded):
+            return str(template.render(**names))
     except Exception as error:
-        if isinstance(error, _failures()):
+        if isinstance(error, failures()):
             raise ExpressionFailed(f"{source!r}: {error}") from None
         raise

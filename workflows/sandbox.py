@@ -25,8 +25,11 @@ PASSED_THROUGH = (
     "workflows.channels",
     "workflows.durations",
     "workflows.evaluation",
+    "workflows.jinja_limits",
+    "workflows.jinja_rewrite",
     "workflows.jinja_sandbox",
     "workflows.lookup_paths",
+    "workflows.limits",  # the budget of the evaluation in progress: a context variable
     "workflows.models",
     "workflows.plan",
     "workflows.registry",  # the worker's plans and settings: one registry per process

@@ -58,7 +58,7 @@ class EmailSender:
                 )
             except ValueError as error:
                 raise permanent(f"email.unsubscribe_url: {error}", "Misconfigured") from None
-        rendered = kit.renderer.render(request, unsubscribe_url=unsubscribe_url)
+        rendered = await kit.renderer.render_async(request, unsubscribe_url=unsubscribe_url)
         sender = config.defaults.sender
         if sender is None:
             raise permanent("set defaults.sender in touchpoint.yaml", "Misconfigured")
