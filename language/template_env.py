@@ -17,6 +17,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, Undefined, pass_context, s
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from workflows.jinja_rewrite import finalize as bounded_finalize
 from workflows.jinja_sandbox import FILTERS, LimitedSandbox
 
 ESCAPE_NAME = "_escape"
@@ -26,6 +27,7 @@ ESCAPE_NAME = "_escape"
 @pass_context
 def escape_inserted(context: Context, value: Any) -> Any:
     """What a ``{{ … }}`` prints: ``value``, escaped when the render names an escape."""
+    value = bounded_finalize(value)  # the size budget of every printed value, first
     escape = context.get(ESCAPE_NAME)
     if escape is None or hasattr(value, "__html__"):
         return value

@@ -242,6 +242,7 @@ class JourneyWorkflow:
         if self.state.resume is None or self.state.resume.step != node.id:
             self.state.visits[node.id] = self.state.visits.get(node.id, 0) + 1
         if self._reads_profile(node):
+            self._decide_patches(node)
             await self._read_profile()
         match node:
             case SendNode():
@@ -579,6 +580,22 @@ class JourneyWorkflow:
             case LookupNode():
                 return _reads_profile(repr((node.path, node.query, node.body)))
         return False
+
+    def _decide_patches(self, node: Node) -> None:
+        """Take the step's ``workflow.patched`` decisions before it reads the profile.
+
+        A local activity's result can reach the workflow one task after the task that recorded
+        it, while a replay hands it over at once: a patch first asked right after the read
+        would then be asked before its marker is in sight, answered "no", and the replay would
+        fail on the marker. Asked first, in the order the step asks them, the answers are the
+        same either way (``patched`` remembers its answer for the rest of the run)."""
+        match node:
+            case WaitUntilNode():
+                if node.date is not None:
+                    workflow.patched("wait-until-wall-clock-offset")
+                workflow.patched("continue-as-new-in-waits")
+            case LookupNode():
+                workflow.patched("lookup-path-values-encoded")
 
     async def _read_profile(self) -> None:
         """The customer's profile as the store has it now (a local activity, recorded in the

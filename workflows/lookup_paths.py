@@ -50,10 +50,11 @@ def _climbs(text: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _environment() -> Any:
+    from workflows.jinja_rewrite import finalize
     from workflows.jinja_sandbox import make_expression_environment
 
     env = make_expression_environment()
-    env.finalize = encode_segment  # applied to each {{ … }}, never to the text around it
+    env.finalize = lambda value: encode_segment(finalize(value))  # each {{ … }}, not the text
     return env
 
 
