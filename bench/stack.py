@@ -120,6 +120,17 @@ def child(
         if process.stdout is not None:
             process.stdout.close()
         out.close()
+        warn_of_tracebacks(log)
+
+
+def warn_of_tracebacks(log: Path) -> None:
+    """Say so when a child logged tracebacks (failed workflow tasks, activities): each is work
+    redone, and the figures are suspect until it is understood."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    count = text.count("Traceback (most recent call last)")
+    if count:
+        last = text.rstrip().splitlines()[-1]
+        print(f"warning: {log.name} has {count} traceback(s); the last line: {last}", flush=True)
 
 
 def worker_env(server: DevServer, directory: Path, **extra: str) -> dict[str, str]:
