@@ -2,6 +2,10 @@
 run by the real worker) against a hand-written Temporal workflow doing the same activities and
 timers on the same dev server; interleaved rounds.
 
+A second baseline, ``raw-activity-queue``, is the same hand-written workflow with its activities
+on a queue of their own, as Touchpoint's sends are (one queue per channel): on the workflow's
+own queue the server hands activities to the worker eagerly, in the workflow task's answer.
+
 Touchpoint runs start as the router starts them (input version 2: a reference to the plan,
 which each worker compiled from its project; search attributes on the start). Two Touchpoint
 workers, each its own process and queue prefix: the default one, and one whose project says
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raw_worker import activity_queue
 from report import env_int, header, median, table, verdict
 from stack import (
     BENCH,
@@ -96,8 +101,14 @@ async def main() -> None:
                 unindexed = RunSettings(
                     queue_prefix="tpn-", time_scale=DAY_IN_SECONDS, index_runs=False
                 )
+                own_queue = activity_queue("raw-bench")
                 sides = [
                     Side("raw", lambda c: start_raw(client, "raw-bench", c, RAW_STEPS), raw.pid),
+                    Side(
+                        "raw-activity-queue",
+                        lambda c: start_raw(client, "raw-bench", c, RAW_STEPS, own_queue),
+                        raw.pid,
+                    ),
                     Side(
                         "touchpoint", lambda c: start_journey(client, plan, c, indexed), worker.pid
                     ),
@@ -146,7 +157,7 @@ async def main() -> None:
             rows,
         )
     )
-    for side, row in zip(sides[1:], rows[1:], strict=True):
+    for side, row in zip(sides[2:], rows[2:], strict=True):
         ratio, by_cpu = float(row[2]), float(row[6])  # type: ignore[arg-type]
         print(
             f"throughput ratio {side.name}/raw = {ratio:.2f}: {verdict(ratio, 0.9)} (aim 1.0); "

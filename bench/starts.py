@@ -117,11 +117,22 @@ async def start_journey(
 
 
 async def start_raw(
-    client: Client, queue: str, customer: str, steps: Sequence[str]
+    client: Client,
+    queue: str,
+    customer: str,
+    steps: Sequence[str],
+    activity_queue: str | None = None,
 ) -> WorkflowHandle[Any, Any]:
+    """The hand-written run; ``activity_queue``: its activities on a queue of their own (no
+    eager dispatch), as Touchpoint's sends are."""
     return await client.start_workflow(
         "RawJourney",
-        RawInput(customer_id=customer, profile=profile(customer), steps=list(steps)),
+        RawInput(
+            customer_id=customer,
+            profile=profile(customer),
+            steps=list(steps),
+            activity_queue=activity_queue,
+        ),
         id=f"raw/{customer}",
         task_queue=queue,
     )
