@@ -1,7 +1,16 @@
-"""History cost: events per run of each example journey (the recorded histories in
-tests/histories, real runs of the examples on the dev server) and, measured now on the dev
-server, the events each step kind adds to a run, beside a hand-written workflow's minimum for
-the same step (RawJourney). The baseline for a step is the events of a run without it."""
+"""History cost, measured now on the dev server against a hand-written workflow (RawJourney):
+
+1. the events each step kind adds to a run, beside the hand-written minimum for the same step
+   (the baseline for a step is the events of a run without it);
+2. typical runs end to end — the throughput journey (3 sends, 2 waits) and the example
+   ``newsletter-welcome`` (3 sends, 3 waits, a branch on the profile, a split) — their events,
+   history bytes, the run's input in the start event, and each send's request and template
+   context (issue 13: input under 1 KB, context trimmed to what the template reads);
+3. the recorded example runs in tests/histories (recorded earlier, not in this run).
+
+Runs start as the router starts them (input version 2, a reference to the plan); the workers
+run in this process, one with search attributes (the default) and one without; the profile a
+run reads comes from the recording stand-in (the store, in production)."""
 
 from __future__ import annotations
 
@@ -15,10 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from payloads import RunSizes, sizes
 from raw_workflow import RawJourney
 from report import header, table, verdict
-from stack import ROOT, connect, dev_server, run, temporary_directory
-from starts import DAY_IN_SECONDS, project_context, start_journey, start_raw, trigger
+from stack import BENCH, ROOT, connect, dev_server, run, temporary_directory
+from starts import (
+    DAY_IN_SECONDS,
+    compile_journey,
+    profile,
+    project_context,
+    project_plans,
+    start_journey,
+    start_raw,
+    trigger,
+)
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
@@ -26,8 +45,10 @@ from temporalio.worker import Worker
 from language.validator import compile_text
 from ops.workers import WorkerOptions, build_workers
 from simulation.recording import RecordingActivities
+from workflows import registry
 from workflows.models import RunSettings
 from workflows.plan import Plan
+from workflows.registry import Deployment
 
 HISTORIES = ROOT / "tests" / "histories"
 LOOKUPS = {"shop-api": {"products": [{"name": "Aero 14"}]}}
@@ -78,10 +99,41 @@ def journey_yaml(step: str | None) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Typical:
+    """A whole journey, and the hand-written workflow doing the same sends and waits."""
+
+    name: str
+    plan: Plan
+    raw: tuple[str, ...]
+    customer: str  # fixed: the split lands on the same path in every run (not the holdout)
+
+
+def typical_journeys() -> list[Typical]:
+    three = compile_journey(BENCH / "throughput-journey.yaml")
+    newsletter = project_plans()["newsletter-welcome"]
+    return [
+        Typical(
+            "3 sends + 2 waits (throughput journey)",
+            three,
+            ("send:a", "wait:1", "send:b", "wait:1", "send:c"),
+            "typical-1",
+        ),
+        Typical(
+            "newsletter-welcome (example)",
+            newsletter,
+            # send, wait 2d, branch, set, wait_until, send, wait 5d, split, send
+            ("send:a", "wait:2", "wait:1", "send:b", "wait:5", "send:c"),
+            "typical-1",
+        ),
+    ]
+
+
 def compile_step(step: str | None) -> Plan:
     plan, problems, _ = compile_text(journey_yaml(step), "bench-kind.yaml", project_context())
     if plan is None:
         raise SystemExit("\n".join(p.format() for p in problems))
+    registry.register([plan])  # what a worker does with the plans it compiled
     return plan
 
 
@@ -93,7 +145,7 @@ def event_types(history: Any) -> collections.Counter[str]:
 
 async def finished_history(
     handle: WorkflowHandle[Any, Any], signal: bool, event: Any = None
-) -> collections.Counter[str]:
+) -> Any:
     if signal:
         for _ in range(300):
             types = event_types(await handle.fetch_history())
@@ -102,22 +154,38 @@ async def finished_history(
             await asyncio.sleep(0.05)
         await handle.signal("event", event)
     await handle.result()
-    return event_types(await handle.fetch_history())
+    return await handle.fetch_history()
 
 
-async def touchpoint_events(
-    client: Client, step: str | None, settings: RunSettings, signal: bool
-) -> collections.Counter[str]:
-    plan = compile_step(step)
-    customer = f"h-{uuid.uuid4().hex[:10]}"
+async def touchpoint_history(
+    client: Client,
+    plan: Plan,
+    settings: RunSettings,
+    recording: RecordingActivities,
+    signal: bool = False,
+    customer: str | None = None,
+) -> Any:
+    customer = customer or f"h-{uuid.uuid4().hex[:10]}"
+    recording.profiles[customer] = profile(customer)  # what read_profile finds in the store
     handle = await start_journey(client, plan, customer, settings)
     awaited = trigger(plan, customer).model_copy(update={"event": "Bench Event"})
     return await finished_history(handle, signal, awaited)
 
 
-async def raw_events(
-    client: Client, queue: str, steps: tuple[str, ...], signal: bool
+async def touchpoint_events(
+    client: Client,
+    step: str | None,
+    settings: RunSettings,
+    signal: bool,
+    recording: RecordingActivities,
 ) -> collections.Counter[str]:
+    plan = compile_step(step)
+    return event_types(await touchpoint_history(client, plan, settings, recording, signal))
+
+
+async def raw_history(
+    client: Client, queue: str, steps: tuple[str, ...], signal: bool = False
+) -> Any:
     handle = await start_raw(client, queue, f"h-{uuid.uuid4().hex[:10]}", steps)
     awaited = {
         "message_id": "m",
@@ -126,6 +194,52 @@ async def raw_events(
         "timestamp": "2026-01-01T00:00:00Z",
     }
     return await finished_history(handle, signal, awaited)
+
+
+async def raw_events(
+    client: Client, queue: str, steps: tuple[str, ...], signal: bool
+) -> collections.Counter[str]:
+    return event_types(await raw_history(client, queue, steps, signal))
+
+
+def size_row(journey: str, side: str, found: RunSizes, raw: RunSizes) -> list[object]:
+    request, context, profile_bytes = found.per_send
+    return [
+        journey,
+        side,
+        found.events,
+        found.events / raw.events,
+        found.history_bytes,
+        found.input_bytes,
+        found.started_event_bytes,
+        found.signal_bytes,
+        found.sends,
+        request,
+        context,
+        profile_bytes,
+        found.local_activities,
+        found.types["UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"],
+        found.types["WORKFLOW_TASK_COMPLETED"],
+    ]
+
+
+SIZE_HEADERS = [
+    "journey",
+    "run",
+    "events",
+    "vs hand-written",
+    "history bytes",
+    "input bytes",
+    "start event bytes",
+    "signal bytes",
+    "sends",
+    "SendRequest bytes/send",
+    "context bytes/send",
+    "profile bytes/send",
+    "local activities",
+    "upserts",
+    "workflow tasks",
+]
 
 
 def added(
@@ -201,11 +315,20 @@ async def main() -> None:
     with temporary_directory("history") as tmp:
         async with dev_server(Path(tmp)) as server:
             client = await connect(server.address)
-            prefix, raw_queue = "hist-", "hist-raw"
+            raw_queue = "hist-raw"
             recording = RecordingActivities(lookups=LOOKUPS)
+            typical = typical_journeys()
+            registry.register(t.plan for t in typical)
             async with AsyncExitStack() as stack:
-                for worker in build_workers(client, recording.all(), WorkerOptions(prefix)):
-                    await stack.enter_async_context(worker)
+                for prefix, index_runs in (("hist-", True), ("histn-", False)):
+                    options = WorkerOptions(
+                        queue_prefix=prefix,
+                        deployment=Deployment(
+                            index_runs=index_runs, default_timezone="Europe/Berlin"
+                        ),
+                    )
+                    for worker in build_workers(client, recording.all(), options):
+                        await stack.enter_async_context(worker)
                 await stack.enter_async_context(
                     Worker(
                         client,
@@ -214,15 +337,32 @@ async def main() -> None:
                         activities=recording.all(),
                     )
                 )
-                indexed = RunSettings(queue_prefix=prefix, time_scale=DAY_IN_SECONDS)
-                plain = indexed.model_copy(update={"index_runs": False})
-                tp_base = await touchpoint_events(client, None, indexed, False)
-                plain_base = await touchpoint_events(client, None, plain, False)
+                indexed = RunSettings(queue_prefix="hist-", time_scale=DAY_IN_SECONDS)
+                plain = RunSettings(
+                    queue_prefix="histn-", time_scale=DAY_IN_SECONDS, index_runs=False
+                )
+                size_rows: list[list[object]] = []
+                worst_input = 0
+                for journey in typical:
+                    raw_sizes = sizes(await raw_history(client, raw_queue, journey.raw))
+                    for side, settings in (("touchpoint", indexed), ("index off", plain)):
+                        found = sizes(
+                            await touchpoint_history(
+                                client, journey.plan, settings, recording, customer=journey.customer
+                            )
+                        )
+                        worst_input = max(worst_input, found.input_bytes)
+                        size_rows.append(size_row(journey.name, side, found, raw_sizes))
+                    size_rows.append(size_row(journey.name, "hand-written", raw_sizes, raw_sizes))
+                tp_base = await touchpoint_events(client, None, indexed, False, recording)
+                plain_base = await touchpoint_events(client, None, plain, False, recording)
                 raw_base = await raw_events(client, raw_queue, (), False)
                 rows, raw_cost = [], {}
                 for kind in KINDS:
-                    tp = await touchpoint_events(client, kind.step, indexed, kind.signal)
-                    unindexed = await touchpoint_events(client, kind.step, plain, kind.signal)
+                    tp = await touchpoint_events(client, kind.step, indexed, kind.signal, recording)
+                    unindexed = await touchpoint_events(
+                        client, kind.step, plain, kind.signal, recording
+                    )
                     raw = await raw_events(client, raw_queue, kind.raw, kind.signal)
                     tp_cost = tp.total() - tp_base.total()
                     raw_cost[kind.name] = raw.total() - raw_base.total()
@@ -259,10 +399,11 @@ async def main() -> None:
             ],
         )
     )
+    print(table(SIZE_HEADERS, size_rows))
     print(
         table(
             [
-                "example run (tests/histories)",
+                "recorded example run (tests/histories, not this run)",
                 "steps",
                 "events",
                 "hand-written min",
@@ -273,6 +414,12 @@ async def main() -> None:
             example_rows(raw_cost, raw_base.total()),
         )
     )
+    print(
+        f"largest run input (start event payload): {worst_input} bytes: "
+        f"{verdict(worst_input, 1024, higher_is_better=False)}"
+    )
+    for row in size_rows[::3]:
+        print(f"events per run, {row[0]}, touchpoint / hand-written = {row[3]:.2f}")
     worst = max(row[1] - row[3] for row in rows)  # type: ignore[operator]
     print(
         f"most extra events on one step kind (indexed): {worst}: "

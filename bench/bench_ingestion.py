@@ -1,6 +1,7 @@
 """Ingestion: events/s through the real HTTP API (``touchpoint api`` in its own process,
 ``POST /v1/track`` with a write key, a concurrent httpx client on loopback) against direct
-signal-with-start of the same journey from a Python client; interleaved rounds; p50/p99.
+signal-with-start of the same journey from a Python client (the same input, version 2: a
+reference to the plan); interleaved rounds; p50/p99.
 
 Each event is a new customer's ``Newsletter Subscribed``: the API authenticates, claims the
 message id, reads the profile, and the router checks re-entry in the store before it
@@ -31,9 +32,8 @@ from stack import (
     temporary_directory,
     worker_env,
 )
-from starts import start_journey
+from starts import project_plans, start_journey
 
-from language.validator import validate
 from workflows.models import RunSettings
 
 EVENT = "Newsletter Subscribed"
@@ -85,7 +85,7 @@ async def main() -> None:
         f"{events} events per round, {rounds} interleaved rounds, {concurrency} in flight, "
         "new customer per event, no worker",
     )
-    plan = validate((), root=ROOT).plans["newsletter-welcome"]
+    plan = project_plans(ROOT)["newsletter-welcome"]
     with temporary_directory("ingestion") as tmp:
         directory = Path(tmp)
         async with dev_server(directory) as server:
@@ -112,7 +112,7 @@ async def main() -> None:
                         if response.status_code != 200:
                             raise SystemExit(f"/v1/track answered {response.status_code}")
 
-                    settings = RunSettings(default_timezone="Europe/Berlin")
+                    settings = RunSettings()  # as the API's router: search attributes on
 
                     async def direct(customer: str) -> None:
                         await start_journey(client, plan, customer, settings)

@@ -20,6 +20,7 @@ from stack import (
     BENCH,
     WAL_PRAGMAS,
     DevServer,
+    bench_project,
     connect,
     cpu_seconds,
     dev_server,
@@ -27,7 +28,7 @@ from stack import (
     temporary_directory,
     touchpoint_worker,
 )
-from starts import DAY_IN_SECONDS, compile_journey, start_journey
+from starts import DAY_IN_SECONDS, project_plans, start_journey
 from temporalio.client import Client
 
 from workflows.models import RunSettings
@@ -77,10 +78,11 @@ async def main() -> None:
         f"{starts} starts and {runs} journeys (3 sends + 2 waits of 1 s) per round, "
         f"{rounds} interleaved rounds, one real worker per server",
     )
-    plan = compile_journey(BENCH / "throughput-journey.yaml")
     settings = RunSettings(queue_prefix="p-", time_scale=DAY_IN_SECONDS)
     with temporary_directory("persistence") as tmp:
         directory = Path(tmp)
+        project = bench_project(directory, "project", [BENCH / "throughput-journey.yaml"])
+        plan = project_plans(project)["bench-three-sends"]
         async with AsyncExitStack() as servers:
             targets = []
             for name, pragmas in (("default", ()), ("wal+normal", WAL_PRAGMAS)):
@@ -92,7 +94,9 @@ async def main() -> None:
                 for target in targets:
                     folder = target.server.database.parent
                     workers.enter_context(
-                        touchpoint_worker(target.server, folder, TOUCHPOINT_QUEUE_PREFIX="p-")
+                        touchpoint_worker(
+                            target.server, folder, project, TOUCHPOINT_QUEUE_PREFIX="p-"
+                        )
                     )
                 for target in targets:
                     await runs_per_second(target, plan, 5, settings)  # warm-up

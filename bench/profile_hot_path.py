@@ -22,6 +22,7 @@ from stack import (
     BENCH,
     ROOT,
     api_command,
+    bench_project,
     child,
     connect,
     create_write_key,
@@ -31,7 +32,7 @@ from stack import (
     touchpoint_worker,
     worker_env,
 )
-from starts import DAY_IN_SECONDS, compile_journey, run_batch, start_journey
+from starts import DAY_IN_SECONDS, project_plans, run_batch, start_journey
 
 from workflows.models import RunSettings
 
@@ -90,11 +91,14 @@ def record(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 
 async def profile_worker(directory: Path, runs: int) -> Path:
-    plan = compile_journey(BENCH / "throughput-journey.yaml")
+    project = bench_project(directory, "project", [BENCH / "throughput-journey.yaml"])
+    plan = project_plans(project)["bench-three-sends"]
     out = directory / "worker.txt"
     async with dev_server(directory) as server:
         client = await connect(server.address)
-        with touchpoint_worker(server, directory, TOUCHPOINT_QUEUE_PREFIX="prof-") as worker:
+        with touchpoint_worker(
+            server, directory, project, TOUCHPOINT_QUEUE_PREFIX="prof-"
+        ) as worker:
             settings = RunSettings(queue_prefix="prof-", time_scale=DAY_IN_SECONDS)
             spy = record(worker.pid, out)
             await run_batch(

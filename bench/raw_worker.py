@@ -2,7 +2,9 @@
 worker, on one task queue, with Touchpoint's worker defaults (cache, activity slots).
 
 ``python bench/raw_worker.py --queue Q`` (address from TOUCHPOINT_TEMPORAL_ADDRESS, record file
-from TOUCHPOINT_RECORD_FILE). Prints ``raw worker ready`` once polling; SIGTERM stops it."""
+from TOUCHPOINT_RECORD_FILE). Also polls ``Q-activities`` for runs that put their activities on
+a queue of their own (``RawInput.activity_queue``). Prints ``raw worker ready`` once polling;
+SIGTERM stops it."""
 
 from __future__ import annotations
 
@@ -29,16 +31,29 @@ async def serve(queue: str) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[RawJourney],
-        activities=activities.all(),
-        max_cached_workflows=defaults.max_cached_workflows,
-        max_concurrent_activities=defaults.max_concurrent_activities,
+    async with (
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=[RawJourney],
+            activities=activities.all(),
+            max_cached_workflows=defaults.max_cached_workflows,
+            max_concurrent_activities=defaults.max_concurrent_activities,
+        ),
+        Worker(
+            client,
+            task_queue=activity_queue(queue),
+            activities=activities.all(),
+            max_concurrent_activities=defaults.max_concurrent_activities,
+        ),
     ):
         print("raw worker ready", flush=True)
         await stop.wait()
+
+
+def activity_queue(queue: str) -> str:
+    """The queue of the runs whose activities have one of their own."""
+    return f"{queue}-activities"
 
 
 if __name__ == "__main__":

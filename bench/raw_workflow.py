@@ -22,6 +22,10 @@ class RawInput(BaseModel):
     customer_id: str
     profile: Profile
     steps: list[str]  # "send:<template>", "wait:<seconds>", "wait_for:<seconds>"
+    # None: activities on the workflow's own task queue, which lets the server hand them to
+    # the worker eagerly (in the workflow task's answer); a name: a queue of their own, as
+    # Touchpoint's sends (one queue per channel)
+    activity_queue: str | None = None
 
 
 @workflow.defn(name="RawJourney")
@@ -42,7 +46,7 @@ class RawJourney:
                 await workflow.execute_activity(
                     "send_email",
                     _request(run_input, index, argument),
-                    task_queue=workflow.info().task_queue,
+                    task_queue=run_input.activity_queue or workflow.info().task_queue,
                     result_type=SendResult,
                     retry_policy=RETRY,
                     start_to_close_timeout=timedelta(seconds=60),

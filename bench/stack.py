@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,6 +120,17 @@ def child(
         if process.stdout is not None:
             process.stdout.close()
         out.close()
+        warn_of_tracebacks(log)
+
+
+def warn_of_tracebacks(log: Path) -> None:
+    """Say so when a child logged tracebacks (failed workflow tasks, activities): each is work
+    redone, and the figures are suspect until it is understood."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    count = text.count("Traceback (most recent call last)")
+    if count:
+        last = text.rstrip().splitlines()[-1]
+        print(f"warning: {log.name} has {count} traceback(s); the last line: {last}", flush=True)
 
 
 def worker_env(server: DevServer, directory: Path, **extra: str) -> dict[str, str]:
@@ -132,14 +144,40 @@ def worker_env(server: DevServer, directory: Path, **extra: str) -> dict[str, st
     }
 
 
+def bench_project(
+    directory: Path,
+    name: str = "project",
+    journeys: Sequence[Path] = (),
+    index_runs: bool = True,
+) -> Path:
+    """A copy of the example project (``touchpoint.yaml``, its journeys and templates) in
+    ``directory/name``, with ``journeys`` added and, with ``index_runs=False``, a worker that
+    keeps no search attributes. The real worker compiles it, publishes the plans to the store
+    and registers them, as in production; runs started against it carry only a reference
+    (journey id and plan version) to one of those plans."""
+    project = directory / name
+    project.mkdir()
+    shutil.copytree(ROOT / "journeys", project / "journeys")
+    shutil.copytree(ROOT / "templates", project / "templates")
+    for journey in journeys:
+        shutil.copy(journey, project / "journeys" / journey.name)
+    config = (ROOT / "touchpoint.yaml").read_text()
+    if not index_runs:
+        if "\nworker:" in config:
+            raise SystemExit("touchpoint.yaml has a worker: section; bench_project cannot add one")
+        config += "\nworker:\n  index_runs: false\n"
+    (project / "touchpoint.yaml").write_text(config)
+    return project
+
+
 @contextlib.contextmanager
 def touchpoint_worker(
-    server: DevServer, directory: Path, **extra: str
+    server: DevServer, directory: Path, project: Path = ROOT, log: str = "worker", **extra: str
 ) -> Iterator[subprocess.Popen[str]]:
-    """The real worker: ``python worker.py --project <repository>``."""
-    command = [sys.executable, str(ROOT / "worker.py"), "--project", str(ROOT)]
+    """The real worker: ``python worker.py --project <project>`` (the repository by default)."""
+    command = [sys.executable, str(ROOT / "worker.py"), "--project", str(project)]
     env = worker_env(server, directory, **extra)
-    with child(command, env, directory / "worker.log", "touchpoint worker ready") as process:
+    with child(command, env, directory / f"{log}.log", "touchpoint worker ready") as process:
         yield process
 
 

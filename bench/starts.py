@@ -1,5 +1,10 @@
 """Starting runs for benchmarks: a Touchpoint run exactly as the router starts it
-(signal-with-start, search attributes, memo), and the hand-written baseline's run."""
+(signal-with-start, search attributes, memo, an input of version 2: a reference to the plan, no
+profile, the run's clock), and the hand-written baseline's run.
+
+The worker that runs a journey must know its plan: the real worker compiles the project it is
+given (:func:`stack.bench_project` adds the benchmark's journeys to a copy of the examples), an
+in-process worker gets them from :func:`workflows.registry.register`."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from temporalio.common import (
 )
 
 from language.compiler import ProjectContext
+from language.templates import load_catalog
 from language.validator import compile_text, validate
 from workflows.models import (
     JOURNEY_QUEUE,
@@ -29,6 +35,7 @@ from workflows.models import (
     Profile,
     RunSettings,
     customer_hash,
+    workflow_id,
 )
 from workflows.plan import Plan
 from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
@@ -37,7 +44,20 @@ DAY_IN_SECONDS = 1 / 86_400
 
 
 def project_context() -> ProjectContext:
-    return ProjectContext(config=validate((), root=ROOT).config)
+    """The example project's config and templates, as the worker compiles with them (the
+    templates tell each send which of the run's names it reads)."""
+    return ProjectContext(
+        config=validate((), root=ROOT).config,
+        templates=load_catalog(ROOT / "templates", "templates"),
+    )
+
+
+def project_plans(project: Path = ROOT) -> dict[str, Plan]:
+    """The plans of a project as its worker compiles them (same versions)."""
+    report = validate((), root=project)
+    if not report.ok:
+        raise SystemExit("\n".join(p.format() for p in report.problems))
+    return dict(report.plans)
 
 
 def compile_journey(path: Path) -> Plan:
@@ -63,7 +83,9 @@ def trigger(plan: Plan, customer: str) -> Event:
 async def start_journey(
     client: Client, plan: Plan, customer: str, settings: RunSettings
 ) -> WorkflowHandle[Any, Any]:
-    """Signal-with-start, as ``Router._trigger`` does it (without the entry store)."""
+    """Signal-with-start, as ``Router._trigger`` does it (without the entry store): the input
+    names the plan by version; ``settings`` gives the queue prefix, the run's clock and whether
+    the run starts with search attributes (the worker on that queue decides the rest)."""
     event = trigger(plan, customer)
     attributes = None
     if settings.index_runs:
@@ -78,13 +100,13 @@ async def start_journey(
     return await client.start_workflow(
         "JourneyWorkflow",
         JourneyInput(
-            plan=plan,
+            journey_id=plan.journey_id,
+            plan_version=plan.version,
             customer_id=customer,
             trigger=event,
-            profile=profile(customer),
-            settings=settings,
+            clock=settings.clock(),
         ),
-        id=f"journey/{plan.journey_id}/{customer}",
+        id=workflow_id(plan.journey_id, customer, None, None),
         task_queue=settings.queue(JOURNEY_QUEUE),
         start_signal="event",
         start_signal_args=[event],
@@ -95,11 +117,22 @@ async def start_journey(
 
 
 async def start_raw(
-    client: Client, queue: str, customer: str, steps: Sequence[str]
+    client: Client,
+    queue: str,
+    customer: str,
+    steps: Sequence[str],
+    activity_queue: str | None = None,
 ) -> WorkflowHandle[Any, Any]:
+    """The hand-written run; ``activity_queue``: its activities on a queue of their own (no
+    eager dispatch), as Touchpoint's sends are."""
     return await client.start_workflow(
         "RawJourney",
-        RawInput(customer_id=customer, profile=profile(customer), steps=list(steps)),
+        RawInput(
+            customer_id=customer,
+            profile=profile(customer),
+            steps=list(steps),
+            activity_queue=activity_queue,
+        ),
         id=f"raw/{customer}",
         task_queue=queue,
     )
