@@ -13,6 +13,7 @@ it is not a bug. Anything else that escapes is a crash (exit 3, traceback).
     ├── StoreUnavailable       the database cannot be created, opened or written, or has no driver
     ├── PortInUse              ``touchpoint dev``: a port it needs is taken
     ├── NoSuchRun              no run with that workflow id
+    ├── NotDeployed            no journey with that id has been deployed (store.deployments)
     └── PreviewError           preview, send-test: no such journey or step (ops.messaging)
 
 The split that matters: "could not talk to it" (Temporal, the database — start it, or point
@@ -48,3 +49,7 @@ class PortInUse(UserError):
 
 class NoSuchRun(UserError):
     """No run has this workflow id (or, for cancel, it has already ended)."""
+
+
+class NotDeployed(UserError):
+    """No journey with this id has been deployed (``touchpoint journeys``)."""

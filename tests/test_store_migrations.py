@@ -14,7 +14,7 @@ from store.database import connect, metadata
 def test_a_new_database_is_migrated_to_the_newest_revision(tmp_path: Path) -> None:
     engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
     with engine.connect() as db:
-        assert db.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert db.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
     assert set(inspect(engine).get_table_names()) >= {
         "journey_entries",
         "deliveries",
@@ -84,4 +84,4 @@ def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
     assert failures == []
     assert [p.returncode for p in starts] == [0] * 6
     with connect(url).connect() as db:
-        assert db.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert db.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
