@@ -28,6 +28,7 @@ from ops.exits import exit_code, leave, refuse
 from workflows.plan import Plan
 
 if TYPE_CHECKING:
+    from store.deployments import State
     from store.suppressions import Suppressions
 
 
@@ -63,6 +64,11 @@ ProjectOption = Annotated[
         file_okay=False,
         exists=True,
     ),
+]
+
+
+WhoOption = Annotated[
+    str | None, typer.Option("--by", help="Who does it, for the audit (default: your user name).")
 ]
 
 
@@ -177,6 +183,14 @@ def dev_command(
 def api_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    deploy: Annotated[
+        bool,
+        typer.Option(
+            "--deploy",
+            help="Deploy this folder's journeys as `touchpoint deploy` would (default: only "
+            "those never deployed; the store's active versions win).",
+        ),
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
     """Serve the ingestion API (Segment-compatible), unsubscribe and provider webhooks."""
@@ -184,7 +198,50 @@ def api_command(
 
     from ops.api_server import serve_api
 
-    uvloop.run(serve_api(project.resolve(), host, port))  # uvloop: the API's hot path
+    uvloop.run(serve_api(project.resolve(), host, port, deploy))  # uvloop: the API's hot path
+
+
+@app.command("deploy")
+def deploy_command(
+    journeys: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[JOURNEY]...",
+            help="Journey ids in journeys/ (or files); default: every journey of the project.",
+        ),
+    ] = None,
+    why: Annotated[str | None, typer.Option("--why", help="Why, for the audit.")] = None,
+    by: WhoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Validate, compile and deploy journeys to every running API, all or nothing.
+
+    Every API starts new entries on the deployed versions within seconds, without a restart;
+    running runs finish on the version they entered."""
+    from ingestion.deployed import POLL_SECONDS
+    from ops.journeys import deploy, deploy_line, journey_files
+
+    who, reason = _who(by), None if why is None else _why(why, "--why")
+    report = validate(journey_files(project, journeys or []), root=project)
+    if not report.ok or not report.plans:
+        for problem in report.problems:
+            typer.echo(problem.format(), err=True)
+        summary = report.summary() if not report.ok else "no journey to deploy"
+        _fail(f"{summary}; nothing deployed")
+    results = deploy(report.config, list(report.plans.values()), actor=who, reason=reason)
+    for line in aligned([[r.journey_id, deploy_line(r)] for r in results]):
+        typer.echo(line)
+    changed = sum(r.changed for r in results)
+    typer.echo(
+        f"{changed} deployed, {len(results) - changed} unchanged"
+        + (
+            f"; every API starts new entries on them within {2 * POLL_SECONDS:g} s, "
+            "running runs stay on their version"
+            if changed
+            else ""
+        ),
+        err=True,
+    )
 
 
 keys_app = typer.Typer(help="Write keys for the ingestion API.", no_args_is_help=True)
@@ -531,15 +588,132 @@ def outbox_command(
         raise typer.Exit(1) from None
 
 
+class JourneysCommands(TyperGroup):
+    """``touchpoint journeys`` lists the journeys, ``touchpoint journeys JOURNEY`` shows one."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] != "--help"):
+            args = ["list", *args]
+        elif args[0] not in self.commands and args[0] != "--help":
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+journeys_app = typer.Typer(
+    cls=JourneysCommands,
+    help="Deployed journeys: versions, runs, and pause, resume or stop (with an audit).",
+)
+app.add_typer(journeys_app, name="journeys")
+
+JourneyArgument = Annotated[str, typer.Argument(help="The journey id.")]
+WhyOption = Annotated[str, typer.Option("--why", help="Why, for the audit.")]
+
+
+@journeys_app.command("list")
+def journeys_list_command(project: ProjectOption = Path(".")) -> None:
+    """Every deployed journey: state, versions, the active one (*), runs per version.
+
+    A line per version that was ever deployed: when and by whom, and its runs (running, and
+    all that entered it) counted by Temporal's search attributes."""
+    import asyncio
+
+    from ops.journeys import (
+        VERSION_COLUMNS,
+        open_deployments,
+        version_rows,
+        version_table,
+        with_run_counts,
+    )
+
+    deployments, settings = open_deployments(project.resolve())
+    rows, note = asyncio.run(with_run_counts(version_rows(deployments), settings))
+    for line in aligned([VERSION_COLUMNS, *version_table(rows)]) if rows else []:
+        typer.echo(line)
+    journeys = len({row.journey.journey_id for row in rows})
+    said = f"{journeys} journey(s)" if rows else "no journey deployed yet; `touchpoint deploy`"
+    typer.echo(said + (f"; {note}" if note else ""), err=True)
+
+
+@journeys_app.command("show")
+def journeys_show_command(journey: JourneyArgument, project: ProjectOption = Path(".")) -> None:
+    """One journey: its state, versions and runs, and who changed it, when and why."""
+    import asyncio
+
+    from ops.journeys import (
+        VERSION_COLUMNS,
+        history_lines,
+        open_deployments,
+        version_rows,
+        version_table,
+        with_run_counts,
+    )
+
+    deployments, settings = open_deployments(project.resolve())
+    current = deployments.get(journey)
+    rows, note = asyncio.run(with_run_counts(version_rows(deployments, journey), settings))
+    if current.state == "active":
+        typer.echo(f"{journey}: active; new entries start on {current.active_version}")
+    else:
+        typer.echo(
+            f"{journey}: {current.state}; new entries would start on {current.active_version} "
+            f"(`touchpoint journeys resume {journey}`)"
+        )
+    for line in aligned([VERSION_COLUMNS[2:], *[row[2:] for row in version_table(rows)]]):
+        typer.echo(f"  {line}")
+    typer.echo("history:")
+    for line in history_lines(deployments.history(journey)):
+        typer.echo(f"  {line}")
+    if note:
+        typer.echo(note, err=True)
+
+
+def _set_state(journey: str, state: State, why: str, by: str | None, project: Path) -> None:
+    from ops.journeys import open_deployments, state_change
+
+    who, reason = _who(by), _why(why, "--why")
+    deployments, _ = open_deployments(project.resolve())
+    before, _now = deployments.set_state(journey, state, actor=who, reason=reason)
+    typer.echo(state_change(deployments, journey, before, state))
+
+
+@journeys_app.command("pause")
+def journeys_pause_command(
+    journey: JourneyArgument,
+    why: WhyOption,
+    by: WhoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """No new entries (trigger events are accepted and start nothing); running runs go on."""
+    _set_state(journey, "paused", why, by, project)
+
+
+@journeys_app.command("resume")
+def journeys_resume_command(
+    journey: JourneyArgument,
+    why: WhyOption,
+    by: WhoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Undo a pause or a stop: new entries start again (runs a stop has ended stay ended)."""
+    _set_state(journey, "active", why, by, project)
+
+
+@journeys_app.command("stop")
+def journeys_stop_command(
+    journey: JourneyArgument,
+    why: WhyOption,
+    by: WhoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """The kill switch: no new entries, and running runs end (exited) before their next send."""
+    _set_state(journey, "stopped", why, by, project)
+
+
 suppressions_app = typer.Typer(
     help="Addresses no email goes to (hard bounces, spam reports), with an audit.",
     no_args_is_help=True,
 )
 app.add_typer(suppressions_app, name="suppressions")
-
-WhoOption = Annotated[
-    str | None, typer.Option("--by", help="Who does it, for the audit (default: your user name).")
-]
 
 
 @suppressions_app.command("list")
@@ -652,9 +826,9 @@ def _who(by: str | None) -> str:
         raise typer.BadParameter("cannot tell who you are; say so", param_hint="--by") from None
 
 
-def _why(reason: str) -> str:
+def _why(reason: str, option: str = "--reason") -> str:
     if not reason.strip():
-        raise typer.BadParameter("say why, for the audit", param_hint="--reason")
+        raise typer.BadParameter("say why, for the audit", param_hint=option)
     return reason.strip()
 
 

@@ -8,7 +8,7 @@ Every send goes the same way, whatever its channel (:mod:`workflows.channels`):
    the **recipient**: their address or number, or the destination — none, and the message is
    ``skipped`` ("the customer has no email address");
 3. ask the **policy chain** (:mod:`activities.policies`): send, skip (suppressed address,
-   withdrawn consent …) or defer until a moment;
+   withdrawn consent …), defer until a moment, or end the run (its journey is stopped);
 4. **prepare** it with the channel's sender (check, render, shape for the provider);
 5. **hand it over** to the provider, and record ``sent`` with the provider's id.
 
@@ -43,6 +43,7 @@ from activities.webhooks import step_time
 from config.project import Connection, ProjectConfig, resolve_env
 from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from store.consent import ConsentStore
+from store.deployments import Deployments
 from store.ledger import Claim, Ledger, Status
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
@@ -75,7 +76,7 @@ class DeliveryActivities:
     consent: ConsentStore | None = None
     suppressions: Suppressions | None = None  # addresses no email may go to
     telegram_api: str = "https://api.telegram.org"
-    policies: PolicyChain | None = None  # default: PolicyChain.standard (suppression, consent)
+    policies: PolicyChain | None = None  # default: PolicyChain.standard (stop, suppression, …)
     profiles: ProfileStore | None = None  # default: the ledger's store
     senders: dict[str, Sender] = field(init=False)  # by channel name
     sends: dict[str, Callable[..., Any]] = field(init=False)  # the send_<channel> activities
@@ -108,7 +109,9 @@ class DeliveryActivities:
             self.profiles = ProfileStore(self.ledger.engine)
         if self.policies is None:
             consent = self.consent or ConsentStore(self.ledger.engine)
-            self.policies = PolicyChain.standard(consent, self.suppressions)
+            self.policies = PolicyChain.standard(
+                consent, self.suppressions, Deployments(self.ledger.engine)
+            )
         self.senders = {name: c.sender_class()(self) for name, c in CHANNELS.items()}
         self.sends = {name: self._send_activity(c) for name, c in CHANNELS.items()}
 
@@ -215,6 +218,12 @@ class DeliveryActivities:
         decision = await asyncio.to_thread(self.policies.decide, message)
         if decision.action == "skip":
             return _Outcome.skipped(request, decision.reason or decision.policy or "policy")
+        if decision.action == "end":
+            reason = decision.reason or decision.policy or "policy"
+            answer = SendResult(
+                message_id=request.message_id, status="skipped", reason=reason, ends_run=True
+            )
+            return _Outcome(answer, "skipped")
         if decision.action == "defer":
             answer = SendResult(
                 message_id=request.message_id,

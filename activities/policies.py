@@ -7,7 +7,9 @@ are asked in order; the first that objects decides:
   ``skipped`` and the reason, the run's timeline shows it;
 * **defer** until a moment (with a reason): the message is not sent *yet*; the ledger records
   ``deferred``, and the run waits (a durable timer that goal, exit and unsubscribe interrupt)
-  and asks again with the same message id.
+  and asks again with the same message id;
+* **end** the run (with a reason): the message is not sent, the ledger records ``skipped``,
+  and the run ends here as ``exited`` — the kill switch of a stopped journey.
 
 No objection from anyone: **send**. Policies read the store, so the chain runs in a worker
 thread, one hop for all of them. ``now`` is the run's clock at the step (the same on every
@@ -26,6 +28,7 @@ from typing import Literal, Protocol
 
 from activities.email.address import InvalidEmailAddress, email_address
 from store.consent import ConsentStore
+from store.deployments import Deployments
 from store.suppressions import Suppressions
 from workflows.channels import Channel
 from workflows.models import SendRequest
@@ -44,7 +47,7 @@ class Message:
 
 @dataclass(frozen=True)
 class Decision:
-    action: Literal["send", "skip", "defer"]
+    action: Literal["send", "skip", "defer", "end"]
     reason: str | None = None
     until: datetime | None = None  # for defer
     policy: str | None = None  # who decided
@@ -52,6 +55,10 @@ class Decision:
     @classmethod
     def skip(cls, reason: str) -> Decision:
         return cls("skip", reason)
+
+    @classmethod
+    def end(cls, reason: str) -> Decision:
+        return cls("end", reason)
 
     @classmethod
     def defer(cls, reason: str, until: datetime) -> Decision:
@@ -74,9 +81,16 @@ class PolicyChain:
         self.policies = tuple(policies)
 
     @classmethod
-    def standard(cls, consent: ConsentStore, suppressions: Suppressions | None) -> PolicyChain:
-        """Touchpoint's chain, in order: address suppressions, then consent."""
+    def standard(
+        cls,
+        consent: ConsentStore,
+        suppressions: Suppressions | None,
+        deployments: Deployments | None = None,
+    ) -> PolicyChain:
+        """Touchpoint's chain, in order: a stopped journey, address suppressions, consent."""
         chain: list[Policy] = []
+        if deployments is not None:
+            chain.append(JourneyStopped(deployments))
         if suppressions is not None:
             chain.append(SuppressedAddress(suppressions))
         chain.append(ConsentWithdrawn(consent))
@@ -88,6 +102,21 @@ class PolicyChain:
             if decision is not None and decision.action != "send":
                 return Decision(decision.action, decision.reason, decision.until, policy.name)
         return SEND
+
+
+@dataclass
+class JourneyStopped:
+    """``touchpoint journeys stop``: a run of a stopped journey sends nothing more — it ends at
+    its next send, whichever version it runs, even a send being retried through an outage."""
+
+    deployments: Deployments
+    name: str = "journey-stopped"
+
+    def decide(self, message: Message) -> Decision | None:
+        journey = message.request.journey_id
+        if self.deployments.state(journey) != "stopped":
+            return None
+        return Decision.end(self.deployments.stop_reason(journey))
 
 
 @dataclass

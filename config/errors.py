@@ -14,6 +14,7 @@ it is not a bug. Anything else that escapes is a crash (exit 3, traceback).
     ├── PortInUse              ``touchpoint dev``: a port it needs is taken
     ├── NoSuchRun              no run with that workflow id
     ├── ProfileTooLarge        a change would pass a profile's size cap (store.profiles)
+    ├── NotDeployed            no journey with that id has been deployed (store.deployments)
     └── PreviewError           preview, send-test: no such journey or step (ops.messaging)
 
 The split that matters: "could not talk to it" (Temporal, the database — start it, or point
@@ -49,3 +50,7 @@ class PortInUse(UserError):
 
 class NoSuchRun(UserError):
     """No run has this workflow id (or, for cancel, it has already ended)."""
+
+
+class NotDeployed(UserError):
+    """No journey with this id has been deployed (``touchpoint journeys``)."""

@@ -19,7 +19,7 @@ import contextlib
 import html
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +80,7 @@ class Api:
     suppressions: Suppressions | None = None  # addresses no email may go to (bounce, spam)
     sendgrid_key: Any = None  # the Event Webhook's verification key (P-256)
     ready: Callable[[], Awaitable[dict[str, bool]]] | None = None
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()  # for its lifetime
 
     async def apply(self, kind: str, call: Ingest, scope: str) -> None:
         RECEIVED.labels(kind).inc()
@@ -96,7 +97,8 @@ PURGE_EVERY_SECONDS = 3600
 def create_app(api: Api) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        """Forget processed message ids older than the dedupe window, now and every hour."""
+        """Forget processed message ids older than the dedupe window, now and every hour; run
+        the API's background tasks (following deploys)."""
 
         async def purge_forever() -> None:
             while True:
@@ -104,13 +106,16 @@ def create_app(api: Api) -> FastAPI:
                 log.info("purged %d processed message ids", removed)
                 await asyncio.sleep(PURGE_EVERY_SECONDS)
 
-        task = asyncio.create_task(purge_forever())
+        tasks = [asyncio.create_task(purge_forever())]
+        tasks += [asyncio.create_task(run()) for run in api.background]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
         lifespan=lifespan,

@@ -8,6 +8,13 @@
   a visibility query on the Touchpoint search attributes.
 
 Workflow ids hash the customer id and key: no personal data in ids.
+
+**What it routes by** is a :class:`Routes` table: the active version of each journey (triggers
+start runs on it) and the earlier versions (their runs still wait for events). An API swaps it
+whole when a journey is deployed (:meth:`Router.use`, :mod:`ingestion.deployed`); an event
+being routed keeps the table it started with, so it goes to the old or the new version, not
+to neither. With ``deployments`` the router also asks the store, at each trigger, whether the
+journey is paused or stopped: then the trigger starts nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -30,7 +37,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from store.entries import EntryStore
+from store.deployments import Deployments
+from store.entries import Entry, EntryStore
 from workflows import evaluation, registry
 from workflows.models import (
     JOURNEY_QUEUE,
@@ -61,6 +69,34 @@ class Routed:
     key: str | None = None  # the correlation key of that run
 
 
+@dataclass(frozen=True)
+class Routes:
+    """What the router routes by; replaced whole, never changed in place."""
+
+    active: Mapping[str, Plan] = field(default_factory=dict)  # journey id → its active version
+    triggers: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)  # event → active plans
+    listeners: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)  # every version
+
+    @classmethod
+    def of(cls, active: Mapping[str, Plan], earlier: Iterable[Plan] = ()) -> Routes:
+        """Triggers start ``active`` plans; runs of ``active`` and ``earlier`` versions (of
+        the same journeys) get the events they listen for."""
+        triggers: dict[str, list[Plan]] = {}
+        listeners: dict[str, list[Plan]] = {}
+        current = {plan.version for plan in active.values()}
+        older = [p for p in earlier if p.journey_id in active and p.version not in current]
+        for plan in active.values():
+            triggers.setdefault(plan.trigger.event, []).append(plan)
+        for plan in [*active.values(), *older]:
+            for name in sorted(plan.listened_events()):
+                listeners.setdefault(name, []).append(plan)
+        return cls(
+            dict(active),
+            {name: tuple(found) for name, found in triggers.items()},
+            {name: tuple(found) for name, found in listeners.items()},
+        )
+
+
 class Router:
     def __init__(
         self,
@@ -69,25 +105,33 @@ class Router:
         entries: EntryStore,
         settings: RunSettings,
         clock: Callable[[], Awaitable[datetime]] | None = None,
+        deployments: Deployments | None = None,
     ) -> None:
         self.client = client
-        self.plans = dict(plans)
         self.entries = entries
         self.settings = settings
         self.clock = clock or _utc_now
-        registry.register(self.plans.values())  # a worker in this process runs them directly
-        self.triggers: dict[str, list[Plan]] = {}
-        self.listeners: dict[str, list[Plan]] = {}
-        for plan in self.plans.values():
-            self.triggers.setdefault(plan.trigger.event, []).append(plan)
-            for name in sorted(plan.listened_events()):
-                self.listeners.setdefault(name, []).append(plan)
+        self.deployments = deployments  # set: a paused or stopped journey starts nothing
+        self.routes = Routes()
+        self.use(plans)
+
+    @property
+    def plans(self) -> Mapping[str, Plan]:
+        """The active version of each journey routed."""
+        return self.routes.active
+
+    def use(self, active: Mapping[str, Plan], earlier: Iterable[Plan] = ()) -> None:
+        """Route by these plans from now on (see :meth:`Routes.of`), in one assignment."""
+        routes = Routes.of(active, earlier)
+        registry.register([*routes.active.values(), *earlier])  # an in-process worker runs them
+        self.routes = routes
 
     def routes_for(self, event_name: str) -> tuple[list[str], list[str]]:
         """Journey ids an event name triggers, and journey ids that listen for it."""
+        routes = self.routes
         return (
-            [p.journey_id for p in self.triggers.get(event_name, [])],
-            [p.journey_id for p in self.listeners.get(event_name, [])],
+            [p.journey_id for p in routes.triggers.get(event_name, ())],
+            list(dict.fromkeys(p.journey_id for p in routes.listeners.get(event_name, ()))),
         )
 
     async def route(
@@ -98,17 +142,21 @@ class Router:
         ``linked`` are other ids of the same customer (anonymous ids linked to them by
         ``alias``): runs that started under those ids get the event too.
         """
+        routes = self.routes  # this event's table, whatever a deploy swaps in meanwhile
         now = await self.clock()
         results: list[Routed] = []
         handled: set[str] = set()
-        for plan in self.triggers.get(event.event, []):
+        for plan in routes.triggers.get(event.event, ()):
             routed = await self._trigger(plan, event, profile, now)
             results.append(routed)
             if routed.action in ("started", "signalled"):
                 handled.add(plan.journey_id)
-        for plan in self.listeners.get(event.event, []):
+        versions: dict[str, list[Plan]] = {}
+        for plan in routes.listeners.get(event.event, ()):
             if plan.journey_id not in handled:
-                results += await self._listen(plan, event, linked)
+                versions.setdefault(plan.journey_id, []).append(plan)
+        for plans in versions.values():
+            results += await self._listen(plans, event, linked)
         return results
 
     # --- triggers -------------------------------------------------------------------------
@@ -133,14 +181,7 @@ class Router:
             return Routed(journey, "skipped", reason=f"cannot evaluate: {error}")
 
         subject = _subject(event.customer_id, key)
-        entry = await asyncio.to_thread(
-            self.entries.enter,
-            journey,
-            subject,
-            now,
-            once=plan.entry.policy == "once",
-            cooldown_seconds=plan.entry.cooldown_seconds or 0,
-        )
+        entry = await asyncio.to_thread(self._enter, plan, subject, now)
         if entry.refused is not None:
             return Routed(journey, "skipped", reason=entry.refused)
         sequence, claimed = entry.sequence, entry.claimed
@@ -193,6 +234,21 @@ class Router:
             await asyncio.to_thread(self.entries.record_entry, journey, subject, now)
         return Routed(journey, "started", target, run_id=handle.result_run_id, key=key)
 
+    def _enter(self, plan: Plan, subject: str, now: datetime) -> Entry:
+        """May the subject enter? One trip to the store's thread: the journey's state (read
+        fresh: a pause holds from the moment it is committed), then the entry claim."""
+        if self.deployments is not None:
+            state = self.deployments.state(plan.journey_id)
+            if state in ("paused", "stopped"):
+                return Entry(refused=f"the journey is {state}")
+        return self.entries.enter(
+            plan.journey_id,
+            subject,
+            now,
+            once=plan.entry.policy == "once",
+            cooldown_seconds=plan.entry.cooldown_seconds or 0,
+        )
+
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
         if not self.settings.index_runs:
             return None
@@ -207,26 +263,33 @@ class Router:
 
     # --- listeners ------------------------------------------------------------------------
 
-    async def _listen(self, plan: Plan, event: Event, linked: Sequence[str]) -> list[Routed]:
-        journey = plan.journey_id
+    async def _listen(
+        self, versions: Sequence[Plan], event: Event, linked: Sequence[str]
+    ) -> list[Routed]:
+        """Signal the runs of one journey that may wait for ``event``, whichever of its
+        ``versions`` they run (the runs themselves decide whether it matches)."""
+        journey = versions[0].journey_id
         customers = [event.customer_id, *linked]
         targets: set[str] = set()
-        fan_out = plan.entry.policy == "every_time" and plan.trigger.key is None
-        for rule in _rules_for(plan, event.event):
-            if rule.key is None:
-                if plan.trigger.key is None:
-                    targets.update(workflow_id(journey, c, None, None) for c in customers)
-                else:
-                    fan_out = True
-                continue
-            try:
-                key = evaluation.key_text(evaluation.evaluate(rule.key, {"event": event.names()}))
-            except evaluation.ExpressionFailed:
-                key = None
-            if key is not None:
-                targets.update(workflow_id(journey, c, key, None) for c in customers)
+        fan_out = False
+        for plan in versions:
+            fan_out |= plan.entry.policy == "every_time" and plan.trigger.key is None
+            for rule in _rules_for(plan, event.event):
+                if rule.key is None:
+                    if plan.trigger.key is None:
+                        targets.update(workflow_id(journey, c, None, None) for c in customers)
+                    else:
+                        fan_out = True
+                    continue
+                try:
+                    names = {"event": event.names()}
+                    key = evaluation.key_text(evaluation.evaluate(rule.key, names))
+                except evaluation.ExpressionFailed:
+                    key = None
+                if key is not None:
+                    targets.update(workflow_id(journey, c, key, None) for c in customers)
         if fan_out:
-            return await self._signal_all_running(plan, event, customers)
+            return await self._signal_all_running(versions[0], event, customers)
         return [await self._signal(journey, target, event) for target in sorted(targets)]
 
     async def _signal(self, journey: str, target: str, event: Event) -> Routed:

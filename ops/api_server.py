@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -13,22 +14,23 @@ from config.settings import connect, load_settings, warn_about_time_scale
 from ingestion import sendgrid_events
 from ingestion.api import Api, create_app
 from ingestion.consent import Unsubscriber
-from ingestion.router import Router
 from ingestion.service import Ingestion
 from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from language.validator import require_valid, validate
 from ops.environment import require_environment, webhook_key_problem
+from ops.journeys import start_routing
 from store.consent import ConsentStore
 from store.database import connect as connect_store
 from store.entries import EntryStore
 from store.keys import WriteKeys
-from store.plans import PlanStore
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
 
 
-async def build_api(project: Path) -> Api:
+async def build_api(project: Path, deploy: bool = False) -> Api:
+    """The API for ``project``. It routes the journeys deployed in the store; its folder's
+    journeys are deployed when they never were, or (``deploy``) whatever is deployed."""
     report = require_valid(project)
     settings = load_settings(report.config)
     unusable_key = webhook_key_problem(os.environ)
@@ -42,8 +44,8 @@ async def build_api(project: Path) -> Api:
     warn_about_time_scale(settings)  # runs record it: say so before any starts
     client = await connect(settings)
     engine = connect_store(settings.database_url)
-    PlanStore(engine).publish(report.plans.values())  # the worker loads what runs refer to
-    router = Router(client, report.plans, EntryStore(engine), settings.run_settings())
+    deployed = start_routing(engine, project, report.plans, deploy, "touchpoint api")
+    router = deployed.router(client, EntryStore(engine), settings.run_settings())
     unsubscriber = Unsubscriber(client, ConsentStore(engine))
     sendgrid_key = os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY")
 
@@ -74,6 +76,7 @@ async def build_api(project: Path) -> Api:
         suppressions=Suppressions(engine),
         sendgrid_key=sendgrid_events.load_public_key(sendgrid_key) if sendgrid_key else None,
         ready=ready,
+        background=[lambda: deployed.follow(router)],  # deploys reach this API within seconds
     )
 
 
@@ -82,8 +85,11 @@ def _ping(engine: object) -> None:
         db.execute(text("SELECT 1"))
 
 
-async def serve_api(project: Path, host: str, port: int) -> None:
-    app = create_app(await build_api(project))
+async def serve_api(project: Path, host: str, port: int, deploy: bool = False) -> None:
+    logging.basicConfig(  # the API's own lines (deploys it follows, purges) beside uvicorn's
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(await build_api(project, deploy))
     # no access log: a line per event costs a tenth of the request; /metrics counts them
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False)
     await uvicorn.Server(config).serve()

@@ -194,7 +194,10 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
         )
         api = start(
             "api",
-            [sys.executable, "-m", "cli", "api", "--port", str(ports.api), "-C", str(project)],
+            [
+                *[sys.executable, "-m", "cli", "api", "--port", str(ports.api)],
+                *["--deploy", "-C", str(project)],  # a laptop's loop: edit, restart, it runs
+            ],
         )
         wait_for_port(ports.api, 60, api)
         echo(

@@ -16,7 +16,7 @@ from config.settings import connect, load_settings, warn_about_time_scale
 from ingestion.body import parse_json
 from ingestion.calls import read_typed_call
 from ingestion.errors import BadRequest
-from ingestion.router import Routed, Router
+from ingestion.router import Routed
 from ingestion.segment import Ingest
 from ingestion.service import Applied, Ingestion
 from language.validator import require_valid
@@ -44,11 +44,18 @@ class Emitter:
 
     @classmethod
     async def for_project(cls, project: Path) -> Emitter:
+        """Routes what the API would: the journeys deployed in the store (see
+        :mod:`ops.journeys` for what it does with the folder's)."""
+        from ops.journeys import start_routing
+
         plans, config = _project(project)
         settings = load_settings(config)
         warn_about_time_scale(settings)  # runs record it: say so before any starts
         engine = connect_store(settings.database_url)
-        router = Router(await connect(settings), plans, EntryStore(engine), settings.run_settings())
+        deployed = start_routing(engine, project, plans, False, "touchpoint emit")
+        router = deployed.router(
+            await connect(settings), EntryStore(engine), settings.run_settings()
+        )
         return cls(
             Ingestion(
                 ProfileStore(engine),

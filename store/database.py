@@ -156,6 +156,28 @@ write_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+journeys = Table(
+    "journeys",
+    metadata,
+    Column("journey_id", String(200), primary_key=True),
+    Column("active_version", String(64), nullable=False),  # the plan new entries start on
+    Column("state", String(16), nullable=False),  # active, paused, stopped
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+journey_audit = Table(
+    "journey_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("journey_id", String(200), nullable=False, index=True),
+    Column("action", String(16), nullable=False),  # deployed, paused, resumed, stopped
+    Column("version", String(64), nullable=True),  # deployed: the version made active
+    Column("previous", String(64), nullable=True),  # deployed: the version it replaced
+    Column("actor", String(200), nullable=False),  # who: an operator's name, or a process
+    Column("reason", String(500), nullable=True),  # why, in their words
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 
 DRIVER_PACKAGES = {
     "psycopg": "'psycopg[binary]'",

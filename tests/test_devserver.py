@@ -422,7 +422,11 @@ async def test_emit_and_runs_commands(
     )  # fmt: skip
     _, err = await asyncio.wait_for(too_large.communicate(), 60)
     assert too_large.returncode == 1, err.decode()
-    assert err.decode().splitlines()[-1].startswith("✗ traits.bio: the profile's traits would take 70,")
+    assert (
+        err.decode()
+        .splitlines()[-1]
+        .startswith("✗ traits.bio: the profile's traits would take 70,")
+    )
     emitted = await run("emit", "Newsletter Subscribed", "--user", customer)
     assert emitted.strip() == "newsletter-welcome: started"
     again = await run("emit", "Newsletter Subscribed", "--user", customer)

@@ -329,6 +329,17 @@ class JourneyWorkflow:
             )
             await self._wait((until - self._now()).total_seconds(), scaled=False)
             request = request.model_copy(update={"context": self._context(node.reads)})
+        if result.ends_run and workflow.patched("journey-stop"):
+            # The journey was stopped (`touchpoint journeys stop`): end before sending.
+            self._record(
+                node,
+                "stopped",
+                f"{node.channel}: {node.template} (not sent: {result.reason})",
+                channel=node.channel,
+                message_id=result.message_id,
+            )
+            self._finish("exited", reason=result.reason, step=node.id)
+            raise Interrupted
         detail = f"{node.channel}: {node.template}"
         if result.reason:
             detail += (

@@ -219,12 +219,15 @@ class SendRequest(Model):
 
 class SendResult(Model):
     """What became of a message. ``deferred``: a delivery policy holds it until
-    ``deferred_until``; the run waits, then asks again with the same message id."""
+    ``deferred_until``; the run waits, then asks again with the same message id. ``ends_run``
+    (with ``skipped``): the journey is stopped — the run ends here, ``exited`` with ``reason``
+    (an older worker ignores the field and goes on, sending nothing while the stop holds)."""
 
     message_id: str
     status: Literal["sent", "duplicate", "skipped", "deferred"] = "sent"
     reason: str | None = None
     deferred_until: datetime | None = None
+    ends_run: bool = False
     provider_id: str | None = None
     to: str | None = None
     subject: str | None = None

@@ -255,8 +255,9 @@ class Processes:
         log = self.folder / f"{name}.log"
         return self._add(WorkerProcess(project, server, self.prefix, log))
 
-    def api(self, project: Path, server: DevServer) -> ApiProcess:
-        return self._add(ApiProcess(project, server, self.prefix, self.folder / "api.log"))
+    def api(self, project: Path, server: DevServer, name: str = "api") -> ApiProcess:
+        log = self.folder / f"{name}.log"
+        return self._add(ApiProcess(project, server, self.prefix, log))
 
     def _add(self, service: Any) -> Any:
         self.services.append(service)
