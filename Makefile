@@ -44,7 +44,7 @@ schema: $(STAMP)  ## regenerate schema/*.schema.json (a test checks they are cur
 	$(BIN)/touchpoint schema config > schema/touchpoint.schema.json
 
 histories: $(STAMP)  ## re-record the replay corpus in tests/histories (after a patched change)
-	RECORD_HISTORIES=1 $(BIN)/pytest -m records_history tests/test_devserver.py tests/test_recorded_stories.py
+	RECORD_HISTORIES=1 $(BIN)/pytest -m records_history tests/test_devserver.py tests/test_recorded_stories.py tests/test_deployments.py
 
 bench: $(STAMP)  ## benchmarks on the embedded stack, each a ratio against a same-run baseline (BENCHMARKS.md)
 	@for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -34,11 +34,14 @@ from store.deployments import Deployments
 from store.entries import EntryStore
 from store.ledger import Ledger
 from store.plans import PlanStore
+from store.profiles import ProfileStore
+from tests import corpus
 from tests.conftest import ROOT
 from tests.temporal import event, finish, plan_from, running_workers, start_run
 from workflows.channels import EMAIL
 from workflows.models import Profile, RunSettings, SendRequest
 from workflows.plan import Plan
+from workflows.registry import Deployment
 
 MAX = Profile(id="max", email="max@example.com", locale="en")
 
@@ -264,12 +267,15 @@ def test_the_stop_policy_ends_runs_of_a_stopped_journey_only(engine: object) -> 
     )
 
 
+@pytest.mark.records_history
 async def test_a_stopped_journey_run_ends_before_its_next_send(
     time_env: WorkflowEnvironment, engine: object, tmp_path: Path
 ) -> None:
     """The real delivery activity with the standard chain: the run that waits ends as exited at
-    its send; nothing reaches the outbox; the ledger says why."""
+    its send; nothing reaches the outbox; the ledger says why. (Recorded in the replay corpus:
+    the run takes the ``journey-stop`` patch.)"""
     plan = plan_from(journey())
+    ProfileStore(engine).upsert(MAX.id, {"email": MAX.email}, locale=MAX.locale)  # type: ignore[arg-type]
     deployments = published(engine, plan)
     deployments.deploy([plan], actor="ann", reason=None)
     config = validate((), root=ROOT).config
@@ -287,10 +293,16 @@ async def test_a_stopped_journey_run_ends_before_its_next_send(
     async with running_workers(time_env.client, activities.all()) as prefix:
         handle = await start_run(
             time_env.client, plan, prefix, event("Signed Up", customer="max"),
-            profile=MAX, workflow_id=f"stop-{uuid.uuid4()}",
+            by_reference=True, workflow_id=f"stop-{uuid.uuid4()}",
         )  # fmt: skip
         deployments.set_state("welcome", "stopped", actor="ann", reason="wrong price")
         result = await finish(time_env, handle.id)  # the 2-day wait is skipped
+        await corpus.record(
+            time_env.client, handle.id, "stopped-before-its-next-send",
+            "the journey is stopped while the run waits: it ends at its next send, unsent",
+            recorded_on=corpus.TIME_SKIPPING, plans=[plan],
+            deployment=Deployment(index_runs=False, default_timezone="Europe/Berlin"),
+        )  # fmt: skip
     assert (result.outcome.kind, result.outcome.reason, result.outcome.step) == (
         "exited",
         "journey stopped by ann: wrong price",
