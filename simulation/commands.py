@@ -91,7 +91,8 @@ def simulate(
     if as_json_output:
         echo(json.dumps(as_json(result, funnels), indent=2, ensure_ascii=False))
         return 0
-    _print_text(result, funnels, project.config.defaults.timezone, echo)
+    for line in text_report(result, funnels, project.config.defaults.timezone):
+        echo(line)
     return 0
 
 
@@ -116,9 +117,11 @@ def run_with_progress(
         return asyncio.run(simulator.run(scenario, report))
 
 
-def _print_text(
-    result: SimulationResult, funnels: list | None, default_zone: str, echo: Echo
-) -> None:
+def text_report(result: SimulationResult, funnels: list | None, default_zone: str) -> list[str]:
+    """What ``touchpoint simulate`` prints: the timeline and outcomes (one customer) or the
+    funnels (a population), what did not enter, and how many messages would be sent."""
+    lines: list[str] = []
+    echo = lines.append
     zone = display_zone(result, default_zone)
     start = result.start.astimezone(zone)
     days = (result.end - result.start).days
@@ -131,8 +134,7 @@ def _print_text(
     echo(f"Simulated {journeys} for {who}: {days} days from {start:%a %Y-%m-%d %H:%M} ({zone})")
     if funnels is None:
         echo("")
-        for line in timeline_text(result, zone):
-            echo(line)
+        lines += timeline_text(result, zone)
         echo("")
         echo("Outcomes")
         for run in sorted_runs(result):
@@ -152,8 +154,7 @@ def _print_text(
     else:
         for item in funnels:
             echo("")
-            for line in funnel_text(item):
-                echo(line)
+            lines += funnel_text(item)
     if result.not_entered:
         echo("")
         echo("Not entered")
@@ -167,6 +168,7 @@ def _print_text(
     sent = len(result.messages)
     echo("")
     echo(f"{sent} message(s) would be sent; nothing left this machine.")
+    return lines
 
 
 def test(
