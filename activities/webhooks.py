@@ -182,11 +182,8 @@ async def post_webhook(
     same on every retry so the body, which an ``Idempotency-Key`` receiver fingerprints, is too.
     """
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    at = occurred_at or now
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
     try:
-        payload = {"type": event_type, "timestamp": at.isoformat(), "data": data}
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = webhook_body(event_type, data, occurred_at or now)
     except (TypeError, ValueError) as error:
         raise permanent(f"webhook data is not JSON: {error}", "RenderError") from None
     timestamp = int(now.timestamp())
@@ -205,6 +202,14 @@ async def post_webhook(
         message = f"webhook {message_id}: the receiver is still processing it (409)"
         raise retryable(message, "ProviderError", answer.retry_after)
     raise failure(answer, f"webhook {message_id}", [url, *secrets])
+
+
+def webhook_body(event_type: str, data: Any, at: datetime) -> bytes:
+    """What the receiver gets: ``{"type", "timestamp", "data"}`` as compact JSON in UTF-8
+    (``"key":"value"``, no spaces; non-ASCII text as it is)."""
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    payload = {"type": event_type, "timestamp": at.isoformat(), "data": data}
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _provider_id(answer: Answer) -> str | None:

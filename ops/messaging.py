@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.messages import OutgoingEmail, RenderedMessage
@@ -70,7 +72,12 @@ def build_preview(
         raise PreviewError(f"{journey_id} has no send step {step_id!r}; send steps: {steps}")
     data = _data_file(profile_file)
     context: dict[str, Any] = {key: data.pop(key, {}) for key in ("event", "events", "vars")}
-    profile = Profile.model_validate({"id": "preview-customer", **data})
+    try:
+        profile = Profile.model_validate({"id": "preview-customer", **data})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the customer"
+        raise PreviewError(f"{profile_file}: {where}: {first['msg']}") from None
     if locale:
         profile = profile.model_copy(update={"locale": locale})
     context["lookups"] = _data_file(lookups_file)
@@ -95,8 +102,25 @@ def build_preview(
             request, unsubscribe_url=unsubscribe if plan.category == "marketing" else None
         )
     except ApplicationError as error:  # the template cannot render for this sample
-        raise PreviewError(f"{error.message} (sample data: --profile, --lookups)") from None
+        raise PreviewError(f"{_at_file_line(error.message)} {SAMPLE_HINT}") from None
+    except Exception as error:  # whatever else a template can make rendering raise
+        raise PreviewError(
+            f"templates/{node.template}/: cannot render: {type(error).__name__}: {error} "
+            + SAMPLE_HINT
+        ) from None
     return Preview(request, message)
+
+
+SAMPLE_HINT = "(sample data: --profile, --lookups)"
+_LINE = re.compile(r"^(?P<file>\S+) line (?P<line>\d+)(?P<rest>[: ].*)$", re.DOTALL)
+
+
+def _at_file_line(message: str) -> str:
+    """A render error as ``templates/x/en.html:4: …`` (the renderer says "… line 4")."""
+    found = _LINE.match(message)
+    if found is None:
+        return message
+    return f"{found['file']}:{found['line']}{found['rest']}"
 
 
 async def send_test(root: Path, preview: Preview, to: str) -> str | None:

@@ -21,7 +21,7 @@ from simulation.report import (
     timeline_text,
 )
 from simulation.scenario import ScenarioError
-from simulation.setup import Project, UsageError, build_scenario, load_project
+from simulation.setup import BrokenJourney, Project, UsageError, build_scenario, load_project
 from simulation.simulator import Scenario, SimulationResult, Simulator
 
 Echo = Callable[..., None]
@@ -35,14 +35,27 @@ def quiet_sdk_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def _valid_project(root: Path, echo: Echo) -> Project | None:
-    """The project, or ``None`` after printing its problems (journeys run only when valid)."""
+def _load(root: Path, echo: Echo) -> tuple[Project | None, int]:
+    """The project and how many problems it has, printed first. Journeys with problems are
+    left out, the others run; problems in touchpoint.yaml stop everything (``None``)."""
     project, problems = load_project(root)
     for problem in problems:
         echo(problem.format(), err=True)
     if project is None:
-        echo("✗ the project has problems; fix them first (touchpoint validate)", err=True)
-    return project
+        echo("✗ touchpoint.yaml has problems; fix them first (touchpoint validate)", err=True)
+    elif project.broken:
+        files = ", ".join(sorted(project.broken.values()))
+        echo(f"! left out, until their problems are fixed: {files}", err=True)
+    return project, len(problems)
+
+
+def _problems_left(count: int, echo: Echo) -> int:
+    """The exit code's share of the project's problems: 1 when there were any."""
+    if not count:
+        return 0
+    problems = "1 problem" if count == 1 else f"{count} problems"
+    echo(f"✗ the project has {problems} (listed first; touchpoint validate)", err=True)
+    return 1
 
 
 def simulate(
@@ -59,7 +72,7 @@ def simulate(
     echo: Echo,
     progress_bar: bool,
 ) -> int:
-    project = _valid_project(root, echo)
+    project, problems = _load(root, echo)
     if project is None:
         return 1
     try:
@@ -76,6 +89,9 @@ def simulate(
     except UsageError as error:
         echo(f"✗ {error}", err=True)
         return 2
+    except BrokenJourney as error:
+        echo(f"✗ {error}", err=True)
+        return 1
     except ScenarioError as error:
         for problem in error.problems:
             echo(problem.format(), err=True)
@@ -90,9 +106,10 @@ def simulate(
     funnels = [funnel(plan, result.runs) for plan in scenario.plans] if population else None
     if as_json_output:
         echo(json.dumps(as_json(result, funnels), indent=2, ensure_ascii=False))
-        return 0
-    _print_text(result, funnels, project.config.defaults.timezone, echo)
-    return 0
+    else:
+        for line in text_report(result, funnels, project.config.defaults.timezone):
+            echo(line)
+    return _problems_left(problems, echo)
 
 
 def run_with_progress(
@@ -116,9 +133,11 @@ def run_with_progress(
         return asyncio.run(simulator.run(scenario, report))
 
 
-def _print_text(
-    result: SimulationResult, funnels: list | None, default_zone: str, echo: Echo
-) -> None:
+def text_report(result: SimulationResult, funnels: list | None, default_zone: str) -> list[str]:
+    """What ``touchpoint simulate`` prints: the timeline and outcomes (one customer) or the
+    funnels (a population), what did not enter, and how many messages would be sent."""
+    lines: list[str] = []
+    echo = lines.append
     zone = display_zone(result, default_zone)
     start = result.start.astimezone(zone)
     days = (result.end - result.start).days
@@ -131,8 +150,7 @@ def _print_text(
     echo(f"Simulated {journeys} for {who}: {days} days from {start:%a %Y-%m-%d %H:%M} ({zone})")
     if funnels is None:
         echo("")
-        for line in timeline_text(result, zone):
-            echo(line)
+        lines += timeline_text(result, zone)
         echo("")
         echo("Outcomes")
         for run in sorted_runs(result):
@@ -143,17 +161,17 @@ def _print_text(
                 if ending and ending.at
                 else ""
             )
-            why = (
-                f" ({ending.reason or ending.error})"
-                if ending and (ending.reason or ending.error)
-                else ""
-            )
+            if ending and ending.kind == "failed":  # why is in the timeline, once
+                why = f" at {ending.step}" if ending.step else ""
+            elif ending and ending.reason:
+                why = f" ({ending.reason})"
+            else:
+                why = ""
             echo(f"  {label:<40} {outcome_of(run)}{when}{why}")
     else:
         for item in funnels:
             echo("")
-            for line in funnel_text(item):
-                echo(line)
+            lines += funnel_text(item)
     if result.not_entered:
         echo("")
         echo("Not entered")
@@ -167,6 +185,7 @@ def _print_text(
     sent = len(result.messages)
     echo("")
     echo(f"{sent} message(s) would be sent; nothing left this machine.")
+    return lines
 
 
 def test(
@@ -180,7 +199,7 @@ def test(
         run_files,
     )
 
-    project = _valid_project(root, echo)
+    project, problems = _load(root, echo)
     if project is None:
         return 1
     files = find_test_files(paths, project)
@@ -205,5 +224,7 @@ def test(
     summary = f"{len(results) - failed} passed, {failed} failed"
     if file_problems:
         summary += f", {len(file_problems)} problem(s) in test files"
-    echo(("✓ " if not failed and not file_problems else "✗ ") + summary)
-    return 1 if failed or file_problems else 0
+    if problems:
+        summary += f", {problems} problem(s) in the project"
+    echo(("✓ " if not failed and not file_problems and not problems else "✗ ") + summary)
+    return 1 if failed or file_problems or problems else 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from activities.delivery import DeliveryActivities
 from activities.errors import permanent
 from activities.messages import OutgoingEmail, Prepared, RenderedMessage
 from activities.rendering import Renderer
+from activities.webhooks import WebhookPost, webhook_body
 from config.project import ProjectConfig
 from store.consent import ConsentStore
 from store.ledger import Ledger
@@ -48,6 +50,7 @@ class SimulatedDelivery(DeliveryActivities):
 
     lookup_answers: Mapping[str, Any]
     delivered: dict[str, RenderedMessage]  # what was sent, by message id
+    bodies: dict[str, str]  # webhooks: the body the receiver would get, by message id
 
     @classmethod
     def create(
@@ -70,11 +73,17 @@ class SimulatedDelivery(DeliveryActivities):
         )
         delivery.lookup_answers = dict(lookups)
         delivery.delivered = {}
+        delivery.bodies = {}
         return delivery
 
     async def _hand_over(self, channel: Channel, prepared: Prepared) -> str | None:
-        self.delivered[prepared.request.message_id] = prepared.rendered
-        return f"sim-{prepared.request.message_id}"
+        message_id = prepared.request.message_id
+        self.delivered[message_id] = prepared.rendered
+        if isinstance(prepared.payload, WebhookPost):  # the JSON text the receiver would get
+            post = prepared.payload
+            at = post.occurred_at or datetime.now(UTC)
+            self.bodies[message_id] = webhook_body(post.event_type, post.data, at).decode()
+        return f"sim-{message_id}"
 
     def env(self, value: str) -> str:
         """Secrets are not needed where nothing is sent: ``${VAR}`` stays as written."""

@@ -170,8 +170,13 @@ def _plans_for(spec: TestFile, path: Path, project: Project, source: SourceMap) 
     problems, plans = [], []
     for index, name in enumerate(names):
         plan = project.plans.get(name)
-        if plan is None:
-            where: tuple[str | int, ...] = ("journeys", index) if spec.journeys else ()
+        where: tuple[str | int, ...] = ("journeys", index) if spec.journeys else ()
+        broken = project.broken_file(name)
+        if plan is None and broken is not None:
+            problems.append(
+                source.problem(where, f"journey {name!r} is not tested: {broken} has problems")
+            )
+        elif plan is None:
             hint = None if spec.journeys else "name them: journeys: [journey-id]"
             problems.append(
                 source.problem(where, f"no journey {name!r}{suggestion(name, project.plans)}", hint)

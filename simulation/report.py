@@ -15,9 +15,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from simulation.simulator import SimulatedRun, SimulationResult
+from workflows.models import Outcome, TimelineEntry
 from workflows.plan import EndNode, Plan
 
 OUTCOMES = ("completed", "converted", "exited", "failed", "cancelled", "running")
+SKIPPED_FAILURE = "failed, skipped: "  # a send with skip_on_failure that failed (the workflow's)
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Line:
     subject: str | None = None
     template: str | None = None
     locale: str | None = None
-    body: str | None = None
+    body: str | None = None  # an email or chat text; the JSON text a webhook receiver gets
     detail: str = ""
 
     def as_json(self) -> dict[str, Any]:
@@ -62,7 +64,10 @@ def run_lines(run: SimulatedRun, result: SimulationResult) -> list[Line]:
         "customer": run.customer_id,
     }
     lines = [Line(run.entered_at, step="(trigger)", kind="entered", detail=run.trigger, **base)]
+    outcome = run.outcome
     for entry in run.timeline:
+        if _told_by_outcome(entry, outcome):
+            continue  # the run's outcome says it: each failure is listed once
         kind = entry.kind.replace(" ", "_")
         message = result.messages.get(entry.message_id or "")
         lines.append(
@@ -75,13 +80,12 @@ def run_lines(run: SimulatedRun, result: SimulationResult) -> list[Line]:
                 subject=entry.subject,
                 template=entry.template,
                 locale=message.locale if message else None,
-                body=(message.text if message and message.text else None)
-                or (str(message.data) if message and message.data is not None else None),
+                body=result.bodies.get(entry.message_id or "")
+                or (message.text if message and message.text else None),
                 detail=entry.detail,
                 **base,
             )
         )
-    outcome = run.outcome
     if outcome is None:
         detail = f"at {run.current}"
         if run.waiting_until is not None:
@@ -98,6 +102,17 @@ def run_lines(run: SimulatedRun, result: SimulationResult) -> list[Line]:
             )
         )
     return lines
+
+
+def _told_by_outcome(entry: TimelineEntry, outcome: Outcome | None) -> bool:
+    """The step's ``failed`` record of a run whose outcome is that very failure."""
+    return (
+        entry.kind == "failed"
+        and outcome is not None
+        and outcome.kind == "failed"
+        and entry.step == outcome.step
+        and entry.detail == (outcome.error or "")
+    )
 
 
 def outcome_of(run: SimulatedRun) -> str:
@@ -226,6 +241,16 @@ class StepRow:
     sent: int = 0
     converted: int = 0
     exited: int = 0
+    failed: int = 0
+
+
+@dataclass
+class FailureRow:
+    """Runs that failed at a step for one reason (or sends that failed and were skipped)."""
+
+    step: str
+    reason: str
+    runs: int = 0
 
 
 @dataclass
@@ -247,6 +272,7 @@ class Funnel:
     outcomes: dict[str, int]
     steps: list[StepRow] = field(default_factory=list)
     paths: list[PathRow] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -255,18 +281,26 @@ class Funnel:
             "outcomes": self.outcomes,
             "steps": [vars(row) for row in self.steps],
             "paths": [{**vars(row), "conversion_rate": round(row.rate, 4)} for row in self.paths],
+            "failures": [vars(row) for row in self.failures],
         }
 
 
 def funnel(plan: Plan, runs: list[SimulatedRun]) -> Funnel:
     mine = [run for run in runs if run.journey_id == plan.journey_id]
     outcomes = Counter(outcome_of(run) for run in mine)
+    order = {node_id: index for index, node_id in enumerate(plan.nodes)}
     rows = {
         node.id: StepRow(node.id, node.type)
         for node in plan.nodes.values()
         if not isinstance(node, EndNode)
     }
     paths: dict[tuple[str, str], PathRow] = {}
+    failures: dict[tuple[str, str], FailureRow] = {}
+
+    def failure(step: str, reason: str) -> None:
+        row = failures.setdefault((step, reason), FailureRow(step, reason))
+        row.runs += 1
+
     for run in mine:
         converted = outcome_of(run) == "converted"
         reached = {entry.step for entry in run.timeline}
@@ -283,14 +317,22 @@ def funnel(plan: Plan, runs: list[SimulatedRun]) -> Funnel:
                 row = paths.setdefault((entry.step, name), PathRow(entry.step, name))
                 row.customers += 1
                 row.converted += converted
+            if entry.kind == "skipped" and entry.detail.startswith(SKIPPED_FAILURE):
+                failure(entry.step, entry.detail)
         if outcome_of(run) == "exited" and run.current in rows:
             rows[run.current].exited += 1
+        if run.outcome is not None and run.outcome.kind == "failed":
+            step = run.outcome.step or run.current or ""
+            if step in rows:
+                rows[step].failed += 1
+            failure(step, run.outcome.error or "")
     return Funnel(
         plan.journey_id,
         len(mine),
         {name: outcomes.get(name, 0) for name in OUTCOMES},
         list(rows.values()),
         sorted(paths.values(), key=lambda p: (p.split, p.path)),
+        sorted(failures.values(), key=lambda f: (order.get(f.step, len(order)), -f.runs, f.reason)),
     )
 
 
@@ -298,12 +340,13 @@ def funnel_text(funnel: Funnel) -> list[str]:
     outcomes = ", ".join(f"{count} {name}" for name, count in funnel.outcomes.items() if count)
     text = [f"{funnel.journey}: {funnel.entered} entered" + (f" — {outcomes}" if outcomes else "")]
     width = max((len(row.step) for row in funnel.steps), default=4)
-    header = f"{'kind':<8} {'reached':>8} {'sent':>6} {'converted':>9} {'exited':>6}"
-    text.append(f"  {'step':<{width}}  {header}")
+    kinds = max((len(row.kind) for row in funnel.steps), default=4)
+    header = f"{'reached':>8} {'sent':>6} {'converted':>9} {'exited':>6} {'failed':>6}"
+    text.append(f"  {'step':<{width}}  {'kind':<{kinds}} {header}")
     for row in funnel.steps:
         text.append(
-            f"  {row.step:<{width}}  {row.kind:<8} {row.reached:>8} {row.sent:>6} "
-            f"{row.converted:>9} {row.exited:>6}"
+            f"  {row.step:<{width}}  {row.kind:<{kinds}} {row.reached:>8} {row.sent:>6} "
+            f"{row.converted:>9} {row.exited:>6} {row.failed:>6}"
         )
     if funnel.paths:
         text.append("")
@@ -315,4 +358,10 @@ def funnel_text(funnel: Funnel) -> list[str]:
             text.append(
                 f"  {label:<{width + 10}} {path.customers:>9} {path.converted:>9} {path.rate:>7.1%}"
             )
+    if funnel.failures:
+        text.append("")
+        text.append("  failures by step")
+        step_width = max(len(failure.step) for failure in funnel.failures)
+        for failure in funnel.failures:
+            text.append(f"  {failure.step:<{step_width}}  {failure.runs:>6} × {failure.reason}")
     return text

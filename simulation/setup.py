@@ -4,14 +4,14 @@ which events, from when and for how long."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from config.project import ProjectConfig
 from language.problems import Problem, suggestion
-from language.validator import validate
+from language.validator import CONFIG_FILE, JOURNEYS_DIR, _display, validate
 from simulation.scenario import (
     EventSpec,
     ProfileSpec,
@@ -31,18 +31,42 @@ class UsageError(Exception):
     """A command-line mistake (unknown journey, bad --start): says what to write instead."""
 
 
+class BrokenJourney(Exception):
+    """A journey asked for by name whose file has problems (they are shown already)."""
+
+
 @dataclass(frozen=True)
 class Project:
     root: Path
     config: ProjectConfig
     plans: dict[str, Plan]
+    broken: dict[str, str] = field(default_factory=dict)  # journey files with problems: name
+    # (the file's stem, which is the journey's id by convention) → the file as problems show it
+
+    def broken_file(self, name: str) -> str | None:
+        """The file with problems that ``name`` (a journey id or file) means, if any."""
+        stem = Path(name).name.removesuffix(".yaml")
+        return self.broken.get(stem)
 
 
 def load_project(root: Path) -> tuple[Project | None, list[Problem]]:
+    """The project and its problems. A journey with problems is left out (and reported): the
+    others still run. Problems in touchpoint.yaml concern every journey: no project then."""
     report = validate((), root=root)
-    if not report.ok:
+    config_file = _display(root / CONFIG_FILE)
+    if any(problem.file == config_file for problem in report.problems):
         return None, report.problems
-    return Project(root.resolve(), report.config, dict(report.plans)), []
+    journeys = {
+        _display(path): path.name.removesuffix(".yaml")
+        for path in sorted((root / JOURNEYS_DIR).rglob("*.yaml"))
+        if not path.name.endswith(".test.yaml")
+    }
+    broken = {
+        journeys[problem.file]: problem.file
+        for problem in report.problems
+        if problem.file in journeys
+    }
+    return Project(root.resolve(), report.config, dict(report.plans), broken), report.problems
 
 
 def pick_plans(project: Project, names: Sequence[str]) -> list[Plan]:
@@ -51,6 +75,9 @@ def pick_plans(project: Project, names: Sequence[str]) -> list[Plan]:
     by_file = {f"{plan_id}.yaml": plan for plan_id, plan in project.plans.items()}
     for name in names:
         plan = project.plans.get(name) or by_file.get(Path(name).name)
+        broken = project.broken_file(name)
+        if plan is None and broken is not None:
+            raise BrokenJourney(f"{broken} has problems (above): fix them to simulate {name}")
         if plan is None:
             known = sorted(project.plans)
             raise UsageError(

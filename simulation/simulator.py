@@ -8,6 +8,16 @@ Between events the server skips time, so 90 days pass in about a second.
 The test server's clock starts at today's date; runs get ``clock_offset_seconds`` so that their
 clock reads the simulation's start instead (any date, past or future: waits, time zones, DST
 and the ``now`` of expressions follow it).
+
+**Exact.** The server's clock also moves with real time while steps are worked on, by an amount
+that differs from one run to the next. None of it reaches a decision: the router decides
+entries (cooldowns, ``once``) at the moment of the event it routes, and runs keep simulated
+time (:class:`~workflows.models.RunClock` ``simulated``) — the moment of the event they handle,
+the end of the timer that fired. Steps take no simulated time. The server skips to each event's
+moment (every timer before it fires, and its work is done, on the way); a run's timer fires a
+little after the end it stands for (:data:`~workflows.models.SIMULATED_TIMER_LAG_SECONDS`), so
+that an event at that very moment comes first, and a run holds an event that comes while it is
+busy, or before a timer that ends earlier, until it waits again.
 """
 
 from __future__ import annotations
@@ -39,7 +49,15 @@ from store.database import connect
 from store.entries import EntryStore
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
-from workflows.models import Event, Outcome, RunResult, RunSettings, RunView, TimelineEntry
+from workflows.models import (
+    SIMULATED_TIMER_LAG_SECONDS,
+    Event,
+    Outcome,
+    RunResult,
+    RunSettings,
+    RunView,
+    TimelineEntry,
+)
 from workflows.plan import Plan
 from workflows.registry import Deployment
 
@@ -48,6 +66,7 @@ BUILD_ID = "touchpoint-simulation"
 SLEEP_DEADLINE = timedelta(hours=2)
 ROUTING_CONCURRENCY = 32
 PROGRESS_STEPS = 30  # the wait after the last event is skipped in this many slices
+SETTLE = timedelta(seconds=SIMULATED_TIMER_LAG_SECONDS + 0.5)  # see _SimulatedClock.settle
 
 
 @dataclass
@@ -97,6 +116,7 @@ class SimulationResult:
     runs: list[SimulatedRun]
     not_entered: list[NotEntered]
     messages: dict[str, RenderedMessage]  # what would have been sent, by message id
+    bodies: dict[str, str] = field(default_factory=dict)  # webhooks: the receiver's JSON text
 
 
 Progress = Callable[[str, float, float], None]  # (phase, done, total)
@@ -202,7 +222,9 @@ class Simulator:
             # Set the clock last: real time that passes before the first event moves the
             # server's clock too, and would show as a late start.
             offset = await clock.start_at(scenario.start)
-            router.settings = settings.model_copy(update={"clock_offset_seconds": offset})
+            router.settings = settings.model_copy(
+                update={"clock_offset_seconds": offset, "simulated": True}
+            )
             await session.play()
             runs = await _collect(env.client, session.runs, report)
             return SimulationResult(
@@ -213,27 +235,46 @@ class Simulator:
                 runs=runs,
                 not_entered=session.not_entered,
                 messages=dict(delivery.delivered),
+                bodies=dict(delivery.bodies),
             )
 
 
 class _SimulatedClock:
-    """The simulation's time: the test server's clock, moved to the scenario's start."""
+    """The simulation's time: the moment of the event being routed. The test server's clock,
+    moved to the scenario's start, only tells how far to skip (it also moves with real time)."""
 
     def __init__(self, env: WorkflowEnvironment) -> None:
         self.env = env
         self.offset = timedelta(0)
+        self.moment: datetime | None = None
 
     async def start_at(self, start: datetime) -> float:
         """Make ``now()`` read ``start``; returns the offset runs add to their clock."""
         self.offset = start - await self.env.get_current_time()
+        self.moment = start
         return self.offset.total_seconds()
 
     async def now(self) -> datetime:
-        return await self.env.get_current_time() + self.offset
+        """The simulated moment: what the router decides entries and cooldowns at."""
+        assert self.moment is not None, "start_at first"
+        return self.moment
 
     async def advance_to(self, moment: datetime) -> None:
-        """Let simulated time pass until ``moment``; every timer before it fires on the way."""
-        ahead = moment - await self.now()
+        """Let simulated time pass until ``moment``: every timer before it fires on the way and
+        its work is done; then ``now()`` reads ``moment``."""
+        if self.moment is not None and moment <= self.moment:
+            return
+        self.moment = moment
+        await self._skip_to(moment)
+
+    async def settle(self) -> None:
+        """Let the timers that end at the last moment fire too: they fire a little later on
+        the server than the moment they stand for (``SIMULATED_TIMER_LAG_SECONDS``)."""
+        assert self.moment is not None
+        await self._skip_to(self.moment + SETTLE)
+
+    async def _skip_to(self, moment: datetime) -> None:
+        ahead = moment - (await self.env.get_current_time() + self.offset)
         if ahead <= timedelta(0):
             return
         if not self.env.supports_time_skipping:
@@ -295,12 +336,13 @@ class _Session:
             await self._until_all_closed(scenario.end)
             return
         # Skip the rest in slices, so a progress bar can follow the simulated days.
-        now = max(scenario.start, await self.clock.now())
+        now = await self.clock.now()
         slice_ = (scenario.end - now) / PROGRESS_STEPS
         for step in range(1, PROGRESS_STEPS + 1):
             moment = now + slice_ * step
             await self.clock.advance_to(moment)
             self.report("time", (moment - scenario.start).total_seconds(), total)
+        await self.clock.settle()
 
     async def _until_all_closed(self, end: datetime) -> None:
         client = self.clock.env.client
@@ -311,7 +353,7 @@ class _Session:
                 description = await client.get_workflow_handle(workflow_id).describe()
             return description.status != WorkflowExecutionStatus.RUNNING
 
-        while pending and await self.clock.now() < end:
+        while pending and await self.clock.env.get_current_time() + self.clock.offset < end:
             ids = sorted(pending)
             done = await asyncio.gather(*(closed(i) for i in ids))
             pending -= {i for i, is_closed in zip(ids, done, strict=True) if is_closed}

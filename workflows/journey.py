@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         SEEN_IDS_LIMIT,
         SEND_ACTIVITIES,
         SEND_ATTEMPT_SECONDS,
+        SIMULATED_TIMER_LAG_SECONDS,
         TIMELINE_LIMIT,
         CancelRequest,
         Event,
@@ -140,6 +141,13 @@ class JourneyWorkflow:
             run_input.settings.clock() if run_input.settings is not None else run_input.clock
         )
         self.profile: Profile | None = run_input.profile  # version 1 and tests; else read
+        self.simulated_now: datetime | None = None  # the run's clock, in simulations
+        if self.clock.simulated:
+            self.simulated_now = (
+                run_input.state.simulated_now
+                if run_input.state is not None and run_input.state.simulated_now is not None
+                else _aware(run_input.trigger.timestamp)
+            )
         self.state = run_input.state or RunState(
             current=self.plan.start,
             entered_at=self._now(),
@@ -148,6 +156,8 @@ class JourneyWorkflow:
         self._seen = set(self.state.seen_ids)
         self._waiting_until: datetime | None = None
         self._waiting_for: str | None = None
+        self._idle_until: datetime | None = None  # simulated: the end of the wait it is in
+        self._held: list[Event] = []  # simulated: events held until the run waits again
         self._step_started: datetime | None = None
         self._listened = {
             n.match.event for n in self.plan.nodes.values() if isinstance(n, WaitForNode)
@@ -162,6 +172,23 @@ class JourneyWorkflow:
         if self.state.outcome is not None or event.message_id in self._seen:
             return
         self._remember(event.message_id)
+        if self.simulated_now is not None and self._holds(event):
+            self._held.append(event)
+            return
+        self._handle(event)
+
+    def _holds(self, event: Event) -> bool:
+        """A simulated run handles events in the order of simulated time, whatever order the
+        server delivers them in. Steps take no simulated time: an event that comes while the
+        run is busy is held until it waits again. A wait's timer fires a little after its end
+        (:data:`SIMULATED_TIMER_LAG_SECONDS`), so that an event at the very end is handled
+        first, as in production; an event from after the end, come before the timer, is
+        held until the run waits again."""
+        return self._idle_until is None or _aware(event.timestamp) > self._idle_until
+
+    def _handle(self, event: Event) -> None:
+        if self.simulated_now is not None:  # a simulated run's clock: the event's moment
+            self.simulated_now = max(self.simulated_now, _aware(event.timestamp))
         for rule in self.plan.exits:
             if self._matches(rule, event):
                 self._finish("exited", reason=rule.reason)
@@ -234,7 +261,9 @@ class JourneyWorkflow:
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._release_held()
         self.state.continued += 1
+        self.state.simulated_now = self.simulated_now
         workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
 
     async def _execute(self, node: Node) -> str:
@@ -435,14 +464,27 @@ class JourneyWorkflow:
         if resume is not None and resume.step == self.state.current:
             deadline = resume.until
         else:
-            deadline = workflow.now() + timedelta(
+            deadline = self._wait_start() + timedelta(
                 seconds=self.clock.scaled(seconds) if scaled else seconds
             )
         remaining = (deadline - workflow.now()).total_seconds()
+        if self.simulated_now is not None:  # the moment's events first (see _holds)
+            if self._run_time(deadline) <= self.simulated_now:
+                return False  # a wait that ends before it begins does not wait
+            remaining += SIMULATED_TIMER_LAG_SECONDS
         if remaining <= 0:
+            self._timer_ended(deadline)
             return False
+        if self._held:  # a simulated run waits again: the events that came meanwhile
+            self._release_held()
+            if self.state.outcome is not None:
+                raise Interrupted
+            if ready is not None and ready():
+                return True
         may_continue = workflow.patched("continue-as-new-in-waits")
-        self._waiting_until = self._now() + timedelta(seconds=remaining)
+        self._waiting_until = self._run_time(deadline)
+        if self.simulated_now is not None:
+            self._idle_until = self._waiting_until
         try:
             await workflow.wait_condition(
                 lambda: (
@@ -453,9 +495,10 @@ class JourneyWorkflow:
                 timeout=timedelta(seconds=remaining),
             )
         except TimeoutError:
+            self._timer_ended(deadline)
             return False
         finally:
-            self._waiting_until = self._waiting_for = None
+            self._waiting_until = self._waiting_for = self._idle_until = None
         if self.state.outcome is not None:
             raise Interrupted
         if ready is not None and ready():
@@ -631,10 +674,35 @@ class JourneyWorkflow:
 
     def _now(self) -> datetime:
         """The run's clock: Temporal's, moved by the settings' offset in simulations (a
-        time-skipping server starts at today's date; a simulation may start on any date)."""
+        time-skipping server starts at today's date; a simulation may start on any date).
+        A simulated run reads its simulated moment instead (see :class:`RunClock`)."""
+        if self.simulated_now is not None:
+            return self.simulated_now
+        return self._run_time(workflow.now())
+
+    def _run_time(self, moment: datetime) -> datetime:
+        """A moment of Temporal's clock on the run's clock."""
         offset = self.clock.clock_offset_seconds
-        now = workflow.now()
-        return now + timedelta(seconds=offset) if offset else now
+        return moment + timedelta(seconds=offset) if offset else moment
+
+    def _wait_start(self) -> datetime:
+        """Where a wait counts from, on Temporal's clock: now; in a simulated run, its
+        simulated moment (the real time a step took is not part of the wait)."""
+        if self.simulated_now is None:
+            return workflow.now()
+        return self.simulated_now - timedelta(seconds=self.clock.clock_offset_seconds)
+
+    def _timer_ended(self, deadline: datetime) -> None:
+        """A simulated run's clock moves to the end of the timer that fired."""
+        if self.simulated_now is not None:
+            self.simulated_now = max(self.simulated_now, self._run_time(deadline))
+
+    def _release_held(self) -> None:
+        """Handle the events a simulated run held (see :meth:`_holds`), in their order."""
+        held, self._held = self._held, []
+        for event in held:
+            if self.state.outcome is None:
+                self._handle(event)
 
     def _idempotency_key(self, node: Node) -> str:
         """Stable across retries and continue-as-new: run id, entry, step and visit."""
@@ -756,6 +824,12 @@ def _placeholder(run_input: JourneyInput) -> Plan:
         start=END,
         nodes={END: EndNode(id=END)},
     )
+
+
+def _aware(moment: datetime) -> datetime:
+    """An event's timestamp on the run's clock: in UTC, like Temporal's (one without an offset
+    is UTC already)."""
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _reads_profile(source: str | None) -> bool:

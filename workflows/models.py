@@ -27,6 +27,9 @@ INPUT_VERSION = 2
 SEEN_IDS_LIMIT = 500
 INBOX_LIMIT = 100
 TIMELINE_LIMIT = 300
+SIMULATED_TIMER_LAG_SECONDS = 2.0
+"""How much later than its end a simulated run's timer fires on the server (the run's clock
+still reads the end): the events of that very moment, routed meanwhile, are handled first."""
 
 JOURNEY_QUEUE = "touchpoint-journeys"
 CHANNEL_QUEUES = {name: c.queue for name, c in CHANNELS.items()}
@@ -75,10 +78,16 @@ class Profile(Model):
 
 class RunClock(Model):
     """What a run keeps of its starter's settings, recorded once in its input: how fast its
-    time goes (tests and demos) and where its clock starts (simulations from any date)."""
+    time goes (tests and demos) and where its clock starts (simulations from any date).
+
+    ``simulated``: the run's clock reads simulated time, not Temporal's. Its now is the moment
+    of the event it last handled (the trigger's, at first) or the end of the timer that last
+    fired: real time that passes while a step is worked on (which a time-skipping server's
+    clock counts too) never reaches the run's decisions, its goal window or its timeline."""
 
     time_scale: float = 1.0  # multiplies every wait: 1/86400 turns a day into a second (tests)
     clock_offset_seconds: float = 0.0  # added to the run's clock (simulations from any date)
+    simulated: bool = False  # the clock moves only with events and timers (simulations)
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -95,6 +104,7 @@ class RunSettings(Model):
     history_limit: int | None = None  # continue-as-new past this many events (tests lower it)
     time_scale: float = 1.0  # multiplies every wait: 1/86400 turns a day into a second (tests)
     clock_offset_seconds: float = 0.0  # added to the run's clock (simulations from any date)
+    simulated: bool = False  # runs keep simulated time: events' moments and timers' ends
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -103,7 +113,11 @@ class RunSettings(Model):
         return f"{self.queue_prefix}{name}"
 
     def clock(self) -> RunClock:
-        return RunClock(time_scale=self.time_scale, clock_offset_seconds=self.clock_offset_seconds)
+        return RunClock(
+            time_scale=self.time_scale,
+            clock_offset_seconds=self.clock_offset_seconds,
+            simulated=self.simulated,
+        )
 
 
 class Outcome(Model):
@@ -149,6 +163,7 @@ class RunState(Model):
     outcome: Outcome | None = None
     continued: int = 0
     resume: WaitResume | None = None  # set while a wait goes on across continue-as-new
+    simulated_now: datetime | None = None  # the run's clock in simulations (RunClock.simulated)
 
 
 class JourneyInput(Model):
