@@ -6,7 +6,8 @@ started as the router starts it (input version 2: a reference to the plan the wo
 the baseline sends one email and sleeps 2 days. A level counts once every run has sent its
 email (the record files say so). RSS is VmRSS from /proc/PID/status.
 Sizes: BENCH_LEVELS (default "1000,2000", a few minutes; the issue's "1000,5000,10000" takes
-about half an hour on 2 cores, the dev server being the bottleneck)."""
+about half an hour on 2 cores, the dev server being the bottleneck). BENCH_MAX_CACHED sets both
+workers' ``max_cached_workflows`` (default: the project's, 1000)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from report import header, table, verdict
 from stack import (
     ROOT,
+    bench_project,
     connect,
     dev_server,
     raw_worker,
@@ -65,22 +67,25 @@ async def fill(
 
 async def main() -> None:
     levels = [int(n) for n in os.environ.get("BENCH_LEVELS", "1000,2000").split(",")]
-    config = validate((), root=ROOT)
+    cache = os.environ.get("BENCH_MAX_CACHED")
+    cached = int(cache) if cache else validate((), root=ROOT).config.worker.max_cached_workflows
     header(
         "Memory: worker RSS with journeys waiting, Touchpoint vs hand-written",
-        f"levels {levels}; worker max_cached_workflows "
-        f"{config.config.worker.max_cached_workflows} (both workers)",
+        f"levels {levels}; worker max_cached_workflows {cached} (both workers)",
     )
-    plan = project_plans(ROOT)["newsletter-welcome"]
     rows = []
     with temporary_directory("memory") as tmp:
         directory = Path(tmp)
+        project = bench_project(directory, worker={"max_cached_workflows": cached})
+        plan = project_plans(project)["newsletter-welcome"]
         async with dev_server(directory) as server:
             client = await connect(server.address)
             prefix = "mem-"
             with (
-                touchpoint_worker(server, directory, TOUCHPOINT_QUEUE_PREFIX=prefix) as worker,
-                raw_worker(server, directory, "mem-raw") as raw,
+                touchpoint_worker(
+                    server, directory, project, TOUCHPOINT_QUEUE_PREFIX=prefix
+                ) as worker,
+                raw_worker(server, directory, "mem-raw", cached) as raw,
             ):
                 await asyncio.sleep(2)
                 rows.append([0, rss_mb(worker.pid), rss_mb(raw.pid), "", ""])

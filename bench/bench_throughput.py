@@ -78,7 +78,9 @@ async def main() -> None:
     with temporary_directory("throughput") as tmp:
         directory = Path(tmp)
         project = bench_project(directory, "project", [journey])
-        plain_project = bench_project(directory, "project-no-index", [journey], index_runs=False)
+        plain_project = bench_project(
+            directory, "project-no-index", [journey], {"index_runs": False}
+        )
         plan = project_plans(project)["bench-three-sends"]
         async with dev_server(directory) as server:
             client = await connect(server.address)

@@ -23,7 +23,7 @@ from ops.workers import WorkerOptions
 from simulation.recording import RecordingActivities
 
 
-async def serve(queue: str) -> None:
+async def serve(queue: str, max_cached_workflows: int | None = None) -> None:
     client = await connect(os.environ["TOUCHPOINT_TEMPORAL_ADDRESS"])
     record = os.environ.get("TOUCHPOINT_RECORD_FILE")
     activities = RecordingActivities(record_file=Path(record) if record else None)
@@ -37,7 +37,7 @@ async def serve(queue: str) -> None:
             task_queue=queue,
             workflows=[RawJourney],
             activities=activities.all(),
-            max_cached_workflows=defaults.max_cached_workflows,
+            max_cached_workflows=max_cached_workflows or defaults.max_cached_workflows,
             max_concurrent_activities=defaults.max_concurrent_activities,
         ),
         Worker(
@@ -59,6 +59,8 @@ def activity_queue(queue: str) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queue", required=True)
-    asyncio.run(serve(parser.parse_args().queue))
+    parser.add_argument("--max-cached-workflows", type=int)
+    args = parser.parse_args()
+    asyncio.run(serve(args.queue, args.max_cached_workflows))
     sys.stdout.flush()
     os._exit(0)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,13 +148,13 @@ def bench_project(
     directory: Path,
     name: str = "project",
     journeys: Sequence[Path] = (),
-    index_runs: bool = True,
+    worker: Mapping[str, bool | int] | None = None,
 ) -> Path:
     """A copy of the example project (``touchpoint.yaml``, its journeys and templates) in
-    ``directory/name``, with ``journeys`` added and, with ``index_runs=False``, a worker that
-    keeps no search attributes. The real worker compiles it, publishes the plans to the store
-    and registers them, as in production; runs started against it carry only a reference
-    (journey id and plan version) to one of those plans."""
+    ``directory/name``, with ``journeys`` added and ``worker`` settings (``index_runs``,
+    ``max_cached_workflows`` …) in its ``touchpoint.yaml``. The real worker compiles it,
+    publishes the plans to the store and registers them, as in production; runs started
+    against it carry only a reference (journey id and plan version) to one of those plans."""
     project = directory / name
     project.mkdir()
     shutil.copytree(ROOT / "journeys", project / "journeys")
@@ -162,10 +162,12 @@ def bench_project(
     for journey in journeys:
         shutil.copy(journey, project / "journeys" / journey.name)
     config = (ROOT / "touchpoint.yaml").read_text()
-    if not index_runs:
+    if worker:
         if "\nworker:" in config:
             raise SystemExit("touchpoint.yaml has a worker: section; bench_project cannot add one")
-        config += "\nworker:\n  index_runs: false\n"
+        config += "\nworker:\n" + "".join(
+            f"  {key}: {str(value).lower()}\n" for key, value in worker.items()
+        )
     (project / "touchpoint.yaml").write_text(config)
     return project
 
@@ -182,9 +184,13 @@ def touchpoint_worker(
 
 
 @contextlib.contextmanager
-def raw_worker(server: DevServer, directory: Path, queue: str) -> Iterator[subprocess.Popen[str]]:
+def raw_worker(
+    server: DevServer, directory: Path, queue: str, max_cached_workflows: int | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """The hand-written baseline's worker (bench/raw_worker.py), same recording activities."""
     command = [sys.executable, str(BENCH / "raw_worker.py"), "--queue", queue]
+    if max_cached_workflows is not None:
+        command += ["--max-cached-workflows", str(max_cached_workflows)]
     env = worker_env(server, directory, TOUCHPOINT_RECORD_FILE=str(directory / "raw-sent.jsonl"))
     with child(command, env, directory / "raw-worker.log", "raw worker ready") as process:
         yield process
