@@ -233,7 +233,10 @@ class Simulator:
                 plans=scenario.plans,
                 customers=scenario.customers,
                 runs=runs,
-                not_entered=session.not_entered,
+                not_entered=sorted(  # routed concurrently: in a fixed order
+                    session.not_entered,
+                    key=lambda n: (n.at, n.customer_id, n.journey_id, n.event, n.reason),
+                ),
                 messages=dict(delivery.delivered),
                 bodies=dict(delivery.bodies),
             )

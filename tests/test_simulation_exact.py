@@ -216,3 +216,30 @@ def test_the_docs_state_each_boundary_rule() -> None:
         "`wait: 1d` is 24 hours",
     ):
         assert rule in text, rule
+
+
+def test_a_population_on_the_boundaries_is_exact(boundaries: Path, tmp_path: Path) -> None:
+    """Twenty customers through the same boundary events, routed concurrently: every one of
+    them gets the same timeline, and two runs print the same JSON."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    customers = tmp_path / "customers.csv"
+    customers.write_text(
+        "id,email\n" + "".join(f"c{i:02d},c{i:02d}@x.example\n" for i in range(20))
+    )
+    args = ["simulate", *JOURNEYS, "-C", str(boundaries), "--profiles", str(customers)]
+    args += ["--events", str(boundaries / "events.yaml"), "--start", "2027-01-04T09:00:00Z"]
+    args += ["--until", "20d", "--json"]
+    outputs = [CliRunner().invoke(app, args).output for _ in range(2)]
+    assert outputs[0] == outputs[1]
+    document = json.loads(outputs[0])
+    timelines: dict[str, list[str]] = {}
+    for run in document["runs"]:
+        customer = run["customer"]
+        text = json.dumps([run["journey"], run["key"], run["outcome"], run["timeline"]])
+        timelines.setdefault(customer, []).append(text.replace(customer, "someone"))
+    assert len(timelines) == 20 and len({tuple(t) for t in timelines.values()}) == 1
+    assert len(document["not_entered"]) == 20
+    assert [n["customer"] for n in document["not_entered"]] == sorted(timelines)
