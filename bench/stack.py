@@ -134,9 +134,13 @@ def warn_of_tracebacks(log: Path) -> None:
 
 
 def worker_env(server: DevServer, directory: Path, **extra: str) -> dict[str, str]:
-    """The worker's environment: this server, the recording stand-in for delivery."""
+    """The worker's environment: this server, the recording stand-in for delivery, and Python
+    bytecode written and read as an installed package has it. (With PYTHONDONTWRITEBYTECODE
+    set and no ``__pycache__``, the workflow sandbox compiles ``workflows/journey.py`` from
+    source for every new run: 6 ms of worker CPU per run, a fifth of the worker's samples.)"""
+    inherited = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return {
-        **os.environ,
+        **inherited,
         "TOUCHPOINT_TEMPORAL_ADDRESS": server.address,
         "TOUCHPOINT_DATABASE_URL": f"sqlite:///{directory / 'touchpoint.db'}",
         "TOUCHPOINT_RECORD_FILE": str(directory / "sent.jsonl"),
