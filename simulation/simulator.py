@@ -216,7 +216,12 @@ class Simulator:
                 ),
             ):
                 await stack.enter_async_context(worker)
-            ingestion = Ingestion(ProfileStore(engine), ProcessedMessages(engine), router.route)
+            ingestion = Ingestion(
+                ProfileStore(engine),
+                ProcessedMessages(engine),
+                router.route,
+                max_profile_bytes=self.config.profiles.max_bytes,
+            )
             session = _Session(router, ingestion, scenario, clock, report)
             await session.add_customers()
             # Set the clock last: real time that passes before the first event moves the
@@ -321,6 +326,7 @@ class _Session:
                 customer.identify_traits(),
                 locale=customer.locale,
                 timezone=customer.timezone,
+                max_bytes=self.ingestion.max_profile_bytes,
             )
 
     async def play(self) -> None:

@@ -275,3 +275,19 @@ def test_a_population_shows_its_progress(in_project: Path, tmp_path: Path) -> No
     assert len(result.runs) == 3
     shown = screen.getvalue()
     assert "simulated time" in shown and "reading runs" in shown and "100%" in shown
+
+
+def test_simulate_keeps_the_projects_profile_cap(cli: CliRunner, project_copy: Path) -> None:
+    """A customer the API would refuse (profiles.max_bytes) is refused by the simulator too."""
+    config = project_copy / "touchpoint.yaml"
+    config.write_text(config.read_text() + "profiles:\n  max_bytes: 1024\n")
+    customers = project_copy / "customers.csv"
+    customers.write_text(f"id,email,locale,bio\nbig-1,big@example.com,en,{'x' * 1100}\n")
+    code, out = invoke(cli, "simulate", "newsletter-welcome", "--profiles", str(customers))
+    assert code != 0
+    assert "profiles.max_bytes" in out and "1,024" in out
+    assert "Traceback" not in out
+
+    customers.write_text(f"id,email,locale,bio\nsmall-1,small@example.com,en,{'x' * 900}\n")
+    code, out = invoke(cli, "simulate", "newsletter-welcome", "--profiles", str(customers))
+    assert code == 0, out
