@@ -473,6 +473,14 @@ def per_run(journey: Mapping[str, Any]) -> dict[str, float]:
         "days": journey["days"],
         "store_rows": sum(journey["store_rows"].values()) / count,
         "store_payload": sum(journey["store_payload"].values()) / count,
+        # what stays: the API forgets processed message ids after 48 hours (store/processed.py)
+        "kept_rows": sum(n for t, n in journey["store_rows"].items() if t not in PURGED) / count,
+        "kept_payload": sum(n for t, n in journey["store_payload"].items() if t not in PURGED)
+        / count,
+        # a customer has one profile, whichever journeys they go through (each run here is a
+        # new customer's): counted once per customer in the capacity model
+        "profile_rows": journey["store_rows"].get("profiles", 0) / count,
+        "profile_payload": journey["store_payload"].get("profiles", 0) / count,
         "store_pages": sum(journey["store_pages"].values()) / count,
         "worker_ms_per_step": cpu["worker"] / steps,
         "server_ms_per_step": cpu["server"] / steps,
@@ -557,6 +565,7 @@ def print_runs(data: Mapping[str, Any]) -> None:
 # --- capacity ---------------------------------------------------------------------------------
 
 MONTH_SECONDS = 30 * 86_400
+PURGED = {"processed_messages"}  # kept 48 hours: not part of the store's growth
 APS_DEFAULT = 500  # a Temporal Cloud namespace's default rate (1 TRU = 500 actions/s)
 ACTIVE_GBH, RETAINED_GBH = 0.042, 0.00105  # USD per GB-hour (docs.temporal.io/cloud/pricing)
 ACTION_TIERS = ((5e6, 50.0), (5e6, 45.0), (10e6, 40.0), (30e6, 35.0), (50e6, 30.0), (1e99, 25.0))
@@ -624,8 +633,8 @@ def capacity(data: Mapping[str, Any], customers: int, assume: Assumptions) -> Ca
         active_gb=active_gb,
         retained_gb=retained_gb,
         temporal_usd=usd,
-        store_gb_month=customers * sum(f["store_payload"] for f in figures) / 1e9,
-        store_rows_month=customers * sum(f["store_rows"] for f in figures),
+        store_gb_month=customers * _once(figures, "kept_payload", "profile_payload") / 1e9,
+        store_rows_month=customers * _once(figures, "kept_rows", "profile_rows"),
         api_calls=customers * sum(f["api_calls"] for f in figures),
         api_processes=max(1, math.ceil(api_cores / assume.utilisation)),
         worker_processes=max(1, math.ceil(worker_cores / assume.utilisation)),
@@ -634,28 +643,32 @@ def capacity(data: Mapping[str, Any], customers: int, assume: Assumptions) -> Ca
     )
 
 
+def _once(figures: list[dict[str, float]], kept: str, profile: str) -> float:
+    """What one customer keeps in the store after going through every journey: the rows of
+    each run, the profile once."""
+    return sum(f[kept] - f[profile] for f in figures) + max(f[profile] for f in figures)
+
+
 def limits(data: Mapping[str, Any], assume: Assumptions) -> list[tuple[str, float]]:
     """Customers a month at which each limit is reached at the peak, lowest first."""
     one = capacity(data, 1, assume)
     figures = [per_run(j) for j in data["journeys"]]
     rate = 1 / MONTH_SECONDS * assume.peak
     per = {
-        "API: one process (one core)": rate * sum(f["api_ms"] for f in figures) / 1000,
-        "worker: one process (one core)": rate * sum(f["worker_ms"] for f in figures) / 1000,
-        "dev server (one process, SQLite; measured CPU)": rate
-        * sum(f["server_ms"] for f in figures)
-        / 1000,
+        "one API process (1 core)": rate * sum(f["api_ms"] for f in figures) / 1000,
+        "one worker process (1 core)": rate * sum(f["worker_ms"] for f in figures) / 1000,
+        "the dev server (1 process, SQLite)": rate * sum(f["server_ms"] for f in figures) / 1000,
     }
     found = [(name, assume.utilisation / load) for name, load in per.items()]
     found.append(
         (
-            "one 2-core machine running API, worker and dev server",
+            "one 2-core machine (API, worker, dev server)",
             2 * assume.utilisation / one.cores_per_customer_peak,
         )
     )
     found.append(
         (
-            f"Temporal Cloud namespace at its default {APS_DEFAULT} actions/s",
+            f"Temporal Cloud: a namespace's default {APS_DEFAULT} actions/s",
             APS_DEFAULT / one.peak_aps,
         )
     )
@@ -669,7 +682,7 @@ def capacity_table(data: Mapping[str, Any], assume: Assumptions) -> str:
         c = capacity(data, customers, assume)
         reached = [name for name, at in ordered if at <= customers]
         first = (
-            reached[0] if reached else f"none (first: {ordered[0][0]} at {_count(ordered[0][1])})"
+            reached[0] if reached else f"none (next: {ordered[0][0]}, at {_count(ordered[0][1])})"
         )
         rows.append(
             [
@@ -694,7 +707,7 @@ def capacity_table(data: Mapping[str, Any], assume: Assumptions) -> str:
             "peak actions/s",
             "history GB open / retained",
             "Temporal Cloud USD/month (actions + storage)",
-            "store growth GB/month",
+            "store growth GB/month (kept rows)",
             "API processes",
             "worker processes",
             "server cores (dev server CPU)",

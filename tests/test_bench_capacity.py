@@ -13,7 +13,7 @@ from temporalio.client import WorkflowHistory
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))  # the benchmarks import each other by module name
-import bench_capacity  # noqa: E402
+import bench_capacity
 
 HISTORIES = ROOT / "tests" / "histories"
 
@@ -77,12 +77,14 @@ def test_the_capacity_model_is_linear_and_names_the_lowest_limit_first() -> None
     assert ten.worker_processes >= one.worker_processes
     limits = bench_capacity.limits(data, assume)
     assert [at for _, at in limits] == sorted(at for _, at in limits)
-    assert limits[0][0].startswith("dev server")  # it spends the most CPU per customer here
+    assert limits[0][0].startswith("the dev server")  # it spends the most CPU per customer here
 
 
-def test_a_file_that_is_not_per_run_figures_is_a_clear_error(tmp_path: Any) -> None:
+def test_a_file_that_is_not_per_run_figures_is_a_clear_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wrong = tmp_path / "wrong.json"
     wrong.write_text('{"journeys": [{"journey": "x"}]}')
-    sys.argv = ["bench_capacity.py", "--table", str(wrong)]
-    with pytest.raises(SystemExit, match="not per-run figures of bench_capacity.py"):
+    monkeypatch.setattr(sys, "argv", ["bench_capacity.py", "--table", str(wrong)])
+    with pytest.raises(SystemExit, match=r"^not per-run figures of bench_capacity\.py"):
         bench_capacity.main()
