@@ -377,7 +377,7 @@ async def run_journey(stack: Stack, scenario: Scenario, customers: int) -> Journ
         if len(done) == customers:
             break
         for execution in mine:
-            step = execution.typed_search_attributes.get(JOURNEY_STEP)
+            step = execution.typed_search_attributes.get(JOURNEY_STEP) or ""
             customer = by_hash[execution.typed_search_attributes.get(CUSTOMER) or ""]
             if execution.status != WorkflowExecutionStatus.RUNNING or step not in scenario.replies:
                 continue
