@@ -796,9 +796,9 @@ async def measure(customers: int) -> dict[str, Any]:
                 str(project),
             ]
             worker = [sys.executable, str(ROOT / "worker.py"), "--project", str(project)]
-            with (
-                child(worker, env, directory / "worker.log", "touchpoint worker ready") as w,
+            with (  # the API starts while the worker compiles the project
                 child(api, env, directory / "api.log") as a,
+                child(worker, env, directory / "worker.log", "touchpoint worker ready") as w,
             ):
                 async with httpx.AsyncClient(
                     base_url=f"http://127.0.0.1:{port}", auth=(key, ""), timeout=30
