@@ -2,8 +2,9 @@
 
 * ``GET /healthz`` — 200 while the process runs (a liveness probe: restart it when this fails);
 * ``GET /readyz`` — 200 when Temporal answers and every Temporal worker of the process is
-  polling its task queue, else 503; the JSON body names each check
-  (``{"temporal": true, "polling": true}``). During a graceful shutdown it is 503.
+  polling its task queue, else 503; the JSON body names each check, as the API's does
+  (``{"ready": true, "temporal": true, "polling": true}``). During a graceful shutdown it
+  is 503.
 
 A worker takes no traffic of its own, so readiness is for supervisors and dashboards: a worker
 whose Temporal is unreachable is up (it reconnects by itself) but does no work.
@@ -39,7 +40,8 @@ async def serve_health(host: str, port: int, ready: Checks) -> asyncio.Server:
                 status, body = 200, {"status": "ok"}
             elif path == "/readyz":
                 checks = await ready()
-                status, body = (200 if all(checks.values()) else 503), dict(checks)
+                ok = all(checks.values())
+                status, body = (200 if ok else 503), {"ready": ok, **checks}
             else:
                 status, body = 404, {"detail": "not found; /healthz or /readyz"}
             payload = json.dumps(body).encode()
