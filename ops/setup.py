@@ -84,6 +84,12 @@ async def register_search_attributes(client: Client, namespace: str) -> list[Reg
                 )
             )
     except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise ConfigurationError(
+                f"there is no namespace {namespace!r} on this Temporal server ({error.message}); "
+                "create it (`temporal operator namespace create`) or set "
+                "TOUCHPOINT_TEMPORAL_NAMESPACE to one that exists"
+            ) from None
         if error.status not in _REFUSALS:
             raise
         names = " ".join(f"{name}=Keyword" for name in needed)

@@ -46,6 +46,7 @@ from tests.net import free_port
 from tests.test_operator_errors import NOTE, assert_one_line, environment, run_all
 from workflows.search import ALL
 
+pytestmark = pytest.mark.timeout(600)  # real servers and processes; far slower on a busy machine
 CLI = [sys.executable, str(ROOT / "cli.py")]
 WORKER = [sys.executable, str(ROOT / "worker.py")]
 UNITS = ROOT / "deploy" / "systemd"
@@ -159,6 +160,16 @@ async def test_setup_refuses_an_attribute_of_another_type_and_adds_nothing(
     assert set(await custom_attributes(bare_server, CLASH)) & {k.name for k in ALL} == {
         "TouchpointStep"
     }
+
+
+def test_setup_names_a_namespace_that_does_not_exist(bare_server: int, project: Path) -> None:
+    done = touchpoint(project, bare_server, "setup", TOUCHPOINT_TEMPORAL_NAMESPACE="nowhere")
+    assert done.returncode == 1 and done.stdout == "", done.stderr
+    assert done.stderr.startswith("✗ there is no namespace 'nowhere' on this Temporal server (")
+    assert done.stderr.endswith(
+        "); create it (`temporal operator namespace create`) or set "
+        "TOUCHPOINT_TEMPORAL_NAMESPACE to one that exists\n"
+    )
 
 
 def test_setup_says_when_temporal_is_not_there(project: Path) -> None:
