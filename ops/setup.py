@@ -70,10 +70,11 @@ async def register_search_attributes(client: Client, namespace: str) -> list[Reg
             if name in existing and existing[name] != kind
         ]
         if clashes:
+            them = "it" if len(clashes) == 1 else "them"
             raise ConfigurationError(
-                f"namespace {namespace!r} has {', '.join(clashes)}, but Touchpoint needs it as "
-                "Keyword: remove it (`temporal operator search-attribute remove`) or use another "
-                "namespace; nothing was added"
+                f"namespace {namespace!r} has {', '.join(clashes)}, but Touchpoint needs {them} "
+                f"as Keyword: remove {them} (`temporal operator search-attribute remove`) or use "
+                "another namespace; nothing was added"
             )
         missing = {name: kind for name, kind in needed.items() if name not in existing}
         if missing:
