@@ -152,16 +152,26 @@ def schema_command(
 @app.command("worker")
 def worker_command(
     role: Annotated[str, typer.Option(help="all, workflows or activities.")] = "all",
+    health_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve /healthz and /readyz over HTTP on this port."),
+    ] = None,
+    health_host: Annotated[
+        str, typer.Option(help="Interface for the health checks (0.0.0.0 for every one).")
+    ] = "127.0.0.1",
     project: ProjectOption = Path("."),
 ) -> None:
-    """Run the Temporal worker (same as python worker.py)."""
+    """Run the Temporal worker (same as python worker.py).
+
+    /readyz answers 200 when Temporal answers and every task queue is polled, else 503."""
     import asyncio
 
     from worker import run_worker
 
     if role not in ("all", "workflows", "activities"):
         raise typer.BadParameter("choose all, workflows or activities", param_hint="--role")
-    asyncio.run(run_worker(project.resolve(), role))  # type: ignore[arg-type]
+    health = None if health_port is None else (health_host, health_port)
+    asyncio.run(run_worker(project.resolve(), role, health=health))  # type: ignore[arg-type]
 
 
 @app.command("dev")
@@ -241,6 +251,46 @@ def deploy_command(
             else ""
         ),
         err=True,
+    )
+
+
+@app.command("setup")
+def setup_command(project: ProjectOption = Path(".")) -> None:
+    """Register Touchpoint's search attributes on the Temporal namespace (once per namespace;
+    safe to repeat). Temporal Cloud: it says what to add in the UI instead."""
+    import asyncio
+
+    from config.settings import connect, load_settings
+    from ops.setup import register_search_attributes
+
+    settings = load_settings(validate((), root=project).config)
+
+    async def go() -> list[Any]:
+        return await register_search_attributes(await connect(settings), settings.namespace)
+
+    registered = asyncio.run(go())
+    for item in registered:
+        typer.echo(f"{item.name:<20} {'registered' if item.added else 'already registered'}")
+    added = sum(item.added for item in registered)
+    typer.echo(
+        f"{added} search attribute(s) registered, {len(registered) - added} already there, "
+        f"on namespace {settings.namespace} at {settings.address}",
+        err=True,
+    )
+
+
+@app.command("migrate")
+def migrate_command(project: ProjectOption = Path(".")) -> None:
+    """Bring the store's schema to the newest revision (APIs and workers also do it when they
+    start); for upgrades: migrate, then restart the processes."""
+    from config.settings import load_settings
+    from ops.setup import migrate_store
+
+    settings = load_settings(validate((), root=project).config)
+    migrated = migrate_store(settings.database_url)
+    typer.echo(
+        f"the store {migrated.database} is at revision {migrated.revision}"
+        + (" (the newest)" if migrated.revision == migrated.newest else "")
     )
 
 

@@ -1,8 +1,9 @@
 """Temporal worker entry point: connect, register the journey workflow and activities, run.
 
-``python worker.py [--role all|workflows|activities] [--project DIR]`` (or ``touchpoint
-worker``). Workflows and activities run in one process by default; ``--role`` splits them so
-ops can scale each apart. SIGTERM (and Ctrl-C) shut the workers down gracefully: in-flight
+``python worker.py [--role all|workflows|activities] [--project DIR] [--health-port N]`` (or
+``touchpoint worker``). Workflows and activities run in one process by default; ``--role``
+splits them so ops can scale each apart. ``--health-port`` serves ``/healthz`` and ``/readyz``
+(:mod:`ops.health`). SIGTERM (and Ctrl-C) shut the workers down gracefully: in-flight
 activities get ``graceful_shutdown_seconds`` to finish, then Temporal retries them elsewhere.
 """
 
@@ -22,10 +23,12 @@ from typing import Any, NoReturn
 from sqlalchemy import Engine
 
 from activities.profiles import ProfileReader
+from config.errors import ConfigurationError
 from config.settings import Settings, connect, load_settings
 from language.validator import require_valid
 from ops.environment import require_environment
 from ops.exits import exit_code, leave
+from ops.health import CHECK_SECONDS, Checks, serve_health
 from ops.workers import Role, build_workers, fetch_missing_plans, worker_options
 from simulation.recording import RecordingActivities
 from store.database import connect as connect_store
@@ -37,7 +40,14 @@ from workflows import registry
 log = logging.getLogger("touchpoint.worker")
 
 
-async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    project: Path,
+    role: Role = "all",
+    stop: asyncio.Event | None = None,
+    health: tuple[str, int] | None = None,
+) -> None:
+    """Run until SIGTERM, SIGINT or ``stop``; ``health``: serve ``/healthz`` and ``/readyz`` on
+    this host and port."""
     report = require_valid(project)
     settings = load_settings(report.config)
     require_environment(report, os.environ, "the worker", delivers=settings.record_file is None)
@@ -54,9 +64,22 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     workers = build_workers(client, activities, worker_options(settings), role)
+
+    async def ready() -> dict[str, bool]:
+        try:
+            reachable = await asyncio.wait_for(client.service_client.check_health(), CHECK_SECONDS)
+        except Exception:  # any failure to answer is "not ready", never a crash of the probe
+            reachable = False
+        polling = not stop.is_set() and all(w.is_running and not w.is_shutdown for w in workers)
+        return {"temporal": reachable, "polling": polling}
+
     async with AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
+        if health is not None:
+            server = await _serve_health(health, ready)
+            stack.push_async_callback(server.wait_closed)
+            stack.callback(server.close)
         fetcher = asyncio.create_task(fetch_missing_plans(plans, stop))
         stack.push_async_callback(_finish, fetcher)
         queues = ", ".join(w.task_queue for w in workers)
@@ -65,6 +88,18 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
         await stop.wait()
         log.info("shutting down")
     print("touchpoint worker stopped", flush=True)
+
+
+async def _serve_health(address: tuple[str, int], ready: Checks) -> asyncio.Server:
+    host, port = address
+    try:
+        return await serve_health(host, port, ready)
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot serve the health checks on {host}:{port} "
+            f"({os.strerror(error.errno) if error.errno else error}); "
+            "give --health-port a free port"
+        ) from None
 
 
 async def _finish(task: asyncio.Task[None]) -> None:
@@ -91,12 +126,18 @@ def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=["all", "workflows", "activities"], default="all")
     parser.add_argument("--project", type=Path, default=Path("."))
+    parser.add_argument("--health-port", type=int, help="serve /healthz and /readyz on it")
+    parser.add_argument("--health-host", default="127.0.0.1", help="interface for them")
     args = parser.parse_args(argv)
+    health = None if args.health_port is None else (args.health_host, args.health_port)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     leave(
-        exit_code("worker.py", lambda: asyncio.run(run_worker(args.project.resolve(), args.role)))
+        exit_code(
+            "worker.py",
+            lambda: asyncio.run(run_worker(args.project.resolve(), args.role, health=health)),
+        )
     )
 
 

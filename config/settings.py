@@ -6,6 +6,8 @@ the environment.
 | TOUCHPOINT_TEMPORAL_ADDRESS, TOUCHPOINT_TEMPORAL_NAMESPACE | override ``temporal:`` |
 | TOUCHPOINT_TEMPORAL_API_KEY | API key (Temporal Cloud); implies TLS |
 | TOUCHPOINT_TEMPORAL_TLS_CERT, TOUCHPOINT_TEMPORAL_TLS_KEY | client certificate, key (mTLS) |
+| TOUCHPOINT_TEMPORAL_TLS_CA | CA file the server's certificate must chain to (TLS) |
+| TOUCHPOINT_TEMPORAL_TLS_SERVER_NAME | the server certificate's name, if not the address's (TLS) |
 | TOUCHPOINT_QUEUE_PREFIX | prefix for every task queue (several deployments on one namespace) |
 | TOUCHPOINT_DATABASE_URL | Touchpoint's own store |
 | TOUCHPOINT_TIME_SCALE | multiply every wait (tests and demos; 1 in production) |
@@ -48,6 +50,8 @@ class Settings:
     record_file: Path | None
     lookup_fixtures: Path | None
     metrics_address: str | None = None
+    tls_ca: Path | None = None
+    tls_server_name: str | None = None
 
     def run_settings(self) -> RunSettings:
         return RunSettings(
@@ -78,6 +82,8 @@ def load_settings(config: ProjectConfig, environ: Mapping[str, str] | None = Non
         record_file=path("TOUCHPOINT_RECORD_FILE"),
         lookup_fixtures=path("TOUCHPOINT_LOOKUP_FIXTURES"),
         metrics_address=env.get("TOUCHPOINT_METRICS_ADDRESS") or None,
+        tls_ca=path("TOUCHPOINT_TEMPORAL_TLS_CA"),
+        tls_server_name=env.get("TOUCHPOINT_TEMPORAL_TLS_SERVER_NAME") or None,
     )
 
 
@@ -136,8 +142,9 @@ def _runtime(settings: Settings) -> Runtime | None:
 
 
 def _tls(settings: Settings) -> TLSConfig | bool:
-    """mTLS needs the certificate and its key; an API key alone means TLS without a client
-    certificate; neither means plain text (a local server)."""
+    """mTLS needs the certificate and its key; a CA file or a server name (a private CA, a
+    cluster behind a name other than its address) means TLS verified that way; an API key alone
+    means TLS against the system's roots; none of these means plain text (a local server)."""
     if bool(settings.tls_cert) != bool(settings.tls_key):
         given, missing = (
             ("TOUCHPOINT_TEMPORAL_TLS_CERT", "TOUCHPOINT_TEMPORAL_TLS_KEY")
@@ -148,22 +155,36 @@ def _tls(settings: Settings) -> TLSConfig | bool:
             f"{given} is set but {missing} is not: mTLS needs both the client certificate and "
             "its private key; set both, or neither"
         )
-    if settings.tls_cert and settings.tls_key:
-        return TLSConfig(
-            client_cert=_read(settings.tls_cert, "TOUCHPOINT_TEMPORAL_TLS_CERT"),
-            client_private_key=_read(settings.tls_key, "TOUCHPOINT_TEMPORAL_TLS_KEY"),
-        )
-    return bool(settings.api_key)
+    if not (settings.tls_cert or settings.tls_ca or settings.tls_server_name):
+        return bool(settings.api_key)
+    return TLSConfig(
+        server_root_ca_cert=_read(settings.tls_ca, "TOUCHPOINT_TEMPORAL_TLS_CA")
+        if settings.tls_ca
+        else None,
+        domain=settings.tls_server_name,
+        client_cert=_read(settings.tls_cert, "TOUCHPOINT_TEMPORAL_TLS_CERT")
+        if settings.tls_cert
+        else None,
+        client_private_key=_read(settings.tls_key, "TOUCHPOINT_TEMPORAL_TLS_KEY")
+        if settings.tls_key
+        else None,
+    )
 
 
 def _read(path: Path, variable: str) -> bytes:
     try:
-        return path.read_bytes()
+        content = path.read_bytes()
     except OSError as error:
         raise ConfigurationError(
             f"{variable}={str(path)!r} cannot be read ({error.strerror}); "
             "give the path of a PEM file this process can read"
         ) from None
+    if b"-----BEGIN " not in content:
+        raise ConfigurationError(
+            f"{variable}={str(path)!r} is not a PEM file (no -----BEGIN line); "
+            "give the path of a PEM file"
+        )
+    return content
 
 
 async def connect(settings: Settings, *, with_metrics: bool = False) -> Client:
@@ -198,6 +219,9 @@ async def connect(settings: Settings, *, with_metrics: bool = False) -> Client:
                 ) from None
             failure: Exception = error
         except (RuntimeError, TimeoutError) as error:  # the SDK's "Failed client connect: …"
+            untrusted = _certificate_problem(settings, str(error))
+            if untrusted is not None:  # it answered, with a certificate we must not accept
+                raise ConfigurationError(untrusted) from None
             failure = error
         if loop.time() + pause >= deadline:
             raise TemporalUnreachable(
@@ -207,6 +231,29 @@ async def connect(settings: Settings, *, with_metrics: bool = False) -> Client:
             )
         await asyncio.sleep(pause)
         pause = min(pause * 2, 2.0)
+
+
+def _certificate_problem(settings: Settings, failure: str) -> str | None:
+    """What to do about a server certificate this client refused (the SDK's error text names
+    rustls's reason), or None when the failure was something else."""
+    found = re.search(r"InvalidCertificate\((\w+)", failure)
+    if found is None:
+        return None
+    said = f"Temporal at {settings.address} presented a TLS certificate this client does not accept"
+    if found.group(1).startswith("NotValidForName"):
+        names = ", ".join(re.findall(r'DnsName\(\\?"([^"\\]+)', failure)) or "another name"
+        return (
+            f"{said}: it is for {names}, not the host of the address; set "
+            "TOUCHPOINT_TEMPORAL_TLS_SERVER_NAME to the name it carries, or connect by that name"
+        )
+    if found.group(1) == "UnknownIssuer":
+        return (
+            f"{said}: it is signed by a CA this client does not trust; set "
+            "TOUCHPOINT_TEMPORAL_TLS_CA to the file of the CA that signed it"
+        )
+    return (
+        f"{said} ({found.group(1)}); check the server's certificate and TOUCHPOINT_TEMPORAL_TLS_CA"
+    )
 
 
 def _reason(error: Exception) -> str:

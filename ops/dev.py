@@ -106,10 +106,11 @@ def dev_server_command(
     ui_port: int = 0,
     pragmas: Sequence[str] = WAL_PRAGMAS,
     log_level: str = "warn",
+    search_attributes: bool = True,
 ) -> list[str]:
-    """``temporal server start-dev`` on ``database`` with Touchpoint's search attributes and
-    (by default) the WAL pragmas: the one command line ``touchpoint dev``, the fault tests and
-    the benchmarks share."""
+    """``temporal server start-dev`` on ``database`` with Touchpoint's search attributes (unless
+    told not to: ``touchpoint setup``'s test registers them itself) and (by default) the WAL
+    pragmas: the one command line ``touchpoint dev``, the fault tests and the benchmarks share."""
     return [
         temporal_binary(),
         "server",
@@ -124,7 +125,7 @@ def dev_server_command(
         *[flag for pragma in pragmas for flag in ("--sqlite-pragma", pragma)],
         "--log-level",
         log_level,
-        *dev_server_flags(),
+        *(dev_server_flags() if search_attributes else []),
     ]
 
 

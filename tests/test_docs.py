@@ -103,3 +103,46 @@ def test_the_documented_sample_data_is_the_sample_validate_uses() -> None:
     block = next(b for b in BLOCK.findall(text) if b.startswith("profile:\n  id: sample-customer"))
     documented = yaml.safe_load(block)
     assert documented == {"profile": SAMPLE_PROFILE, "event": SAMPLE_EVENT}
+
+
+DEPLOY = ROOT / "docs" / "deploy.md"
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+NOT_YET_HERE = {"capacity"}  # docs/deploy.md's "## Capacity" comes from another change (issue 15)
+
+
+def anchor(heading: str) -> str:
+    """GitHub's id for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(markdown: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", markdown.read_text(), flags=re.DOTALL)
+    return {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def test_the_deployment_guide_links_to_what_exists() -> None:
+    links = LINK.findall(DEPLOY.read_text())
+    assert len(links) >= 10
+    for link in links:
+        if link.startswith(("http://", "https://")):
+            continue
+        path, _, fragment = link.partition("#")
+        target = (DEPLOY.parent / path).resolve() if path else DEPLOY
+        assert target.exists(), link
+        if fragment and fragment not in NOT_YET_HERE:
+            assert fragment in anchors(target), link
+
+
+def test_the_deployment_guide_names_every_setting_and_only_real_commands() -> None:
+    import typer.main
+
+    from cli import app
+
+    text = DEPLOY.read_text()
+    read = set(re.findall(r'"(TOUCHPOINT_[A-Z_]+)"', (ROOT / "config" / "settings.py").read_text()))
+    assert len(read) >= 12
+    assert sorted(v for v in read if f"`{v}`" not in text) == []
+    commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    used = set(re.findall(r"`touchpoint ([a-z-]+)", text))
+    assert {"api", "worker", "migrate", "setup", "deploy"} <= used
+    assert sorted(used - commands) == []

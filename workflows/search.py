@@ -2,7 +2,7 @@
 outcome, or a customer (by pseudonym, never by id or email).
 
 They must be registered on the server: ``touchpoint dev`` and the tests pass
-:data:`ALL` to the dev server; on a cluster, ``temporal operator search-attribute create``.
+:data:`ALL` to the dev server; on a cluster, ``touchpoint setup`` (:mod:`ops.setup`).
 """
 
 from __future__ import annotations
