@@ -12,7 +12,7 @@ and this process (the HTTP client, or the baseline's Temporal client).
 
 PostgreSQL runs from its own programs (``ops/postgres.py``, as the store tests start it), with
 its own settings for durability (``fsync``, commits flushed). Without ``initdb``/``pg_ctl`` the
-benchmark says so and exits 0. Sizes: BENCH_EVENTS (per round and path, default 400),
+benchmark says so and exits 0. Sizes: BENCH_EVENTS (per round and path, default 300),
 BENCH_ROUNDS (3), BENCH_CONCURRENCY (32 in flight), BENCH_APIS (1,2,4).
 BENCH_PROFILE=DIR also records a py-spy profile of one PostgreSQL API in each of its rounds
 (py-spy from PATH or PY_SPY)."""
@@ -193,7 +193,7 @@ def tracker(clients: Sequence[httpx.AsyncClient]) -> Callable[[str], Awaitable[N
 
 
 async def main() -> None:
-    events, rounds = env_int("BENCH_EVENTS", 400), env_int("BENCH_ROUNDS", 3)
+    events, rounds = env_int("BENCH_EVENTS", 300), env_int("BENCH_ROUNDS", 3)
     concurrency = env_int("BENCH_CONCURRENCY", 32)
     counts = [int(n) for n in os.environ.get("BENCH_APIS", "1,2,4").split(",")]
     title = "Ingestion past one process: PostgreSQL vs SQLite, 1/2/4 API processes"
