@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from sqlalchemy import Connection
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -37,7 +38,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from store.deployments import Deployments
+from store.deployments import Deployments, journey_state
 from store.entries import Entry, EntryStore
 from workflows import evaluation, registry
 from workflows.models import (
@@ -235,18 +236,21 @@ class Router:
         return Routed(journey, "started", target, run_id=handle.result_run_id, key=key)
 
     def _enter(self, plan: Plan, subject: str, now: datetime) -> Entry:
-        """May the subject enter? One trip to the store's thread: the journey's state (read
-        fresh: a pause holds from the moment it is committed), then the entry claim."""
-        if self.deployments is not None:
-            state = self.deployments.state(plan.journey_id)
-            if state in ("paused", "stopped"):
-                return Entry(refused=f"the journey is {state}")
+        """May the subject enter? One trip to the store's thread and one connection: the
+        journey's state (read fresh: a pause holds from the moment it is committed), then the
+        entry claim."""
+
+        def held(db: Connection) -> str | None:
+            state = journey_state(db, plan.journey_id)
+            return f"the journey is {state}" if state in ("paused", "stopped") else None
+
         return self.entries.enter(
             plan.journey_id,
             subject,
             now,
             once=plan.entry.policy == "once",
             cooldown_seconds=plan.entry.cooldown_seconds or 0,
+            refuse=held if self.deployments is not None else None,
         )
 
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:

@@ -128,11 +128,9 @@ class Ingestion:
                 )
             if call.event is None:
                 return _Recorded(first=True, customer_id=customer)
+            profile, linked = profiles.get_with_links(customer)
             return _Recorded(
-                first=True,
-                customer_id=customer,
-                profile=profiles.get(customer),
-                linked=tuple(profiles.linked_ids(customer)),
+                first=True, customer_id=customer, profile=profile, linked=tuple(linked)
             )
         except BaseException:
             self.processed.release(scope, call.message_id)

@@ -195,8 +195,7 @@ class Deployments:
         router asks at every trigger, the send activities before every send (a statement
         built once: a third of the CPU of building it per call)."""
         with self.engine.connect() as db:
-            found = db.execute(_STATE, {"journey_id": journey_id}).scalar()
-        return cast(State | None, found)
+            return journey_state(db, journey_id)
 
     def history(self, journey_id: str) -> list[Change]:
         """Every deploy and change of state of the journey, oldest first."""
@@ -249,6 +248,12 @@ class Deployments:
 
 
 _STATE = select(journeys.c.state).where(journeys.c.journey_id == bindparam("journey_id"))
+
+
+def journey_state(db: Connection, journey_id: str) -> State | None:
+    """:meth:`Deployments.state` on a connection the caller holds (the router reads it in its
+    entry transaction: one pool checkout for both)."""
+    return cast(State | None, db.execute(_STATE, {"journey_id": journey_id}).scalar())
 
 
 def _locked(db: Connection, journey_id: str) -> Row[Any] | None:

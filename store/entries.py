@@ -6,10 +6,11 @@ cooldowns are decided from this record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from store.atomic import dialect_insert
 from store.database import journey_entries as entries
@@ -43,7 +44,14 @@ class EntryStore:
             )
 
     def enter(
-        self, journey_id: str, subject: str, at: datetime, *, once: bool, cooldown_seconds: int
+        self,
+        journey_id: str,
+        subject: str,
+        at: datetime,
+        *,
+        once: bool,
+        cooldown_seconds: int,
+        refuse: Callable[[Connection], str | None] | None = None,
     ) -> Entry:
         """Everything the router asks of the store before it starts a run, in one transaction:
         may this customer (and key) enter now, and under which entry number? For ``once`` and
@@ -55,7 +63,10 @@ class EntryStore:
         latest committed state. Any other router entering the same customer and journey waits
         at that statement until this transaction ends, so the check below and the claim that
         follows it cannot interleave with theirs; other customers are not held up (on
-        PostgreSQL)."""
+        PostgreSQL).
+
+        ``refuse``, if given, is asked first on the same connection (the router: is the
+        journey paused or stopped?); a reason it gives refuses the entry."""
         key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
         reserve = (
             dialect_insert(self.engine)(entries)
@@ -68,6 +79,9 @@ class EntryStore:
         )
         try:
             with self.engine.begin() as db:
+                refusal = refuse(db) if refuse is not None else None
+                if refusal is not None:
+                    return Entry(refused=refusal)
                 row = db.execute(reserve).one()
                 before = EntryRecord(int(row.entered), _aware(row.last_entered_at))
                 refusal = _refusal(before, at, once, cooldown_seconds)

@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 from activities.http import make_client
 from ingestion.api import Api, create_app
 from ingestion.service import Ingestion, RouteEvent
+from ops.postgres import Postgres, server_programs
 from store.database import connect
 from store.keys import WriteKeys
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from tests.httpstub import HttpStub
-from tests.postgres import Postgres, server_programs
 from workflows.models import Event, Profile
 
 T = TypeVar("T")
@@ -115,7 +115,7 @@ CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
-    """A real PostgreSQL server for the session (tests/postgres.py), stopped at the end.
+    """A real PostgreSQL server for the session (ops/postgres.py), stopped at the end.
 
     Where PostgreSQL's programs are missing, its tests are skipped — except in CI (``CI`` set,
     as ``.ci/run`` does), where they fail: CI must prove the store on PostgreSQL."""

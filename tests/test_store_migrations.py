@@ -13,10 +13,10 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
+from ops.postgres import Postgres
 from store.database import connect, metadata
 from store.profiles import ProfileStore
 from tests.conftest import Database, processes_at_once
-from tests.postgres import Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = "0005"
