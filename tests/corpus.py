@@ -210,7 +210,7 @@ async def replay(
     registry.deploy(f"replay-{build_id}", recording.worker_settings())
     replayer = Replayer(
         workflows=list(workflows),
-        workflow_runner=runner or journey_workflow_runner(),
+        workflow_runner=runner or journey_workflow_runner(checked=True),
         data_converter=pydantic_data_converter,
         build_id=build_id,
     )
