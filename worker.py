@@ -26,7 +26,13 @@ from config.settings import Settings, connect, load_settings
 from language.validator import require_valid
 from ops.environment import require_environment
 from ops.exits import exit_code, leave
-from ops.workers import Role, build_workers, fetch_missing_plans, worker_options
+from ops.workers import (
+    Role,
+    build_workers,
+    fetch_missing_plans,
+    keep_payloads_out_of_logs,
+    worker_options,
+)
 from simulation.recording import RecordingActivities
 from store.database import connect as connect_store
 from store.ledger import Ledger
@@ -38,6 +44,7 @@ log = logging.getLogger("touchpoint.worker")
 
 
 async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | None = None) -> None:
+    keep_payloads_out_of_logs()
     report = require_valid(project)
     settings = load_settings(report.config)
     require_environment(report, os.environ, "the worker", delivers=settings.record_file is None)

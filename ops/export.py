@@ -304,19 +304,26 @@ class Exporter:
 
 
 def _attach_provider_events(messages: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None:
-    """Each message's provider events (SendGrid's opens, clicks …, routed to runs as events
-    naming the message): where the ledger's row is the status, these are what followed."""
-    by_message: dict[str, list[dict[str, Any]]] = {}
+    """Each message's provider events (SendGrid's opens, clicks …, routed to runs as events):
+    where the ledger's row is the status, these are what followed. An event names its message
+    by id when the journey reads that property, else by the run's journey and the step."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    by_step: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for run in runs:
         for event in run["events"]:
-            named = event.get("properties", {}).get("message_id")
-            if isinstance(named, str) and event["message_id"].startswith("sendgrid:"):
-                by_message.setdefault(named, []).append(
-                    {"event": event["event"], "at": event["timestamp"], **event["properties"]}
-                )
+            if not event["message_id"].startswith("sendgrid:"):
+                continue
+            properties = event.get("properties", {})
+            seen = {"event": event["event"], "at": event["timestamp"], **properties}
+            if isinstance(properties.get("message_id"), str):
+                by_id.setdefault(properties["message_id"], []).append(seen)
+            elif isinstance(properties.get("step"), str):
+                by_step.setdefault((run["journey_id"], properties["step"]), []).append(seen)
     for message in messages:
         if "message_id" in message:
-            message["provider_events"] = by_message.get(message["message_id"], [])
+            message["provider_events"] = by_id.get(message["message_id"]) or by_step.get(
+                (message["journey_id"], message["step_id"]), []
+            )
 
 
 async def export_for_project(project: Path, customer_id: str) -> dict[str, Any]:
