@@ -62,6 +62,7 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
         loop.add_signal_handler(signum, stop.set)
     workers = build_workers(client, activities, worker_options(settings), role)
     async with AsyncExitStack() as stack:
+        stack.callback(store.dispose)  # last: its connections close once the workers stopped
         for worker in workers:
             await stack.enter_async_context(worker)
         fetcher = asyncio.create_task(fetch_missing_plans(plans, stop))

@@ -271,6 +271,7 @@ async def stack(
         await http.aclose()
         stop.set()
         await asyncio.wait_for(worker, 60)
+        api.service.profiles.engine.dispose()  # the API's own engine (the worker disposes its)
 
 
 async def test_export_end_to_end_and_no_personal_data_in_logs_or_unread_properties(
