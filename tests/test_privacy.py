@@ -274,6 +274,7 @@ async def stack(
         api.service.profiles.engine.dispose()  # the API's own engine (the worker disposes its)
 
 
+@pytest.mark.timeout(600)  # about 30 s; far more on a busy machine
 async def test_export_end_to_end_and_no_personal_data_in_logs_or_unread_properties(
     stack: dict[str, Any],
     project: Path,
@@ -281,32 +282,33 @@ async def test_export_end_to_end_and_no_personal_data_in_logs_or_unread_properti
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    customer = f"erika-{uuid.uuid4().hex[:8]}"  # the dev server is shared: runs of other tests
     http, client, ledger = stack["http"], stack["client"], Ledger(stack["engine"])
     auth = (stack["write_key"], "")
 
     async def track(event_name: str, **properties: Any) -> None:
-        body = {"userId": CUSTOMER, "event": event_name, "properties": properties}
+        body = {"userId": customer, "event": event_name, "properties": properties}
         answer = await http.post("/v1/track", json=body, auth=auth)
         assert answer.status_code == 200, answer.text
 
     async def sent(template_step: str) -> str:
         deadline = time.monotonic() + 120  # a loaded machine
         while time.monotonic() < deadline:
-            for message in ledger.list(customer_hash(CUSTOMER)):
+            for message in ledger.list(customer_hash(customer)):
                 if message.step_id == template_step and message.status == "sent":
                     return message.message_id
             await asyncio.sleep(0.1)
         raise AssertionError(f"no {template_step} message was sent")
 
     traits = {"email": EMAIL, "name": NAME, "email_opt_in": True, "interests": ["laptops"]}
-    identify = {"userId": CUSTOMER, "traits": traits}
+    identify = {"userId": customer, "traits": traits}
     assert (await http.post("/v1/identify", json=identify, auth=auth)).status_code == 200
 
     await track("Newsletter Subscribed", source="footer", note=UNREAD, name=NAME)
     await sent("welcome")
     await track("Product Category Viewed", category="laptops", referrer=UNREAD, name=NAME)
     picks = await sent("recommend")
-    await _wait_until_waiting(stack, "laptop-recommendation", "clicked")
+    await _wait_until_waiting(stack, customer, "laptop-recommendation", "clicked")
     await _sendgrid_click(stack, picks)
     await track(
         "Order Completed",
@@ -322,7 +324,7 @@ async def test_export_end_to_end_and_no_personal_data_in_logs_or_unread_properti
     await sent("setup-guide")
 
     admin = {"Authorization": f"Bearer {stack['admin_key']}"}
-    answer = await http.get(f"/v1/customers/{CUSTOMER}/export", headers=admin)
+    answer = await http.get(f"/v1/customers/{customer}/export", headers=admin)
     assert answer.status_code == 200, answer.text
     document = answer.json()
 
@@ -334,7 +336,7 @@ async def test_export_end_to_end_and_no_personal_data_in_logs_or_unread_properti
     }
     for run in runs:
         assert run["timeline"], run["workflow_id"]
-        assert run["events"] and run["events"][0]["customer_id"] == CUSTOMER
+        assert run["events"] and run["events"][0]["customer_id"] == customer
     laptop = next(r for r in runs if r["journey_id"] == "laptop-recommendation")
     assert "email.clicked" in [e["event"] for e in laptop["events"]]
     by_step = {m["step_id"]: m for m in document["messages"]}
@@ -361,7 +363,7 @@ async def test_export_end_to_end_and_no_personal_data_in_logs_or_unread_properti
     # the command line gives the same document (its own process: its stderr is read too)
     out = project / "export.json"
     command = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "export", CUSTOMER, "--out", str(out)],
+        [sys.executable, str(ROOT / "cli.py"), "export", customer, "--out", str(out)],
         cwd=project,
         env={**os.environ, **stack["env"], "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -383,9 +385,11 @@ async def test_export_end_to_end_and_no_personal_data_in_logs_or_unread_properti
         assert personal not in logs, leaking
 
 
-async def _wait_until_waiting(stack: dict[str, Any], journey: str, step: str) -> None:
+async def _wait_until_waiting(
+    stack: dict[str, Any], customer: str, journey: str, step: str
+) -> None:
     client = stack["client"]
-    query = f"TouchpointJourney = '{journey}' AND TouchpointCustomer = '{customer_hash(CUSTOMER)}'"
+    query = f"TouchpointJourney = '{journey}' AND TouchpointCustomer = '{customer_hash(customer)}'"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         async for run in client.list_workflows(query):
