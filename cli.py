@@ -294,21 +294,39 @@ def migrate_command(project: ProjectOption = Path(".")) -> None:
     )
 
 
-keys_app = typer.Typer(help="Write keys for the ingestion API.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Keys for the API: write keys (ingestion) and admin keys (privacy requests).",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("create")
 def keys_create_command(
     name: Annotated[str, typer.Argument(help="Who uses it, e.g. web-shop or store-tills.")],
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin",
+            help="An admin key (the shop backend's privacy requests, e.g. export), not a "
+            "write key.",
+        ),
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Create a write key; it is shown once and only its hash is stored."""
+    """Create a write key (or an admin key); it is shown once and only its hash is stored."""
     from ops.api_server import create_key
 
-    key = create_key(project.resolve(), name)
+    key = create_key(project.resolve(), name, admin=admin)
     typer.echo(key)
-    typer.echo(f"write key for {name!r}; use it as the Segment SDK's write key", err=True)
+    if admin:
+        typer.echo(
+            f"admin key for {name!r}; send it as Authorization: Bearer <key> to the admin "
+            "endpoints (GET /v1/customers/ID/export); it cannot send events",
+            err=True,
+        )
+    else:
+        typer.echo(f"write key for {name!r}; use it as the Segment SDK's write key", err=True)
 
 
 @app.command("identify")
@@ -391,6 +409,39 @@ def emit_command(
         typer.echo(
             f"{len(calls)} call(s): " + ", ".join(f"{n} {a}" for a, n in sorted(summary.items()))
         )
+
+
+@app.command("export")
+def export_command(
+    customer: Annotated[str, typer.Argument(help="The customer's id.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the document here (default: stdout).")
+    ] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Everything held about one customer as one JSON document: profile, consent,
+    suppressions, entries, runs with their timelines and events, messages (GDPR Art. 15, 20)."""
+    import asyncio
+
+    from ops.export import export_for_project
+
+    document = asyncio.run(export_for_project(project.resolve(), customer))
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as error:
+            _fail(f"cannot write {out}: {error.strerror}")
+    said = (
+        f"{len(document['runs'])} run(s), {len(document['messages'])} message(s)"
+        if document["found"]
+        else "nothing is held about this customer"
+    )
+    typer.echo(f"{said}" + (f"; written to {out}" if out else ""), err=True)
+    for note in document["notes"]:
+        typer.echo(f"note: {note}", err=True)
 
 
 @app.command("show")

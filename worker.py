@@ -29,7 +29,13 @@ from language.validator import require_valid
 from ops.environment import require_environment
 from ops.exits import exit_code, leave
 from ops.health import CHECK_SECONDS, Checks, serve_health
-from ops.workers import Role, build_workers, fetch_missing_plans, worker_options
+from ops.workers import (
+    Role,
+    build_workers,
+    fetch_missing_plans,
+    keep_payloads_out_of_logs,
+    worker_options,
+)
 from simulation.recording import RecordingActivities
 from store.database import connect as connect_store
 from store.ledger import Ledger
@@ -48,6 +54,7 @@ async def run_worker(
 ) -> None:
     """Run until SIGTERM, SIGINT or ``stop``; ``health``: serve ``/healthz`` and ``/readyz`` on
     this host and port."""
+    keep_payloads_out_of_logs()
     report = require_valid(project)
     settings = load_settings(report.config)
     require_environment(report, os.environ, "the worker", delivers=settings.record_file is None)
@@ -74,6 +81,7 @@ async def run_worker(
         return {"temporal": reachable, "polling": polling}
 
     async with AsyncExitStack() as stack:
+        stack.callback(store.dispose)  # last: its connections close once the workers stopped
         for worker in workers:
             await stack.enter_async_context(worker)
         if health is not None:

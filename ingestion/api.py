@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,6 +36,7 @@ from prometheus_client import (
 from pydantic import BaseModel
 
 from ingestion import sendgrid_events as sg
+from ingestion.admin import AdminAuth
 from ingestion.body import check_shape, parse_json, read_body
 from ingestion.calls import field_error, read_call, read_typed_call, validate
 from ingestion.errors import BadRequest
@@ -81,6 +82,7 @@ class Api:
     sendgrid_key: Any = None  # the Event Webhook's verification key (P-256)
     ready: Callable[[], Awaitable[dict[str, bool]]] | None = None
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()  # for its lifetime
+    export: Callable[[str], Awaitable[dict[str, Any]]] | None = None  # ops.export.Exporter
 
     async def apply(self, kind: str, call: Ingest, scope: str) -> None:
         RECEIVED.labels(kind).inc()
@@ -263,6 +265,26 @@ def create_app(api: Api) -> FastAPI:
                 {"success": False, "message": message, "errors": errors}, status_code=400
             )
         return JSONResponse({"success": True})
+
+    admin = AdminAuth(api.keys)
+
+    @app.get(
+        "/v1/customers/{customer_id}/export",
+        summary="Everything held about one customer, as one JSON document (admin key)",
+    )
+    async def export_customer(customer_id: str, by: str = Depends(admin)) -> JSONResponse:
+        """For the shop's backend answering an access or portability request (GDPR Art. 15,
+        20): the profile, consent, suppressions, entries, runs with their timelines and events,
+        and messages. Needs an admin key (401 without one, 403 for a write key)."""
+        if api.export is None:
+            raise BadRequest(503, "exporting is not configured on this API")
+        log.info("export of one customer requested by admin key %r", by)
+        try:
+            document = await api.export(customer_id)
+        except Exception:
+            log.exception("an export failed; the caller may retry")
+            return _try_again()
+        return JSONResponse(document)
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:

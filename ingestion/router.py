@@ -7,7 +7,10 @@
   be named by id (``every_time`` journeys, or a key-less rule in a keyed journey) are found with
   a visibility query on the Touchpoint search attributes.
 
-Workflow ids hash the customer id and key: no personal data in ids.
+Workflow ids hash the customer id and key: no personal data in ids. **Data minimisation:** a
+run gets only the event properties its journey reads (:attr:`Plan.event_properties`, every
+version the router knows of the journey together); the others are never copied into Temporal's
+histories. Trigger conditions and keys are evaluated on the whole event first.
 
 **What it routes by** is a :class:`Routes` table: the active version of each journey (triggers
 start runs on it) and the earlier versions (their runs still wait for events). An API swaps it
@@ -77,6 +80,8 @@ class Routes:
     active: Mapping[str, Plan] = field(default_factory=dict)  # journey id → its active version
     triggers: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)  # event → active plans
     listeners: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)  # every version
+    # journey id → the event properties any of its versions reads (None: any)
+    properties: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, active: Mapping[str, Plan], earlier: Iterable[Plan] = ()) -> Routes:
@@ -91,11 +96,27 @@ class Routes:
         for plan in [*active.values(), *older]:
             for name in sorted(plan.listened_events()):
                 listeners.setdefault(name, []).append(plan)
+        properties: dict[str, frozenset[str] | None] = {}
+        for plan in [*active.values(), *older]:
+            known = properties.get(plan.journey_id, frozenset())
+            reads = plan.event_properties
+            properties[plan.journey_id] = (
+                None if known is None or reads is None else known | frozenset(reads)
+            )
         return cls(
             dict(active),
             {name: tuple(found) for name, found in triggers.items()},
             {name: tuple(found) for name, found in listeners.items()},
+            properties,
         )
+
+    def for_run(self, journey_id: str, event: Event) -> Event:
+        """``event`` as runs of ``journey_id`` get it: only the properties the journey reads."""
+        reads = self.properties.get(journey_id)
+        if reads is None or reads.issuperset(event.properties):
+            return event
+        kept = {name: value for name, value in event.properties.items() if name in reads}
+        return event.model_copy(update={"properties": kept})
 
 
 class Router:
@@ -148,7 +169,7 @@ class Router:
         results: list[Routed] = []
         handled: set[str] = set()
         for plan in routes.triggers.get(event.event, ()):
-            routed = await self._trigger(plan, event, profile, now)
+            routed = await self._trigger(plan, event, profile, now, routes)
             results.append(routed)
             if routed.action in ("started", "signalled"):
                 handled.add(plan.journey_id)
@@ -156,13 +177,15 @@ class Router:
         for plan in routes.listeners.get(event.event, ()):
             if plan.journey_id not in handled:
                 versions.setdefault(plan.journey_id, []).append(plan)
-        for plans in versions.values():
-            results += await self._listen(plans, event, linked)
+        for journey_id, plans in versions.items():
+            results += await self._listen(plans, event, linked, routes.for_run(journey_id, event))
         return results
 
     # --- triggers -------------------------------------------------------------------------
 
-    async def _trigger(self, plan: Plan, event: Event, profile: Profile, now: datetime) -> Routed:
+    async def _trigger(
+        self, plan: Plan, event: Event, profile: Profile, now: datetime, routes: Routes
+    ) -> Routed:
         journey = plan.journey_id
         event_names = {"event": event.names()}
         try:
@@ -182,6 +205,7 @@ class Router:
             return Routed(journey, "skipped", reason=f"cannot evaluate: {error}")
 
         subject = _subject(event.customer_id, key)
+        whole, event = event, routes.for_run(journey, event)  # what the run may keep
         entry = await asyncio.to_thread(self._enter, plan, subject, now)
         if entry.refused is not None:
             return Routed(journey, "skipped", reason=entry.refused)
@@ -190,7 +214,7 @@ class Router:
         # A keyed journey has one run per customer and key, found by id. An un-keyed every_time
         # journey has one run per triggering event, so a redelivered event finds its own run.
         tagged = every_time and key is None
-        target = workflow_id(journey, event.customer_id, key, _event_tag(event) if tagged else None)
+        target = workflow_id(journey, event.customer_id, key, _event_tag(whole) if tagged else None)
         run_input = JourneyInput(  # a reference to the plan; no profile: steps read it fresh
             journey_id=plan.journey_id,
             plan_version=plan.version,
@@ -268,10 +292,11 @@ class Router:
     # --- listeners ------------------------------------------------------------------------
 
     async def _listen(
-        self, versions: Sequence[Plan], event: Event, linked: Sequence[str]
+        self, versions: Sequence[Plan], event: Event, linked: Sequence[str], sent: Event
     ) -> list[Routed]:
         """Signal the runs of one journey that may wait for ``event``, whichever of its
-        ``versions`` they run (the runs themselves decide whether it matches)."""
+        ``versions`` they run (the runs themselves decide whether it matches); they get
+        ``sent``, the event with only the properties the journey reads."""
         journey = versions[0].journey_id
         customers = [event.customer_id, *linked]
         targets: set[str] = set()
@@ -293,8 +318,8 @@ class Router:
                 if key is not None:
                     targets.update(workflow_id(journey, c, key, None) for c in customers)
         if fan_out:
-            return await self._signal_all_running(versions[0], event, customers)
-        return [await self._signal(journey, target, event) for target in sorted(targets)]
+            return await self._signal_all_running(versions[0], sent, customers)
+        return [await self._signal(journey, target, sent) for target in sorted(targets)]
 
     async def _signal(self, journey: str, target: str, event: Event) -> Routed:
         try:

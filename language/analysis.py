@@ -94,6 +94,45 @@ def data_reads(tree: nodes.Node, roots: Collection[str]) -> list[DataRead]:
     ]
 
 
+EVENT_FIELDS = frozenset({"event", "timestamp", "message_id"})
+"""What of an event a run sees besides its properties (:meth:`workflows.models.Event.names`)."""
+
+
+def event_properties(tree: nodes.Node, roots: Collection[str]) -> frozenset[str] | None:
+    """The names of event properties ``tree`` reads (``event.properties.order_id``,
+    ``events.answer.properties.score``), for the roots in ``roots`` it does not define itself;
+    ``None`` when it may read any (``event.properties`` whole, ``event.properties[name]``, an
+    event handed to a macro): then every property must reach the run."""
+    parents = _parents(tree)
+    found: set[str] = set()
+
+    def key_of(node: nodes.Node) -> tuple[nodes.Node, str | None] | None:
+        parent = parents.get(id(node))
+        if isinstance(parent, nodes.Getattr | nodes.Getitem) and parent.node is node:
+            return parent, _constant_key(parent)
+        return None
+
+    for node in tree.find_all(nodes.Name):
+        if node.ctx != "load" or node.name not in roots or node.name not in ("event", "events"):
+            continue
+        top: nodes.Node = node
+        if node.name == "events":  # events.<step> is one event
+            step = key_of(node)
+            if step is None or step[1] is None:
+                return None
+            top = step[0]
+        field = key_of(top)
+        if field is None or field[1] is None:
+            return None
+        if field[1] != "properties":
+            continue  # event.event, event.timestamp …: no property
+        name = key_of(field[0])
+        if name is None or name[1] is None or name[1] in DICT_METHODS:
+            return None
+        found.add(name[1])
+    return frozenset(found)
+
+
 def refusals(tree: nodes.Node) -> list[Refusal]:
     """What the sandbox would refuse in ``tree``, in source order."""
     found: list[Refusal] = []

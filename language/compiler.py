@@ -16,7 +16,7 @@ from jinja2 import nodes
 
 from config.project import KNOWN_SECRET_SHAPES, ProjectConfig
 from language import authoring as a
-from language.analysis import DataRead, data_reads
+from language.analysis import DataRead, data_reads, event_properties
 from language.expressions import (
     ENTRY_NAMES,
     EVENT_NAMES,
@@ -588,8 +588,38 @@ class _Compiler:
             ),
             start=self._resolve(self.steps[0].id),
             nodes=nodes,
+            event_properties=self._event_properties(),
         )
         return plan.with_version()
+
+    def _event_properties(self) -> tuple[str, ...] | None:
+        """Every event property the journey reads — its expressions, lookups and the templates
+        of its sends — so the router hands its runs only those (``None``: any may be read)."""
+        found: set[str] = set()
+        trees: list[tuple[Any, tuple[str, ...]]] = []
+        try:
+            trees += [(parse_expression(src), names) for _, src, names in self._expressions()]
+            for step in self.steps:
+                if isinstance(step.model, a.LookupStep):
+                    m = step.model
+                    parts = {"path": m.path, "query": m.query, "body": m.body}
+                    env = expression_environment()
+                    trees += [(env.parse(text), STEP_NAMES) for _, text in _strings((), parts)]
+        except Exception:  # an expression that does not parse: reported elsewhere
+            return None
+        for tree, names in trees:
+            read = event_properties(tree, names)
+            if read is None:
+                return None
+            found |= read
+        catalog = self.context.templates
+        for step in self.steps:
+            if isinstance(step.model, a.SendStep):
+                read = catalog.event_properties(step.model.template) if catalog else None
+                if read is None:
+                    return None
+                found |= read
+        return tuple(sorted(found))
 
     def _resolve(self, target: str | None, after: int | None = None) -> str:
         """The node a jump lands on: ``None`` means the next step; gotos are followed."""

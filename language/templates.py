@@ -28,7 +28,7 @@ from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from config.project import LOCALE_PATTERN
-from language.analysis import DataRead, refusals
+from language.analysis import DataRead, event_properties, refusals
 from language.analysis import data_reads as find_reads
 from language.expressions import (
     MARKETING_EMAIL_NAMES,
@@ -74,6 +74,7 @@ class Names:
     uses: frozenset[str] | None
     reads: tuple[TemplateRead, ...] = ()
     assigned: frozenset[str] = frozenset()
+    properties: frozenset[str] | None = frozenset()  # event properties read; None: any
 
 
 @dataclass
@@ -127,6 +128,14 @@ class TemplateCatalog:
         if not complete:
             return None
         return frozenset().union(*(n.roots for n in names))
+
+    def event_properties(self, name: str) -> frozenset[str] | None:
+        """The event properties template ``name`` reads (every locale and part, its layouts
+        and partials); ``None`` when any may be read, or that cannot be known."""
+        found = self._names_of(name)
+        if found is None or not found[1]:
+            return None
+        return _properties(found[0])
 
     def data_reads(self, name: str) -> list[TemplateRead]:
         """Where template ``name`` (every locale and part, the layouts and partials it uses
@@ -260,7 +269,14 @@ def _union(found: list[Names]) -> Names:
         None if uses is None else frozenset(uses),
         tuple(read for n in found for read in n.reads),
         frozenset().union(*(n.assigned for n in found)),
+        _properties(found),
     )
+
+
+def _properties(found: list[Names]) -> frozenset[str] | None:
+    if any(n.properties is None for n in found):
+        return None
+    return frozenset().union(*(n.properties or () for n in found))
 
 
 ALWAYS_READABLE = frozenset(TEMPLATE_NAMES + MARKETING_EMAIL_NAMES + RENDERER_NAMES)
@@ -471,6 +487,7 @@ def _check_syntax(
         None if uses is None else frozenset(uses),
         tuple(reads),
         _assigned(tree),
+        event_properties(tree, roots - set(env.globals)),
     )
 
 

@@ -18,11 +18,12 @@ from ingestion.service import Ingestion
 from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from language.validator import require_valid, validate
 from ops.environment import require_environment, webhook_key_problem
+from ops.export import Exporter, outbox_of
 from ops.journeys import start_routing
 from store.consent import ConsentStore
 from store.database import connect as connect_store
 from store.entries import EntryStore
-from store.keys import WriteKeys
+from store.keys import ADMIN, WRITE, WriteKeys
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
@@ -77,6 +78,7 @@ async def build_api(project: Path, deploy: bool = False) -> Api:
         sendgrid_key=sendgrid_events.load_public_key(sendgrid_key) if sendgrid_key else None,
         ready=ready,
         background=[lambda: deployed.follow(router)],  # deploys reach this API within seconds
+        export=Exporter(engine, client, outbox_of(project, report.config)).export,
     )
 
 
@@ -95,7 +97,7 @@ async def serve_api(project: Path, host: str, port: int, deploy: bool = False) -
     await uvicorn.Server(config).serve()
 
 
-def create_key(project: Path, name: str) -> str:
+def create_key(project: Path, name: str, admin: bool = False) -> str:
     report = validate((), root=project)
     settings = load_settings(report.config)
-    return WriteKeys(connect_store(settings.database_url)).create(name)
+    return WriteKeys(connect_store(settings.database_url)).create(name, ADMIN if admin else WRITE)

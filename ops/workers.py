@@ -44,6 +44,19 @@ class WorkerOptions:
     deployment: Deployment = field(default_factory=Deployment)  # what runs on the queue get
 
 
+PAYLOAD_LOGGERS = ("temporalio.worker._activity", "temporalio.worker._workflow")
+"""Loggers of the Temporal SDK whose DEBUG lines print whole payloads (an activity's result:
+a send's address and subject; workflow activations): personal data, never in a log."""
+
+
+def keep_payloads_out_of_logs() -> None:
+    """Cap :data:`PAYLOAD_LOGGERS` at INFO, whatever level the process logs at (docs/privacy.md:
+    logs carry ids, never personal data)."""
+    for name in PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.INFO))
+
+
 def build_workers(
     client: Client,
     activities: Sequence[Callable[..., Any]],

@@ -154,6 +154,8 @@ write_keys = Table(
     Column("key_hash", String(64), primary_key=True),  # sha256: the key itself is never stored
     Column("name", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # "write": ingestion calls; "admin": the privacy endpoints (export), never ingestion
+    Column("kind", String(16), nullable=False, server_default="write"),
 )
 
 journeys = Table(

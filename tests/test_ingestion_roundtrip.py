@@ -35,6 +35,7 @@ name: Fuzzed
 category: transactional
 trigger:
   event: Fuzzed
+  if: event.properties is defined  # reads them whole: its runs get every property
 steps:
   - id: first
     wait: 1d

@@ -19,7 +19,7 @@ from store.profiles import ProfileStore
 from tests.conftest import Database, processes_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0005"
+HEAD = "0006"
 
 
 def test_a_new_database_is_migrated_to_the_newest_revision(database: Database) -> None:
@@ -51,7 +51,12 @@ def test_the_migrated_schema_is_the_model(database: Database) -> None:
 
 def test_starting_again_keeps_the_data(database: Database) -> None:
     with database.connect().begin() as db:
-        db.execute(text("INSERT INTO write_keys VALUES ('h', 'shop', '2026-11-27 10:00:00')"))
+        db.execute(
+            text(
+                "INSERT INTO write_keys (key_hash, name, created_at) "
+                "VALUES ('h', 'shop', '2026-11-27 10:00:00')"
+            )
+        )
     with database.connect().connect() as db:  # migrations run again: a no-op
         assert db.execute(text("SELECT name FROM write_keys")).scalar_one() == "shop"
     if database.backend == "sqlite":
@@ -73,6 +78,21 @@ def test_upgrading_from_0001_keeps_processed_ids_under_the_empty_scope(
     with database.connect().connect() as db:
         rows = db.execute(text("SELECT scope, message_id FROM processed_messages")).all()
     assert [tuple(row) for row in rows] == [("", "m-1")]
+
+
+def test_upgrading_from_0005_keeps_write_keys_as_write_keys(database: Database) -> None:
+    """Keys made before admin keys existed stay write keys: they never open admin endpoints."""
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "store" / "migrations"))
+    old = create_engine(database.url.replace("postgresql://", "postgresql+psycopg://"))
+    with old.begin() as db:
+        config.attributes["connection"] = db
+        command.upgrade(config, "0005")
+        db.execute(text("INSERT INTO write_keys VALUES ('h', 'shop', '2026-11-27 10:00:00')"))
+    old.dispose()
+    with database.connect().connect() as db:
+        rows = db.execute(text("SELECT name, kind FROM write_keys")).all()
+    assert [tuple(row) for row in rows] == [("shop", "write")]
 
 
 def test_the_lookup_by_email_reads_an_index_not_the_table(database: Database) -> None:

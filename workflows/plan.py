@@ -185,9 +185,13 @@ class Plan(Frozen):
     goal: GoalRule | None = None
     start: str
     nodes: dict[str, Node]
+    # The event properties the journey reads (sorted); None: any. The router hands runs only
+    # these: what a journey never reads is not copied into its runs' histories.
+    event_properties: tuple[str, ...] | None = None
 
     def content_hash(self) -> str:
-        content = self.model_dump(mode="json", exclude={"version"})
+        unset = {"event_properties"} if self.event_properties is None else set()
+        content = self.model_dump(mode="json", exclude={"version", *unset})
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
