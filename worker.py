@@ -20,12 +20,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from activities.privacy import PrivacyActivities, outbox_of
 from activities.profiles import ProfileReader
 from config.settings import Settings, connect, load_settings
 from language.validator import require_valid
 from ops.environment import require_environment
 from ops.exits import exit_code, leave
+from ops.retention import start_retention
 from ops.workers import Role, build_workers, fetch_missing_plans, worker_options
 from simulation.recording import RecordingActivities
 from store.database import connect as connect_store
@@ -49,6 +53,13 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
     names = {plan.journey_id: plan.name for plan in report.plans.values()}
     activities = _activities(settings, project, names, store) if role != "workflows" else []
     activities.append(ProfileReader(ProfileStore(store)).read_profile)  # the journey worker's
+    if role != "workflows":  # the privacy queue: erasure and retention
+        config = report.config
+        privacy = PrivacyActivities(
+            client, store, settings.erasure_secret, outbox_of(config, project), config.retention
+        )
+        activities += privacy.all()
+        await _start_retention(client, settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -65,6 +76,14 @@ async def run_worker(project: Path, role: Role = "all", stop: asyncio.Event | No
         await stop.wait()
         log.info("shutting down")
     print("touchpoint worker stopped", flush=True)
+
+
+async def _start_retention(client: Client, settings: Settings) -> None:
+    """Register the retention schedule; a server that refuses (permissions) is a warning."""
+    try:
+        await start_retention(client, settings)
+    except RPCError as error:
+        log.warning("could not register the retention schedule: %s", error.message)
 
 
 async def _finish(task: asyncio.Task[None]) -> None:

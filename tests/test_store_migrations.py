@@ -19,7 +19,7 @@ from tests.conftest import Database, processes_at_once
 from tests.postgres import Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0005"
+HEAD = "0006"
 
 
 def test_a_new_database_is_migrated_to_the_newest_revision(database: Database) -> None:
