@@ -388,11 +388,12 @@ def forget_command(
     from datetime import UTC, datetime
 
     from config.settings import connect, load_settings
-    from ops.forget import Erased, forget
+    from ops.forget import Erased, forget, require_key
     from ops.operations import _project
 
     _, config = _project(project.resolve())
     settings = load_settings(config)
+    require_key(settings)  # before connecting: the missing key is the thing to fix first
     who = _who(by)
     reference = (request_id or "").strip() or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
 

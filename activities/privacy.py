@@ -46,7 +46,7 @@ from workflows.search import CUSTOMER
 
 log = logging.getLogger("touchpoint.privacy")
 
-DELETE_ATTEMPTS = 6  # each followed by 5 s of checking that it is gone
+DELETE_ATTEMPTS = 12  # each followed by 10 s of checking that it is gone
 END_WAIT_SECONDS = 10.0  # how long a running run gets to end on the cancel signal before deletion
 
 
@@ -109,17 +109,24 @@ class PrivacyActivities:
         store = self.erasures
         hashes = ", ".join(f"'{customer_hash(i)}'" for i in subjects.ids)
         query = f"WorkflowType = 'JourneyWorkflow' AND {CUSTOMER.name} IN ({hashes})"
-        runs = [run async for run in self.client.list_workflows(query)]
+        done: set[tuple[str, str]] = set()
         deleted = 0
-        for run in runs:
-            activity.heartbeat(deleted)
-            started = await self._input(run.id, run.run_id)
-            if started is not None and started.key is not None:
-                subject = customer_hash(f"{started.customer_id}\x00{started.key}")
-                await asyncio.to_thread(store.delete_entries, [subject])
-            if run.status == WorkflowExecutionStatus.RUNNING:
-                await self._end(run.id, run.run_id)
-            deleted += await self._delete(run.id, run.run_id)
+        while True:  # again until a listing shows nothing new: visibility may lag a start
+            runs = [
+                r async for r in self.client.list_workflows(query) if (r.id, r.run_id) not in done
+            ]
+            if not runs:
+                break
+            for run in runs:
+                activity.heartbeat(len(done))
+                started = await self._input(run.id, run.run_id)
+                if started is not None and started.key is not None:
+                    subject = customer_hash(f"{started.customer_id}\x00{started.key}")
+                    await asyncio.to_thread(store.delete_entries, [subject])
+                if run.status == WorkflowExecutionStatus.RUNNING:
+                    await self._end(run.id, run.run_id)
+                deleted += await self._delete(run.id, run.run_id)
+                done.add((run.id, run.run_id))
         await asyncio.to_thread(store.delete_entries, [customer_hash(i) for i in subjects.ids])
         log.info("erasure %s: %d run(s) deleted", subjects.customer[:16], deleted)
         return deleted
@@ -149,21 +156,21 @@ class PrivacyActivities:
             await asyncio.wait_for(handle.result(), END_WAIT_SECONDS)
 
     async def _delete(self, workflow_id: str, run_id: str) -> int:
-        """Delete the execution, and see it gone: the server deletes asynchronously, and a
-        request that meets a run in the moment it closes can be lost — it is made again."""
+        """Delete the execution and see it gone (describing it says "not found"): the server
+        deletes asynchronously, and is asked again while it has not."""
         request = DeleteWorkflowExecutionRequest(
             namespace=self.client.namespace,
             workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
         )
         handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
-        for attempt in range(DELETE_ATTEMPTS):
+        for _ in range(DELETE_ATTEMPTS):
             try:
                 await self.client.workflow_service.delete_workflow_execution(request)
             except RPCError as error:
                 if error.status == RPCStatusCode.NOT_FOUND:  # deleted by an earlier attempt
-                    return 0 if attempt == 0 else 1
+                    return 0
                 raise
-            for _ in range(10):
+            for _ in range(20):
                 activity.heartbeat()
                 try:
                     await handle.describe()
@@ -172,8 +179,7 @@ class PrivacyActivities:
                         return 1
                     raise
                 await asyncio.sleep(0.5)
-            log.info("execution %s not deleted yet: asking again", workflow_id)
-        raise RuntimeError(f"the server did not delete {workflow_id} ({run_id}); retrying")
+        raise RuntimeError(f"the server has not deleted {workflow_id} ({run_id}) yet")
 
     @activity.defn(name=ERASE_MESSAGES)
     async def erase_messages(self, subjects: ErasureSubjects) -> int:

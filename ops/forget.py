@@ -116,10 +116,15 @@ async def _delete(client: Client, workflow_id: str, run_id: str | None) -> int:
     return 1
 
 
-def _key(settings: Settings, customer_id: str) -> str:
+def require_key(settings: Settings) -> bytes:
+    """The erasure key, or :class:`ErasureUnavailable` saying how to set it."""
     if settings.erasure_secret is None:
         raise ErasureUnavailable(
             f"set {ERASURE_SECRET_ENV} (at least 16 bytes, the same on the worker): an "
             "erasure keeps keyed hashes of the customer id and address"
         )
-    return keyed_hash(settings.erasure_secret, "customer", customer_id)
+    return settings.erasure_secret
+
+
+def _key(settings: Settings, customer_id: str) -> str:
+    return keyed_hash(require_key(settings), "customer", customer_id)
