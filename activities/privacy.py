@@ -50,6 +50,39 @@ DELETE_ATTEMPTS = 12  # each followed by 10 s of checking that it is gone
 END_WAIT_SECONDS = 10.0  # how long a running run gets to end on the cancel signal before deletion
 
 
+async def delete_execution(
+    client: Client,
+    workflow_id: str,
+    run_id: str | None,
+    beat: Callable[[], None] = lambda: None,
+) -> int:
+    """Delete an execution and see it gone (describing it says "not found"); 1 if this call
+    deleted it, 0 if it was gone already. The server deletes asynchronously — seconds, more
+    on a busy one — and is asked again while it has not; ``beat`` is called while waiting."""
+    request = DeleteWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or ""),
+    )
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    for _ in range(DELETE_ATTEMPTS):
+        try:
+            await client.workflow_service.delete_workflow_execution(request)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:  # deleted by an earlier attempt
+                return 0
+            raise
+        for _ in range(20):
+            beat()
+            try:
+                await handle.describe()
+            except RPCError as error:
+                if error.status == RPCStatusCode.NOT_FOUND:
+                    return 1
+                raise
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"the server has not deleted {workflow_id} ({run_id}) yet")
+
+
 def outbox_of(config: ProjectConfig, root: Path) -> Path | None:
     """The project's Maildir outbox, when it mails into one."""
     return root / config.email.maildir.path if config.email.provider == "maildir" else None
@@ -156,30 +189,7 @@ class PrivacyActivities:
             await asyncio.wait_for(handle.result(), END_WAIT_SECONDS)
 
     async def _delete(self, workflow_id: str, run_id: str) -> int:
-        """Delete the execution and see it gone (describing it says "not found"): the server
-        deletes asynchronously, and is asked again while it has not."""
-        request = DeleteWorkflowExecutionRequest(
-            namespace=self.client.namespace,
-            workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
-        )
-        handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
-        for _ in range(DELETE_ATTEMPTS):
-            try:
-                await self.client.workflow_service.delete_workflow_execution(request)
-            except RPCError as error:
-                if error.status == RPCStatusCode.NOT_FOUND:  # deleted by an earlier attempt
-                    return 0
-                raise
-            for _ in range(20):
-                activity.heartbeat()
-                try:
-                    await handle.describe()
-                except RPCError as error:
-                    if error.status == RPCStatusCode.NOT_FOUND:
-                        return 1
-                    raise
-                await asyncio.sleep(0.5)
-        raise RuntimeError(f"the server has not deleted {workflow_id} ({run_id}) yet")
+        return await delete_execution(self.client, workflow_id, run_id, activity.heartbeat)
 
     @activity.defn(name=ERASE_MESSAGES)
     async def erase_messages(self, subjects: ErasureSubjects) -> int:

@@ -14,12 +14,10 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError, RPCStatusCode
 
+from activities.privacy import delete_execution
 from config.errors import UserError
 from config.settings import ERASURE_SECRET_ENV, Settings
 from store.erasure import keyed_hash
@@ -103,17 +101,7 @@ async def delete_executions(client: Client, workflow_id: str) -> int:
 
 
 async def _delete(client: Client, workflow_id: str, run_id: str | None) -> int:
-    request = DeleteWorkflowExecutionRequest(
-        namespace=client.namespace,
-        workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or ""),
-    )
-    try:
-        await client.workflow_service.delete_workflow_execution(request)
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return 0
-    return 1
+    return await delete_execution(client, workflow_id, run_id)
 
 
 def require_key(settings: Settings) -> bytes:
