@@ -470,6 +470,45 @@ def cancel_command(
     typer.echo(f"cancelled {workflow_id}")
 
 
+@app.command("forget")
+def forget_command(
+    customer: Annotated[str, typer.Argument(help="The customer's user id.")],
+    request_id: Annotated[
+        str | None,
+        typer.Option("--request", help="The request's reference, for the audit (a ticket id)."),
+    ] = None,
+    by: WhoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Erase a customer (GDPR Art. 17): runs ended and deleted, profile gone, ledger anonymised.
+
+    What stays, as keyed hashes: that they were erased, and their address (no marketing email
+    without new consent). Idempotent; waits until a worker has done it. See docs/privacy.md.
+    """
+    import asyncio
+    from datetime import UTC, datetime
+
+    from config.settings import connect, load_settings
+    from ops.forget import Erased, forget, require_key
+    from ops.operations import _project
+
+    _, config = _project(project.resolve())
+    settings = load_settings(config)
+    require_key(settings)  # before connecting: the missing key is the thing to fix first
+    who = _who(by)
+    reference = (request_id or "").strip() or f"cli-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+    async def go() -> Erased:
+        client = await connect(settings)
+        return await forget(client, settings, customer, request_id=reference, actor=who)
+
+    erased = asyncio.run(go())
+    typer.echo(
+        f"erased customer {erased.customer[:16]}… (request {reference}, by {who}): "
+        f"{erased.runs} run(s) deleted, {erased.messages} message(s) anonymised"
+    )
+
+
 runs_app = typer.Typer(help="Find and inspect journey runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from activities.privacy import PrivacyActivities, outbox_of
 from activities.profiles import ProfileReader
 from config.errors import ConfigurationError
 from config.settings import Settings, connect, load_settings
@@ -29,6 +32,7 @@ from language.validator import require_valid
 from ops.environment import require_environment
 from ops.exits import exit_code, leave
 from ops.health import CHECK_SECONDS, Checks, serve_health
+from ops.retention import start_retention
 from ops.workers import (
     Role,
     build_workers,
@@ -66,6 +70,13 @@ async def run_worker(
     names = {plan.journey_id: plan.name for plan in report.plans.values()}
     activities = _activities(settings, project, names, store) if role != "workflows" else []
     activities.append(ProfileReader(ProfileStore(store)).read_profile)  # the journey worker's
+    if role != "workflows":  # the privacy queue: erasure and retention
+        config = report.config
+        privacy = PrivacyActivities(
+            client, store, settings.erasure_secret, outbox_of(config, project), config.retention
+        )
+        activities += privacy.all()
+        await _start_retention(client, settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -108,6 +119,14 @@ async def _serve_health(address: tuple[str, int], ready: Checks) -> asyncio.Serv
             f"({os.strerror(error.errno) if error.errno else error}); "
             "give --health-port a free port"
         ) from None
+
+
+async def _start_retention(client: Client, settings: Settings) -> None:
+    """Register the retention schedule; a server that refuses (permissions) is a warning."""
+    try:
+        await start_retention(client, settings)
+    except RPCError as error:
+        log.warning("could not register the retention schedule: %s", error.message)
 
 
 async def _finish(task: asyncio.Task[None]) -> None:

@@ -41,9 +41,11 @@ from activities.profiles import ProfileReader
 from activities.rendering import Renderer
 from activities.webhooks import step_time
 from config.project import Connection, ProjectConfig, resolve_env
+from config.settings import erasure_secret
 from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from store.consent import ConsentStore
 from store.deployments import Deployments
+from store.erasure import ErasureStore
 from store.ledger import Claim, Ledger, Status
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
@@ -75,6 +77,7 @@ class DeliveryActivities:
     environ: Mapping[str, str] | None = None
     consent: ConsentStore | None = None
     suppressions: Suppressions | None = None  # addresses no email may go to
+    erasures: ErasureStore | None = None  # erased addresses (their keyed hashes)
     telegram_api: str = "https://api.telegram.org"
     policies: PolicyChain | None = None  # default: PolicyChain.standard (stop, suppression, …)
     profiles: ProfileStore | None = None  # default: the ledger's store
@@ -92,6 +95,7 @@ class DeliveryActivities:
     ) -> DeliveryActivities:
         env = os.environ if environ is None else environ
         secret = secret_from_env(env) if env.get(SECRET_ENV) else None  # marketing needs it
+        key = erasure_secret(env)
         return cls(
             config=config,
             ledger=ledger,
@@ -102,6 +106,7 @@ class DeliveryActivities:
             environ=env,
             consent=ConsentStore(ledger.engine),
             suppressions=Suppressions(ledger.engine),
+            erasures=ErasureStore(ledger.engine, key) if key else None,
         )
 
     def __post_init__(self) -> None:
@@ -110,7 +115,7 @@ class DeliveryActivities:
         if self.policies is None:
             consent = self.consent or ConsentStore(self.ledger.engine)
             self.policies = PolicyChain.standard(
-                consent, self.suppressions, Deployments(self.ledger.engine)
+                consent, self.suppressions, Deployments(self.ledger.engine), self.erasures
             )
         self.senders = {name: c.sender_class()(self) for name, c in CHANNELS.items()}
         self.sends = {name: self._send_activity(c) for name, c in CHANNELS.items()}

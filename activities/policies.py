@@ -29,6 +29,7 @@ from typing import Literal, Protocol
 from activities.email.address import InvalidEmailAddress, email_address
 from store.consent import ConsentStore
 from store.deployments import Deployments
+from store.erasure import ErasureStore
 from store.suppressions import Suppressions
 from workflows.channels import Channel
 from workflows.models import SendRequest
@@ -86,13 +87,17 @@ class PolicyChain:
         consent: ConsentStore,
         suppressions: Suppressions | None,
         deployments: Deployments | None = None,
+        erasures: ErasureStore | None = None,
     ) -> PolicyChain:
-        """Touchpoint's chain, in order: a stopped journey, address suppressions, consent."""
+        """Touchpoint's chain, in order: a stopped journey, address suppressions, erased
+        addresses, consent."""
         chain: list[Policy] = []
         if deployments is not None:
             chain.append(JourneyStopped(deployments))
         if suppressions is not None:
             chain.append(SuppressedAddress(suppressions))
+        if erasures is not None:
+            chain.append(ErasedAddress(erasures))
         chain.append(ConsentWithdrawn(consent))
         return cls(chain)
 
@@ -139,6 +144,23 @@ class SuppressedAddress:
             if sent != message.recipient:
                 suppressed = self.suppressions.blocked(sent)
         return Decision.skip(suppressed) if suppressed else None
+
+
+@dataclass
+class ErasedAddress:
+    """An address whose customer was erased (``touchpoint forget``) is known only by its keyed
+    hash: it gets no marketing email until the person consents again, and no email at all if
+    it was suppressed (a hard bounce, a spam report) when it was erased."""
+
+    erasures: ErasureStore
+    name: str = "erased"
+
+    def decide(self, message: Message) -> Decision | None:
+        if message.channel.recipient != "email":
+            return None
+        marketing = message.request.category == "marketing"
+        blocked = self.erasures.blocked(message.recipient, marketing=marketing)
+        return Decision.skip(blocked) if blocked else None
 
 
 @dataclass

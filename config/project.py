@@ -165,11 +165,35 @@ class ProfileSettings(Model):
     )
 
 
+class RetentionSettings(Model):
+    """How long personal data is kept (docs/privacy.md, "Retention"). The worker registers a
+    Temporal Schedule that deletes what is older, every ``every_hours``."""
+
+    closed_runs_days: int = Field(
+        30,
+        ge=1,
+        description="closed runs (their inputs, events and timelines) are kept by Temporal for "
+        "the namespace's retention period; the worker warns at start when it is longer",
+    )
+    ledger_days: int = Field(
+        400, ge=1, description="delivery ledger rows older than this are deleted"
+    )
+    processed_ids_hours: int = Field(
+        48,
+        ge=48,
+        description="message ids seen by the ingestion API (the deduplication window, at least "
+        "48 hours) and the provider events among them",
+    )
+    outbox_days: int = Field(30, ge=1, description="Maildir outbox files older than this go")
+    every_hours: int = Field(24, ge=1, le=168, description="how often the retention job runs")
+
+
 class ProjectConfig(Model):
     """The project's ``touchpoint.yaml``."""
 
     defaults: Defaults = Defaults()
     profiles: ProfileSettings = ProfileSettings()
+    retention: RetentionSettings = RetentionSettings()
     email: EmailSettings = EmailSettings()
     temporal: TemporalSettings = TemporalSettings()
     worker: WorkerSettings = WorkerSettings()

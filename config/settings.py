@@ -14,6 +14,7 @@ the environment.
 | TOUCHPOINT_RECORD_FILE | where the recording stand-in writes sends (JSON lines) |
 | TOUCHPOINT_LOOKUP_FIXTURES | JSON file of lookup answers for the stand-in |
 | TOUCHPOINT_METRICS_ADDRESS | host:port where the worker serves Temporal SDK metrics (Prometheus) |
+| TOUCHPOINT_ERASURE_SECRET | key of the hashes an erasure keeps (``store.erasure``; ≥ 16 bytes) |
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Settings:
     metrics_address: str | None = None
     tls_ca: Path | None = None
     tls_server_name: str | None = None
+    erasure_secret: bytes | None = None
 
     def run_settings(self) -> RunSettings:
         return RunSettings(
@@ -84,7 +86,25 @@ def load_settings(config: ProjectConfig, environ: Mapping[str, str] | None = Non
         metrics_address=env.get("TOUCHPOINT_METRICS_ADDRESS") or None,
         tls_ca=path("TOUCHPOINT_TEMPORAL_TLS_CA"),
         tls_server_name=env.get("TOUCHPOINT_TEMPORAL_TLS_SERVER_NAME") or None,
+        erasure_secret=erasure_secret(env),
     )
+
+
+ERASURE_SECRET_ENV = "TOUCHPOINT_ERASURE_SECRET"
+MIN_ERASURE_SECRET_BYTES = 16
+
+
+def erasure_secret(env: Mapping[str, str]) -> bytes | None:
+    """The key of the hashes an erasure keeps, from the environment; ``None`` if unset."""
+    value = env.get(ERASURE_SECRET_ENV)
+    if not value:
+        return None
+    if len(value.encode()) < MIN_ERASURE_SECRET_BYTES:
+        raise ConfigurationError(
+            f"{ERASURE_SECRET_ENV} is too short (use at least {MIN_ERASURE_SECRET_BYTES} "
+            "bytes, e.g. the output of `openssl rand -hex 32`)"
+        )
+    return value.encode()
 
 
 def _time_scale(text: str) -> float:

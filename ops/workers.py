@@ -26,6 +26,8 @@ from workflows import registry
 from workflows.channels import CHANNELS
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_QUEUE, LOOKUP_ACTIVITY, LOOKUP_QUEUE, READ_PROFILE_ACTIVITY
+from workflows.privacy import ErasureWorkflow, RetentionWorkflow
+from workflows.privacy_models import PRIVACY_ACTIVITIES, PRIVACY_QUEUE
 from workflows.registry import Deployment
 from workflows.sandbox import journey_workflow_runner
 
@@ -63,7 +65,9 @@ def build_workers(
     options: WorkerOptions,
     role: Role = "all",
 ) -> list[Worker]:
-    """Workers for ``role``: the workflow worker and/or one activity worker per queue."""
+    """Workers for ``role``: the workflow worker and/or one activity worker per queue; with
+    the privacy activities (:class:`activities.privacy.PrivacyActivities`) among
+    ``activities``, the erasure and retention worker too (with the activity workers)."""
     workers: list[Worker] = []
     prefix = options.queue_prefix
     by_name = {getattr(fn, "__temporal_activity_definition").name: fn for fn in activities}
@@ -96,6 +100,19 @@ def build_workers(
                     max_concurrent_activities=options.max_concurrent_activities,
                     interceptors=[ExpectedRetries()],
                     max_task_queue_activities_per_second=options.rate_limits.get(channel),
+                    graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
+                    build_id=options.build_id,
+                )
+            )
+        privacy = [by_name[name] for name in PRIVACY_ACTIVITIES if name in by_name]
+        if privacy:
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=prefix + PRIVACY_QUEUE,
+                    workflows=[ErasureWorkflow, RetentionWorkflow],
+                    activities=privacy,
+                    workflow_runner=journey_workflow_runner(),
                     graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
                     build_id=options.build_id,
                 )

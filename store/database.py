@@ -181,6 +181,28 @@ journey_audit = Table(
 )
 
 
+erasures = Table(
+    "erasures",
+    metadata,
+    # a keyed hash (HMAC) of the customer id: proves the erasure without naming the customer
+    Column("customer", String(64), primary_key=True),
+    Column("request_id", String(200), primary_key=True),  # the request's reference (a ticket, …)
+    Column("actor", String(200), nullable=False),  # who asked for it: the operator's name
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),  # none: still in progress
+)
+
+erased_addresses = Table(
+    "erased_addresses",
+    metadata,
+    Column("address", String(64), primary_key=True),  # keyed hash (HMAC) of the address
+    # "erased": no marketing email without new consent; "bounce", "spamreport", …: a
+    # suppression the address had when it was erased (no email at all)
+    Column("reason", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
 DRIVER_PACKAGES = {
     "psycopg": "'psycopg[binary]'",
     "psycopg2": "psycopg2-binary",

@@ -40,8 +40,10 @@ class ProcessedMessages:
                 )
             )
 
-    def purge(self, now: datetime | None = None) -> int:
-        cutoff = (now or datetime.now(UTC)) - DEDUPE_WINDOW
+    def purge(self, now: datetime | None = None, keep: timedelta = DEDUPE_WINDOW) -> int:
+        """Delete the ids received more than ``keep`` (at least the 48-hour window) ago; how
+        many went. The retention job calls it (``retention.processed_ids_hours``)."""
+        cutoff = (now or datetime.now(UTC)) - max(keep, DEDUPE_WINDOW)
         with self.engine.begin() as db:
             return db.execute(
                 delete(processed_messages).where(processed_messages.c.received_at < cutoff)

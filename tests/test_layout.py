@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from workflows.channels import CHANNELS
 from workflows.sandbox import PASSED_THROUGH
@@ -25,9 +27,12 @@ NEVER_IN_A_WORKFLOW = (
 )
 
 
-def test_importing_the_workflow_loads_no_yaml_compiler_files_network_or_database() -> None:
-    """In a fresh interpreter: what importing the interpreter workflow brings along."""
-    code = "import json, sys, workflows.journey; print(json.dumps(sorted(sys.modules)))"
+@pytest.mark.parametrize("module", ["workflows.journey", "workflows.privacy"])
+def test_importing_the_workflow_loads_no_yaml_compiler_files_network_or_database(
+    module: str,
+) -> None:
+    """In a fresh interpreter: what importing a workflow module brings along."""
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
     loaded = set(
         json.loads(
             subprocess.run(

@@ -41,6 +41,7 @@ PASSED_THROUGH = (
     "workflows.limits",  # the budget of the evaluation in progress: a context variable
     "workflows.models",
     "workflows.plan",
+    "workflows.privacy_models",
     "workflows.registry",  # the worker's plans and settings: one registry per process
     "workflows.search",
     "workflows.timing",

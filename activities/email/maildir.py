@@ -169,3 +169,34 @@ def _mtime(box: mailbox.Maildir, key: str) -> float:
 
 def _optional(value: object) -> str | None:
     return str(value) if value is not None else None
+
+
+def remove(path: StrPath, message_id: str) -> bool:
+    """Delete the message with Touchpoint's ``message_id`` (in ``new/`` or ``cur/``); ``False``
+    when it is not there (never was, or removed already)."""
+    box = _open(path)
+    if box is None:
+        return False
+    try:
+        box.remove(key_for(message_id))
+    except (KeyError, FileNotFoundError):
+        return False
+    return True
+
+
+def purge(path: StrPath, before: datetime) -> int:
+    """Delete the messages delivered (file written) before ``before``; how many went."""
+    cutoff = before.timestamp()
+    removed = 0
+    for folder in ("new", "cur"):
+        root = Path(path) / folder
+        if not root.is_dir():
+            continue
+        for file in root.iterdir():
+            try:
+                if file.is_file() and file.stat().st_mtime < cutoff:
+                    file.unlink()
+                    removed += 1
+            except FileNotFoundError:  # removed meanwhile (by another retention run)
+                continue
+    return removed
