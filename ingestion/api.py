@@ -19,6 +19,7 @@ import contextlib
 import html
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from prometheus_client import (
 )
 from pydantic import BaseModel
 
+from config.errors import UserError
 from ingestion import sendgrid_events as sg
 from ingestion.admin import AdminAuth
 from ingestion.body import check_shape, parse_json, read_body
@@ -83,6 +85,8 @@ class Api:
     ready: Callable[[], Awaitable[dict[str, bool]]] | None = None
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()  # for its lifetime
     export: Callable[[str], Awaitable[dict[str, Any]]] | None = None  # ops.export.Exporter
+    # ops.forget: customer id, request id, who → what was erased (a JSON-able dict)
+    forget: Callable[[str, str, str], Awaitable[dict[str, Any]]] | None = None
 
     async def apply(self, kind: str, call: Ingest, scope: str) -> None:
         RECEIVED.labels(kind).inc()
@@ -285,6 +289,34 @@ def create_app(api: Api) -> FastAPI:
             log.exception("an export failed; the caller may retry")
             return _try_again()
         return JSONResponse(document)
+
+    @app.delete(
+        "/v1/customers/{customer_id}",
+        summary="Erase one customer (admin key); waits until it is done",
+    )
+    async def forget_customer(
+        customer_id: str, request: Request, by: str = Depends(admin)
+    ) -> JSONResponse:
+        """For the shop's backend answering an erasure request (GDPR Art. 17): the customer's
+        runs end and are deleted, their profile, consent and outbox files go, the ledger is
+        anonymised; keyed hashes keep that they were erased and their address. Idempotent: a
+        second call erases again (nothing left) and answers the same. ``X-Request-Id`` (or
+        ``?request_id=``) names the request in the audit. 200 when done; 503 (try again) when
+        no worker finished it in time — it goes on, and calling again waits for it."""
+        if api.forget is None:
+            raise BadRequest(503, "erasure is not configured on this API")
+        reference = (
+            request.query_params.get("request_id") or request.headers.get("x-request-id") or ""
+        ).strip()[:200] or f"api-{uuid.uuid4()}"
+        log.info("erasure of one customer requested by admin key %r (request %s)", by, reference)
+        try:
+            erased = await api.forget(customer_id, reference, f"admin key {by}")
+        except UserError as error:
+            raise BadRequest(503, str(error)) from None
+        except Exception:
+            log.exception("an erasure failed; the caller may retry")
+            return _try_again()
+        return JSONResponse({"erased": True, "request_id": reference, **erased})
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:

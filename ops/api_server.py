@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy import text
@@ -19,6 +20,7 @@ from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from language.validator import require_valid, validate
 from ops.environment import require_environment, webhook_key_problem
 from ops.export import Exporter, outbox_of
+from ops.forget import forget
 from ops.journeys import start_routing
 from store.consent import ConsentStore
 from store.database import connect as connect_store
@@ -63,6 +65,10 @@ async def build_api(project: Path, deploy: bool = False) -> Api:
             checks["store"] = False
         return checks
 
+    async def erase(customer_id: str, request_id: str, actor: str) -> dict[str, Any]:
+        erased = await forget(client, settings, customer_id, request_id=request_id, actor=actor)
+        return {"customer": erased.customer, "runs": erased.runs, "messages": erased.messages}
+
     return Api(
         service=Ingestion(
             ProfileStore(engine),
@@ -79,6 +85,7 @@ async def build_api(project: Path, deploy: bool = False) -> Api:
         ready=ready,
         background=[lambda: deployed.follow(router)],  # deploys reach this API within seconds
         export=Exporter(engine, client, outbox_of(project, report.config)).export,
+        forget=erase,
     )
 
 

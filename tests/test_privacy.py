@@ -246,6 +246,7 @@ async def stack(
         "TOUCHPOINT_QUEUE_PREFIX": f"priv{uuid.uuid4().hex[:6]}-",
         "TOUCHPOINT_TIME_SCALE": str(HOUR_IN_SECONDS),
         "SENDGRID_WEBHOOK_PUBLIC_KEY": base64.b64encode(der).decode(),
+        "TOUCHPOINT_ERASURE_SECRET": "privacy-test-erasure-key",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -383,6 +384,25 @@ async def test_export_end_to_end_and_no_personal_data_in_logs_or_unread_properti
     for personal in (EMAIL.lower(), NAME.lower(), "mustermann"):
         leaking = {r.name for r in caplog.records if personal in r.getMessage().lower()}
         assert personal not in logs, leaking
+
+    # erasure through the API: an admin key only; then nothing is held, and no log names them
+    path = f"/v1/customers/{customer}"
+    assert (await http.delete(path)).status_code == 401
+    assert (await http.delete(path, auth=auth)).status_code == 403
+    caplog.clear()
+    erased = await http.delete(path, headers={**admin, "X-Request-Id": "ticket-4711"})
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["erased"] is True and erased.json()["request_id"] == "ticket-4711"
+    assert erased.json()["runs"] >= 1 and erased.json()["messages"] >= 2
+    after = (await http.get(f"/v1/customers/{customer}/export", headers=admin)).json()
+    assert after["found"] is False and after["runs"] == [] and after["profile"] is None
+    assert after["messages"] == [] and after["entries"] == []
+    again = await http.delete(path, headers={**admin, "X-Request-Id": "ticket-4711"})
+    assert again.status_code == 200 and again.json()["runs"] == 0, again.text
+    served = [r for r in caplog.records if r.name != "httpx"]  # not this test's own client
+    assert any(r.name == "touchpoint.privacy" for r in served)
+    for personal in (EMAIL.lower(), NAME.lower(), customer):
+        assert not [r.getMessage() for r in served if personal in r.getMessage().lower()]
 
 
 async def _wait_until_waiting(
