@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.runs import (
+    activities_in_flight,
     activity_starts,
     kill_mid_send,
     plan_of,
@@ -92,7 +93,9 @@ async def test_kill_9_mid_send_completes_every_journey_and_sends_each_message_on
     killed = worker.identity
     handles = await start_runs(client, plan_of(project, "three-notes"), stack.prefix, RUNS)
 
-    at_kill = await kill_mid_send(worker, project, MESSAGES, claimed=False, handles=handles)
+    at_kill = await kill_mid_send(
+        worker, project, MESSAGES, claimed=False, held=lambda: activities_in_flight(handles)
+    )
     worker.start()
     started = time.monotonic()
     results = await results_of(handles, RECOVERY_SECONDS)
@@ -120,7 +123,9 @@ async def test_kill_9_while_a_message_is_claimed_recovers_as_fast_as_temporal_re
     worker = stack.worker(project, server).start()
     handles = await start_runs(client, plan_of(project, "three-notes"), stack.prefix, RUNS)
 
-    at_kill = await kill_mid_send(worker, project, MESSAGES, claimed=True, handles=handles)
+    at_kill = await kill_mid_send(
+        worker, project, MESSAGES, claimed=True, held=lambda: activities_in_flight(handles)
+    )
     claimed = {row.message_id for row in at_kill if row.status == "pending"}
     worker.start()
     try:
