@@ -31,6 +31,7 @@ from temporalio.client import Client
 from activities.email.maildir import list_messages
 from store.database import journey_entries
 from store.keys import WriteKeys
+from store.ledger import Delivery
 from tests.faults.runs import activities_held_by, activity_starts, kill_mid_send
 from tests.faults.stack import (
     OUTBOX,
@@ -218,7 +219,7 @@ async def listed(client: Client, seconds: float) -> dict[str, Counter[str]]:
         await asyncio.sleep(1)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)  # a safety stop: about 4 minutes on a quiet two-core machine
 async def test_two_apis_two_workers_on_postgresql_start_each_journey_once_and_send_each_email_once(
     stack: Processes, tmp_path: Path, postgres: Postgres
 ) -> None:
@@ -247,23 +248,19 @@ async def test_two_apis_two_workers_on_postgresql_start_each_journey_once_and_se
             held[:] = await activities_held_by(client, workers[0].identity)
             return bool(held)
 
-        killing = asyncio.create_task(
-            kill_mid_send(
-                workers[0],
-                project,
-                EXPECTED_MESSAGES,
-                claimed=True,
-                held=holding,
-                seconds=600,
-                poll=0.5,
+        async def kill() -> tuple[list[Delivery], float]:
+            """The ledger at the kill, and when it was (seconds after the first call)."""
+            rows = await kill_mid_send(
+                workers[0], project, EXPECTED_MESSAGES, claimed=True, held=holding, poll=0.5
             )
-        )
+            return rows, time.monotonic() - began
+
+        killing = asyncio.create_task(kill())
         await asyncio.wait([feeding, killing], return_when=asyncio.FIRST_EXCEPTION)
         if feeding.done() and feeding.exception():
             killing.cancel()
             await feeding
-        at_kill = await killing
-        killed_after = time.monotonic() - began
+        at_kill, killed_after = await killing
         await feeding
     fed = time.monotonic() - began
     await all_sent(project, client, 600)
