@@ -251,7 +251,13 @@ async def test_two_apis_two_workers_on_postgresql_start_each_journey_once_and_se
         async def kill() -> tuple[list[Delivery], float]:
             """The ledger at the kill, and when it was (seconds after the first call)."""
             rows = await kill_mid_send(
-                workers[0], project, EXPECTED_MESSAGES, claimed=True, held=holding, poll=0.5
+                workers[0],
+                project,
+                EXPECTED_MESSAGES,
+                claimed=True,
+                held=holding,
+                seconds=900,
+                poll=0.5,
             )
             return rows, time.monotonic() - began
 
