@@ -38,6 +38,7 @@ from tests.faults.stack import (
     make_project,
     outbox_ids,
     processes,
+    ready,
 )
 from workflows.models import RunResult, message_id, workflow_id
 from workflows.search import JOURNEY_VERSION
@@ -109,24 +110,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             check=True,
         )
         live = Live(project, server, apis, keys.stdout.strip(), stack)
-        asyncio.run(_ready(live))
+        asyncio.run(ready(live.apis, stack))
         yield live
-
-
-async def _ready(live: Live) -> None:
-    async with httpx.AsyncClient() as http:
-        for api in live.apis:
-            for _ in range(300):
-                try:
-                    if (await http.get(f"{api.url}/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if not api.running:
-                    raise AssertionError(live.stack.logs())
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(live.stack.logs())
 
 
 async def track(

@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from ingestion.router import Router
 from simulation.recording import RecordingActivities
 from store.database import connect
-from store.entries import EntryStore
+from store.entries import EntryRecord, EntryStore
 from tests.temporal import event, finish, plan_from, running_workers
 from workflows.models import Profile, RunSettings
 
@@ -265,6 +265,32 @@ async def test_two_routers_racing_on_a_once_journey_start_one_run(
     assert actions.count("started") == 1, actions
     assert (later.action, later.reason) == ("skipped", "already entered once")
     assert entries.record("reentry", _subject("max-1")).entered == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: a once run that ended is started again (ALLOW_DUPLICATE) when the "
+    "store's entry was given back after a start whose answer was lost",
+)
+async def test_a_retry_after_a_start_whose_answer_was_lost_starts_no_second_once_run(
+    time_env: WorkflowEnvironment, entries: EntryStore
+) -> None:
+    """Under load, signal-with-start can time out at the API after Temporal started the run:
+    the API gives the entry back and answers 5xx, the sender sends the event again — by then
+    the one-send run may have ended. The retry must not start (and send) a second time."""
+    recorder = RecordingActivities()
+    text = journey("  reentry: once", steps="  - send: email\n    template: apology\n")
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = make_router(time_env, prefix, entries, text)
+        signed_up = event("Signed Up", customer="lost-1")  # a workflow id no other test uses
+        [first] = await router.route(signed_up, Profile(id="lost-1", email="l@example.com"))
+        await finish(time_env, first.workflow_id)
+        entries.undo_entry("reentry", _subject("lost-1"), EntryRecord(0, None))  # as on a timeout
+        [retry] = await router.route(signed_up, Profile(id="lost-1", email="l@example.com"))
+    assert first.action == "started"
+    assert (retry.action, retry.reason) == ("skipped", "already entered once")
+    assert len(recorder.sent) == 1
+    assert entries.record("reentry", _subject("lost-1")).entered == 1, "the entry is taken again"
 
 
 def _subject(customer: str) -> str:

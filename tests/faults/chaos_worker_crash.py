@@ -9,25 +9,21 @@ message was claimed (``pending``) when the process died.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from store.ledger import Delivery
 from tests.faults.runs import (
-    Handle,
     activities_in_flight,
     activity_starts,
+    kill_mid_send,
     plan_of,
     results_of,
     start_runs,
 )
 from tests.faults.stack import (
     Processes,
-    WorkerProcess,
     connect,
     ledger_of,
     make_project,
@@ -55,28 +51,6 @@ RUNS = 50
 MESSAGES = RUNS * 3
 # a lost send comes back after its 60 s timeout, a claimed one once the 90 s lease is over
 RECOVERY_SECONDS = 150
-
-
-async def kill_mid_send(
-    worker: WorkerProcess, project: Path, handles: list[Handle], *, claimed: bool
-) -> list[Delivery]:
-    """``kill -9`` the worker at a moment when it holds activities and some messages are sent,
-    (a quarter or more), and (``claimed``) at least one is claimed in the ledger, or (not
-    ``claimed``) none is.
-    The ledger as it was at that moment."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        sent = sum(1 for row in ledger_of(project) if row.status == "sent")
-        if MESSAGES // 4 <= sent < MESSAGES:
-            worker.send(signal.SIGSTOP)
-            rows = ledger_of(project)
-            pending = any(row.status == "pending" for row in rows)
-            if pending == claimed and await activities_in_flight(handles):
-                worker.kill()
-                return rows
-            worker.send(signal.SIGCONT)
-        await asyncio.sleep(0.005)
-    raise AssertionError("never caught the worker mid-send")
 
 
 @pytest.fixture
@@ -119,7 +93,9 @@ async def test_kill_9_mid_send_completes_every_journey_and_sends_each_message_on
     killed = worker.identity
     handles = await start_runs(client, plan_of(project, "three-notes"), stack.prefix, RUNS)
 
-    at_kill = await kill_mid_send(worker, project, handles, claimed=False)
+    at_kill = await kill_mid_send(
+        worker, project, MESSAGES, claimed=False, held=lambda: activities_in_flight(handles)
+    )
     worker.start()
     started = time.monotonic()
     results = await results_of(handles, RECOVERY_SECONDS)
@@ -147,7 +123,9 @@ async def test_kill_9_while_a_message_is_claimed_recovers_as_fast_as_temporal_re
     worker = stack.worker(project, server).start()
     handles = await start_runs(client, plan_of(project, "three-notes"), stack.prefix, RUNS)
 
-    at_kill = await kill_mid_send(worker, project, handles, claimed=True)
+    at_kill = await kill_mid_send(
+        worker, project, MESSAGES, claimed=True, held=lambda: activities_in_flight(handles)
+    )
     claimed = {row.message_id for row in at_kill if row.status == "pending"}
     worker.start()
     try:

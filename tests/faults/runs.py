@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
 from language.validator import validate
+from store.ledger import Delivery
+from tests.faults.stack import WorkerProcess, ledger_of
 from tests.temporal import event, start_run
 from workflows.models import Profile, RunResult, RunSettings
 from workflows.plan import Plan
@@ -90,3 +94,51 @@ async def activities_in_flight(handles: Sequence[Handle]) -> int:
         for pending in d.raw_description.pending_activities
         if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
     )
+
+
+async def kill_mid_send(
+    worker: WorkerProcess,
+    project: Path,
+    messages: int,
+    *,
+    claimed: bool,
+    held: Callable[[], Awaitable[object]] | None = None,
+    seconds: float = 60,
+    poll: float = 0.005,
+) -> list[Delivery]:
+    """``kill -9`` the worker at a moment when some of the ``messages`` are sent (a quarter or
+    more, not all), and (``claimed``) at least one is claimed in the ledger, or (not
+    ``claimed``) none is; with ``held``, only while it answers something true (e.g. Temporal
+    says the worker holds activities). The worker is frozen (SIGSTOP) while the ledger is read,
+    so the ledger returned is the one it died with."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sent = sum(1 for row in await asyncio.to_thread(ledger_of, project) if row.status == "sent")
+        if messages // 4 <= sent < messages:
+            worker.send(signal.SIGSTOP)
+            rows = await asyncio.to_thread(ledger_of, project)
+            pending = any(row.status == "pending" for row in rows)
+            if pending == claimed and (held is None or await held()):
+                worker.kill()
+                return rows
+            worker.send(signal.SIGCONT)
+        await asyncio.sleep(poll)
+    raise AssertionError("never caught the worker mid-send")
+
+
+async def activities_held_by(client: Client, identity: str) -> list[str]:
+    """The open runs (as visibility lists them) with an activity that the worker
+    ``identity`` has taken and not finished, by Temporal's account."""
+    running = [run.id async for run in client.list_workflows("ExecutionStatus = 'Running'")]
+    descriptions = await asyncio.gather(
+        *(client.get_workflow_handle(run).describe() for run in running)
+    )
+    return [
+        d.id
+        for d in descriptions
+        if any(
+            pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            and pending.last_worker_identity == identity
+            for pending in d.raw_description.pending_activities
+        )
+    ]

@@ -3,8 +3,9 @@ file, ``python worker.py`` and ``touchpoint api`` — each one can be stopped, k
 again, and every one is cleaned up by :class:`Processes` even when a test fails.
 
 A fault test's project is a small Touchpoint project in a temporary folder (its own journeys,
-one template, a Maildir outbox or a SendGrid stand-in, its own SQLite store), built by
-:func:`make_project`; :func:`ledger_of` and :func:`outbox_ids` read back what was delivered.
+one template, a Maildir outbox or a SendGrid stand-in, its own store: a SQLite file, or a
+PostgreSQL database named in its ``touchpoint.yaml``), built by :func:`make_project`;
+:func:`ledger_of` and :func:`outbox_ids` read back what was delivered.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -35,6 +39,7 @@ from store.ledger import Delivery, Ledger
 from tests.conftest import ROOT
 from tests.net import free_port
 
+TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
 UNSUBSCRIBE_SECRET = "fault-tests-unsubscribe-secret-0123456789"
 OUTBOX = ".touchpoint/outbox"
 TEMPLATE = """---
@@ -49,9 +54,11 @@ def make_project(
     journeys: Mapping[str, str],
     email: dict[str, Any] | None = None,
     worker: dict[str, Any] | None = None,
+    database: str | None = None,
 ) -> Path:
     """A Touchpoint project: ``journeys`` (id → YAML), the ``note`` template, a sender,
-    ``email`` settings (default: the Maildir outbox under ``root``) and ``worker`` settings."""
+    ``email`` settings (default: the Maildir outbox under ``root``), ``worker`` settings and
+    the store's URL (default: ``touchpoint.db`` in ``root``)."""
     (root / "journeys").mkdir(parents=True)
     for journey_id, text in journeys.items():
         (root / "journeys" / f"{journey_id}.yaml").write_text(text)
@@ -62,17 +69,27 @@ def make_project(
         "email": email or {"provider": "maildir", "maildir": {"path": OUTBOX}},
         "worker": worker or {},
     }
+    if database is not None:
+        config["database_url"] = database
     (root / "touchpoint.yaml").write_text(yaml.safe_dump(config))
     return root
 
 
 def database_url(project: Path) -> str:
-    return f"sqlite:///{project / 'touchpoint.db'}"
+    """The project's store: its ``database_url``, or the SQLite file ``touchpoint.db``."""
+    config = yaml.safe_load((project / "touchpoint.yaml").read_text()) or {}
+    return str(config.get("database_url") or f"sqlite:///{project / 'touchpoint.db'}")
+
+
+@cache
+def store_of(url: str) -> Engine:
+    """One migrated engine per store for the whole test session (a PostgreSQL pool each)."""
+    return connect_store(url)
 
 
 def ledger_of(project: Path) -> list[Delivery]:
     """Every row of the project's delivery ledger."""
-    return Ledger(connect_store(database_url(project))).list(limit=100_000)
+    return Ledger(store_of(database_url(project))).list(limit=100_000)
 
 
 def outbox_ids(project: Path) -> Counter[str]:
@@ -180,32 +197,51 @@ class DevServer(Service):
         return self
 
 
+def environment(project: Path, server: DevServer, prefix: str) -> dict[str, str]:
+    """What a worker, an API or a ``touchpoint`` command of the project runs with: this
+    environment without its ``TOUCHPOINT_*`` variables, then the project's server, queues,
+    store and secrets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
+    return env | {
+        "TOUCHPOINT_TEMPORAL_ADDRESS": server.address,
+        "TOUCHPOINT_QUEUE_PREFIX": prefix,
+        "TOUCHPOINT_DATABASE_URL": database_url(project),
+        "TOUCHPOINT_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
+        "SENDGRID_API_KEY": "SG.fault-test.key",
+    }
+
+
 class WorkerProcess(Service):
     """``python worker.py --project P`` with real delivery (the ledger, Maildir or SendGrid)."""
 
-    def __init__(self, project: Path, server: DevServer, prefix: str, log: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
-        env |= {
-            "TOUCHPOINT_TEMPORAL_ADDRESS": server.address,
-            "TOUCHPOINT_QUEUE_PREFIX": prefix,
-            "TOUCHPOINT_DATABASE_URL": database_url(project),
-            "TOUCHPOINT_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
-            "SENDGRID_API_KEY": "SG.fault-test.key",
-            "PYTHONUNBUFFERED": "1",
-        }
-        command = [sys.executable, str(ROOT / "worker.py"), "--project", str(project)]
+    def __init__(
+        self, project: Path, server: DevServer, prefix: str, log: Path, executable: bool = False
+    ) -> None:
+        """``executable``: run it as ``touchpoint worker`` (as deployments do), not worker.py."""
+        env = environment(project, server, prefix) | {"PYTHONUNBUFFERED": "1"}
+        if executable:
+            command = [TOUCHPOINT, "worker", "-C", str(project)]
+        else:
+            command = [sys.executable, str(ROOT / "worker.py"), "--project", str(project)]
         super().__init__("worker", command, log, env, cwd=project)
 
     def start(self) -> WorkerProcess:
         """Start and wait until it polls every queue (it prints ``touchpoint worker ready``)."""
-        already = self.log.read_text().count("touchpoint worker ready") if self.log.exists() else 0
-        process = self.launch()
+        already = self._readies()
+        self.launch()
+        return self.wait_until_ready(already)
+
+    def wait_until_ready(self, already: int = 0) -> WorkerProcess:
+        """Wait for its ``already + 1``-th ``touchpoint worker ready`` line (of all its starts)."""
         deadline = time.monotonic() + 60
-        while self.log.read_text().count("touchpoint worker ready") <= already:
-            if process.poll() is not None or time.monotonic() > deadline:
+        while self._readies() <= already:
+            if not self.running or time.monotonic() > deadline:
                 raise AssertionError(f"the worker did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.05)
         return self
+
+    def _readies(self) -> int:
+        return self.log.read_text().count("touchpoint worker ready") if self.log.exists() else 0
 
     @property
     def identity(self) -> str:
@@ -218,17 +254,8 @@ class ApiProcess(Service):
 
     def __init__(self, project: Path, server: DevServer, prefix: str, log: Path) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
-        env |= {
-            "TOUCHPOINT_TEMPORAL_ADDRESS": server.address,
-            "TOUCHPOINT_QUEUE_PREFIX": prefix,
-            "TOUCHPOINT_DATABASE_URL": database_url(project),
-            "TOUCHPOINT_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
-            "SENDGRID_API_KEY": "SG.fault-test.key",
-        }
-        touchpoint = str(Path(sys.executable).parent / "touchpoint")
-        command = [touchpoint, "api", "--port", str(self.port), "-C", str(project)]
-        super().__init__("api", command, log, env, cwd=project)
+        command = [TOUCHPOINT, "api", "--port", str(self.port), "-C", str(project)]
+        super().__init__("api", command, log, environment(project, server, prefix), cwd=project)
 
     @property
     def url(self) -> str:
@@ -251,9 +278,11 @@ class Processes:
     def server(self) -> DevServer:
         return self._add(DevServer(self.folder / "temporal.db", self.folder / "temporal.log"))
 
-    def worker(self, project: Path, server: DevServer, name: str = "worker") -> WorkerProcess:
+    def worker(
+        self, project: Path, server: DevServer, name: str = "worker", executable: bool = False
+    ) -> WorkerProcess:
         log = self.folder / f"{name}.log"
-        return self._add(WorkerProcess(project, server, self.prefix, log))
+        return self._add(WorkerProcess(project, server, self.prefix, log, executable))
 
     def api(self, project: Path, server: DevServer, name: str = "api") -> ApiProcess:
         log = self.folder / f"{name}.log"
@@ -282,6 +311,22 @@ def processes(folder: Path) -> Iterator[Processes]:
         yield running
     finally:
         running.close()
+
+
+async def ready(apis: list[ApiProcess], stack: Processes, seconds: float = 30) -> None:
+    """Wait until every API's ``/readyz`` says yes (Temporal and the store reachable)."""
+    async with httpx.AsyncClient() as http:
+        for api in apis:
+            deadline = time.monotonic() + seconds
+            while True:
+                try:
+                    if (await http.get(f"{api.url}/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if not api.running or time.monotonic() > deadline:
+                    raise AssertionError(f"{api.log.name} is not ready:\n{stack.logs()}")
+                await asyncio.sleep(0.1)
 
 
 async def connect(server: DevServer, seconds: float = 30) -> Client:
