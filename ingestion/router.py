@@ -59,6 +59,7 @@ from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
 log = logging.getLogger(__name__)
 Action = Literal["started", "signalled", "skipped", "not_running"]
 ENTRY_MEMO = "touchpoint_entry"
+LOST_ANSWER_CHECK_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,20 @@ class Router:
                 else ("this event already started a run")
             )
             return Routed(journey, "skipped", target, reason=reason)
-        except BaseException:
+        except Exception:
+            # The answer may be lost after the server started the run (a timeout under load):
+            # then the claim is the run's, and giving it back would let the sender's retry
+            # start a second run once this one ended. Only a run carrying this claim's entry
+            # number proves it; without that proof the claim goes back and the caller retries.
+            run_id = await _started_anyway(self.client, target, sequence)
+            if run_id is None:
+                if claimed is not None:
+                    await asyncio.to_thread(self.entries.undo_entry, journey, subject, claimed)
+                raise
+            log.warning("a start's answer was lost, but the run %s started: kept", target)
+            handle = self.client.get_workflow_handle(target, run_id=run_id)
+            started = True
+        except BaseException:  # cancelled: nothing can be asked any more
             if claimed is not None:
                 await asyncio.to_thread(self.entries.undo_entry, journey, subject, claimed)
             raise
@@ -378,6 +392,20 @@ async def _started(handle: WorkflowHandle, sequence: int) -> bool:
         return True
     description = await handle.describe()
     return bool(await description.memo_value(ENTRY_MEMO, default=None) == sequence)
+
+
+async def _started_anyway(client: Client, workflow_id: str, sequence: int) -> str | None:
+    """After a failed start: the newest run with ``workflow_id`` if it carries entry
+    ``sequence``, else ``None`` (asked once, briefly; any failure to answer is "no proof")."""
+    try:
+        description = await asyncio.wait_for(
+            client.get_workflow_handle(workflow_id).describe(), LOST_ANSWER_CHECK_SECONDS
+        )
+        if await description.memo_value(ENTRY_MEMO, default=None) == sequence:
+            return description.run_id
+    except Exception:
+        pass
+    return None
 
 
 async def _utc_now() -> datetime:
