@@ -28,7 +28,7 @@ from config.project import ProjectConfig, RetentionSettings
 from store.erasure import ErasureStore
 from store.ledger import Ledger
 from store.processed import ProcessedMessages
-from workflows.models import CancelRequest, JourneyInput, customer_hash
+from workflows.models import JourneyInput, customer_hash
 from workflows.privacy_models import (
     APPLY_RETENTION,
     BEGIN_ERASURE,
@@ -36,18 +36,18 @@ from workflows.privacy_models import (
     ERASE_MESSAGES,
     ERASE_PROFILE,
     ERASE_RUNS,
-    ERASED_REASON,
     ErasureRequest,
     ErasureSubjects,
     RetentionRequest,
     RetentionResult,
+    erasure_cancel,
 )
 from workflows.search import CUSTOMER
 
 log = logging.getLogger("touchpoint.privacy")
 
 DELETE_ATTEMPTS = 12  # each followed by 10 s of checking that it is gone
-END_WAIT_SECONDS = 10.0  # how long a running run gets to end on the cancel signal before deletion
+END_WAIT_SECONDS = 10.0  # how long a running run gets to end on the signal before deletion
 
 
 async def delete_execution(
@@ -137,8 +137,9 @@ class PrivacyActivities:
 
     @activity.defn(name=ERASE_RUNS)
     async def erase_runs(self, subjects: ErasureSubjects) -> int:
-        """End the customer's running runs (the ``cancel`` signal, reason ``erased``), delete
-        every execution of theirs (running or closed), and their journey entries."""
+        """End the customer's running runs (the ``cancel`` signal, flagged ``erased``: they end
+        as ``erased``), delete every execution of theirs (running or closed), and their journey
+        entries."""
         store = self.erasures
         hashes = ", ".join(f"'{customer_hash(i)}'" for i in subjects.ids)
         query = f"WorkflowType = 'JourneyWorkflow' AND {CUSTOMER.name} IN ({hashes})"
@@ -180,7 +181,7 @@ class PrivacyActivities:
     async def _end(self, workflow_id: str, run_id: str) -> None:
         handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
         try:
-            await handle.signal("cancel", CancelRequest(reason=ERASED_REASON))
+            await handle.signal("cancel", erasure_cancel())
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:  # ended meanwhile
                 raise

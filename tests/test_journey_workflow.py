@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from simulation.recording import RecordingActivities
+from tests.corpus import patches
 from tests.temporal import binary, event, plan_from, running_workers, start_run
 from workflows.models import (
     CancelRequest,
@@ -21,6 +22,7 @@ from workflows.models import (
     SendRequest,
     SendResult,
 )
+from workflows.privacy_models import ERASED_REASON, erasure_cancel
 
 HEADER = """
 id: t
@@ -291,6 +293,108 @@ async def test_cancel_ends_the_run(time_env: WorkflowEnvironment) -> None:
         result = await result_of(handle)
     assert (result.outcome.kind, result.outcome.reason) == ("cancelled", "customer asked support")
     assert recorder.sent == []
+
+
+async def test_an_erased_customers_waiting_run_ends_erased_and_sends_nothing_more(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """The signal ``touchpoint forget`` sends: the run ends as ``erased`` (result and state),
+    through the patched branch, and the send after the wait never happens."""
+    plan = plan_from(
+        HEADER
+        + """
+steps:
+  - send: email
+    template: newsletter-welcome
+  - id: pause
+    wait: 30d
+  - send: email
+    template: free-shipping
+"""
+    )
+    recorder = RecordingActivities()
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
+        await time_env.sleep(timedelta(days=1))
+        await _until_step(handle, "pause")
+        await handle.signal("cancel", erasure_cancel())
+        result = await result_of(handle)
+        view = RunView.model_validate(await handle.query("state"))
+        await time_env.sleep(timedelta(days=60))
+    assert (result.outcome.kind, result.outcome.reason) == ("erased", None)
+    assert view.outcome is not None and view.outcome.kind == "erased"
+    assert [m.template for m in recorder.sent] == ["newsletter-welcome"]
+    assert [e.kind for e in result.timeline] == ["sent"], "the wait never ended"
+    assert "erasure-outcome" in patches(await handle.fetch_history())
+
+
+async def test_an_erasure_stops_a_send_that_is_being_retried(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """A send retried through an outage is cancelled with the run: no attempt after it."""
+    attempts: list[int] = []
+
+    @activity.defn(name="send_email")
+    async def provider_down(request: SendRequest) -> SendResult:
+        attempts.append(activity.info().attempt)
+        raise ApplicationError("503 from the provider", type="ProviderUnavailable")
+
+    plan = plan_from(HEADER + "steps:\n  - send: email\n    template: newsletter-welcome\n")
+    async with running_workers(time_env.client, [provider_down]) as prefix:
+        handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
+        await time_env.sleep(timedelta(seconds=40))
+        await handle.signal("cancel", erasure_cancel())
+        result = await result_of(handle)
+        tried = len(attempts)
+        await time_env.sleep(timedelta(hours=30))  # past any backoff and the 24 h deadline
+    assert result.outcome.kind == "erased"
+    assert tried >= 2, "the send was being retried when the erasure came"
+    assert len(attempts) == tried, "no attempt after the run ended"
+    assert result.timeline == []
+
+
+async def test_an_erasure_does_not_wait_for_a_send_attempt_in_flight(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """The run ends at once; an attempt already under way is not stopped (the send activity
+    does not heartbeat, so it hears no cancellation) — docs/privacy.md names this limit. On
+    the dev server: an attempt that outlives its run leaves the shared time-skipping server
+    unable to skip time."""
+    started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    @activity.defn(name="send_email")
+    async def slow_provider(request: SendRequest) -> SendResult:
+        started.set()
+        await release.wait()
+        finished.set()
+        return SendResult(message_id=request.message_id)
+
+    plan = plan_from(HEADER + "steps:\n  - send: email\n    template: newsletter-welcome\n")
+    async with running_workers(dev_env.client, [slow_provider]) as prefix:
+        handle = await start_run(dev_env.client, plan, prefix, event("Signed Up"))
+        await asyncio.wait_for(started.wait(), 30)
+        await handle.signal("cancel", erasure_cancel())
+        result = await asyncio.wait_for(result_of(handle), 30)
+        assert not finished.is_set(), "the run ended while the attempt was still under way"
+        release.set()
+        await asyncio.wait_for(finished.wait(), 30)
+    assert result.outcome.kind == "erased"
+    assert result.timeline == [], "the run never records the late attempt as sent"
+
+
+async def test_cancel_without_the_erased_flag_stays_cancelled(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """An operator's cancel with reason ``erased`` is still a cancel, and asks no patch."""
+    plan = plan_from(HEADER + "steps:\n  - wait: 30d\n")
+    async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
+        handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
+        await time_env.sleep(timedelta(days=1))
+        await handle.signal("cancel", CancelRequest(reason=ERASED_REASON))
+        result = await result_of(handle)
+        history = await handle.fetch_history()
+    assert (result.outcome.kind, result.outcome.reason) == ("cancelled", "erased")
+    assert "erasure-outcome" not in patches(history)
 
 
 async def test_the_state_query_shows_step_and_timeline(time_env: WorkflowEnvironment) -> None:

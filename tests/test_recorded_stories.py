@@ -1,7 +1,7 @@
 """The stories the replay corpus holds, run on real Temporal servers: a customer held out of an
-offer, an exit, an operator's cancel, a cancel requested in Temporal, continue-as-new between
-steps and inside a long wait, and a provider outage of hours. Runs start the way the router
-starts them (input version 2: a reference to the plan).
+offer, an exit, an operator's cancel, an erasure, a cancel requested in Temporal,
+continue-as-new between steps and inside a long wait, and a provider outage of hours. Runs
+start the way the router starts them (input version 2: a reference to the plan).
 
 Each story checks what happened, then that its history replays against today's interpreter;
 with ``RECORD_HISTORIES=1`` (``make histories``) it also stores the history in
@@ -42,6 +42,8 @@ from tests.sendgrid_standin import SendGridStandIn
 from tests.temporal import event, finish, plan_from, running_workers
 from workflows.models import CancelRequest, Profile, RunResult, RunSettings, RunView
 from workflows.plan import Plan
+from workflows.privacy_models import erasure_cancel
+from workflows.search import JOURNEY_OUTCOME
 
 pytestmark = pytest.mark.records_history
 
@@ -214,6 +216,26 @@ async def test_an_operator_cancels_a_waiting_run(workers: Shop) -> None:
     await corpus.record(
         workers.client, run, "cancelled-by-an-operator",
         "An operator cancels the run during the two-day wait (touchpoint cancel)",
+        recorded_on=corpus.DEV_SERVER, plans=workers.plans.values(),
+    )  # fmt: skip
+
+
+async def test_an_erasure_ends_a_waiting_run_as_erased(workers: Shop) -> None:
+    """``touchpoint forget`` sends each running run the ``cancel`` signal flagged ``erased``
+    (then deletes it; here the run is kept for the corpus): the patched branch."""
+    router = workers.router(HOUR_A_SECOND)
+    run = await workers.start(router, "Newsletter Subscribed", customer("erased"))
+    await workers.until_step(run, "wait-2")
+    handle = workers.client.get_workflow_handle(run)
+    await handle.signal("cancel", erasure_cancel())
+    result = await workers.result(run)
+    assert (result.outcome.kind, result.outcome.reason) == ("erased", None)
+    assert [s.template for s in workers.recorder.sent] == ["newsletter-welcome"]
+    assert (await handle.describe()).typed_search_attributes.get(JOURNEY_OUTCOME) == "erased"
+    await corpus.record(
+        workers.client, run, "erased-while-waiting",
+        "The customer is erased (touchpoint forget) during the two-day wait: the run ends as "
+        "erased and sends nothing more",
         recorded_on=corpus.DEV_SERVER, plans=workers.plans.values(),
     )  # fmt: skip
 

@@ -11,6 +11,7 @@ the recorder are in ``tests/corpus.py``.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -31,8 +32,9 @@ from tests.conftest import ROOT
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows import registry
 from workflows.journey import SEND_RETRY, JourneyWorkflow
-from workflows.models import SEND_ACTIVITIES, JourneyInput, RunResult
+from workflows.models import SEND_ACTIVITIES, CancelRequest, JourneyInput, RunResult
 from workflows.plan import Node
+from workflows.privacy_models import erasure_cancel
 
 HISTORIES = corpus.entries()
 EXAMPLES = ("newsletter-welcome", "laptop-recommendation", "post-purchase-accessories")
@@ -171,7 +173,7 @@ def test_a_long_retry_is_recorded() -> None:
     }
 
 
-@pytest.mark.parametrize("kind", ["completed", "converted", "exited", "cancelled"])
+@pytest.mark.parametrize("kind", ["completed", "converted", "exited", "cancelled", "erased"])
 def test_each_way_a_run_ends_is_recorded(kind: str) -> None:
     assert kind in {r.outcome.kind for r in results().values()}
 
@@ -288,6 +290,79 @@ async def test_a_history_replays_with_the_settings_its_worker_gave_it() -> None:
     )
     replayed = await corpus.replay(history(name), indexed)
     assert isinstance(replayed.replay_failure, NondeterminismError), replayed.replay_failure
+
+
+def _erased_by_an_older_worker(name: str) -> WorkflowHistory:
+    """``name``'s history with its ``cancel`` signal as an erasure sends it: what a worker
+    from before ``erasure-outcome`` recorded (it ignored the flag and cancelled the run)."""
+    recorded = corpus.entry(name).path.read_text()
+    data = json.loads(recorded)
+    [signal] = [
+        e["workflowExecutionSignaledEventAttributes"]
+        for e in data["events"]
+        if e.get("workflowExecutionSignaledEventAttributes", {}).get("signalName") == "cancel"
+    ]
+    erasure = erasure_cancel().model_dump_json().encode()
+    signal["input"]["payloads"][0]["data"] = base64.b64encode(erasure).decode()
+    return WorkflowHistory.from_json(name, data)
+
+
+async def test_a_run_an_older_worker_ended_for_an_erasure_replays_as_cancelled() -> None:
+    """A run erased during a rolling deploy, on a worker from before the ``erased`` outcome,
+    replays on today's (a query of the closed run, ``touchpoint runs show``): no marker, so the
+    old branch, ``cancelled``, as recorded. Temporal does not catch the careless change here —
+    a search attribute's value and a result are not compared on replay — so this test does:
+    without the patch the replayed run would say ``erased`` where its history says
+    ``cancelled``."""
+    name = "newsletter-welcome-cancelled-by-an-operator"
+    old = _erased_by_an_older_worker(name)
+    assert "erasure-outcome" not in corpus.patches(old)
+    recording = corpus.entry(name).recording
+    outcomes = []
+    for interpreter in (ObservedInterpreter, InterpreterWithoutErasurePatch):
+        REPLAYED.clear()
+        replayed = await corpus.replay(
+            old, recording, workflows=[interpreter], runner=UnsandboxedWorkflowRunner()
+        )
+        assert replayed.replay_failure is None, replayed.replay_failure
+        outcomes += REPLAYED
+    assert outcomes == ["cancelled", "erased"]
+
+
+REPLAYED: list[str] = []  # the outcomes the observed interpreters' replays ended with
+
+
+@workflow.defn(name="JourneyWorkflow")
+class ObservedInterpreter(JourneyWorkflow):
+    """Today's interpreter, telling the test how a replayed run ended (unsandboxed)."""
+
+    @workflow.init
+    def __init__(self, run_input: JourneyInput) -> None:
+        super().__init__(run_input)
+
+    @workflow.run
+    async def run(self, run_input: JourneyInput) -> RunResult:
+        result = await super().run(run_input)
+        REPLAYED.append(result.outcome.kind)
+        return result
+
+
+@workflow.defn(name="JourneyWorkflow")
+class InterpreterWithoutErasurePatch(ObservedInterpreter):
+    """A careless change: end an erased run as ``erased`` without asking the patch."""
+
+    @workflow.init
+    def __init__(self, run_input: JourneyInput) -> None:
+        super().__init__(run_input)
+
+    @workflow.run
+    async def run(self, run_input: JourneyInput) -> RunResult:
+        return await super().run(run_input)
+
+    @workflow.signal(name="cancel")
+    def on_cancel(self, request: CancelRequest) -> None:
+        if self.state.outcome is None:
+            self._finish("erased" if request.erased else "cancelled", reason=request.reason)
 
 
 def test_a_stored_plan_that_was_edited_is_refused(

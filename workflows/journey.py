@@ -208,7 +208,14 @@ class JourneyWorkflow:
 
     @workflow.signal(name="cancel")
     def on_cancel(self, request: CancelRequest) -> None:
-        if self.state.outcome is None:
+        """An operator's cancel, or an erasure's: the run ends at once and sends nothing more
+        (a send being retried is cancelled with it)."""
+        if self.state.outcome is not None:
+            return
+        # patched 2026-12: an erased customer's run ends as `erased`, not `cancelled`
+        if request.erased and workflow.patched("erasure-outcome"):
+            self._finish("erased")
+        else:
             self._finish("cancelled", reason=request.reason)
 
     @workflow.query(name="state")

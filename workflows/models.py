@@ -39,7 +39,7 @@ SEND_ACTIVITIES = {name: c.activity for name, c in CHANNELS.items()}
 LOOKUP_ACTIVITY = "lookup"
 READ_PROFILE_ACTIVITY = "read_profile"  # a local activity of the journey worker
 
-OutcomeKind = Literal["completed", "converted", "exited", "cancelled", "failed"]
+OutcomeKind = Literal["completed", "converted", "exited", "cancelled", "failed", "erased"]
 
 
 class Model(BaseModel):
@@ -205,7 +205,13 @@ class RunView(Model):
 
 
 class CancelRequest(Model):
+    """The ``cancel`` and ``unsubscribed`` signals: end the run now (``cancel``: as
+    ``cancelled``, with ``reason``). ``erased``: the customer was erased (``touchpoint
+    forget``); the run ends as ``erased``. A worker from before the field reads it as a plain
+    cancel: ``cancelled`` with the reason the erasure gives, ``erased``."""
+
     reason: str = "cancelled by an operator"
+    erased: bool = False
 
 
 # --- activity contracts -----------------------------------------------------------------------

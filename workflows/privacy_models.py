@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from workflows.models import Model
+from workflows.models import CancelRequest, Model
 
 PRIVACY_QUEUE = "touchpoint-privacy"
 ERASURE_WORKFLOW = "ErasureWorkflow"
@@ -23,7 +23,13 @@ APPLY_RETENTION = "apply_retention"
 ERASURE_ACTIVITIES = (BEGIN_ERASURE, ERASE_RUNS, ERASE_MESSAGES, ERASE_PROFILE, COMPLETE_ERASURE)
 PRIVACY_ACTIVITIES = (*ERASURE_ACTIVITIES, APPLY_RETENTION)
 
-ERASED_REASON = "erased"  # the cancel reason an erased customer's running runs end with
+ERASED_REASON = "erased"  # the cancel reason: what a worker from before the outcome shows
+
+
+def erasure_cancel() -> CancelRequest:
+    """The ``cancel`` signal an erasure sends each running run of the customer: the run ends
+    as ``erased`` and sends nothing more."""
+    return CancelRequest(reason=ERASED_REASON, erased=True)
 
 
 class ErasureRequest(Model):
