@@ -518,7 +518,12 @@ def runs_list_command(
     journey: Annotated[str | None, typer.Option(help="Only runs of this journey id.")] = None,
     customer: Annotated[str | None, typer.Option(help="Only this customer's runs.")] = None,
     outcome: Annotated[
-        str | None, typer.Option("--outcome", "--status", help="completed, converted, exited, …")
+        str | None,
+        typer.Option(
+            "--outcome",
+            "--status",
+            help="completed, converted, exited, cancelled, failed or erased.",
+        ),
     ] = None,
     running: Annotated[bool, typer.Option("--running", help="Only runs still going.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,

@@ -1,8 +1,8 @@
 """``touchpoint forget`` end to end on the real dev server, on SQLite and PostgreSQL: a customer
 with runs in three journeys (running and closed, one keyed), ledger rows, outbox files,
-consent and an alias is erased — nothing of them is found afterwards (store, Temporal by id,
-outbox), counts stay, the erased address gets no marketing email when it comes back, and
-erasing again, or after a crash half-way, gives the same result."""
+consent and an alias is erased — the running runs end as ``erased``, then nothing of them is
+found (store, Temporal by id, outbox), counts stay, the erased address gets no marketing email
+when it comes back, and erasing again, or after a crash half-way, gives the same result."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from store.ledger import Ledger
 from store.profiles import ProfileStore
 from tests.conftest import ROOT, Database
 from tests.temporal import event, plan_from, running_workers
-from workflows.models import RunSettings, customer_hash
+from workflows.models import RunResult, RunSettings, customer_hash
 
 KEY = "erasure-secret-for-tests-0123456789"
 SECRET = b"unsubscribe-secret-for-tests"
@@ -187,8 +187,13 @@ async def test_forget_erases_a_customer_everywhere(
         await wait_for_visibility(client, customer, 3)
         before = counts(engine)
         assert sum(before.values()) == 3
+        waiting = [run_of(ours, "welcome-series"), run_of(ours, "order-follow-up")]
+        endings = [asyncio.ensure_future(client.get_workflow_handle(w).result()) for w in waiting]
 
         erased = await forget(client, settings, customer, request_id="T-1", actor="dpo")
+
+        for ending in endings:  # each waiting run ended as erased before it was deleted
+            assert RunResult.model_validate(await ending).outcome.kind == "erased"
 
         for workflow_id in ours:
             assert await gone(client, workflow_id), workflow_id
