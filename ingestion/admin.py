@@ -51,12 +51,17 @@ class AdminAuth:
 def request_key(request: Request) -> str | None:
     """The key a request carries: a bearer token, or the HTTP Basic user name."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    value = value.strip()
     if scheme.lower() == "bearer":
-        return value or None
+        return value.strip() or None
+    return basic_auth_key(request)
+
+
+def basic_auth_key(request: Request) -> str | None:
+    """The key sent as the HTTP Basic user name (Segment's SDKs send write keys so), if any."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
-        return base64.b64decode(value, validate=True).decode().partition(":")[0] or None
+        return base64.b64decode(value.strip(), validate=True).decode().partition(":")[0] or None
     except (binascii.Error, UnicodeDecodeError):
         return None

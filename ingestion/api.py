@@ -13,8 +13,6 @@ released and the answer is 503, so the SDK's retry is processed — nothing is h
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import html
 import logging
@@ -38,7 +36,7 @@ from pydantic import BaseModel
 
 from config.errors import UserError
 from ingestion import sendgrid_events as sg
-from ingestion.admin import AdminAuth
+from ingestion.admin import AdminAuth, basic_auth_key
 from ingestion.body import check_shape, parse_json, read_body
 from ingestion.calls import field_error, read_call, read_typed_call, validate
 from ingestion.errors import BadRequest
@@ -139,7 +137,7 @@ def create_app(api: Api) -> FastAPI:
         )
 
     async def one_call(request: Request, kind: str) -> JSONResponse:
-        key = _basic_auth_key(request)
+        key = basic_auth_key(request)
         document = parse_json(await read_body(request, MAX_CALL_BYTES))
         scope = await _authenticate(api.keys, key or _body_key(document))
         call = read_call(kind, document)
@@ -174,7 +172,7 @@ def create_app(api: Api) -> FastAPI:
         larger than its cap, is listed in ``errors`` (400) and the others are processed in
         order. If processing fails part-way the answer is 503 and a retry of the same batch is
         safe: calls already done are recognised by their message id, the rest are done then."""
-        key = _basic_auth_key(request)
+        key = basic_auth_key(request)
         document = parse_json(await read_body(request, MAX_BATCH_BYTES))
         scope = await _authenticate(api.keys, key or _body_key(document))
         body = validate(BatchCall, document)
@@ -381,17 +379,6 @@ async def _feedback(api: Api, feedback: sg.FeedbackEvent) -> None:
     except BaseException:
         await asyncio.to_thread(api.service.processed.release, "sendgrid", claim)
         raise
-
-
-def _basic_auth_key(request: Request) -> str | None:
-    """The write key from HTTP Basic (the key as user name), if the request carries one."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        return base64.b64decode(value, validate=True).decode().partition(":")[0] or None
-    except (binascii.Error, UnicodeDecodeError):
-        return None
 
 
 def _body_key(document: Any) -> str | None:
