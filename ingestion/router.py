@@ -390,21 +390,26 @@ async def _started(handle: WorkflowHandle, sequence: int) -> bool:
     response = getattr(handle, "_start_workflow_response", None)
     if getattr(response, "started", False):
         return True
-    description = await handle.describe()
-    return bool(await description.memo_value(ENTRY_MEMO, default=None) == sequence)
+    return await _run_carrying(handle, sequence) is not None
 
 
 async def _started_anyway(client: Client, workflow_id: str, sequence: int) -> str | None:
     """After a failed start: the newest run with ``workflow_id`` if it carries entry
     ``sequence``, else ``None`` (asked once, briefly; any failure to answer is "no proof")."""
     try:
-        description = await asyncio.wait_for(
-            client.get_workflow_handle(workflow_id).describe(), LOST_ANSWER_CHECK_SECONDS
+        return await asyncio.wait_for(
+            _run_carrying(client.get_workflow_handle(workflow_id), sequence),
+            LOST_ANSWER_CHECK_SECONDS,
         )
-        if await description.memo_value(ENTRY_MEMO, default=None) == sequence:
-            return description.run_id
     except Exception:
-        pass
+        return None
+
+
+async def _run_carrying(handle: WorkflowHandle, sequence: int) -> str | None:
+    """The run id of ``handle``'s run if its memo holds entry number ``sequence``."""
+    description = await handle.describe()
+    if await description.memo_value(ENTRY_MEMO, default=None) == sequence:
+        return description.run_id
     return None
 
 

@@ -87,7 +87,7 @@ async def forget(
     except WorkflowFailureError as error:
         raise ErasureUnavailable(f"the erasure {workflow_id} failed: {error.cause}") from None
     result = ErasureResult.model_validate(raw)
-    await _delete(client, workflow_id, None)  # this run: visibility may not list it yet
+    await delete_execution(client, workflow_id, None)  # this run: visibility may not list it yet
     await delete_executions(client, workflow_id)
     return Erased(result.customer, result.runs, result.messages, request_id)
 
@@ -96,12 +96,8 @@ async def delete_executions(client: Client, workflow_id: str) -> int:
     """Delete every closed execution with ``workflow_id`` (their inputs name the customer)."""
     deleted = 0
     async for run in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
-        deleted += await _delete(client, run.id, run.run_id)
+        deleted += await delete_execution(client, run.id, run.run_id)
     return deleted
-
-
-async def _delete(client: Client, workflow_id: str, run_id: str | None) -> int:
-    return await delete_execution(client, workflow_id, run_id)
 
 
 def require_key(settings: Settings) -> bytes:
