@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, WithJsonSchema, field_validator
 
+from config.policies import PolicySettings, Topic
 from language.fields import Duration, Model, Slug, text_matching
 from workflows.channels import CHANNELS, Channel
 
@@ -194,6 +195,10 @@ class ProjectConfig(Model):
     defaults: Defaults = Defaults()
     profiles: ProfileSettings = ProfileSettings()
     retention: RetentionSettings = RetentionSettings()
+    policies: PolicySettings = PolicySettings()
+    topics: dict[Slug, Topic] = Field(
+        default_factory=dict, description="subscription topics customers choose between, by id"
+    )
     email: EmailSettings = EmailSettings()
     temporal: TemporalSettings = TemporalSettings()
     worker: WorkerSettings = WorkerSettings()
