@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.channels import CHANNELS
 from workflows.plan import Plan
+from workflows.policy_models import SendPolicies
 
 INPUT_VERSION = 2
 SEEN_IDS_LIMIT = 500
@@ -231,6 +232,8 @@ class SendRequest(Model):
     customer_id: str
     profile: Profile | None = None  # none: the activity reads the current one from the store
     context: dict[str, Any] = Field(default_factory=dict)  # event, events, vars, lookups, now
+    topic: str | None = None  # the subscription topic (consent is per topic and channel)
+    policies: SendPolicies | None = None  # the journey's/step's policy settings (None: project's)
 
     @property
     def customer(self) -> Profile:

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows.policy_models import SendPolicies
+
 PLAN_FORMAT = 1
 """Bumped when the plan's shape changes incompatibly (a worker refuses a plan of a newer
 format: :func:`workflows.registry.plan`)."""
@@ -67,6 +69,8 @@ class SendNode(NodeBase):
     destination: str | None = None
     skip_on_failure: bool = False
     reads: tuple[str, ...] | None = None  # what of SEND_CONTEXT its template reads (None: all)
+    topic: str | None = None  # the subscription topic (the step's, else the journey's)
+    policies: SendPolicies | None = None  # the journey's and step's policy settings, folded
     next: str
 
 
@@ -170,6 +174,17 @@ def successors(node: Node) -> list[tuple[str, str]]:
             return [("", node.next)]
 
 
+LATER_OPTIONAL_FIELDS = ("event_properties", "topic", "policies")
+"""Fields added after plans were first hashed: left out of the hash while unset, so a journey
+that does not use them keeps its version (and its runs' recorded histories stay valid)."""
+
+
+def _drop_unset(content: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        if content.get(name, 0) is None:
+            del content[name]
+
+
 class Plan(Frozen):
     """A compiled journey. ``version`` is a hash of everything else: equal content, equal hash."""
 
@@ -188,10 +203,13 @@ class Plan(Frozen):
     # The event properties the journey reads (sorted); None: any. The router hands runs only
     # these: what a journey never reads is not copied into its runs' histories.
     event_properties: tuple[str, ...] | None = None
+    topic: str | None = None  # the journey's subscription topic: unsubscribing from it ends runs
 
     def content_hash(self) -> str:
-        unset = {"event_properties"} if self.event_properties is None else set()
-        content = self.model_dump(mode="json", exclude={"version", *unset})
+        content = self.model_dump(mode="json", exclude={"version"})
+        _drop_unset(content, LATER_OPTIONAL_FIELDS)
+        for node in content["nodes"].values():
+            _drop_unset(node, LATER_OPTIONAL_FIELDS)
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

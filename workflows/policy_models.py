@@ -15,14 +15,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
-from workflows.plan import Frozen
+from pydantic import BaseModel, ConfigDict, Field
 
 Action = Literal["skip", "defer"]
 """``skip``: the message is not sent, the run goes on. ``defer``: the run waits until the
 policy would let it through (the window opens, the cap frees a slot), then asks again."""
 MessageCategory = Literal["marketing", "transactional"]
+
+
+class Frozen(BaseModel):
+    """As :class:`workflows.plan.Frozen` (that module imports this one)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
 DEFAULT_DEFER_MAX_SECONDS = 3 * 86_400
 """A message deferred for longer than this (counted from its first deferral) is skipped."""
 
