@@ -116,6 +116,9 @@ class SendStep(StepBase):
     template: Slug
     to: Slug | None = Field(None, description="a destination from touchpoint.yaml (webhook, chat)")
     skip_on_failure: bool = False
+    topic: Slug | None = Field(
+        None, description="the subscription topic of this message (default: the journey's)"
+    )
 
 
 class WaitStep(StepBase):
@@ -242,6 +245,11 @@ class Journey(Model):
     name: Text
     description: str | None = None
     category: Category
+    topic: Slug | None = Field(
+        None,
+        description="the subscription topic (touchpoint.yaml topics): customers who leave it "
+        "get none of this journey's messages, and its running runs end",
+    )
     trigger: Trigger
     entry: Entry = Entry()
     exit_when: list[ExitRule] = Field(default_factory=list)

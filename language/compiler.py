@@ -588,6 +588,7 @@ class _Compiler:
             ),
             start=self._resolve(self.steps[0].id),
             nodes=nodes,
+            topic=j.topic,
             event_properties=self._event_properties(),
         )
         return plan.with_version()
@@ -657,6 +658,7 @@ class _Compiler:
                 destination=m.to,
                 skip_on_failure=m.skip_on_failure,
                 reads=self._template_reads(m.template),
+                topic=m.topic or self.journey.topic,
                 next=nxt,
             )
         if isinstance(m, a.WaitStep):
