@@ -31,7 +31,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import lookups
+from activities import lookups, metrics
 from activities.email.sender import email_provider
 from activities.errors import permanent, retryable
 from activities.http import make_client
@@ -152,7 +152,10 @@ class DeliveryActivities:
             timeout=connection.timeout,
             headers={k: self.env(v) for k, v in connection.headers.items()},
         )
-        return await lookups.fetch(self.http, resolved, request)
+        async with metrics.lookup_call(request.connection) as counted:
+            result = await lookups.fetch(self.http, resolved, request)
+            counted["result"] = "not_found" if result.status == 404 else "found"
+        return result
 
     # --- one send ---------------------------------------------------------------------------
 
@@ -175,6 +178,8 @@ class DeliveryActivities:
             result = await self._send(channel, request)
         except ApplicationError as error:
             status: Status = "failed" if error.non_retryable else "retrying"
+            if error.non_retryable:
+                metrics.count_message(request.journey_id, request.channel, "failed")
             await asyncio.to_thread(
                 self.ledger.mark,
                 request.message_id,
@@ -198,6 +203,7 @@ class DeliveryActivities:
             )
         except Exception:  # the provider accepted it: never fail (and re-send) for the record
             activity.logger.exception("could not record %s", request.message_id)
+        metrics.count_message(request.journey_id, request.channel, result.status, result.policy)
         return result.answer
 
     def _claim_and_profile(self, request: SendRequest) -> tuple[Claim, Profile]:
@@ -217,18 +223,20 @@ class DeliveryActivities:
     async def _send(self, channel: Channel, request: SendRequest) -> _Outcome:
         recipient = channel.recipient_of(request)
         if not recipient:
-            return _Outcome.skipped(request, NO_RECIPIENT[channel.recipient])
+            return _Outcome.skipped(request, NO_RECIPIENT[channel.recipient], metrics.NO_RECIPIENT)
         message = Message(request, channel, recipient, step_time(request) or datetime.now(UTC))
         assert self.policies is not None
         decision = await asyncio.to_thread(self.policies.decide, message)
+        metrics.count_decision(decision.policy, decision.action)
+        policy = decision.policy or metrics.NO_POLICY
         if decision.action == "skip":
-            return _Outcome.skipped(request, decision.reason or decision.policy or "policy")
+            return _Outcome.skipped(request, decision.reason or decision.policy or "policy", policy)
         if decision.action == "end":
             reason = decision.reason or decision.policy or "policy"
             answer = SendResult(
                 message_id=request.message_id, status="skipped", reason=reason, ends_run=True
             )
-            return _Outcome(answer, "skipped")
+            return _Outcome(answer, "skipped", policy=policy)
         if decision.action == "defer":
             answer = SendResult(
                 message_id=request.message_id,
@@ -236,11 +244,14 @@ class DeliveryActivities:
                 reason=decision.reason,
                 deferred_until=decision.until,
             )
-            return _Outcome(answer, "deferred")
+            return _Outcome(answer, "deferred", policy=policy)
         prepared = await self.senders[channel.name].prepare(request, recipient)
         if isinstance(prepared, SendResult):
-            return _Outcome(prepared, "skipped" if prepared.status == "skipped" else "sent")
-        provider_id = await self._hand_over(channel, prepared)
+            if prepared.status == "skipped":
+                return _Outcome(prepared, "skipped", policy=metrics.SENDER)
+            return _Outcome(prepared, "sent")
+        async with metrics.provider_call(prepared.provider, channel.name):
+            provider_id = await self._hand_over(channel, prepared)
         answer = SendResult(
             message_id=request.message_id,
             provider_id=provider_id,
@@ -257,8 +268,9 @@ class DeliveryActivities:
 @dataclass(frozen=True)
 class _Outcome:
     answer: SendResult
-    status: str  # sent, skipped, deferred
+    status: metrics.MessageStatus  # sent, skipped, deferred
     provider: str = ""
+    policy: str = metrics.NO_POLICY  # who kept it back (a policy's name), for the metrics
 
     @property
     def provider_id(self) -> str | None:
@@ -269,9 +281,9 @@ class _Outcome:
         return self.answer.reason
 
     @classmethod
-    def skipped(cls, request: SendRequest, reason: str) -> _Outcome:
+    def skipped(cls, request: SendRequest, reason: str, policy: str) -> _Outcome:
         answer = SendResult(message_id=request.message_id, status="skipped", reason=reason)
-        return cls(answer, "skipped")
+        return cls(answer, "skipped", policy=policy)
 
 
 _LEDGER_STATUS: dict[str, Status] = {"sent": "sent", "skipped": "skipped", "deferred": "deferred"}

@@ -13,7 +13,7 @@ the environment.
 | TOUCHPOINT_TIME_SCALE | multiply every wait (tests and demos; 1 in production) |
 | TOUCHPOINT_RECORD_FILE | where the recording stand-in writes sends (JSON lines) |
 | TOUCHPOINT_LOOKUP_FIXTURES | JSON file of lookup answers for the stand-in |
-| TOUCHPOINT_METRICS_ADDRESS | host:port where the worker serves Temporal SDK metrics (Prometheus) |
+| TOUCHPOINT_METRICS_ADDRESS | host:port of the worker's Prometheus metrics (its own, the SDK's) |
 | TOUCHPOINT_ERASURE_SECRET | key of the hashes an erasure keeps (``store.erasure``; ≥ 16 bytes) |
 """
 
@@ -149,16 +149,23 @@ def _runtime(settings: Settings) -> Runtime | None:
     if settings.metrics_address is None:
         return None
     try:
-        return Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(bind_address=settings.metrics_address)
-            )
-        )
+        return metrics_runtime(settings.metrics_address)
     except (ValueError, RuntimeError) as error:
         raise ConfigurationError(
             f"TOUCHPOINT_METRICS_ADDRESS={settings.metrics_address!r}: cannot serve metrics there "
             f"({error}); give a free host:port, e.g. 0.0.0.0:9464"
         ) from None
+
+
+def metrics_runtime(address: str) -> Runtime:
+    """A Temporal runtime serving Prometheus metrics on ``address`` (host:port): the SDK's
+    own and the worker's (:mod:`activities.metrics`, ``touchpoint_runs_ended_total``)."""
+    from activities.metrics import histogram_buckets
+
+    prometheus = PrometheusConfig(
+        bind_address=address, histogram_bucket_overrides=histogram_buckets()
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
 def _tls(settings: Settings) -> TLSConfig | bool:

@@ -25,13 +25,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel
 
 from config.errors import UserError
@@ -40,6 +34,7 @@ from ingestion.admin import AdminAuth, basic_auth_key
 from ingestion.body import check_shape, parse_json, read_body
 from ingestion.calls import field_error, read_call, read_typed_call, validate
 from ingestion.errors import BadRequest
+from ingestion.metrics import REGISTRY
 from ingestion.one_click import NotOneClick, require_one_click
 from ingestion.segment import (
     CALL_MODELS,
@@ -59,7 +54,6 @@ from workflows.models import Event, Profile
 log = logging.getLogger("touchpoint.api")
 MAX_WEBHOOK_BYTES = 4 * 1024 * 1024  # SendGrid posts events in batches of up to a few MB
 
-REGISTRY = CollectorRegistry()
 RECEIVED = Counter("touchpoint_events_received", "Calls accepted", ["type"], registry=REGISTRY)
 ROUTED = Counter("touchpoint_events_routed", "Events handed to the router", registry=REGISTRY)
 REJECTED = Counter(

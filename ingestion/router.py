@@ -41,6 +41,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ingestion.metrics import RUNS_STARTED
 from store.deployments import Deployments, journey_state
 from store.entries import Entry, EntryStore
 from workflows import evaluation, registry
@@ -271,6 +272,7 @@ class Router:
             return Routed(journey, "signalled", target, reason="a run is already active")
         if claimed is None:
             await asyncio.to_thread(self.entries.record_entry, journey, subject, now)
+        RUNS_STARTED.labels(journey).inc()
         return Routed(journey, "started", target, run_id=handle.result_run_id, key=key)
 
     def _enter(self, plan: Plan, subject: str, now: datetime) -> Entry:

@@ -261,6 +261,7 @@ class JourneyWorkflow:
                 self._record(node, "failed", failure.error)
                 self._finish("failed", step=failure.step, error=failure.error)
         self._index_outcome()
+        self._count_end()
         assert self.state.outcome is not None
         return RunResult(
             outcome=self.state.outcome, timeline=self.state.timeline, current=self.state.current
@@ -815,6 +816,18 @@ class JourneyWorkflow:
         workflow.upsert_search_attributes(
             [JOURNEY_STEP.value_set(node.id), JOURNEY_STAGE.value_set(node.stage or "")]
         )
+
+    def _count_end(self) -> None:
+        """``touchpoint_runs_ended_total{journey, outcome}`` on the worker's metrics endpoint.
+
+        The workflow's metric meter records nothing while replaying and issues no command (no
+        history, no patch): the end is counted by the workflow task that ends the run, once —
+        twice only if that task runs again because its completion never reached the server."""
+        if self.state.outcome is None:
+            return
+        workflow.metric_meter().create_counter(
+            "touchpoint_runs_ended_total", "Runs ended, by journey and outcome"
+        ).add(1, {"journey": self.plan.journey_id, "outcome": self.state.outcome.kind})
 
     def _index_outcome(self) -> None:
         if self.deployment.index_runs and self.state.outcome is not None:
