@@ -33,6 +33,7 @@ from ingestion import sendgrid_events as sg
 from ingestion.admin import AdminAuth, basic_auth_key
 from ingestion.body import check_shape, parse_json, read_body
 from ingestion.calls import field_error, read_call, read_typed_call, validate
+from ingestion.docs_ui import serve_docs
 from ingestion.errors import BadRequest
 from ingestion.metrics import REGISTRY
 from ingestion.one_click import NotOneClick, require_one_click
@@ -120,7 +121,10 @@ def create_app(api: Api) -> FastAPI:
         title="Touchpoint ingestion API",
         version="1",
         description="Segment-compatible: point a Segment or RudderStack SDK's host here.",
+        docs_url=None,  # served from vendored files, not a CDN: ingestion.docs_ui
+        redoc_url=None,
     )
+    serve_docs(app)
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, error: BadRequest) -> JSONResponse:
