@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
@@ -256,6 +257,15 @@ async def test_the_three_examples_end_to_end(
 
     metrics = httpx.get(f"http://127.0.0.1:{worker_process['metrics_port']}/metrics").text
     assert "temporal_workflow_completed" in metrics, "the worker serves Temporal SDK metrics"
+    ended = {  # and its own, by journey and outcome (tests/test_metrics.py: the rest)
+        (s.labels["journey"], s.labels["outcome"]): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "touchpoint_runs_ended_total"
+    }
+    assert ended[("laptop-recommendation", "converted")] == 1
+    assert ended[("laptop-recommendation", "completed")] == 1
+    assert ended[("post-purchase-accessories", "completed")] >= 1
 
     process = worker_process["process"]
     process.send_signal(signal.SIGTERM)
