@@ -66,7 +66,7 @@ CUSTOMERS = {  # who they are, and what happens to their welcome email
     "erika": Profile(id="erika", email="erika@example.com", locale="en"),  # unsubscribed
     "jonas": Profile(id="jonas", email="jonas@example.com", locale="en"),  # refused (400)
 }
-PERSONAL = {value for p in CUSTOMERS.values() for value in (p.id, p.email)}
+PERSONAL = {value for p in CUSTOMERS.values() for value in (p.id, p.email) if value}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
