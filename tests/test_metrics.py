@@ -43,6 +43,8 @@ from tests.net import free_port
 from tests.sendgrid_standin import SendGridStandIn
 from tests.temporal import event, plan_from, start_run
 from tests.test_delivery import project_config
+from tests.test_policies import HoldFor
+from tests.test_policies import delivery as policy_delivery
 from workflows.models import Profile, RunResult, RunSettings, workflow_id
 from workflows.registry import Deployment
 
@@ -151,7 +153,7 @@ async def test_the_worker_counts_sends_skips_failures_lookups_and_ends_by_journe
         "jonas": "failed",
     }
 
-    samples, text = await _scraped_once_counted(url)
+    samples, text = await _scraped_once_counted(url, ends=3)
     journey = {"journey": "metered", "channel": "email"}
     messages = "touchpoint_messages_total"
     assert value(samples, messages, **journey, status="sent", policy="none") == 1
@@ -190,14 +192,41 @@ async def uncached_workers(client: Client, activities: list[Any]) -> AsyncIterat
         yield prefix
 
 
-async def _scraped_once_counted(url: str) -> tuple[Samples, str]:
+async def _scraped_once_counted(url: str, ends: int) -> tuple[Samples, str]:
     """The page once the last run's end shows (the runtime exports what it has at a scrape)."""
     for _ in range(50):
         samples, text = await asyncio.to_thread(scrape, url)
-        if value(samples, "touchpoint_runs_ended_total", journey="metered") >= 3:
+        if value(samples, "touchpoint_runs_ended_total", journey="metered") >= ends:
             return samples, text
         await asyncio.sleep(0.1)
     return samples, text
+
+
+async def test_a_deferred_message_counts_as_deferred_then_as_sent(
+    time_env: WorkflowEnvironment, metered_client: tuple[Client, str], tmp_path: Path
+) -> None:
+    client, url = metered_client
+    hold = HoldFor(hours=10)
+    activities = policy_delivery(tmp_path, hold)
+    with HttpStub() as shop:
+        shop.reply(Reply(200, body={"items": []}))
+        activities.config = project_config(shop)
+        activities.environ = {"SHOP_API_TOKEN": "shop-token"}
+        async with uncached_workers(client, activities.all()) as prefix:
+            handle = await start_run(
+                time_env.client, plan_from(JOURNEY), prefix, event("Signed Up", customer="max"),
+                profile=CUSTOMERS["max"], workflow_id=f"metered-{uuid.uuid4()}",
+            )  # fmt: skip
+            result = RunResult.model_validate(await handle.result())
+    assert [e.kind for e in result.timeline if e.step == "welcome"] == ["deferred", "sent"]
+    samples, _ = await _scraped_once_counted(url, ends=1)
+    messages = "touchpoint_messages_total"
+    assert value(samples, messages, journey="metered", status="deferred", policy="hold") == 1
+    assert value(samples, messages, journey="metered", status="sent", policy="none") == 1
+    decisions = "touchpoint_policy_decisions_total"
+    assert value(samples, decisions, policy="hold", action="defer") == 1
+    assert value(samples, decisions, policy="none", action="send") == 1
+    assert value(samples, "touchpoint_provider_seconds_count", provider="maildir") == 1
 
 
 async def test_the_api_counts_the_runs_the_router_started_by_journey(
