@@ -125,9 +125,7 @@ async def main() -> None:
             order = arms if number % 2 == 0 else arms[::-1]
             for target in order:
                 await one_round(target, 1_000 + number * sends, sends, customers)
-        rows = [
-            [a.name, a.sent, median(a.cpu_per_send_ms), min(a.cpu_per_send_ms)] for a in arms
-        ]
+        rows = [[a.name, a.sent, median(a.cpu_per_send_ms), min(a.cpu_per_send_ms)] for a in arms]
         print(table(["policies", "sent", "CPU ms/send (median)", "best round"], rows))
         ratio = median(arms[1].cpu_per_send_ms) / median(arms[0].cpu_per_send_ms)
         print(f"ratio with/without: {ratio:.3f} — {verdict(ratio, GOAL, higher_is_better=False)}")
