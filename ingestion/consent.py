@@ -91,6 +91,10 @@ class ConsentView:
     choices: tuple[TopicChoice, ...]  # what the customer chose (none: subscribed)
 
     def status(self, topic: str, channel: str) -> Status:
+        """What holds for ``topic`` on ``channel``: unsubscribed where all marketing email is
+        withdrawn or SMS opted out, else the customer's topic choice."""
+        if (channel == "email" and self.marketing_email) or (channel == "sms" and self.sms):
+            return UNSUBSCRIBED
         return status_on(self.choices, topic, channel)
 
     def topic_names(self) -> list[str]:
