@@ -86,9 +86,8 @@ def describe(view: ConsentView) -> list[str]:
         lines.append("topics: none (touchpoint.yaml has no topics:)")
         return lines
     width = max(len("TOPIC"), *(len(n) for n in names))
-    lines.append(
-        "  ".join(["TOPIC".ljust(width), *(c.upper().ljust(12) for c in CUSTOMER_CHANNELS)])
-    )
+    header = ["TOPIC".ljust(width), *(c.upper().ljust(12) for c in CUSTOMER_CHANNELS)]
+    lines.append("  ".join(header).rstrip())
     for name in names:
         cells = [view.status(name, channel).ljust(12) for channel in CUSTOMER_CHANNELS]
         unknown = "" if name in view.topics else "  (no longer a topic of the project)"

@@ -12,6 +12,9 @@ import hashlib
 import hmac
 import html
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -414,3 +417,93 @@ async def test_leaving_newsletter_ends_the_newsletter_run_and_not_the_recommenda
     assert (news.outcome.kind, news.outcome.reason) == ("exited", "unsubscribed from newsletter")
     assert picks.outcome.kind == "completed"
     assert [e.kind for e in picks.timeline if e.channel] == ["sent", "sent"]
+
+
+# --- touchpoint consent, as a subprocess ---------------------------------------------------------
+
+PROJECT_YAML = """
+topics:
+  newsletter: {name: Newsletter, description: Our weekly news}
+  recommendations: {name: Recommendations}
+"""
+
+
+def consent_cli(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "consent", *args, "--project", str(project)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+async def test_support_staff_show_and_set_consent_and_running_runs_are_told(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    project = tmp_path / "shop"
+    (project / "journeys").mkdir(parents=True)
+    (project / "touchpoint.yaml").write_text(PROJECT_YAML)
+    database_url = f"sqlite:///{tmp_path / 'touchpoint.db'}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TOUCHPOINT_DATABASE_URL": database_url,
+        "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TOUCHPOINT_TEMPORAL_NAMESPACE": dev_env.client.namespace,
+    }
+    activities = delivery(tmp_path)
+    engine = activities.ledger.engine
+    customer = f"max-{uuid.uuid4().hex[:6]}"
+
+    unknown = await asyncio.to_thread(consent_cli, project, env, customer)
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        1,
+        f"✗ no customer {customer!r} in the store: check the id "
+        f"(`touchpoint export {customer}` shows what is held)",
+    )
+    profile = ProfileStore(engine).upsert(customer, {"email": "max@example.com"})
+    shown = await asyncio.to_thread(consent_cli, project, env, customer)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        f"customer {customer} <max@example.com>",
+        "all marketing email: subscribed",
+        "SMS: subscribed",
+        "address max@example.com: not suppressed",
+        "TOPIC            EMAIL         SMS",
+        "newsletter       subscribed    subscribed",
+        "recommendations  subscribed    subscribed",
+    ]
+    for args, message in [
+        (("--leave", "surveys"), "unknown topic 'surveys'; the project's topics: newsletter, "),
+        (("--leave", "newsletter", "--channel", "fax"), "unknown channel 'fax'"),
+        (("--leave", "newsletter", "--join", "newsletter"), "both joined and left"),
+    ]:
+        refused = await asyncio.to_thread(consent_cli, project, env, customer, *args)
+        assert refused.returncode == 1 and message in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+
+    plans = {"weekly-news": plan_from(journey("weekly-news", "newsletter"))}
+    async with running_workers(dev_env.client, activities.all(), index_runs=True) as prefix:
+        settings = RunSettings(queue_prefix=prefix, time_scale=1 / 8640)  # a day lasts 10 s
+        router = Router(dev_env.client, plans, EntryStore(engine), settings)
+        [started] = await router.route(event("Signed Up", customer=customer), profile)
+        query = f"{CUSTOMER.name} = '{customer_hash(customer)}' AND ExecutionStatus = 'Running'"
+        while not [run async for run in dev_env.client.list_workflows(query)]:
+            await asyncio.sleep(0.1)  # visibility catches up
+        left = await asyncio.to_thread(
+            consent_cli, project, env, customer, "--leave", "newsletter", "--channel", "email",
+            "--reason", "ticket 42", "--by", "sam",
+        )  # fmt: skip
+        assert left.returncode == 0, left.stderr
+        handle = dev_env.client.get_workflow_handle(started.workflow_id or "")
+        result = RunResult.model_validate(await asyncio.wait_for(handle.result(), 60))
+    assert "left newsletter on email" in left.stderr and "1 running run(s) told" in left.stderr
+    assert "newsletter       unsubscribed  subscribed" in left.stdout
+    assert (result.outcome.kind, result.outcome.reason) == (
+        "exited",
+        "unsubscribed from newsletter",
+    ), "the journey sends its topic by email only"
+    [choice] = TopicConsent(engine).choices(customer)
+    assert (choice.channel, choice.reason) == ("email", "ticket 42 (by sam)")
+
+    joined = await asyncio.to_thread(consent_cli, project, env, customer, "--join", "newsletter")
+    assert joined.returncode == 0, joined.stderr
+    assert "newsletter       subscribed    subscribed" in joined.stdout
