@@ -172,50 +172,48 @@ class Consents:
     async def apply(
         self, customer_id: str, changes: list[Change], reason: str, leave_all: bool = False
     ) -> Applied:
-        """Record ``changes`` (and leaving everything), then tell running runs."""
-        applied = await asyncio.to_thread(self._record, customer_id, changes, reason, leave_all)
-        if self.client is None:
-            return applied
-        if leave_all:
-            applied.runs_told = await signal_running_runs(
-                self.client, customer_id, CancelRequest(reason=reason)
-            )
-            return applied
-        for topic, channel, status in applied.changes:
-            if status != UNSUBSCRIBED:
-                continue
-            left_everywhere = channel == ALL or all(
-                self.topic_consent.left(customer_id, topic, c) for c in CUSTOMER_CHANNELS
-            )
-            request = CancelRequest(
-                reason=reason, topic=topic, channel=None if left_everywhere else channel
-            )
-            applied.runs_told += await signal_running_runs(self.client, customer_id, request)
+        """Record ``changes`` (or leaving everything), then tell running runs."""
+        applied, signals = await asyncio.to_thread(
+            self._record, customer_id, changes, reason, leave_all
+        )
+        if self.client is not None:
+            for request in signals:
+                applied.runs_told += await signal_running_runs(self.client, customer_id, request)
         return applied
 
     def _record(
         self, customer_id: str, changes: list[Change], reason: str, leave_all: bool
-    ) -> Applied:
+    ) -> tuple[Applied, list[CancelRequest]]:
+        """Record; what is done, and the signals that tell running runs."""
         applied = Applied(left_all=leave_all)
         if leave_all:
             self.consent.withdraw(customer_id, reason)
             for topic in self.topics:
                 self.topic_consent.choose(customer_id, topic, ALL, UNSUBSCRIBED, reason)
                 applied.changes.append((topic, ALL, UNSUBSCRIBED))
-            return applied
+            return applied, [CancelRequest(reason=reason)]  # no topic: every marketing run
         for topic, channel, status in changes:
             if status == SUBSCRIBED and channel in ("email", ALL):
                 self._lift_marketing_withdrawal(customer_id, topic, reason, applied)
-            if status == SUBSCRIBED and channel in ("sms", ALL):
-                opted_out = self.consent.status(customer_id, SMS)
-                if opted_out is not None:
-                    applied.notes.append(
-                        "SMS stays off: the SMS opt-out (STOP) is lifted only by the customer "
-                        "texting START"
-                    )
+            opted_out = channel in ("sms", ALL) and self.consent.status(customer_id, SMS)
+            if status == SUBSCRIBED and opted_out:
+                applied.notes.append(
+                    "SMS stays off: the customer opted out of SMS (STOP), and that is never "
+                    "lifted here (docs/sms.md)"
+                )
             self.topic_consent.choose(customer_id, topic, channel, status, reason)
             applied.changes.append((topic, channel, status))
-        return applied
+        signals = []
+        for topic, channel, status in applied.changes:
+            if status != UNSUBSCRIBED:
+                continue
+            everywhere = channel == ALL or all(
+                self.topic_consent.left(customer_id, topic, c) for c in CUSTOMER_CHANNELS
+            )
+            signals.append(
+                CancelRequest(reason=reason, topic=topic, channel=None if everywhere else channel)
+            )
+        return applied, signals
 
     def _lift_marketing_withdrawal(
         self, customer_id: str, joined: str, reason: str, applied: Applied

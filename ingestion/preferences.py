@@ -179,7 +179,9 @@ def consent_notes(view: ConsentView) -> list[str]:
     if view.marketing_email is not None:
         notes.append("You have left all marketing email. Joining a topic by email rejoins it.")
     if view.sms is not None:
-        notes.append("You have opted out of text messages (STOP); reply START to rejoin.")
+        notes.append(
+            "You have opted out of text messages (STOP); topic choices do not change that."
+        )
     return notes
 
 

@@ -12,7 +12,9 @@ import hashlib
 import hmac
 import html
 import json
+import mailbox
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -33,6 +35,7 @@ from ingestion.router import Router
 from ingestion.service import Ingestion
 from ingestion.unsubscribe import InvalidToken, make_token, verify_token
 from language.validator import validate
+from ops.export import Exporter
 from store.consent import ConsentStore
 from store.database import connect
 from store.entries import EntryStore
@@ -105,6 +108,21 @@ def test_an_erased_customer_loses_their_topic_choices(database: Database) -> Non
     assert len(TopicConsent(engine).choices("moritz")) == 1
 
 
+async def test_the_export_lists_the_topic_choices(database: Database) -> None:
+    engine = database.connect()
+    TopicConsent(engine).choose("max", "newsletter", "email", UNSUBSCRIBED, "one-click")
+    document = await Exporter(engine, None).export("max")
+    assert document["found"], "a topic choice alone is something held"
+    [choice] = document["topic_consent"]
+    assert {k: v for k, v in choice.items() if k != "since"} == {
+        "topic": "newsletter",
+        "channel": "email",
+        "status": UNSUBSCRIBED,
+        "reason": "one-click",
+    }
+    assert (await Exporter(engine, None).export("moritz"))["topic_consent"] == []
+
+
 # --- tokens -------------------------------------------------------------------------------------
 
 
@@ -173,6 +191,12 @@ async def test_a_left_topic_is_skipped_on_its_channel_and_nothing_else_is(
         "unsubscribed from topic 'newsletter' on email (one-click)"
     }
     assert len(list_messages(tmp_path / "outbox")) == 4
+    topics = set()
+    for message in mailbox.Maildir(tmp_path / "outbox", create=False):
+        link = re.search(r"<https?://[^>]*/([^/>]+)>", message["List-Unsubscribe"] or "")
+        if link is not None:  # marketing email: its own topic in its one-click link
+            topics.add(verify_token(SECRET, link.group(1)).topic)
+    assert topics == {"recommendations"}
 
 
 # --- the link: RFC 8058 and the page ---------------------------------------------------------
