@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,7 @@ from ingestion.service import Ingestion
 from ingestion.unsubscribe import InvalidToken, make_token, verify_token
 from language.validator import validate
 from ops.export import Exporter
+from simulation.recording import RecordingActivities
 from store.consent import ConsentStore
 from store.database import connect
 from store.entries import EntryStore
@@ -48,7 +50,7 @@ from store.topic_consent import ALL, SUBSCRIBED, UNSUBSCRIBED, TopicConsent
 from tests.conftest import ROOT, Database
 from tests.net import served
 from tests.temporal import event, plan_from, running_workers, start_run
-from workflows.models import Profile, RunResult, RunSettings, customer_hash
+from workflows.models import CancelRequest, Profile, RunResult, RunSettings, customer_hash
 from workflows.search import CUSTOMER
 
 SECRET = b"unsubscribe-secret-for-tests"
@@ -531,3 +533,59 @@ async def test_support_staff_show_and_set_consent_and_running_runs_are_told(
     joined = await asyncio.to_thread(consent_cli, project, env, customer, "--join", "newsletter")
     assert joined.returncode == 0, joined.stderr
     assert "newsletter       subscribed    subscribed" in joined.stdout
+
+
+# --- the workflow's channel rule, on the time-skipping server ---------------------------------
+
+TWO_CHANNELS = """
+id: news-everywhere
+name: News by email and SMS
+category: marketing
+topic: newsletter
+trigger:
+  event: Signed Up
+steps:
+  - send: email
+    template: newsletter-welcome
+  - wait: 1d
+  - send: sms
+    template: newsletter-welcome
+  - wait: 1d
+  - send: email
+    template: free-shipping
+    topic: surveys
+"""
+
+
+@pytest.mark.parametrize(
+    ("signals", "outcome"),
+    [
+        pytest.param([("newsletter", "email")], ("completed", None), id="one-of-two-channels"),
+        pytest.param([("surveys", None)], ("completed", None), id="another-topic"),
+        pytest.param(
+            [("newsletter", None)], ("exited", "unsubscribed from newsletter"), id="all-channels"
+        ),
+        pytest.param([(None, None)], ("exited", "unsubscribed"), id="all-marketing"),
+    ],
+)
+async def test_a_run_exits_only_when_its_topic_is_left_on_every_channel_it_sends_it_on(
+    time_env: WorkflowEnvironment,
+    signals: list[tuple[str | None, str | None]],
+    outcome: tuple[str, str | None],
+) -> None:
+    recorder = RecordingActivities()
+    plan = plan_from(TWO_CHANNELS)
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        handle = await start_run(
+            time_env.client, plan, prefix, event("Signed Up", customer="max"),
+            profile=Profile(id="max", email="max@example.com", phone="+4915112345678"),
+            workflow_id=f"news-{uuid.uuid4()}",
+        )  # fmt: skip
+        await time_env.sleep(timedelta(hours=1))
+        for topic, channel in signals:
+            request = CancelRequest(reason="test", topic=topic, channel=channel)
+            await handle.signal("unsubscribed", request)
+        result = RunResult.model_validate(await handle.result())
+    assert (result.outcome.kind, result.outcome.reason) == outcome
+    sends = 3 if outcome[0] == "completed" else 1  # the run's own sends: the policy is not here
+    assert len(recorder.sent) == sends
