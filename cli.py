@@ -560,6 +560,10 @@ def consent_command(
         )
         for line in describe_applied(applied):
             typer.echo(line, err=True)
+    elif channel.strip().lower() != "all" or reason is not None:
+        raise typer.BadParameter(
+            "goes with --leave, --join or --leave-all", param_hint="--channel/--reason"
+        )
     elif not consents.known(customer):
         _fail(
             f"no customer {customer!r} in the store: check the id "

@@ -506,6 +506,10 @@ async def test_support_staff_show_and_set_consent_and_running_runs_are_told(
         assert refused.returncode == 1 and message in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr
 
+    usage = await asyncio.to_thread(consent_cli, project, env, customer, "--channel", "sms")
+    said = " ".join(usage.stderr.replace("│", " ").split())  # Rich draws usage errors in a box
+    assert usage.returncode == 2 and "goes with --leave, --join or --leave-all" in said
+
     plans = {"weekly-news": plan_from(journey("weekly-news", "newsletter"))}
     async with running_workers(dev_env.client, activities.all(), index_runs=True) as prefix:
         settings = RunSettings(queue_prefix=prefix, time_scale=1 / 8640)  # a day lasts 10 s
