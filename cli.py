@@ -509,6 +509,70 @@ def forget_command(
     )
 
 
+@app.command("consent")
+def consent_command(
+    customer: Annotated[str, typer.Argument(help="The customer's user id.")],
+    leave: Annotated[
+        list[str] | None, typer.Option("--leave", help="Leave this topic (repeatable).")
+    ] = None,
+    join: Annotated[
+        list[str] | None, typer.Option("--join", help="Join this topic again (repeatable).")
+    ] = None,
+    channel: Annotated[
+        str, typer.Option("--channel", help="email, sms, or all (the default).")
+    ] = "all",
+    leave_all: Annotated[
+        bool,
+        typer.Option("--leave-all", help="Withdraw all marketing email and leave every topic."),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why, for the record (default: support).")
+    ] = None,
+    by: WhoOption = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """A customer's consent: all marketing email, SMS, each topic per channel, their address's
+    suppression. With --leave/--join/--leave-all, change it and tell their running runs.
+
+    Joining a topic by email lifts the customer's own withdrawal of all marketing email (the
+    other topics stay left); a suppression (bounce, spam report) and an SMS STOP never lift
+    here. See docs/journeys.md "Subscription topics"."""
+    import asyncio
+
+    from ops.consent import (
+        ConsentChange,
+        change_consent,
+        check_change,
+        describe,
+        describe_applied,
+        open_consents,
+    )
+
+    consents, settings = open_consents(project.resolve())
+    change = ConsentChange(
+        leave=leave or [], join=join or [], channel=channel.strip().lower(), leave_all=leave_all
+    )
+    if not change.empty:
+        changes = check_change(consents, customer, change)
+        why = f"{(reason or 'support').strip() or 'support'} (by {_who(by)})"
+        applied = asyncio.run(
+            change_consent(consents, settings, customer, changes, why, change.leave_all)
+        )
+        for line in describe_applied(applied):
+            typer.echo(line, err=True)
+    elif channel.strip().lower() != "all" or reason is not None:
+        raise typer.BadParameter(
+            "goes with --leave, --join or --leave-all", param_hint="--channel/--reason"
+        )
+    elif not consents.known(customer):
+        _fail(
+            f"no customer {customer!r} in the store: check the id "
+            f"(`touchpoint export {customer}` shows what is held)"
+        )
+    for line in describe(consents.view(customer)):
+        typer.echo(line)
+
+
 runs_app = typer.Typer(help="Find and inspect journey runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 

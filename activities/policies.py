@@ -22,7 +22,7 @@ put it in the chain :meth:`PolicyChain.standard` builds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -31,6 +31,7 @@ from store.consent import ConsentStore
 from store.deployments import Deployments
 from store.erasure import ErasureStore
 from store.suppressions import Suppressions
+from store.topic_consent import TopicConsent
 from workflows.channels import Channel
 from workflows.models import SendRequest
 
@@ -165,18 +166,27 @@ class ErasedAddress:
 
 @dataclass
 class ConsentWithdrawn:
-    """Consent per channel: an email unsubscribe stops marketing email (order mails still
-    go); an SMS opt-out (STOP) stops every SMS, as the carriers enforce it."""
+    """Consent per channel and topic: an email unsubscribe stops marketing email (order mails
+    still go); an SMS opt-out (STOP) stops every SMS, as the carriers enforce it; and a
+    marketing message of a subscription topic is skipped on a channel where the customer left
+    that topic (or left it on all channels). Transactional messages are never held by topics."""
 
     consent: ConsentStore
     name: str = "consent"
+    topics: TopicConsent = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.topics = TopicConsent(self.consent.engine)
 
     def decide(self, message: Message) -> Decision | None:
         channel, request = message.channel, message.request
-        if channel.recipient == "email" and request.category == "marketing":
+        marketing = request.category == "marketing"
+        if channel.recipient == "email" and marketing:
             blocked = self.consent.blocked(request.customer_id, "marketing")
         elif channel.recipient == "phone":
             blocked = self.consent.blocked(request.customer_id, "sms")
         else:
             return None
+        if blocked is None and marketing and request.topic is not None:
+            blocked = self.topics.left(request.customer_id, request.topic, channel.name)
         return Decision.skip(blocked) if blocked else None

@@ -33,10 +33,19 @@ from ingestion import sendgrid_events as sg
 from ingestion.admin import AdminAuth, basic_auth_key
 from ingestion.body import check_shape, parse_json, read_body
 from ingestion.calls import field_error, read_call, read_typed_call, validate
+from ingestion.consent import Change, Consents
 from ingestion.docs_ui import serve_docs
 from ingestion.errors import BadRequest
 from ingestion.metrics import REGISTRY
 from ingestion.one_click import NotOneClick, require_one_click
+from ingestion.preferences import (
+    BadForm,
+    preferences_page,
+    problem_page,
+    read_form,
+    saved_page,
+    unsubscribed_page,
+)
 from ingestion.segment import (
     CALL_MODELS,
     MAX_BATCH_BYTES,
@@ -45,11 +54,12 @@ from ingestion.segment import (
     Ingest,
 )
 from ingestion.service import Ingestion
-from ingestion.unsubscribe import InvalidToken, verify_token
+from ingestion.unsubscribe import InvalidToken, UnsubscribeClaim, verify_token
 from ops.suppressions import record_sendgrid_feedback
 from store.keys import WriteKeys, key_scope
 from store.profiles import ProfileTooLarge
 from store.suppressions import Suppressions
+from store.topic_consent import UNSUBSCRIBED
 from workflows.models import Event, Profile
 
 log = logging.getLogger("touchpoint.api")
@@ -80,6 +90,7 @@ class Api:
     export: Callable[[str], Awaitable[dict[str, Any]]] | None = None  # ops.export.Exporter
     # ops.forget: customer id, request id, who → what was erased (a JSON-able dict)
     forget: Callable[[str, str, str], Awaitable[dict[str, Any]]] | None = None
+    consents: Consents | None = None  # topics: the page behind the link, topic unsubscribes
 
     async def apply(self, kind: str, call: Ingest, scope: str) -> None:
         RECEIVED.labels(kind).inc()
@@ -206,14 +217,45 @@ def create_app(api: Api) -> FastAPI:
 
     @app.get(
         "/unsubscribe/{token}",
-        summary="Confirmation page (never unsubscribes by itself)",
+        summary="The customer's preferences page (never changes anything)",
         response_class=HTMLResponse,
     )
     async def unsubscribe_page(token: str) -> HTMLResponse:
-        return HTMLResponse(_CONFIRM_PAGE.format(token=html.escape(token, quote=True)))
+        if api.consents is None or api.unsubscribe_secret is None:
+            return HTMLResponse(_CONFIRM_PAGE.format(token=html.escape(token, quote=True)))
+        claim = _claim_or_none(api.unsubscribe_secret, token)
+        if claim is None:
+            return _bad_link()
+        view = await asyncio.to_thread(api.consents.view, claim.customer_id)
+        names = _topic_names(api.consents)
+        return HTMLResponse(preferences_page(view, token, claim.topic, names))
+
+    @app.post(
+        "/unsubscribe/{token}/preferences",
+        summary="The preferences page's form: topic choices, or leave all",
+        response_class=HTMLResponse,
+    )
+    async def save_preferences(token: str, request: Request) -> HTMLResponse:
+        if api.consents is None or api.unsubscribe_secret is None:
+            return _problem(404, "Not found", "There is no preferences page here.")
+        claim = _claim_or_none(api.unsubscribe_secret, token)
+        if claim is None:
+            return _bad_link()
+        view = await asyncio.to_thread(api.consents.view, claim.customer_id)
+        try:
+            changes, leave_all = await read_form(request, view)
+        except BadForm as refused:
+            REJECTED.labels(_REASONS.get(refused.status, "invalid")).inc()
+            return _problem(refused.status, "Your choices were not saved", refused.message)
+        applied = await api.consents.apply(
+            claim.customer_id, changes, "preferences page", leave_all=leave_all
+        )
+        return HTMLResponse(saved_page(applied, token, _topic_names(api.consents)))
 
     @app.post("/unsubscribe/{token}", summary="One-click unsubscribe (RFC 8058)")
     async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+        """A token with a topic leaves that topic on email; one without (every link made
+        before topics) withdraws all marketing email."""
         if api.unsubscribe is None or api.unsubscribe_secret is None:
             raise BadRequest(503, "unsubscribing is not configured")
         try:
@@ -224,8 +266,12 @@ def create_app(api: Api) -> FastAPI:
             claim = verify_token(api.unsubscribe_secret, token)
         except InvalidToken:
             raise BadRequest(400, "this unsubscribe link is not valid") from None
-        await api.unsubscribe(claim.customer_id, "one-click")
-        return HTMLResponse(_DONE_PAGE)
+        if claim.topic is None or api.consents is None:  # without topics: leave all marketing
+            await api.unsubscribe(claim.customer_id, "one-click")
+            return HTMLResponse(unsubscribed_page(None, token, {}))
+        left: list[Change] = [(claim.topic, "email", UNSUBSCRIBED)]
+        await api.consents.apply(claim.customer_id, left, "one-click")
+        return HTMLResponse(unsubscribed_page(claim.topic, token, _topic_names(api.consents)))
 
     @app.post("/webhooks/sendgrid", summary="SendGrid Event Webhook (signed)")
     async def sendgrid_events(request: Request) -> JSONResponse:
@@ -379,6 +425,30 @@ async def _feedback(api: Api, feedback: sg.FeedbackEvent) -> None:
         raise
 
 
+def _claim_or_none(secret: bytes, token: str) -> UnsubscribeClaim | None:
+    try:
+        return verify_token(secret, token)
+    except InvalidToken:
+        return None
+
+
+def _bad_link() -> HTMLResponse:
+    REJECTED.labels("invalid").inc()
+    return _problem(
+        400,
+        "This link is not valid",
+        "Copy the whole link from the email, or use the link of a newer email from us.",
+    )
+
+
+def _problem(status: int, title: str, message: str) -> HTMLResponse:
+    return HTMLResponse(problem_page(title, message), status_code=status)
+
+
+def _topic_names(consents: Consents) -> dict[str, str]:
+    return {slug: topic.name for slug, topic in consents.topics.items()}
+
+
 def _body_key(document: Any) -> str | None:
     """The write key in the body, as older Segment SDKs send it (``writeKey``)."""
     key = document.get("writeKey") if isinstance(document, dict) else None
@@ -422,9 +492,6 @@ _CONFIRM_PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <form method="post" action="/unsubscribe/{token}">
 <input type="hidden" name="List-Unsubscribe" value="One-Click">
 <button type="submit">Unsubscribe</button></form></body></html>"""
-_DONE_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Unsubscribed</title></head>
-<body><h1>You are unsubscribed.</h1><p>You will get no more marketing email from us.
-Messages about your orders still reach you.</p></body></html>"""
 
 
 _SUMMARIES = {

@@ -3,8 +3,10 @@
 The receiver's POST to the unsubscribe URL carries no cookies or credentials (RFC 8058 §3.1),
 so the URL itself must say who unsubscribes from what, in a form nobody can forge: a token
 ``base64url(payload) "." base64url(HMAC-SHA256(secret, payload))``. The payload is compact JSON
-with the customer id, the category and when the token was issued. Tokens do not expire: a link
-in a year-old email must still work.
+with the customer id, the category, when the token was issued and, for a message of a
+subscription topic, the topic (key ``p``; a token without it — every token made before topics —
+means "all marketing email", as it always did). Tokens do not expire: a link in a year-old
+email must still work.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class UnsubscribeClaim:
     customer_id: str
     category: str
     issued_at: datetime  # UTC, whole seconds
+    topic: str | None = None  # the message's subscription topic; None: all marketing email
 
 
 def secret_from_env(environ: Mapping[str, str]) -> bytes:
@@ -58,13 +61,22 @@ def secret_from_env(environ: Mapping[str, str]) -> bytes:
 
 
 def make_token(
-    secret: bytes, customer_id: str, category: str = "marketing", *, now: float | None = None
+    secret: bytes,
+    customer_id: str,
+    category: str = "marketing",
+    *,
+    topic: str | None = None,
+    now: float | None = None,
 ) -> str:
-    """A URL-safe token naming ``customer_id`` and ``category``, signed with ``secret``."""
+    """A URL-safe token naming ``customer_id``, ``category`` and the message's ``topic`` (if
+    it has one), signed with ``secret``."""
     _check_secret(secret)
     issued = int(time.time() if now is None else now)
+    claims: dict[str, object] = {"c": customer_id, "k": category, "t": issued}
+    if topic is not None:
+        claims["p"] = topic
     payload = json.dumps(
-        {"c": customer_id, "k": category, "t": issued},
+        claims,
         ensure_ascii=False,
         separators=(",", ":"),
         sort_keys=True,
@@ -94,10 +106,13 @@ def verify_token(secret: bytes, token: str) -> UnsubscribeClaim:
         and isinstance(data.get("c"), str)
         and isinstance(data.get("k"), str)
         and type(data.get("t")) is int
+        and isinstance(data.get("p", ""), str)
     ):
         raise InvalidToken("bad payload")
     issued_at = datetime.fromtimestamp(data["t"], UTC)
-    return UnsubscribeClaim(customer_id=data["c"], category=data["k"], issued_at=issued_at)
+    return UnsubscribeClaim(
+        customer_id=data["c"], category=data["k"], issued_at=issued_at, topic=data.get("p")
+    )
 
 
 def unsubscribe_headers(base_url: str, mailto: str | None, token: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from config.settings import connect, load_settings, warn_about_time_scale
 from ingestion import sendgrid_events
 from ingestion.api import Api, create_app
-from ingestion.consent import Unsubscriber
+from ingestion.consent import Consents, Unsubscriber
 from ingestion.service import Ingestion
 from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from language.validator import require_valid, validate
@@ -86,6 +86,7 @@ async def build_api(project: Path, deploy: bool = False) -> Api:
         background=[lambda: deployed.follow(router)],  # deploys reach this API within seconds
         export=Exporter(engine, client, outbox_of(project, report.config)).export,
         forget=erase,
+        consents=Consents(engine, report.config.topics, client),
     )
 
 

@@ -3,7 +3,8 @@
 ``touchpoint export CUSTOMER`` and ``GET /v1/customers/{id}/export`` (admin key) both return
 :meth:`Exporter.export`. What it gathers, per place docs/privacy.md lists:
 
-* the store: the profile (and the anonymous ids linked to it), consent per topic and channel,
+* the store: the profile (and the anonymous ids linked to it), consent (all marketing email,
+  SMS) and the choices per subscription topic and channel (``topic_consent``),
   the suppression of the profile's address with its audit, the journey entries, the ledger's
   messages;
 * Temporal: every run found by the hashed customer id search attribute (the customer's own id
@@ -35,6 +36,7 @@ from store.database import consent, journey_entries, profiles, utc
 from store.ledger import Delivery, Ledger
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
+from store.topic_consent import TopicConsent
 from workflows.models import Event, JourneyInput, RunResult, RunView, customer_hash
 from workflows.search import CUSTOMER
 
@@ -76,7 +78,13 @@ class Exporter:
             "notes": notes,
         }
         document["found"] = bool(
-            held["profile"] or ids[1:] or held["suppressions"] or runs or messages or entries
+            held["profile"]
+            or ids[1:]
+            or held["suppressions"]
+            or held["topic_consent"]
+            or runs
+            or messages
+            or entries
         ) or any(c["status"] != "not withdrawn" for c in held["consent"].values())
         log.info(
             "exported a customer: %d run(s), %d message(s), %d entry record(s)",
@@ -149,10 +157,21 @@ class Exporter:
         outbox = self._outbox(address, [d.message_id for d in deliveries])
         messages = [_message(d, outbox.pop(d.message_id, None)) for d in deliveries]
         messages += [{"outbox": file} for file in outbox.values()]  # not in the ledger
+        topic_choices = [
+            {
+                "topic": choice.topic,
+                "channel": choice.channel,
+                "status": choice.status,
+                "reason": choice.reason,
+                "since": _iso(choice.updated_at),
+            }
+            for choice in TopicConsent(self.engine).choices(customer_id)
+        ]
         return {
             "linked_ids": linked,
             "profile": profile,
             "consent": topics,
+            "topic_consent": topic_choices,
             "suppressions": suppressions,
             "messages": messages,
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 
 from store.atomic import insert_new
 from store.database import consent
@@ -51,3 +51,27 @@ class ConsentStore:
                 )
             ).first()
         return None if row is None else f"{row.status} ({row.reason})"
+
+    def status(self, customer_id: str, category: str = MARKETING) -> tuple[str, str | None] | None:
+        """``(status, reason)`` of the withdrawal of ``category``, or ``None``: none."""
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(consent.c.status, consent.c.reason).where(
+                    consent.c.customer_id == customer_id, consent.c.category == category
+                )
+            ).first()
+        return None if row is None else (row.status, row.reason)
+
+    def restore(self, customer_id: str, category: str = MARKETING) -> bool:
+        """Lift the customer's own withdrawal (status ``unsubscribed``) of ``category``: they
+        asked for it with a signed link, or through support. A ``suppressed`` one (a bounce, a
+        spam report) never lifts. ``True`` if one was lifted."""
+        with self.engine.begin() as db:
+            lifted = db.execute(
+                delete(consent).where(
+                    consent.c.customer_id == customer_id,
+                    consent.c.category == category,
+                    consent.c.status == "unsubscribed",
+                )
+            ).rowcount
+        return bool(lifted)

@@ -148,6 +148,17 @@ consent = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+topic_consent = Table(
+    "topic_consent",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("topic", String(64), primary_key=True),  # a slug from touchpoint.yaml topics:
+    Column("channel", String(32), primary_key=True),  # a channel name, or "all"
+    Column("status", String(16), nullable=False),  # "subscribed" or "unsubscribed"
+    Column("reason", String(200), nullable=True),  # one-click, preferences page, support, …
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 write_keys = Table(
     "write_keys",
     metadata,

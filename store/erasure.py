@@ -1,8 +1,9 @@
 """Erasing a customer from the store (``touchpoint forget``), and what stays to honour it.
 
-What goes: the profile, its consent records, its aliases (and the profiles of the anonymous ids
-linked to it), its journey entries, and every link from the delivery ledger back to the
-customer (the ledger row stays for counts: journey, step, channel, status and time).
+What goes: the profile, its consent records (and topic choices), its aliases (and the
+profiles of the anonymous ids linked to it), its journey entries, and every link from the
+delivery ledger back to the customer (the ledger row stays for counts: journey, step, channel,
+status and time).
 
 What stays, as a **keyed hash** (HMAC-SHA256 with ``TOUCHPOINT_ERASURE_SECRET``, so nobody
 without the secret can test a guessed address or id against it):
@@ -37,6 +38,7 @@ from store.database import (
     profiles,
     suppression_audit,
     suppressions,
+    topic_consent,
     utc,
 )
 from store.suppressions import normalise
@@ -218,11 +220,12 @@ class ErasureStore:
             ).rowcount
 
     def delete_customer(self, ids: Sequence[str], addresses: Sequence[str]) -> None:
-        """Delete the profiles, consent records and aliases of ``ids``, and the plain
-        suppressions of ``addresses`` (kept as hashes by :meth:`keep_addresses` first); the
-        suppression audit keeps its rows, under the address's hash."""
+        """Delete the profiles, consent records (topic choices too) and aliases of ``ids``,
+        and the plain suppressions of ``addresses`` (kept as hashes by :meth:`keep_addresses`
+        first); the suppression audit keeps its rows, under the address's hash."""
         with self.engine.begin() as db:
             db.execute(delete(consent).where(consent.c.customer_id.in_(ids)))
+            db.execute(delete(topic_consent).where(topic_consent.c.customer_id.in_(ids)))
             db.execute(
                 delete(aliases).where(
                     or_(aliases.c.customer_id.in_(ids), aliases.c.anonymous_id.in_(ids))

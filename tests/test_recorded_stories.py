@@ -83,6 +83,23 @@ steps:
     send: email
     template: newsletter-recommendations
 """)
+WEEKLY_NEWS = plan_from("""
+id: weekly-news
+name: Weekly news on the newsletter topic
+category: marketing
+topic: newsletter
+trigger:
+  event: Weekly News Joined
+steps:
+  - id: welcome
+    send: email
+    template: newsletter-welcome
+  - id: wait-2
+    wait: 2d
+  - id: news
+    send: email
+    template: free-shipping
+""")
 ORDER_NOTE = plan_from("""
 id: order-note
 name: One order note
@@ -143,7 +160,7 @@ async def workers(
     what the worker gives its runs."""
     deployment = getattr(request, "param", {})
     recorder = RecordingActivities()
-    plans = {**EXAMPLES, **{p.journey_id: p for p in (LONG_WAIT, THREE_NOTES)}}
+    plans = {**EXAMPLES, **{p.journey_id: p for p in (LONG_WAIT, THREE_NOTES, WEEKLY_NEWS)}}
     async with running_workers(
         dev_env.client, recorder.all(), index_runs=True, **deployment
     ) as prefix:
@@ -200,6 +217,32 @@ async def test_an_exit_event_ends_a_waiting_run(workers: Shop) -> None:
     await corpus.record(
         workers.client, run, "unsubscribed-while-waiting",
         "A subscriber unsubscribes during the two-day wait: the exit event ends the run",
+        recorded_on=corpus.DEV_SERVER, plans=workers.plans.values(),
+    )  # fmt: skip
+
+
+async def test_leaving_the_runs_topic_ends_it_and_leaving_another_does_not(workers: Shop) -> None:
+    """The ``unsubscribed`` signal with a topic (the preferences page, a topic's one-click
+    link, ``touchpoint consent``): only a run of that topic ends."""
+    router = workers.router(HOUR_A_SECOND)
+    run = await workers.start(router, "Weekly News Joined", customer("topic-leaver"))
+    await workers.until_step(run, "wait-2")
+    handle = workers.client.get_workflow_handle(run)
+    other = CancelRequest(reason="preferences page", topic="recommendations", channel=None)
+    await handle.signal("unsubscribed", other)
+    await handle.signal(
+        "unsubscribed", CancelRequest(reason="one-click", topic="newsletter", channel="email")
+    )
+    result = await workers.result(run)
+    assert (result.outcome.kind, result.outcome.reason) == (
+        "exited",
+        "unsubscribed from newsletter",
+    )
+    assert [s.template for s in workers.recorder.sent] == ["newsletter-welcome"]
+    await corpus.record(
+        workers.client, run, "left-the-newsletter-topic",
+        "A subscriber leaves the recommendations topic (the run goes on), then the newsletter "
+        "topic on email, the only channel the journey sends it on: the run exits",
         recorded_on=corpus.DEV_SERVER, plans=workers.plans.values(),
     )  # fmt: skip
 

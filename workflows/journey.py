@@ -27,6 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import evaluation, lookup_paths, registry, timing
+    from workflows.channels import CHANNELS
     from workflows.durations import format_duration
     from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
     from workflows.models import (
@@ -202,9 +203,30 @@ class JourneyWorkflow:
 
     @workflow.signal(name="unsubscribed")
     def on_unsubscribed(self, request: CancelRequest) -> None:
-        """The customer withdrew marketing consent: a marketing run exits, others go on."""
-        if self.state.outcome is None and self.plan.category == "marketing":
-            self._finish("exited", reason="unsubscribed")
+        """The customer withdrew marketing consent: a marketing run exits, others go on. Left
+        one topic only: a run of that topic exits if it sends that topic on no channel the
+        customer still has; any other run goes on (the consent policy skips its sends of the
+        topic on the channels left)."""
+        if self.state.outcome is not None or self.plan.category != "marketing":
+            return
+        # patched 2026-12: leaving one topic ends only the runs of that topic
+        if request.topic is not None and workflow.patched("topic-unsubscribe"):
+            if request.topic == self.plan.topic and self._sends_topic_only_on(request.channel):
+                self._finish("exited", reason=f"unsubscribed from {request.topic}")
+            return
+        self._finish("exited", reason="unsubscribed")
+
+    def _sends_topic_only_on(self, channel: str | None) -> bool:
+        """Do the run's sends of its journey's topic reach the customer on ``channel`` alone
+        (``None``: all channels)?"""
+        used = {
+            node.channel
+            for node in self.plan.nodes.values()
+            if isinstance(node, SendNode)
+            and node.topic == self.plan.topic
+            and CHANNELS[node.channel].to_customer
+        }
+        return channel is None or used <= {channel}
 
     @workflow.signal(name="cancel")
     def on_cancel(self, request: CancelRequest) -> None:

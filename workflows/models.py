@@ -209,10 +209,15 @@ class CancelRequest(Model):
     """The ``cancel`` and ``unsubscribed`` signals: end the run now (``cancel``: as
     ``cancelled``, with ``reason``). ``erased``: the customer was erased (``touchpoint
     forget``); the run ends as ``erased``. A worker from before the field reads it as a plain
-    cancel: ``cancelled`` with the reason the erasure gives, ``erased``."""
+    cancel: ``cancelled`` with the reason the erasure gives, ``erased``. ``topic`` (with
+    ``channel``, ``None``: all channels): the customer left one subscription topic, not all
+    marketing — only a run of that topic ends (a worker from before the fields ends every
+    marketing run, as for any unsubscribe)."""
 
     reason: str = "cancelled by an operator"
     erased: bool = False
+    topic: str | None = None
+    channel: str | None = None
 
 
 # --- activity contracts -----------------------------------------------------------------------

@@ -50,7 +50,7 @@ class EmailSender:
         if marketing:
             if kit.unsubscribe_secret is None:
                 raise permanent(f"marketing email needs {SECRET_ENV}", "Misconfigured")
-            token = make_token(kit.unsubscribe_secret, request.customer_id)
+            token = make_token(kit.unsubscribe_secret, request.customer_id, topic=request.topic)
             unsubscribe_url = f"{config.email.unsubscribe_url.rstrip('/')}/{token}"
             try:
                 headers = unsubscribe_headers(
