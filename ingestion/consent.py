@@ -25,6 +25,7 @@ What the customer may change themselves (the signed link's page) and support sta
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -49,21 +50,33 @@ from store.topic_consent import (
 from workflows.models import CancelRequest, customer_hash
 from workflows.search import CUSTOMER
 
+log = logging.getLogger("touchpoint.consent")
 CUSTOMER_CHANNELS = ("email", "sms")
 """The channels that reach the customer, and so the ones a topic choice is made for."""
 
 
 async def signal_running_runs(client: Client, customer_id: str, request: CancelRequest) -> int:
-    """Send ``unsubscribed`` to every running run of ``customer_id``; how many were told."""
+    """Send ``unsubscribed`` to every running run of ``customer_id``; how many were told.
+
+    Called after the choice is recorded, which is what counts: every send asks the record just
+    before it goes. So Temporal being unreachable loses nothing — the runs go on, their sends
+    of what was left are skipped — and the customer's click is not answered with an error."""
     query = f"{CUSTOMER.name} = '{customer_hash(customer_id)}' AND ExecutionStatus = 'Running'"
     told = 0
-    async for run in client.list_workflows(query):
-        try:
-            await client.get_workflow_handle(run.id).signal("unsubscribed", request)
-            told += 1
-        except RPCError as error:
-            if error.status != RPCStatusCode.NOT_FOUND:  # finished meanwhile: fine
-                raise
+    try:
+        async for run in client.list_workflows(query):
+            try:
+                await client.get_workflow_handle(run.id).signal("unsubscribed", request)
+                told += 1
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:  # finished meanwhile: fine
+                    raise
+    except (RPCError, RuntimeError) as error:  # RuntimeError: the client cannot connect
+        log.warning(
+            "consent recorded, but running runs could not be told (%s); their sends are "
+            "skipped by the record",
+            error,
+        )
     return told
 
 

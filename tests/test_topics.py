@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
@@ -48,7 +49,7 @@ from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from store.topic_consent import ALL, SUBSCRIBED, UNSUBSCRIBED, TopicConsent
 from tests.conftest import ROOT, Database
-from tests.net import served
+from tests.net import free_port, served
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.models import CancelRequest, Profile, RunResult, RunSettings, customer_hash
 from workflows.search import CUSTOMER
@@ -207,7 +208,9 @@ async def test_a_left_topic_is_skipped_on_its_channel_and_nothing_else_is(
 class Shop:
     """The API on a real uvicorn server, with the project's topics and a profile or two."""
 
-    def __init__(self, tmp_path: Path, topics: dict[str, Topic] = TOPICS) -> None:
+    def __init__(
+        self, tmp_path: Path, topics: dict[str, Topic] = TOPICS, client: Client | None = None
+    ) -> None:
         self.engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
         self.consent = ConsentStore(self.engine)
         self.topics = TopicConsent(self.engine)
@@ -224,7 +227,7 @@ class Shop:
                 WriteKeys(self.engine),
                 unsubscribe=unsubscribe,
                 unsubscribe_secret=SECRET,
-                consents=Consents(self.engine, topics),
+                consents=Consents(self.engine, topics, client),
             )
         )
 
@@ -249,6 +252,18 @@ async def test_the_one_click_post_of_a_topic_link_leaves_that_topic_on_email(
     assert shop.consent.blocked("max") is None, "only the topic, not all marketing"
     assert old.status_code == 200 and shop.consent.blocked("moritz") == "unsubscribed (one-click)"
     assert shop.statuses("moritz") == {}
+
+
+async def test_a_click_while_temporal_is_down_is_recorded_and_answered(tmp_path: Path) -> None:
+    """Telling running runs needs Temporal; the choice does not: the send path asks the record."""
+    nobody = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
+    shop = Shop(tmp_path, client=nobody)
+    async with served(shop.app) as base, httpx.AsyncClient(base_url=base) as http:
+        clicked = await http.post(
+            shop.link("max", "newsletter"), data={"List-Unsubscribe": "One-Click"}
+        )
+    assert clicked.status_code == 200, clicked.text
+    assert shop.statuses("max") == {("newsletter", "email"): UNSUBSCRIBED}
 
 
 async def test_the_page_shows_the_choices_and_a_get_changes_nothing(tmp_path: Path) -> None:
