@@ -11,10 +11,23 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from temporalio.testing import WorkflowEnvironment
+
+from activities.delivery import DeliveryActivities
+from activities.email.maildir import MaildirProvider
+from activities.http import make_client
+from activities.policies import Decision, Message, PolicyChain
+from activities.rendering import Renderer
 from language.validator import validate
+from store.database import connect
+from store.ledger import Ledger
 from tests.conftest import ROOT
+from tests.temporal import event, plan_from, running_workers, start_run
+from workflows.models import Profile, RunResult
 from workflows.plan import Plan, SendNode
 from workflows.policy_models import CapRule, QuietRule, SendPolicies
 
@@ -314,3 +327,60 @@ def test_the_command_reports_them_at_file_line_column(tmp_path: Path) -> None:
         'journeys/j.yaml:9:12: policies.exempt[0]: no policy named "marketing-email-dayly"'
         in text.stdout
     )
+
+
+# --- the send request carries them to the policy chain ------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """A policy that objects to nothing and remembers what each message carried."""
+
+    name: str = "recorder"
+    seen: list[tuple[str, str | None, SendPolicies | None]] = field(default_factory=list)
+
+    def decide(self, message: Message) -> Decision | None:
+        request = message.request
+        self.seen.append((request.step_id, request.topic, request.policies))
+        return None
+
+
+async def test_each_send_request_carries_its_steps_policies_and_topic(
+    time_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    journey = FOLDED.replace("template: hello", "template: newsletter-welcome")
+    journey = journey.replace("exempt: [evenings]", "exempt: [no-mail-at-night]")
+    journey = journey.replace("exempt: [lunch, evenings]", "exempt: [lunch]")
+    journey = journey.replace(
+        '    - {name: lunch, from: "12:00", to: "13:00", days: [mon, fri]}',
+        '    - {name: lunch, from: "12:00", to: "13:00", days: [mon, fri]}\n'
+        '    - {name: no-mail-at-night, from: "22:00", to: "06:00"}',
+    )
+    plan = plan_from(journey)
+    nodes = sends(plan)
+    recorder = Recorder()
+    config = validate((), root=ROOT).config
+    activities = DeliveryActivities(
+        config=config,
+        ledger=Ledger(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")),
+        renderer=Renderer.for_project(ROOT, config),
+        email=MaildirProvider(tmp_path / "outbox"),
+        http=make_client(),
+        unsubscribe_secret=b"s" * 32,
+        environ={},
+        policies=PolicyChain([recorder]),
+    )
+    async with running_workers(time_env.client, activities.all()) as prefix:
+        handle = await start_run(
+            time_env.client, plan, prefix, event("Signed Up", customer="max"),
+            profile=Profile(id="max", email="max@example.com", locale="en"),
+            workflow_id=f"policies-{uuid.uuid4()}",
+        )  # fmt: skip
+        result = RunResult.model_validate(await handle.result())
+    assert [e.kind for e in result.timeline] == ["sent", "sent"]
+    assert recorder.seen == [
+        ("hello", "recommendations", nodes["hello"].policies),
+        ("again", "newsletter", nodes["again"].policies),
+    ]
+    assert nodes["again"].policies is not None
+    assert nodes["again"].policies.exempt == ("no-mail-at-night",)
