@@ -384,3 +384,14 @@ async def test_each_send_request_carries_its_steps_policies_and_topic(
     ]
     assert nodes["again"].policies is not None
     assert nodes["again"].policies.exempt == ("no-mail-at-night",)
+
+
+def test_a_malformed_policy_does_not_hide_the_other_problems(tmp_path: Path) -> None:
+    journey = MISTAKES.replace("per: 7d, channels: [emial]", "per: a week, channels: [email]")
+    problems = problems_of(project(tmp_path, journey))
+    assert problems[2].startswith(
+        'journeys/j.yaml:7:39: policies.frequency_caps[0].per: expected a duration like "3d", '
+        'got "a week"'
+    )
+    assert len(problems) == 9  # the others: all but the channel mistake, now a duration
+    assert any("policies.exempt[0]: no policy named" in problem for problem in problems)
