@@ -128,6 +128,41 @@ def check_policies(
             _check_names(path, send.policies.exempt, send.policies.actions, known, category, report)
 
 
+def check_project_policies(config: ProjectConfig, report: Report) -> None:
+    """``touchpoint.yaml``'s policies: known channels, and one policy per name (a cap and
+    quiet hours of the same name would make ``exempt: [name]`` ambiguous)."""
+    seen: dict[str, str] = {}
+    rules: list[tuple[Path, FrequencyCap | QuietHours]] = [
+        (("policies", "frequency_caps", i), cap)
+        for i, cap in enumerate(config.policies.frequency_caps)
+    ]
+    rules += [
+        (("policies", "quiet_hours", i), quiet)
+        for i, quiet in enumerate(config.policies.quiet_hours)
+    ]
+    for path, rule in rules:
+        _check_channels(path, rule, report)
+        kind = "cap" if isinstance(rule, FrequencyCap) else "quiet"
+        other = seen.setdefault(rule.name, kind)
+        if other != kind:
+            report(
+                (*path, "name"),
+                f'a {KINDS[other]} is also named "{rule.name}": exempt and actions name a '
+                "policy by its name, so a name may stand for one policy only",
+                "give it another name",
+            )
+
+
+def _check_channels(path: Path, rule: FrequencyCap | QuietHours, report: Report) -> None:
+    for i, channel in enumerate(rule.channels):
+        if channel not in CHANNELS:
+            report(
+                (*path, "channels", i),
+                f'unknown channel "{channel}"{suggestion(channel, CHANNELS)}',
+                f"the channels are {', '.join(CHANNELS)}",
+            )
+
+
 def _check_topic(
     path: Path, topic: str | None, category: str, config: ProjectConfig, report: Report
 ) -> None:
@@ -167,13 +202,7 @@ def _journey_rules(
     own: dict[str, _Rule] = {}
     for path, rule in _own(policies):
         kind = "cap" if isinstance(rule, FrequencyCap) else "quiet"
-        for i, channel in enumerate(rule.channels):
-            if channel not in CHANNELS:
-                report(
-                    (*path, "channels", i),
-                    f'unknown channel "{channel}"{suggestion(channel, CHANNELS)}',
-                    f"the channels are {', '.join(CHANNELS)}",
-                )
+        _check_channels(path, rule, report)
         if rule.name in own:
             report(
                 (*path, "name"),

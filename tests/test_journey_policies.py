@@ -395,3 +395,17 @@ def test_a_malformed_policy_does_not_hide_the_other_problems(tmp_path: Path) -> 
     )
     assert len(problems) == 9  # the others: all but the channel mistake, now a duration
     assert any("policies.exempt[0]: no policy named" in problem for problem in problems)
+
+
+def test_validate_checks_the_projects_policies_too(tmp_path: Path) -> None:
+    config = CONFIG.replace("[sms, chat]", "[sms, chatt]").replace(
+        "{name: order-nights", "{name: marketing-email-daily"
+    )
+    journey = "id: j\nname: J\ncategory: marketing\ntrigger: {event: A}\nsteps: [end]\n"
+    assert problems_of(project(tmp_path, journey, config)) == [
+        'touchpoint.yaml:6:40: policies.quiet_hours[0].channels[1]: unknown channel "chatt"; '
+        'did you mean "chat"? (hint: the channels are email, webhook, chat, sms)',
+        "touchpoint.yaml:7:14: policies.quiet_hours[1].name: a frequency cap is also named "
+        '"marketing-email-daily": exempt and actions name a policy by its name, so a name may '
+        "stand for one policy only (hint: give it another name)",
+    ]
