@@ -343,3 +343,24 @@ def test_policies_in_journey_tests_end_to_end(cli: CliRunner, project_copy: Path
     code, out = run_tests(cli, "journeys/sunday-letters.test.yaml")
     assert code == 0, out
     assert "✓ journeys/sunday-letters.test.yaml › Max gets at most one email a day" in out
+
+
+def test_simulate_counts_what_the_policies_held(
+    cli: CliRunner, project_copy: Path, tmp_path: Path
+) -> None:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("id: max\nlocale: en\ntimezone: Europe/Berlin\ntraits: {first_name: Max}\n")
+    events = tmp_path / "events.yaml"
+    events.write_text('- {at: "+0", event: Newsletter Subscribed}\n')
+    files = ["--profile", str(profile), "--events", str(events)]
+    window = ["--start", "2027-01-04T09:00+01:00", "--until", "1d"]
+    result = cli.invoke(app, ["simulate", "newsletter-welcome", *files, *window])
+    assert result.exit_code == 0, result.output
+    assert (
+        "welcome    ⊘ skipped email (newsletter-welcome): the customer has no email address"
+        in result.output
+    )
+    assert result.output.endswith(
+        "0 message(s) would be sent (1 skipped, 0 deferred by the delivery policies); "
+        "nothing left this machine.\n"
+    )
