@@ -331,11 +331,20 @@ def _check_steps(
         if step is not None and step not in steps:
             where = (*path, key, i, "step")
             problems.append(source.problem(where, f"no step {step!r}{suggestion(step, steps)}"))
-    for i, journey in enumerate(expect.not_entered):
-        if journey not in journeys:
+    named_journeys: list[tuple[tuple[str | int, ...], str | None]] = [
+        ((*path, "not_entered", i), journey) for i, journey in enumerate(expect.not_entered)
+    ]
+    limits = expect.limits()
+    single = isinstance(expect.max_messages, dict)  # a misspelt journey would pass for ever
+    named_journeys += [
+        ((*path, "max_messages", *(() if single else (i,)), "journey"), limit.journey)
+        for i, limit in enumerate(limits)
+    ]
+    for where, journey in named_journeys:
+        if journey is not None and journey not in journeys:
             problems.append(
                 source.problem(
-                    (*path, "not_entered", i),
+                    where,
                     f"{journey!r} is not a journey of this test{suggestion(journey, journeys)}",
                 )
             )

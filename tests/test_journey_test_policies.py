@@ -239,7 +239,11 @@ def test_mistakes_in_held_and_max_messages_are_reported_where_they_stand(
     )
     # once the format is right, the names and moments are checked
     path = project_copy / "journeys" / "holds.test.yaml"
-    path.write_text(path.read_text().replace("skiped", "skipped").replace("a day", "1d"))
+    path.write_text(
+        path.read_text()
+        .replace("skiped", "skipped")
+        .replace("per: a day", "per: 1d, journey: newsletter-welcom")
+    )
     code, out = run_tests(cli, "journeys/holds.test.yaml")
     assert code == 1
     assert (
@@ -247,6 +251,11 @@ def test_mistakes_in_held_and_max_messages_are_reported_where_they_stand(
         'did you mean "welcome"?' in out
     )
     assert "journeys/holds.test.yaml:9:19: cases[0].expect.held[1].until: not a moment" in out
+    assert (
+        "journeys/holds.test.yaml:10:50: cases[0].expect.max_messages.journey: "
+        "'newsletter-welcom' is not a journey of this test; did you mean \"newsletter-welcome\"?"
+        in out
+    )
 
 
 def test_a_message_without_an_address_is_held_in_a_journey_test(
