@@ -113,6 +113,18 @@ class JourneyPolicies(Model):
     defer_max: Duration | None = None
 
 
+class StepPolicies(Model):
+    """A send step's ``policies:``: over the journey's, for this one message. Caps and quiet
+    hours are the project's and the journey's; a step only exempts itself from them, changes
+    an action or the defer limit."""
+
+    exempt: list[Slug] = Field(
+        default_factory=list, description="policies that do not hold this message, by name"
+    )
+    actions: dict[Slug, Action] = Field(default_factory=dict, description="name: skip or defer")
+    defer_max: Duration | None = None
+
+
 class Topic(Model):
     name: Text = Field(description="what customers see on the preferences page")
     description: str | None = None

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from config.policies import JourneyPolicies, StepPolicies
 from language.fields import (  # the field types, re-exported for the compiler's a.Slug & co.
     Duration,
     EventName,
@@ -118,6 +119,11 @@ class SendStep(StepBase):
     skip_on_failure: bool = False
     topic: Slug | None = Field(
         None, description="the subscription topic of this message (default: the journey's)"
+    )
+    policies: StepPolicies | None = Field(
+        None,
+        description="this message's exemptions from delivery policies, their actions and the "
+        "defer limit, over the journey's",
     )
 
 
@@ -249,6 +255,11 @@ class Journey(Model):
         None,
         description="the subscription topic (touchpoint.yaml topics): customers who leave it "
         "get none of this journey's messages, and its running runs end",
+    )
+    policies: JourneyPolicies | None = Field(
+        None,
+        description="delivery policies over touchpoint.yaml's: own frequency caps and quiet "
+        "hours, exemptions, actions and the defer limit",
     )
     trigger: Trigger
     entry: Entry = Entry()

@@ -28,6 +28,7 @@ from language.expressions import (
     expression_environment,
     parse_expression,
 )
+from language.policies import SendSettings, check_policies, send_policies
 from language.problems import Path, Problem, did_you_mean, suggestion
 from language.templates import TemplateCatalog, TemplateRead
 from language.yamlsource import SourceMap
@@ -123,12 +124,22 @@ class _Compiler:
         for step in self.steps:
             self._check_step(step)
         self._check_expressions()
+        self._check_policies()
         return self.problems
 
     def _problem(
         self, path: Path, message: str, hint: str | None = None, *, key: bool = False
     ) -> None:
         self.problems.append(self.source.problem(path, message, hint, key=key))
+
+    def _check_policies(self) -> None:
+        sends = [
+            SendSettings(step.path, step.model.topic, step.model.policies)
+            for step in self.steps
+            if isinstance(step.model, a.SendStep)
+        ]
+        j = self.journey
+        check_policies(j.category, j.topic, j.policies, sends, self.context.config, self._problem)
 
     def _number_steps(self) -> list[_Step]:
         taken = {s.id for s in self.journey.steps if s.id}
@@ -659,6 +670,7 @@ class _Compiler:
                 skip_on_failure=m.skip_on_failure,
                 reads=self._template_reads(m.template),
                 topic=m.topic or self.journey.topic,
+                policies=send_policies(self.journey.policies, m.policies),
                 next=nxt,
             )
         if isinstance(m, a.WaitStep):

@@ -205,8 +205,14 @@ def field_at(path: Path, raw: Any, model: type[BaseModel] = a.Journey) -> tuple[
     annotation: Any = None
     required = True
     for part in path:
+        inner = _strip(current)
+        origin, args = get_origin(inner), get_args(inner)
         picked = pick_model(current, value)
-        if isinstance(picked, type) and issubclass(picked, BaseModel):
+        if origin is list and isinstance(part, int):  # before the model: list[OneModel] too
+            annotation, required = args[0], True
+        elif origin is dict:
+            annotation, required = args[1], False
+        elif isinstance(picked, type) and issubclass(picked, BaseModel):
             info = picked.model_fields.get(str(part)) or next(
                 (f for f in picked.model_fields.values() if f.alias == part), None
             )
@@ -217,14 +223,7 @@ def field_at(path: Path, raw: Any, model: type[BaseModel] = a.Journey) -> tuple[
             )
             required = info.is_required()
         else:
-            inner = _strip(current)
-            origin, args = get_origin(inner), get_args(inner)
-            if origin is list and isinstance(part, int):
-                annotation, required = args[0], True
-            elif origin is dict:
-                annotation, required = args[1], False
-            else:
-                return None
+            return None
         value = value[part] if has(value, part) else None
         current = annotation
     return annotation, required

@@ -23,6 +23,7 @@ from config.project import (
 )
 from language import authoring as a
 from language.compiler import ProjectContext, compile_journey
+from language.policies import check_project_policies
 from language.problems import Path as KeyPath
 from language.problems import Problem, did_you_mean, plural, suggestion
 from language.repair import beside_stand_ins, fields_at, stand_in
@@ -266,6 +267,11 @@ def load_config(path: Path) -> tuple[ProjectConfig, list[Problem]]:
     except ValidationError as error:
         problems += schema_problems(error, raw, source, ProjectConfig)
         return ProjectConfig(), problems
+
+    def report(path: KeyPath, message: str, hint: str | None = None) -> None:
+        problems.append(source.problem(path, message, hint))
+
+    check_project_policies(config, report)
     return config, problems
 
 

@@ -16,7 +16,9 @@ from simulation.report import (
     display_zone,
     funnel,
     funnel_text,
+    held,
     outcome_of,
+    run_lines,
     sorted_runs,
     timeline_text,
 )
@@ -183,8 +185,16 @@ def text_report(result: SimulationResult, funnels: list | None, default_zone: st
             times = f" ×{count}" if count > 1 else ""
             echo(f"  {journey}: {event}{times} — {reason}")
     sent = len(result.messages)
+    holds = [h for run in result.runs for line in run_lines(run, result) if (h := held(line))]
+    actions = [h.action for h in holds]
+    by_policies = (
+        f" ({actions.count('skipped')} skipped, {actions.count('deferred')} deferred by the "
+        "delivery policies)"
+        if holds
+        else ""
+    )
     echo("")
-    echo(f"{sent} message(s) would be sent; nothing left this machine.")
+    echo(f"{sent} message(s) would be sent{by_policies}; nothing left this machine.")
     return lines
 
 

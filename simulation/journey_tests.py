@@ -2,8 +2,10 @@
 happen — run by ``touchpoint test`` on the time-skipping server, like ``simulate``.
 
 A case passes when every expectation holds: the messages (all of them, in order, each
-matching the fields it names), the steps reached and not reached, the outcome, and the quiet
-windows. A failure shows expected against actual messages as a diff.
+matching the fields it names), the messages the delivery policies held back (``held``, the
+same way), the steps reached and not reached, the outcome, the quiet windows and the most
+messages in any window (``max_messages``). A failure shows expected against actual messages
+(and held messages) as a diff.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ import difflib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree
 
 from pydantic import Field, ValidationError, field_validator
 
+from language.authoring import Channel
+from language.fields import Duration
 from language.problems import Problem, suggestion
 from language.validator import schema_problems
 from language.yamlsource import SourceMap
-from simulation.report import Line, run_lines
+from simulation.report import Held, Line, held, run_lines
 from simulation.scenario import (
     AT_HINT,
     ProfileSpec,
@@ -35,6 +39,7 @@ from simulation.scenario import (
 )
 from simulation.setup import Project, UsageError, customer_zone, parse_until
 from simulation.simulator import Scenario, SimulationResult, Simulator
+from workflows.durations import parse_duration
 from workflows.plan import Plan
 
 TEST_SUFFIX = ".test.yaml"
@@ -58,8 +63,34 @@ class MessageExpectation(Strict):
     locale: str | None = None
 
 
+class HeldExpectation(Strict):
+    """A message a delivery policy held back (``skipped`` or ``deferred``), as the run's
+    timeline has it; each named field must match."""
+
+    at: str | None = None  # when the policy decided
+    journey: str | None = None
+    step: str | None = None
+    channel: Channel | None = None
+    template: str | None = None
+    action: Literal["skipped", "deferred"] | None = None
+    policy: str | None = None  # the reason names it (e.g. marketing-email-daily)
+    reason_contains: str | None = None
+    until: str | None = None  # a deferral's end
+
+
+class MessageLimit(Strict):
+    """At most ``limit`` messages sent in any window of ``per`` (of ``channel``/``journey``)."""
+
+    limit: int = Field(ge=0)
+    per: Duration
+    channel: Channel | None = None
+    journey: str | None = None
+
+
 class Expectations(Strict):
     messages: list[MessageExpectation] | None = None  # every message, in order
+    held: list[HeldExpectation] | None = None  # every message a policy held, in order
+    max_messages: Any = None  # a MessageLimit or a list of them: see limit_problems
     outcome: Outcome | None = None  # of every run
     outcomes: dict[str, Outcome] = Field(default_factory=dict)  # journey (or "journey [key]")
     reached: list[str] = Field(default_factory=list)  # step ids
@@ -74,6 +105,12 @@ class Expectations(Strict):
         if any(len(window) != 2 for window in windows):
             raise ValueError('write ["+1d", "+3d"]: from and to')
         return value
+
+    def limits(self) -> list[MessageLimit]:
+        """``max_messages`` (checked with its positions by :func:`limit_problems` on loading)."""
+        value = self.max_messages
+        items = [] if value is None else [value] if isinstance(value, dict) else value
+        return [MessageLimit.model_validate(item) for item in items]
 
     def windows(self) -> list[list[str]]:
         value = self.no_messages_between
@@ -110,17 +147,21 @@ class CaseResult:
     name: str
     failures: list[str] = field(default_factory=list)
     diff: list[str] = field(default_factory=list)
+    held_diff: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return not self.failures and not self.diff
+        return not self.failures and not self.diff and not self.held_diff
 
     def report(self) -> list[str]:
         lines = [*self.failures]
         if self.diff:
             lines.append("messages differ (- expected, + actual):")
             lines += [f"  {line}" for line in self.diff]
+        if self.held_diff:
+            lines.append("held messages differ (- expected, + actual):")
+            lines += [f"  {line}" for line in self.held_diff]
         return lines
 
 
@@ -154,15 +195,44 @@ def load_test_file(path: Path, project: Project) -> list[PreparedCase]:
     raw, source = loaded.raw, loaded.source
     if not isinstance(raw, dict):
         raise ScenarioError([source.problem((), "expected a test file: journeys, cases, …")])
+    problems = limit_problems(raw, source)
     try:
         spec = TestFile.model_validate(raw)
     except ValidationError as error:
-        raise ScenarioError(schema_problems(error, raw, source, TestFile)) from None
+        raise ScenarioError(schema_problems(error, raw, source, TestFile) + problems) from None
+    if problems:
+        raise ScenarioError(problems)
     plans = _plans_for(spec, path, project, source)
     return [
         _prepare(spec, case, index, plans, project, source, loaded.display)
         for index, case in enumerate(spec.cases)
     ]
+
+
+def limit_problems(raw: dict[str, Any], source: SourceMap) -> list[Problem]:
+    """Each ``max_messages`` (a mapping, or a list of them) checked where it stands."""
+    problems: list[Problem] = []
+    cases = raw.get("cases")
+    for index, case in enumerate(cases if isinstance(cases, list) else []):
+        expect = case.get("expect") if isinstance(case, dict) else None
+        value = expect.get("max_messages") if isinstance(expect, dict) else None
+        path: tuple[str | int, ...] = ("cases", index, "expect", "max_messages")
+        items = [(path, value)] if isinstance(value, dict) else []
+        if isinstance(value, list):
+            items = [((*path, i), item) for i, item in enumerate(value)]
+        elif value is not None and not isinstance(value, dict):
+            problems.append(
+                source.problem(
+                    path,
+                    "expected a limit such as {limit: 2, per: 24h, channel: email}, or a list",
+                )
+            )
+        for where, item in items:
+            try:
+                MessageLimit.model_validate(item)
+            except ValidationError as error:
+                problems += schema_problems(error, item, source.within(where), MessageLimit)
+    return problems
 
 
 def _plans_for(spec: TestFile, path: Path, project: Project, source: SourceMap) -> list[Plan]:
@@ -255,17 +325,26 @@ def _check_steps(
                 problems.append(
                     source.problem((*path, key, i), f"no step {step!r}{suggestion(step, steps)}")
                 )
-    for i, message in enumerate(expect.messages or []):
-        if message.step is not None and message.step not in steps:
-            where = (*path, "messages", i, "step")
-            problems.append(
-                source.problem(where, f"no step {message.step!r}{suggestion(message.step, steps)}")
-            )
-    for i, journey in enumerate(expect.not_entered):
-        if journey not in journeys:
+    named = [("messages", i, m.step) for i, m in enumerate(expect.messages or [])]
+    named += [("held", i, h.step) for i, h in enumerate(expect.held or [])]
+    for key, i, step in named:
+        if step is not None and step not in steps:
+            where = (*path, key, i, "step")
+            problems.append(source.problem(where, f"no step {step!r}{suggestion(step, steps)}"))
+    named_journeys: list[tuple[tuple[str | int, ...], str | None]] = [
+        ((*path, "not_entered", i), journey) for i, journey in enumerate(expect.not_entered)
+    ]
+    limits = expect.limits()
+    single = isinstance(expect.max_messages, dict)  # a misspelt journey would pass for ever
+    named_journeys += [
+        ((*path, "max_messages", *(() if single else (i,)), "journey"), limit.journey)
+        for i, limit in enumerate(limits)
+    ]
+    for where, journey in named_journeys:
+        if journey is not None and journey not in journeys:
             problems.append(
                 source.problem(
-                    (*path, "not_entered", i),
+                    where,
                     f"{journey!r} is not a journey of this test{suggestion(journey, journeys)}",
                 )
             )
@@ -275,15 +354,17 @@ def _check_steps(
 def _check_moments(
     expect: Expectations, source: SourceMap, path: tuple[str | int, ...]
 ) -> list[Problem]:
-    texts: list[tuple[tuple[str | int, ...], str]] = [
-        ((*path, "messages", i, "at"), m.at)
-        for i, m in enumerate(expect.messages or [])
-        if m.at is not None
+    texts: list[tuple[tuple[str | int, ...], str | None]] = [
+        ((*path, "messages", i, "at"), m.at) for i, m in enumerate(expect.messages or [])
     ]
+    for i, h in enumerate(expect.held or []):
+        texts += [((*path, "held", i, "at"), h.at), ((*path, "held", i, "until"), h.until)]
     for i, window in enumerate(expect.windows()):
         texts += [((*path, "no_messages_between", i), text) for text in window]
     problems = []
     for where, text in texts:
+        if text is None:
+            continue
         try:
             parse_moment(text)
         except ValueError as error:
@@ -311,6 +392,14 @@ def judge(case: PreparedCase, result: SimulationResult) -> CaseResult:
     )
     if expect.messages is not None:
         verdict.diff = message_diff(expect.messages, messages, start, zone)
+    if expect.held is not None:
+        holds = sorted(
+            (line for line in lines if held(line) is not None),
+            key=lambda h: (minute(h.at), h.journey),
+        )
+        verdict.held_diff = held_diff(expect.held, holds, start, zone)
+    for limit in expect.limits():
+        verdict.failures += limit_failures(limit, messages, start, zone)
     for run in result.runs:
         label = run.journey_id + (f" [{run.key}]" if run.key else "")
         actual = run.outcome.kind if run.outcome else "running"
@@ -425,9 +514,100 @@ def _apply(wanted: MessageExpectation, message: Line, start: datetime, zone: tzi
     return replace(message, **changes)
 
 
-def _describe_expected(wanted: MessageExpectation) -> str:
+def _describe_expected(wanted: MessageExpectation | HeldExpectation) -> str:
     parts = [f"{name}={value}" for name, value in wanted.model_dump(exclude_none=True).items()]
-    return "a message with " + ", ".join(parts) if parts else "a message"
+    noun = "a held message" if isinstance(wanted, HeldExpectation) else "a message"
+    return f"{noun} with " + ", ".join(parts) if parts else noun
+
+
+# --- held messages and limits ---------------------------------------------------------------
+
+
+def held_line(line: Line, decision: Held, start: datetime, zone: tzinfo) -> str:
+    until = f" until {when(decision.until, start, zone)}" if decision.until else ""
+    return (
+        f"{when(line.at, start, zone)}  {line.journey}/{line.step}  "
+        f"{line.channel} [{line.template}]  {decision.action}{until}: {decision.reason}"
+    )
+
+
+def held_diff(
+    expected: Sequence[HeldExpectation], actual: Sequence[Line], start: datetime, zone: tzinfo
+) -> list[str]:
+    """As :func:`message_diff`, for the messages the policies held back."""
+    want_lines, got_lines = [], []
+    for index, line in enumerate(actual):
+        decision = held(line)
+        assert decision is not None
+        got_lines.append(held_line(line, decision, start, zone))
+        if index < len(expected):
+            wanted_line, wanted = _apply_held(expected[index], line, decision, start, zone)
+            want_lines.append(held_line(wanted_line, wanted, start, zone))
+    want_lines += [_describe_expected(wanted) for wanted in expected[len(actual) :]]
+    if want_lines == got_lines:
+        return []
+    return [
+        line.rstrip() for line in difflib.ndiff(want_lines, got_lines) if not line.startswith("?")
+    ]
+
+
+def _apply_held(
+    wanted: HeldExpectation, line: Line, decision: Held, start: datetime, zone: tzinfo
+) -> tuple[Line, Held]:
+    """The actual held message with the expectation's fields put in."""
+    changes: dict[str, Any] = {}
+    if wanted.at is not None:
+        expected_at = parse_moment(wanted.at).resolve(start, zone)
+        changes["at"] = line.at if minute(expected_at) == minute(line.at) else expected_at
+    for name in ("journey", "step", "channel", "template"):
+        value = getattr(wanted, name)
+        if value is not None:
+            changes[name] = value
+    action, reason, until = decision.action, decision.reason, decision.until
+    if wanted.action is not None:
+        action = wanted.action
+    missing = [
+        text
+        for text in (wanted.policy, wanted.reason_contains)
+        if text is not None and text not in reason
+    ]
+    if missing:
+        reason = " … ".join(f"…{text}…" for text in missing)
+    if wanted.until is not None:
+        expected_until = parse_moment(wanted.until).resolve(start, zone)
+        if until is None or minute(expected_until) != minute(until):
+            until = expected_until
+    return replace(line, **changes), Held(action, reason, until)
+
+
+def limit_failures(
+    limit: MessageLimit, messages: Sequence[Line], start: datetime, zone: tzinfo
+) -> list[str]:
+    """The first window of ``limit.per`` with more than ``limit.limit`` messages, if any. A
+    window starts at a message and ends before the moment ``per`` later (a message exactly
+    ``per`` after another is in the next window)."""
+    window = timedelta(seconds=parse_duration(limit.per))
+    counted = sorted(
+        (
+            m
+            for m in messages
+            if (limit.channel is None or m.channel == limit.channel)
+            and (limit.journey is None or m.journey == limit.journey)
+        ),
+        key=lambda m: m.at,
+    )
+    for first, message in enumerate(counted):
+        inside = [m for m in counted[first:] if minute(m.at) < minute(message.at) + window]
+        if len(inside) > limit.limit:
+            noun = "message" if limit.limit == 1 else "messages"
+            what = f"{limit.channel} {noun}" if limit.channel else noun
+            of = f" of {limit.journey}" if limit.journey else ""
+            sent = ", ".join(f"{m.journey}/{m.step} {when(m.at, start, zone)}" for m in inside)
+            return [
+                f"at most {limit.limit} {what}{of} expected in any {limit.per}, but "
+                f"{len(inside)} were sent from {when(message.at, start, zone)}: {sent}"
+            ]
+    return []
 
 
 # --- the command ---------------------------------------------------------------------------

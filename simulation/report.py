@@ -8,6 +8,7 @@ worked on, a few milliseconds that must not make two runs of the same scenario d
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -20,6 +21,8 @@ from workflows.plan import EndNode, Plan
 
 OUTCOMES = ("completed", "converted", "exited", "failed", "cancelled", "running")
 SKIPPED_FAILURE = "failed, skipped: "  # a send with skip_on_failure that failed (the workflow's)
+HELD_KINDS = ("skipped", "deferred")
+_HELD_DETAIL = re.compile(r"\((?:skipped|deferred): (?P<reason>.*?)(?: until (?P<until>\S+))?\)$")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,32 @@ def _told_by_outcome(entry: TimelineEntry, outcome: Outcome | None) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Held:
+    """A message a delivery policy held back: skipped (not sent) or deferred (until a moment)."""
+
+    action: str  # skipped or deferred
+    reason: str
+    until: datetime | None = None
+
+
+def held(line: Line) -> Held | None:
+    """What the policies decided about ``line``'s message, if they held it (a send that failed
+    and was skipped with ``skip_on_failure`` is not held by a policy)."""
+    if line.kind not in HELD_KINDS or line.detail.startswith(SKIPPED_FAILURE):
+        return None
+    found = _HELD_DETAIL.search(line.detail)
+    if found is None:
+        return Held(line.kind, line.detail)
+    until = None
+    if found["until"]:
+        try:
+            until = datetime.fromisoformat(found["until"])
+        except ValueError:
+            until = None
+    return Held(line.kind, found["reason"], until)
+
+
 def outcome_of(run: SimulatedRun) -> str:
     return run.outcome.kind if run.outcome else "running"
 
@@ -201,6 +230,13 @@ def describe(line: Line, zone: tzinfo = UTC) -> str:
         if line.channel == "email":
             return f'✉ email to {line.to}: "{line.subject}" ({line.template}, {line.locale})'
         return f"→ {line.channel} to {line.to} ({line.template})"
+    decision = held(line)
+    if decision is not None:
+        what = f"{line.channel} ({line.template})" if line.channel and line.template else "message"
+        if decision.until is not None:
+            until = f"{decision.until.astimezone(zone):%a %Y-%m-%d %H:%M}"
+            return f"⏸ deferred {what} until {until}: {decision.reason}"
+        return f"⊘ {decision.action} {what}: {decision.reason}"
     if kind in ("held_out", "skipped", "duplicate"):
         return f"· {kind.replace('_', ' ')}: {line.detail}"
     if kind == "waited":

@@ -344,6 +344,7 @@ class JourneyWorkflow:
             profile=self.input.profile,  # none in production: the activity reads it fresh
             context=self._context(node.reads),
             topic=node.topic,
+            policies=node.policies,
         )
         queue = self._queue(_CHANNEL_QUEUES[node.channel])
         # patched 2026-12: outages are waited out for hours, not ten attempts (~17 minutes)
