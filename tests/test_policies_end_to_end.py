@@ -142,7 +142,8 @@ async def outbox_subject(project: Path, subject: str, seconds: float = 60) -> st
     """The one-click token of the outbox message with ``subject``, once it is there."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for message in mailbox.Maildir(project / OUTBOX, create=False):
+        outbox = project / OUTBOX
+        for message in mailbox.Maildir(outbox, create=False) if outbox.exists() else ():
             if message["Subject"] == subject:
                 header = message["List-Unsubscribe"] or ""
                 link = re.search(r"<https?://[^>]*/unsubscribe/([^>]+)>", header)
@@ -215,11 +216,11 @@ async def test_caps_quiet_hours_and_topics_decide_what_one_customer_gets(tmp_pat
     welcome = sends("welcome")
     assert [kind for kind, _ in welcome] == ["sent", "skipped"]
     assert 'frequency cap "marketing-email-daily" (2 per 24h)' in welcome[1][1]
-    assert results["welcome"].outcome == "completed"
+    assert results["welcome"].outcome.kind == "completed"
 
-    assert results["offers"].outcome == "exited"
+    offers = results["offers"].outcome
+    assert (offers.kind, offers.reason) == ("exited", "unsubscribed from offers")
     assert [kind for kind, _ in sends("offers")] == ["sent"]
-    assert "unsubscribed from offers" in results["offers"].timeline[-1].detail
 
     late = sends("late-news")
     assert [kind for kind, _ in late] == ["deferred", "sent"]
