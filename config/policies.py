@@ -13,7 +13,7 @@ policies:
       action: skip              # or defer: until the oldest counted message leaves the window
   quiet_hours:
     - name: evenings
-      channels: [sms, slack, teams, telegram]
+      channels: [sms, chat]
       from: "21:00"             # customer's local time (profile timezone, else defaults.timezone)
       to: "08:00"               # exclusive: a message at 08:00 goes
       action: defer             # the default for quiet hours
@@ -36,6 +36,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from language.fields import Duration, Model, Slug, Text, TimeOfDay
+from workflows.channels import CHANNELS
 from workflows.policy_models import Action
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -60,6 +61,11 @@ class FrequencyCap(Model):
     )
     action: Action = Field("skip", description="skip the message, or defer it until a slot frees")
 
+    @field_validator("channels")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        return _known_channels(names)
+
 
 class QuietHours(Model):
     name: Slug
@@ -71,6 +77,11 @@ class QuietHours(Model):
     channels: list[str] = Field(default_factory=list, description="none: all channels")
     categories: list[Category] = Field(default_factory=_marketing)
     action: Action = Field("defer", description="defer until the window ends, or skip")
+
+    @field_validator("channels")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        return _known_channels(names)
 
     @model_validator(mode="after")
     def _window(self) -> QuietHours:
@@ -124,3 +135,11 @@ def _unique(names: list[str]) -> None:
         if name in seen:
             raise ValueError(f"two policies are named {name!r}: names must be unique")
         seen.add(name)
+
+
+def _known_channels(names: list[str]) -> list[str]:
+    for name in names:
+        if name not in CHANNELS:
+            known = ", ".join(sorted(CHANNELS))
+            raise ValueError(f"unknown channel {name!r}; known: {known}")
+    return names
