@@ -31,14 +31,17 @@ itself from a project policy (``exempt: [evenings]``), change an action
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from language.fields import Duration, Model, Slug, Text, TimeOfDay
 from workflows.channels import CHANNELS
 from workflows.policy_models import Action
 
+ChannelName = Annotated[
+    str, AfterValidator(lambda name: _known_channel(name)), WithJsonSchema({"type": "string"})
+]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Category = Literal["marketing", "transactional"]
 
@@ -49,9 +52,11 @@ def _marketing() -> list[Category]:
 
 class FrequencyCap(Model):
     name: Slug
-    limit: int = Field(ge=1, description="at most this many messages per customer …")
+    limit: int = Field(
+        description="at most this many messages per customer …", json_schema_extra={"minimum": 1}
+    )
     per: Duration = Field(description="… in any window this long (sliding), e.g. 24h or 7d")
-    channels: list[str] = Field(
+    channels: list[ChannelName] = Field(
         default_factory=list, description="the channels counted (none: all, counted together)"
     )
     per_channel: bool = Field(False, description="each channel has its own count")
@@ -61,10 +66,12 @@ class FrequencyCap(Model):
     )
     action: Action = Field("skip", description="skip the message, or defer it until a slot frees")
 
-    @field_validator("channels")
+    @field_validator("limit")
     @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        return _known_channels(names)
+    def _at_least_one(cls, limit: int) -> int:
+        if limit < 1:
+            raise ValueError(f"a cap lets at least 1 message through, got {limit}")
+        return limit
 
 
 class QuietHours(Model):
@@ -74,14 +81,9 @@ class QuietHours(Model):
     days: list[Weekday] | None = Field(
         None, min_length=1, description="the days the window starts on (none: every day)"
     )
-    channels: list[str] = Field(default_factory=list, description="none: all channels")
+    channels: list[ChannelName] = Field(default_factory=list, description="none: all channels")
     categories: list[Category] = Field(default_factory=_marketing)
     action: Action = Field("defer", description="defer until the window ends, or skip")
-
-    @field_validator("channels")
-    @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
-        return _known_channels(names)
 
     @model_validator(mode="after")
     def _window(self) -> QuietHours:
@@ -137,9 +139,8 @@ def _unique(names: list[str]) -> None:
         seen.add(name)
 
 
-def _known_channels(names: list[str]) -> list[str]:
-    for name in names:
-        if name not in CHANNELS:
-            known = ", ".join(sorted(CHANNELS))
-            raise ValueError(f"unknown channel {name!r}; known: {known}")
-    return names
+def _known_channel(name: str) -> str:
+    if name not in CHANNELS:
+        known = ", ".join(sorted(CHANNELS))
+        raise ValueError(f"unknown channel {name!r}; known: {known}")
+    return name
