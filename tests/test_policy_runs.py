@@ -5,17 +5,21 @@ skipped, and an exit or an unsubscribe during the wait ends the run with nothing
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
 from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider, list_messages
 from activities.http import make_client
 from activities.rendering import Renderer
+from cli import app
 from config.policies import PolicySettings
 from language.validator import validate
 from store.database import connect
@@ -172,3 +176,30 @@ async def test_an_exit_or_an_unsubscribe_during_a_deferral_ends_the_run(
         assert list_messages(folder / "outbox") == []
         [row] = activities.ledger.list()
         assert row.status == "deferred"
+
+
+def test_a_simulation_counts_caps_in_simulated_time_across_journeys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Max across the three example journeys with one marketing email a day: only the referral
+    request, 23 hours after the survey (simulated), is held — on the wall clock every email
+    after the first would have been."""
+    for name in ("journeys", "templates", "demo"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    config = (ROOT / "touchpoint.yaml").read_text()
+    daily = "    - name: marketing-email-daily\n      limit: 2\n"
+    assert daily in config
+    (tmp_path / "touchpoint.yaml").write_text(config.replace(daily, daily.replace("2", "1")))
+    monkeypatch.chdir(tmp_path)
+    journeys = ["newsletter-welcome", "laptop-recommendation", "post-purchase-accessories"]
+    max_ = ["--profile", "demo/max/profile.yaml", "--events", "demo/max/events.yaml"]
+    max_ += ["--lookups", "demo/max/lookups.yaml", "--start", "2027-01-04T09:00+01:00"]
+    result = CliRunner().invoke(app, ["simulate", *journeys, *max_])
+    assert result.exit_code == 0, result.output
+    skipped = [line for line in result.output.splitlines() if "skipped:" in line]
+    assert len(skipped) == 1
+    assert skipped[0].startswith("Mon 2027-02-01 09:00  day 28")
+    assert skipped[0].endswith(
+        'email: referral-request (skipped: frequency cap "marketing-email-daily" (1 per 24h))'
+    )
+    assert "7 message(s) would be sent" in result.output  # 8 without the cap
