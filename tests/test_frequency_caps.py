@@ -13,15 +13,21 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider, list_messages
 from activities.http import make_client
 from activities.policies import Decision, Message, PolicyChain
-from activities.policy_rules import DeferLimit, FrequencyCapPolicy, ProjectPolicies
+from activities.policy_rules import (
+    DeferLimit,
+    FrequencyCapPolicy,
+    ProjectPolicies,
+    QuietHoursPolicy,
+)
 from activities.rendering import Renderer
 from config.policies import PolicySettings
 from language.validator import validate
+from store.database import connect
 from store.ledger import Ledger
 from tests.conftest import ROOT, Database, at_once, processes_at_once
 from workflows.channels import CHANNELS
 from workflows.models import Profile, SendRequest, customer_hash
-from workflows.policy_models import CapRule, MessageCategory, SendPolicies
+from workflows.policy_models import CapRule, MessageCategory, QuietRule, SendPolicies
 
 T0 = datetime(2027, 1, 13, 9, 0, tzinfo=UTC)
 DAILY = CapRule(name="marketing-email-daily", limit=2, window_seconds=86_400, channels=("email",))
@@ -280,8 +286,6 @@ async def test_the_real_send_path_counts_across_journeys(tmp_path: Path) -> None
             ]
         }
     )
-    from store.database import connect
-
     activities = DeliveryActivities(
         config=config,  # type: ignore[arg-type]
         ledger=Ledger(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")),
@@ -305,3 +309,33 @@ async def test_the_real_send_path_counts_across_journeys(tmp_path: Path) -> None
     assert (rows["m2"].status, rows["m2"].reason) == ("skipped", results[2].reason)
     order = await activities._deliver(request("o1", category="transactional", journey="order"))
     assert order.status == "sent", "transactional: exempt"
+
+
+def test_a_message_held_by_quiet_hours_takes_no_slot(database: Database) -> None:
+    project = ProjectPolicies(
+        caps=(DAILY.model_copy(update={"limit": 1}),),
+        quiet=(QuietRule(name="evenings", start="21:00", end="08:00"),),
+    )
+    ledger = Ledger(database.connect())
+    chain = PolicyChain(
+        [QuietHoursPolicy(project), FrequencyCapPolicy(project, ledger)],  # the standard order
+        DeferLimit(project, ledger),
+    )
+    night = datetime(2027, 1, 13, 22, 0, tzinfo=UTC)
+    ledger.claim("m1", "welcome", "s", "email", customer_hash("max"))
+    held = chain.decide(Message(request("m1", at=night), CHANNELS["email"], "x", night))
+    assert (held.action, held.policy, held.until) == (
+        "defer",
+        "quiet-hours",
+        datetime(2027, 1, 14, 8, 0, tzinfo=UTC),
+    )
+    ledger.mark("m1", "deferred", reason=held.reason)
+    row = ledger.get("m1")
+    assert row is not None and row.counted_at is None and row.deferred_since == night
+    morning = datetime(2027, 1, 14, 8, 0, tzinfo=UTC)
+    ledger.claim("m1", "welcome", "s", "email", customer_hash("max"))
+    assert (
+        chain.decide(Message(request("m1", at=morning), CHANNELS["email"], "x", morning)).action
+        == "send"
+    )
+    assert ledger.get("m1").counted_at == morning  # type: ignore[union-attr]
