@@ -37,6 +37,7 @@ from activities.errors import permanent, retryable
 from activities.http import make_client
 from activities.messages import EmailProvider, Prepared, Sender
 from activities.policies import Message, PolicyChain
+from activities.policy_rules import ProjectPolicies
 from activities.profiles import ProfileReader
 from activities.rendering import Renderer
 from activities.webhooks import step_time
@@ -79,7 +80,7 @@ class DeliveryActivities:
     suppressions: Suppressions | None = None  # addresses no email may go to
     erasures: ErasureStore | None = None  # erased addresses (their keyed hashes)
     telegram_api: str = "https://api.telegram.org"
-    policies: PolicyChain | None = None  # default: PolicyChain.standard (stop, suppression, …)
+    policies: PolicyChain | None = None  # default: PolicyChain.standard (stop, consent, caps …)
     profiles: ProfileStore | None = None  # default: the ledger's store
     senders: dict[str, Sender] = field(init=False)  # by channel name
     sends: dict[str, Callable[..., Any]] = field(init=False)  # the send_<channel> activities
@@ -115,7 +116,12 @@ class DeliveryActivities:
         if self.policies is None:
             consent = self.consent or ConsentStore(self.ledger.engine)
             self.policies = PolicyChain.standard(
-                consent, self.suppressions, Deployments(self.ledger.engine), self.erasures
+                consent,
+                self.suppressions,
+                Deployments(self.ledger.engine),
+                self.erasures,
+                ProjectPolicies.for_project(self.config),
+                self.ledger,
             )
         self.senders = {name: c.sender_class()(self) for name, c in CHANNELS.items()}
         self.sends = {name: self._send_activity(c) for name, c in CHANNELS.items()}

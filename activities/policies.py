@@ -15,8 +15,9 @@ No objection from anyone: **send**. Policies read the store, so the chain runs i
 thread, one hop for all of them. ``now`` is the run's clock at the step (the same on every
 retry, and the simulated date in simulations), never the worker's wall clock.
 
-To add a rule (frequency caps, quiet hours …) write a class with ``name`` and ``decide`` and
-put it in the chain :meth:`PolicyChain.standard` builds.
+To add a rule write a class with ``name`` and ``decide`` and put it in the chain
+:meth:`PolicyChain.standard` builds. The shop's own rules — quiet hours, frequency caps and
+the defer limit — are in :mod:`activities.policy_rules`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from activities.email.address import InvalidEmailAddress, email_address
 from store.consent import ConsentStore
@@ -34,6 +35,10 @@ from store.suppressions import Suppressions
 from store.topic_consent import TopicConsent
 from workflows.channels import Channel
 from workflows.models import SendRequest
+
+if TYPE_CHECKING:
+    from activities.policy_rules import DeferLimit, ProjectPolicies
+    from store.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,9 @@ class Policy(Protocol):
 
 
 class PolicyChain:
-    def __init__(self, policies: Sequence[Policy]) -> None:
+    def __init__(self, policies: Sequence[Policy], limit: DeferLimit | None = None) -> None:
         self.policies = tuple(policies)
+        self.limit = limit  # the defer limit: a deferral too long becomes a skip
 
     @classmethod
     def standard(
@@ -89,9 +95,13 @@ class PolicyChain:
         suppressions: Suppressions | None,
         deployments: Deployments | None = None,
         erasures: ErasureStore | None = None,
+        project: ProjectPolicies | None = None,
+        ledger: Ledger | None = None,
     ) -> PolicyChain:
         """Touchpoint's chain, in order: a stopped journey, address suppressions, erased
-        addresses, consent."""
+        addresses, consent, then (with the ``project``'s policies and the ``ledger``) quiet
+        hours and frequency caps — last, so that a message takes a cap's slot only when
+        nothing else holds it — and the defer limit."""
         chain: list[Policy] = []
         if deployments is not None:
             chain.append(JourneyStopped(deployments))
@@ -100,13 +110,19 @@ class PolicyChain:
         if erasures is not None:
             chain.append(ErasedAddress(erasures))
         chain.append(ConsentWithdrawn(consent))
-        return cls(chain)
+        if project is None or ledger is None:
+            return cls(chain)
+        from activities.policy_rules import DeferLimit, FrequencyCapPolicy, QuietHoursPolicy
+
+        chain += [QuietHoursPolicy(project), FrequencyCapPolicy(project, ledger)]
+        return cls(chain, DeferLimit(project, ledger))
 
     def decide(self, message: Message) -> Decision:
         for policy in self.policies:
             decision = policy.decide(message)
             if decision is not None and decision.action != "send":
-                return Decision(decision.action, decision.reason, decision.until, policy.name)
+                decided = Decision(decision.action, decision.reason, decision.until, policy.name)
+                return self.limit.check(message, decided) if self.limit else decided
         return SEND
 
 

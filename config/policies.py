@@ -13,7 +13,7 @@ policies:
       action: skip              # or defer: until the oldest counted message leaves the window
   quiet_hours:
     - name: evenings
-      channels: [sms, slack, teams, telegram]
+      channels: [sms, chat]
       from: "21:00"             # customer's local time (profile timezone, else defaults.timezone)
       to: "08:00"               # exclusive: a message at 08:00 goes
       action: defer             # the default for quiet hours
@@ -31,13 +31,17 @@ itself from a project policy (``exempt: [evenings]``), change an action
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from language.fields import Duration, Model, Slug, Text, TimeOfDay
+from workflows.channels import CHANNELS
 from workflows.policy_models import Action
 
+ChannelName = Annotated[
+    str, AfterValidator(lambda name: _known_channel(name)), WithJsonSchema({"type": "string"})
+]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Category = Literal["marketing", "transactional"]
 
@@ -48,9 +52,11 @@ def _marketing() -> list[Category]:
 
 class FrequencyCap(Model):
     name: Slug
-    limit: int = Field(ge=1, description="at most this many messages per customer …")
+    limit: int = Field(
+        description="at most this many messages per customer …", json_schema_extra={"minimum": 1}
+    )
     per: Duration = Field(description="… in any window this long (sliding), e.g. 24h or 7d")
-    channels: list[str] = Field(
+    channels: list[ChannelName] = Field(
         default_factory=list, description="the channels counted (none: all, counted together)"
     )
     per_channel: bool = Field(False, description="each channel has its own count")
@@ -60,6 +66,13 @@ class FrequencyCap(Model):
     )
     action: Action = Field("skip", description="skip the message, or defer it until a slot frees")
 
+    @field_validator("limit")
+    @classmethod
+    def _at_least_one(cls, limit: int) -> int:
+        if limit < 1:
+            raise ValueError(f"a cap lets at least 1 message through, got {limit}")
+        return limit
+
 
 class QuietHours(Model):
     name: Slug
@@ -68,7 +81,7 @@ class QuietHours(Model):
     days: list[Weekday] | None = Field(
         None, min_length=1, description="the days the window starts on (none: every day)"
     )
-    channels: list[str] = Field(default_factory=list, description="none: all channels")
+    channels: list[ChannelName] = Field(default_factory=list, description="none: all channels")
     categories: list[Category] = Field(default_factory=_marketing)
     action: Action = Field("defer", description="defer until the window ends, or skip")
 
@@ -136,3 +149,10 @@ def _unique(names: list[str]) -> None:
         if name in seen:
             raise ValueError(f"two policies are named {name!r}: names must be unique")
         seen.add(name)
+
+
+def _known_channel(name: str) -> str:
+    if name not in CHANNELS:
+        known = ", ".join(sorted(CHANNELS))
+        raise ValueError(f"unknown channel {name!r}; known: {known}")
+    return name

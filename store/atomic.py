@@ -17,14 +17,18 @@ So a write never relies on what an unlocked read saw:
 * :func:`read_for_update` — read a row so that nobody else changes it until this transaction
   ends: ``SELECT … FOR UPDATE`` on PostgreSQL (other writers of *that row* wait), the write
   lock on SQLite (taken by a write that changes nothing, since SQLite has no row locks).
+* :func:`lock_subject` — hold a name (a customer) for the rest of the transaction, when what
+  must not change is a set of rows rather than one: a transaction-level advisory lock on
+  PostgreSQL, the write lock on SQLite.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Select, Table, false, update
+from sqlalchemy import Connection, Engine, Row, Select, Table, false, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 Insert = postgresql.Insert | sqlite.Insert
@@ -53,3 +57,15 @@ def read_for_update(db: Connection, query: Select[Any]) -> Row[Any] | None:
         db.execute(update(table).where(false()).values({key.name: key}))  # the write lock
         return db.execute(query).first()
     return db.execute(query.with_for_update()).first()
+
+
+def lock_subject(db: Connection, table: Table, subject: str) -> None:
+    """Hold ``subject`` until the transaction ends: another transaction that locks the same
+    subject waits (``pg_advisory_xact_lock`` on PostgreSQL; on SQLite the database's write lock,
+    taken by a write to ``table`` that changes nothing)."""
+    if db.dialect.name == "sqlite":
+        key = table.primary_key.columns.values()[0]
+        db.execute(update(table).where(false()).values({key.name: key}))
+        return
+    number = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big", signed=True)
+    db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": number})

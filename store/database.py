@@ -68,11 +68,16 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("category", String(16), nullable=True),  # marketing, transactional
+    Column("counted_at", DateTime(timezone=True), nullable=True),  # took a cap's slot (run clock)
+    Column("deferred_since", DateTime(timezone=True), nullable=True),  # first deferral (run clock)
 )
 # `touchpoint messages` lists a customer's or a journey's sends (or all), newest first
 Index("ix_deliveries_customer_created_at", deliveries.c.customer, deliveries.c.created_at)
 Index("ix_deliveries_journey_id_created_at", deliveries.c.journey_id, deliveries.c.created_at)
 Index("ix_deliveries_created_at", deliveries.c.created_at)
+# a frequency cap reads a customer's counted messages of its window
+Index("ix_deliveries_customer_counted_at", deliveries.c.customer, deliveries.c.counted_at)
 
 
 profiles = Table(

@@ -8,21 +8,32 @@ left — the provider accepted and the process died before writing ``sent`` — 
 where the provider deduplicates (webhook receivers honouring ``Idempotency-Key``, the Maildir
 outbox by Message-ID); for SendGrid, SMTP and chat a crash in exactly that moment can, after
 the lease, send once more.
+
+Delivery policies keep two moments on a row, both on the run's clock (the simulated date in
+simulations): ``counted_at``, when the message took a slot of a frequency cap
+(:meth:`Ledger.take_slot`: counted and taken in one transaction, under a per-customer lock),
+and ``deferred_since``, its first deferral (:meth:`Ledger.first_deferral`, for the defer limit).
+A row counts toward a cap while it is ``pending``, ``retrying`` or ``sent``; recording it
+``skipped``, ``deferred`` or ``failed`` gives its slot back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sqlalchemy import Engine, delete, select, update
 
-from store.atomic import insert_new, read_for_update
+from store.atomic import insert_new, lock_subject, read_for_update
 from store.database import deliveries, utc
 from workflows.models import SEND_ATTEMPT_SECONDS
 
 Status = Literal["pending", "sent", "failed", "skipped", "retrying", "deferred"]
+HOLDS_SLOT: tuple[Status, ...] = ("pending", "retrying", "sent")
+"""The statuses of a message that counts toward a frequency cap (once it took a slot)."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,18 @@ class Delivery:
     attempts: int
     created_at: datetime
     updated_at: datetime
+    category: str | None = None
+    counted_at: datetime | None = None  # took a frequency cap's slot at (the run's clock)
+    deferred_since: datetime | None = None  # first deferred at (the run's clock)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A message of the customer that holds a frequency cap's slot."""
+
+    channel: str
+    category: str | None
+    counted_at: datetime
 
 
 LEASE = timedelta(seconds=SEND_ATTEMPT_SECONDS + 30)
@@ -119,18 +142,70 @@ class Ledger:
 
         One ``UPDATE … WHERE status != 'sent'``: a concurrent writer of the row makes it wait,
         and PostgreSQL then checks the condition against the row as that writer left it."""
+        values = {
+            "status": status,
+            "provider": provider,
+            "provider_id": (provider_id or "")[:200] or None,
+            "reason": (reason or "")[:1000] or None,
+            "updated_at": datetime.now(UTC),
+        }
+        if status not in HOLDS_SLOT:
+            values["counted_at"] = None  # a frequency cap's slot, given back
         with self.engine.begin() as db:
             db.execute(
                 update(deliveries)
                 .where(deliveries.c.message_id == message_id, deliveries.c.status != "sent")
-                .values(
-                    status=status,
-                    provider=provider,
-                    provider_id=(provider_id or "")[:200] or None,
-                    reason=(reason or "")[:1000] or None,
-                    updated_at=datetime.now(UTC),
-                )
+                .values(**values)
             )
+
+    def take_slot(
+        self,
+        message_id: str,
+        customer: str,
+        category: str,
+        now: datetime,
+        since: datetime,
+        refuse: Callable[[list[Counted]], T | None],
+    ) -> T | None:
+        """Count and take, as one step: under a lock on the customer, read their messages
+        counted after ``since`` (this one left out) and ask ``refuse``; no refusal, and this
+        message (claimed, so its row exists) takes its slot at ``now``. Two sends to one
+        customer never both take the last slot. A retry of a message that holds its slot keeps
+        it and is not counted again (``refuse`` is not asked)."""
+        own = deliveries.c.message_id == message_id
+        with self.engine.begin() as db:
+            lock_subject(db, deliveries, customer)
+            held = db.execute(select(deliveries.c.counted_at, deliveries.c.status).where(own))
+            row = held.first()
+            if row is not None and row.counted_at is not None and row.status in HOLDS_SLOT:
+                return None
+            rows = db.execute(
+                select(deliveries.c.channel, deliveries.c.category, deliveries.c.counted_at)
+                .where(
+                    deliveries.c.customer == customer,
+                    deliveries.c.counted_at > since,
+                    deliveries.c.status.in_(HOLDS_SLOT),
+                    deliveries.c.message_id != message_id,
+                )
+                .order_by(deliveries.c.counted_at)
+            )
+            counted = [Counted(r.channel, r.category, utc(r.counted_at)) for r in rows]
+            refusal = refuse(counted)
+            if refusal is None:
+                db.execute(update(deliveries).where(own).values(counted_at=now, category=category))
+            return refusal
+
+    def first_deferral(self, message_id: str, now: datetime) -> datetime:
+        """When a policy first deferred the message (``now``, if this is the first time)."""
+        own = deliveries.c.message_id == message_id
+        with self.engine.begin() as db:
+            db.execute(
+                update(deliveries)
+                .where(own, deliveries.c.deferred_since.is_(None))
+                .values(deferred_since=now)
+            )
+            since = db.execute(select(deliveries.c.deferred_since).where(own)).scalar()
+        return utc(since) if since is not None else now
 
     def purge(self, before: datetime) -> int:
         """Delete the rows last changed before ``before`` (retention: ``retention.ledger_days``,
@@ -159,6 +234,7 @@ class Ledger:
 
 def _delivery(row: object) -> Delivery:
     values = dict(row._mapping)  # type: ignore[attr-defined]
-    for key in ("created_at", "updated_at"):
-        values[key] = utc(values[key])
+    for key in ("created_at", "updated_at", "counted_at", "deferred_since"):
+        if values[key] is not None:
+            values[key] = utc(values[key])
     return Delivery(**values)

@@ -218,6 +218,8 @@ def project(tmp_path: Path, stub: HttpStub) -> Path:
         shutil.copytree(ROOT / name, folder / name)
     config = yaml.safe_load((ROOT / "touchpoint.yaml").read_text())
     config["connections"]["shop-api"]["base_url"] = stub.url("/api/")
+    caps = config["policies"]["frequency_caps"]  # the story's days pass in seconds here:
+    config["policies"]["frequency_caps"] = [c for c in caps if c["per"] != "24h"]  # no daily cap
     (folder / "touchpoint.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     for _ in range(20):
         stub.reply(Reply(200, body=PRODUCTS))

@@ -95,6 +95,30 @@ def test_upgrading_from_0005_keeps_write_keys_as_write_keys(database: Database) 
     assert [tuple(row) for row in rows] == [("shop", "write")]
 
 
+def test_upgrading_from_0007_keeps_ledger_rows_and_counts_none_of_them(database: Database) -> None:
+    """Messages sent before delivery policies took no frequency cap's slot: a cap counts from
+    its first day, and the ledger keeps every row."""
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "store" / "migrations"))
+    old = create_engine(database.url.replace("postgresql://", "postgresql+psycopg://"))
+    with old.begin() as db:
+        config.attributes["connection"] = db
+        command.upgrade(config, "0007")
+        db.execute(
+            text(
+                "INSERT INTO deliveries (message_id, journey_id, step_id, channel, customer, "
+                "status, attempts, created_at, updated_at) VALUES ('m1', 'j', 's', 'email', "
+                "'c', 'sent', 1, '2026-11-27 10:00:00', '2026-11-27 10:00:00')"
+            )
+        )
+    old.dispose()
+    with database.connect().connect() as db:
+        rows = db.execute(
+            text("SELECT message_id, status, category, counted_at, deferred_since FROM deliveries")
+        ).all()
+    assert [tuple(row) for row in rows] == [("m1", "sent", None, None, None)]
+
+
 def test_the_lookup_by_email_reads_an_index_not_the_table(database: Database) -> None:
     """The SendGrid webhook asks for every event it receives: it must not scan profiles."""
     engine = database.connect()

@@ -380,11 +380,13 @@ class JourneyWorkflow:
             # A delivery policy holds the message: wait (a durable timer that goal, exit and
             # unsubscribe interrupt like any wait), then ask again with the same message id.
             until = result.deferred_until
+            held = result.reason or "held"
+            if " until " not in held:  # a reason that names its moment says it best
+                held += f" until {until.isoformat(timespec='minutes')}"
             self._record(
                 node,
                 "deferred",
-                f"{node.channel}: {node.template} (deferred: {result.reason} "
-                f"until {until.isoformat(timespec='minutes')})",
+                f"{node.channel}: {node.template} (deferred: {held})",
                 channel=node.channel,
                 message_id=result.message_id,
             )

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"  # re-chained after 0008 when the branches are merged
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
