@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from activities.policies import Decision, Message
 from activities.quiet_hours import describe_end, quiet_until
-from config.policies import FrequencyCap, PolicySettings, QuietHours
+from config.policies import PolicySettings
 from config.project import ProjectConfig
 from store.ledger import Counted, Ledger
 from workflows.durations import format_duration, parse_duration
@@ -39,33 +39,6 @@ from workflows.timing import zone
 
 R = TypeVar("R", CapRule, QuietRule)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def cap_rule(cap: FrequencyCap) -> CapRule:
-    """A ``touchpoint.yaml`` (or journey) frequency cap as the worker applies it."""
-    return CapRule(
-        name=cap.name,
-        limit=cap.limit,
-        window_seconds=parse_duration(cap.per),
-        channels=tuple(cap.channels),
-        per_channel=cap.per_channel,
-        categories=tuple(cap.categories),
-        action=cap.action,
-    )
-
-
-def quiet_rule(quiet: QuietHours) -> QuietRule:
-    """A ``touchpoint.yaml`` (or journey) quiet-hours window as the worker applies it."""
-    days = tuple(WEEKDAYS.index(day) for day in quiet.days) if quiet.days else tuple(range(7))
-    return QuietRule(
-        name=quiet.name,
-        start=quiet.from_,
-        end=quiet.to,
-        days=days,
-        channels=tuple(quiet.channels),
-        categories=tuple(quiet.categories),
-        action=quiet.action,
-    )
 
 
 @dataclass(frozen=True)
@@ -95,8 +68,8 @@ class ProjectPolicies:
     @classmethod
     def from_settings(cls, settings: PolicySettings, default_timezone: str) -> ProjectPolicies:
         return cls(
-            caps=tuple(cap_rule(cap) for cap in settings.frequency_caps),
-            quiet=tuple(quiet_rule(quiet) for quiet in settings.quiet_hours),
+            caps=tuple(cap.rule() for cap in settings.frequency_caps),
+            quiet=tuple(quiet.rule() for quiet in settings.quiet_hours),
             defer_max_seconds=parse_duration(settings.defer_max),
             default_timezone=default_timezone,
         )

@@ -36,13 +36,15 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from language.fields import Duration, Model, Slug, Text, TimeOfDay
-from workflows.channels import CHANNELS
-from workflows.policy_models import Action
+from workflows.channels import CHANNELS, known_channel
+from workflows.durations import parse_duration
+from workflows.policy_models import Action, CapRule, QuietRule
 
 ChannelName = Annotated[
-    str, AfterValidator(lambda name: _known_channel(name)), WithJsonSchema({"type": "string"})
+    str, AfterValidator(known_channel), WithJsonSchema({"type": "string", "enum": list(CHANNELS)})
 ]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Category = Literal["marketing", "transactional"]
 
 
@@ -65,6 +67,18 @@ class FrequencyCap(Model):
         description="the categories counted and held (transactional is exempt unless listed)",
     )
     action: Action = Field("skip", description="skip the message, or defer it until a slot frees")
+
+    def rule(self) -> CapRule:
+        """The cap as plans carry it and the worker applies it."""
+        return CapRule(
+            name=self.name,
+            limit=self.limit,
+            window_seconds=parse_duration(self.per),
+            channels=tuple(self.channels),
+            per_channel=self.per_channel,
+            categories=tuple(self.categories),
+            action=self.action,
+        )
 
     @field_validator("limit")
     @classmethod
@@ -94,6 +108,19 @@ class QuietHours(Model):
         if self.from_ is not None and self.from_ == self.to:
             raise ValueError("from and to are the same time: the window would be empty")
         return self
+
+    def rule(self) -> QuietRule:
+        """The window as plans carry it and the worker applies it."""
+        days = tuple(WEEKDAYS.index(day) for day in self.days) if self.days else tuple(range(7))
+        return QuietRule(
+            name=self.name,
+            start=self.from_,
+            end=self.to,
+            days=days,
+            channels=tuple(self.channels),
+            categories=tuple(self.categories),
+            action=self.action,
+        )
 
 
 class PolicySettings(Model):
@@ -149,10 +176,3 @@ def _unique(names: list[str]) -> None:
         if name in seen:
             raise ValueError(f"two policies are named {name!r}: names must be unique")
         seen.add(name)
-
-
-def _known_channel(name: str) -> str:
-    if name not in CHANNELS:
-        known = ", ".join(sorted(CHANNELS))
-        raise ValueError(f"unknown channel {name!r}; known: {known}")
-    return name

@@ -20,7 +20,6 @@ from pydantic import (
     Tag,
     WithJsonSchema,
 )
-from pydantic_core import PydanticCustomError
 
 from config.policies import JourneyPolicies, StepPolicies
 from language.fields import (  # the field types, re-exported for the compiler's a.Slug & co.
@@ -36,7 +35,7 @@ from language.fields import (  # the field types, re-exported for the compiler's
     TimeOfDay,
     VariableName,
 )
-from workflows.channels import CHANNELS
+from workflows.channels import CHANNELS, known_channel
 
 END = "end"
 """The target that ends the run; also the one reserved step id."""
@@ -46,18 +45,9 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _known_channel(name: str) -> str:
-    """A channel from the registry (:mod:`workflows.channels`), reported like a choice."""
-    if name not in CHANNELS:
-        names = [f"'{known}'" for known in CHANNELS]
-        expected = ", ".join(names[:-1]) + " or " + names[-1]
-        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
-    return name
-
-
 Channel = Annotated[
     str,
-    AfterValidator(_known_channel),
+    AfterValidator(known_channel),
     WithJsonSchema({"type": "string", "enum": list(CHANNELS)}),
 ]
 Reentry = Literal["once", "one_at_a_time", "every_time"]

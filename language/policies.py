@@ -24,11 +24,9 @@ from dataclasses import dataclass
 
 from config.policies import FrequencyCap, JourneyPolicies, QuietHours, StepPolicies
 from config.project import ProjectConfig
-from language.authoring import WEEKDAYS
 from language.problems import Path, did_you_mean, suggestion
-from workflows.channels import CHANNELS
 from workflows.durations import parse_duration
-from workflows.policy_models import CapRule, QuietRule, SendPolicies
+from workflows.policy_models import SendPolicies
 
 THIS_JOURNEY = "this journey"
 KINDS = {"cap": "frequency cap", "quiet": "quiet hours"}
@@ -59,38 +57,13 @@ def send_policies(
     exempt = list(dict.fromkeys([*journey.exempt, *step.exempt]))
     defer_max = step.defer_max or journey.defer_max
     folded = SendPolicies(
-        caps=tuple(cap_rule(cap) for cap in journey.frequency_caps),
-        quiet=tuple(quiet_rule(rule) for rule in journey.quiet_hours),
+        caps=tuple(cap.rule() for cap in journey.frequency_caps),
+        quiet=tuple(rule.rule() for rule in journey.quiet_hours),
         exempt=tuple(exempt),
         actions={**journey.actions, **step.actions},
         defer_max_seconds=parse_duration(defer_max) if defer_max else None,
     )
     return None if folded == SendPolicies() else folded
-
-
-def cap_rule(cap: FrequencyCap) -> CapRule:
-    return CapRule(
-        name=cap.name,
-        limit=cap.limit,
-        window_seconds=parse_duration(cap.per),
-        channels=tuple(cap.channels),
-        per_channel=cap.per_channel,
-        categories=tuple(cap.categories),
-        action=cap.action,
-    )
-
-
-def quiet_rule(rule: QuietHours) -> QuietRule:
-    days = {"days": tuple(WEEKDAYS.index(day) for day in rule.days)} if rule.days else {}
-    return QuietRule(
-        name=rule.name,
-        start=rule.from_,
-        end=rule.to,
-        channels=tuple(rule.channels),
-        categories=tuple(rule.categories),
-        action=rule.action,
-        **days,
-    )
 
 
 # --- checks ------------------------------------------------------------------------------
@@ -141,7 +114,6 @@ def check_project_policies(config: ProjectConfig, report: Report) -> None:
         for i, quiet in enumerate(config.policies.quiet_hours)
     ]
     for path, rule in rules:
-        _check_channels(path, rule, report)
         kind = "cap" if isinstance(rule, FrequencyCap) else "quiet"
         other = seen.setdefault(rule.name, kind)
         if other != kind:
@@ -150,16 +122,6 @@ def check_project_policies(config: ProjectConfig, report: Report) -> None:
                 f'a {KINDS[other]} is also named "{rule.name}": exempt and actions name a '
                 "policy by its name, so a name may stand for one policy only",
                 "give it another name",
-            )
-
-
-def _check_channels(path: Path, rule: FrequencyCap | QuietHours, report: Report) -> None:
-    for i, channel in enumerate(rule.channels):
-        if channel not in CHANNELS:
-            report(
-                (*path, "channels", i),
-                f'unknown channel "{channel}"{suggestion(channel, CHANNELS)}',
-                f"the channels are {', '.join(CHANNELS)}",
             )
 
 
@@ -202,7 +164,6 @@ def _journey_rules(
     own: dict[str, _Rule] = {}
     for path, rule in _own(policies):
         kind = "cap" if isinstance(rule, FrequencyCap) else "quiet"
-        _check_channels(path, rule, report)
         if rule.name in own:
             report(
                 (*path, "name"),

@@ -43,6 +43,7 @@ class Line:
     locale: str | None = None
     body: str | None = None  # an email or chat text; the JSON text a webhook receiver gets
     detail: str = ""
+    until: datetime | None = None  # a deferred message: when it is asked again
 
     def as_json(self) -> dict[str, Any]:
         item: dict[str, Any] = {"at": iso(self.at), "step": self.step, "kind": self.kind}
@@ -86,6 +87,7 @@ def run_lines(run: SimulatedRun, result: SimulationResult) -> list[Line]:
                 body=result.bodies.get(entry.message_id or "")
                 or (message.text if message and message.text else None),
                 detail=entry.detail,
+                until=entry.until,
                 **base,
             )
         )
@@ -135,8 +137,8 @@ def held(line: Line) -> Held | None:
     found = _HELD_DETAIL.search(line.detail)
     if found is None:
         return Held(line.kind, line.detail)
-    until = None
-    if found["until"]:
+    until = line.until  # recorded with the deferral (before 2026-12-07: only in the text)
+    if until is None and found["until"]:
         try:
             until = datetime.fromisoformat(found["until"])
         except ValueError:

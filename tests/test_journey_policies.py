@@ -198,8 +198,9 @@ def test_validate_reports_each_policy_and_topic_mistake_where_it_stands(tmp_path
         "journeys/j.yaml:7:14: policies.frequency_caps[0].name: touchpoint.yaml has quiet "
         'hours named "evenings": a journey\'s frequency cap may replace a project frequency '
         "cap of the same name, not quiet hours (hint: give it another name)",
-        "journeys/j.yaml:7:54: policies.frequency_caps[0].channels[0]: unknown channel "
-        '"emial"; did you mean "email"? (hint: the channels are email, webhook, chat, sms)',
+        "journeys/j.yaml:7:54: policies.frequency_caps[0].channels[0]: expected one of email, "
+        'webhook, chat, sms, got "emial"; did you mean "email"? (hint: write one of these '
+        "exactly as shown)",
         'journeys/j.yaml:8:53: policies.frequency_caps[1].categories: "weekly" holds only '
         "transactional messages, and this journey sends marketing ones: it would never hold one "
         "of them (hint: add marketing to its categories, or remove it)",
@@ -398,13 +399,15 @@ def test_a_malformed_policy_does_not_hide_the_other_problems(tmp_path: Path) -> 
 
 
 def test_validate_checks_the_projects_policies_too(tmp_path: Path) -> None:
-    config = CONFIG.replace("[sms, chat]", "[sms, chatt]").replace(
-        "{name: order-nights", "{name: marketing-email-daily"
-    )
     journey = "id: j\nname: J\ncategory: marketing\ntrigger: {event: A}\nsteps: [end]\n"
-    assert problems_of(project(tmp_path, journey, config)) == [
-        'touchpoint.yaml:6:40: policies.quiet_hours[0].channels[1]: unknown channel "chatt"; '
-        'did you mean "chat"? (hint: the channels are email, webhook, chat, sms)',
+    typo = CONFIG.replace("[sms, chat]", "[sms, chatt]")
+    assert problems_of(project(tmp_path / "typo", journey, typo)) == [
+        "touchpoint.yaml:6:40: policies.quiet_hours[0].channels[1]: expected one of email, "
+        'webhook, chat, sms, got "chatt"; did you mean "chat"? (hint: write one of these '
+        "exactly as shown)",
+    ]
+    shared_name = CONFIG.replace("{name: order-nights", "{name: marketing-email-daily")
+    assert problems_of(project(tmp_path / "name", journey, shared_name)) == [
         "touchpoint.yaml:7:14: policies.quiet_hours[1].name: a frequency cap is also named "
         '"marketing-email-daily": exempt and actions name a policy by its name, so a name may '
         "stand for one policy only (hint: give it another name)",

@@ -196,10 +196,10 @@ def test_a_simulation_counts_caps_in_simulated_time_across_journeys(
     max_ += ["--lookups", "demo/max/lookups.yaml", "--start", "2027-01-04T09:00+01:00"]
     result = CliRunner().invoke(app, ["simulate", *journeys, *max_])
     assert result.exit_code == 0, result.output
-    skipped = [line for line in result.output.splitlines() if "skipped:" in line]
+    skipped = [line for line in result.output.splitlines() if "⊘ skipped" in line]
     assert len(skipped) == 1
     assert skipped[0].startswith("Mon 2027-02-01 09:00  day 28")
     assert skipped[0].endswith(
-        'email: referral-request (skipped: frequency cap "marketing-email-daily" (1 per 24h))'
+        'email (referral-request): frequency cap "marketing-email-daily" (1 per 24h)'
     )
     assert "7 message(s) would be sent" in result.output  # 8 without the cap

@@ -53,8 +53,8 @@ def test_every_policy_problem_is_reported_at_its_line(
         "1d12h)",
         "touchpoint.yaml:7:14: policies.frequency_caps[0].limit: a cap lets at least 1 message "
         "through, got 0",
-        "touchpoint.yaml:9:25: policies.frequency_caps[0].channels[1]: unknown channel 'slack'; "
-        "known: chat, email, sms, webhook",
+        "touchpoint.yaml:9:25: policies.frequency_caps[0].channels[1]: expected one of email, "
+        'webhook, chat, sms, got "slack" (hint: write one of these exactly as shown)',
         "touchpoint.yaml:11:7: policies.quiet_hours[0]: write both from and to (or neither, "
         "with days, for whole days)",
         'touchpoint.yaml:15:13: policies.quiet_hours[1].from: "25:00" is not a time of day: '

@@ -30,7 +30,7 @@ from activities.delivery import DeliveryActivities
 from activities.email.maildir import MaildirProvider, list_messages
 from activities.http import make_client
 from activities.rendering import Renderer
-from config.policies import Topic
+from config.policies import PolicySettings, Topic
 from ingestion.api import Api, create_app
 from ingestion.consent import Consents
 from ingestion.router import Router
@@ -164,7 +164,9 @@ def test_a_signed_token_with_a_topic_that_is_no_string_is_refused() -> None:
 
 
 def delivery(tmp_path: Path) -> DeliveryActivities:
-    config = validate((), root=ROOT).config
+    """The example project's delivery without its frequency caps: these tests send a customer
+    more marketing email in a minute than the project's daily cap lets through."""
+    config = validate((), root=ROOT).config.model_copy(update={"policies": PolicySettings()})
     engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
     return DeliveryActivities(
         config=config,

@@ -22,6 +22,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic_core import PydanticCustomError
+
 Form = Literal["email", "json", "text"]
 Recipient = Literal["email", "phone", "destination"]
 
@@ -118,3 +120,13 @@ def channel(name: str) -> Channel:
 def _load(path: str) -> Any:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def known_channel(name: str) -> str:
+    """``name`` if it is a registered channel; else the error pydantic reports for a choice
+    (``validate`` turns it into "expected one of …, got …; did you mean …?")."""
+    if name not in CHANNELS:
+        names = [f"'{known}'" for known in CHANNELS]
+        expected = ", ".join(names[:-1]) + " or " + names[-1]
+        raise PydanticCustomError("enum", "Input should be {expected}", {"expected": expected})
+    return name

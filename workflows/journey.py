@@ -389,6 +389,7 @@ class JourneyWorkflow:
                 f"{node.channel}: {node.template} (deferred: {held})",
                 channel=node.channel,
                 message_id=result.message_id,
+                until=until,
             )
             await self._wait((until - self._now()).total_seconds(), scaled=False)
             request = request.model_copy(update={"context": self._context(node.reads)})

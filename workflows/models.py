@@ -139,6 +139,7 @@ class TimelineEntry(Model):
     to: str | None = None
     subject: str | None = None
     template: str | None = None  # of a send step
+    until: datetime | None = None  # a deferred message: when it is asked again
 
 
 class WaitResume(Model):
