@@ -70,14 +70,24 @@ def key_for(message_id: str) -> str:
     return hashlib.sha256(message_id.encode()).hexdigest()[:32]
 
 
+def _holds(root: Path, key: str) -> bool:
+    """Is the message ``key`` in new/ or — once a mail client has seen it, with flags after
+    ":2," — in cur/? One look in new/ (where the outbox keeps its messages), then cur/'s
+    names: not ``mailbox.Maildir``'s table of contents, whose rebuild made every send read
+    every name in the outbox (a send cost grew with the outbox)."""
+    if (root / "new" / key).exists():
+        return True
+    with os.scandir(root / "cur") as entries:
+        return any(e.name == key or e.name.startswith((f"{key}:", f"{key}!")) for e in entries)
+
+
 def store(path: StrPath, message: EmailMessage, message_id: str) -> str:
     """Write ``message`` unless a message with ``message_id`` is already there; its key."""
     root = Path(path)
     for folder in ("tmp", "new", "cur"):  # also when ``path`` exists but is no Maildir yet
         (root / folder).mkdir(parents=True, exist_ok=True)
-    box = mailbox.Maildir(root, factory=None, create=False)
     key = key_for(message_id)
-    if key in box:  # in new/ or, once a mail client has seen it, in cur/
+    if _holds(root, key):
         return key
     temporary = root / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex}"
     data = message.as_bytes(policy=message.policy.clone(linesep="\n"))
