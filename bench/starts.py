@@ -1,5 +1,5 @@
 """Starting runs for benchmarks: a Touchpoint run exactly as the router starts it
-(signal-with-start, search attributes, memo, an input of version 2: a reference to the plan, no
+(signal-with-start, search attributes, memo, an input of version 3: a reference to the plan, no
 profile, the run's clock), and the hand-written baseline's run.
 
 The worker that runs a journey must know its plan: the real worker compiles the project it is
