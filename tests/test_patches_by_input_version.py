@@ -10,8 +10,10 @@ import asyncio
 import dataclasses
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
@@ -166,3 +168,24 @@ async def test_a_version_2_history_does_not_replay_without_asking_for_its_patche
     )
     assert isinstance(result.replay_failure, NondeterminismError), result.replay_failure
     assert "Non-deprecated patch marker encountered" in str(result.replay_failure)
+
+
+def test_recording_a_version_3_run_keeps_the_version_2_history_it_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make histories`` re-records the stories as version 3 runs; the version 2 histories
+    they replace move to ``input-v2/`` (only they show the patch markers)."""
+    name = "newsletter-welcome-whole-series"
+    original = corpus.entry(name)
+    sidecar = original.path.with_name(f"{name}{corpus.SIDECAR}")
+    (tmp_path / f"{name}.json").write_text(original.path.read_text())
+    (tmp_path / f"{name}{corpus.SIDECAR}").write_text(sidecar.read_text())
+    monkeypatch.setattr(corpus, "CORPUS", tmp_path)
+    corpus._keep_older_version(name, input_version=2)  # the same version: overwritten in place
+    assert (tmp_path / f"{name}.json").exists()
+    corpus._keep_older_version(name, input_version=3)
+    assert not (tmp_path / f"{name}.json").exists()
+    kept = tmp_path / "input-v2" / f"{name}.json"
+    assert kept.read_text() == original.path.read_text()
+    assert (tmp_path / "input-v2" / f"{name}{corpus.SIDECAR}").exists()
+    assert [e.name for e in corpus.entries()] == [f"input-v2/{name}"]
