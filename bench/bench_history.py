@@ -8,7 +8,7 @@
    context (issue 13: input under 1 KB, context trimmed to what the template reads);
 3. the recorded example runs in tests/histories (recorded earlier, not in this run).
 
-Runs start as the router starts them (input version 2, a reference to the plan); the workers
+Runs start as the router starts them (input version 3, a reference to the plan); the workers
 run in this process, one with search attributes (the default) and one without; the profile a
 run reads comes from the recording stand-in (the store, in production)."""
 

@@ -1,6 +1,6 @@
 """Ingestion: events/s through the real HTTP API (``touchpoint api`` in its own process,
 ``POST /v1/track`` with a write key, a concurrent httpx client on loopback) against direct
-signal-with-start of the same journey from a Python client (the same input, version 2: a
+signal-with-start of the same journey from a Python client (the same input, version 3: a
 reference to the plan); interleaved rounds; p50/p99.
 
 Each event is a new customer's ``Newsletter Subscribed``: the API authenticates, claims the

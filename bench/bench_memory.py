@@ -2,12 +2,13 @@
 10k journeys waiting, beside the hand-written baseline's worker holding as many waiting runs.
 
 Touchpoint runs the example ``newsletter-welcome`` journey (a welcome email, then a 2-day wait),
-started as the router starts it (input version 2: a reference to the plan the worker compiled);
+started as the router starts it (input version 3: a reference to the plan the worker compiled);
 the baseline sends one email and sleeps 2 days. A level counts once every run has sent its
 email (the record files say so). RSS is VmRSS from /proc/PID/status.
 Sizes: BENCH_LEVELS (default "1000,2000", a few minutes; the issue's "1000,5000,10000" takes
 about half an hour on 2 cores, the dev server being the bottleneck). BENCH_MAX_CACHED sets both
-workers' ``max_cached_workflows`` (default: the project's, 1000)."""
+workers' ``max_cached_workflows`` (default: the project's); BENCH_FILL_SECONDS how long a level
+may take to fill (default 900; more on a busy machine)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from report import header, table, verdict
+from report import env_int, header, table, verdict
 from stack import (
     ROOT,
     bench_project,
@@ -59,7 +60,7 @@ async def fill(
     began = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(count)))
     while lines(record) < target:
-        if time.perf_counter() - began > 900:
+        if time.perf_counter() - began > env_int("BENCH_FILL_SECONDS", 900):
             raise SystemExit(f"only {lines(record)} of {target} runs reached their wait")
         await asyncio.sleep(0.5)
     return time.perf_counter() - began
@@ -98,6 +99,11 @@ async def main() -> None:
                         more,
                         directory / "sent.jsonl",
                         level,
+                    )
+                    print(
+                        f"  {level} waiting: touchpoint {rss_mb(worker.pid):.0f} MB "
+                        "(the hand-written side fills next)",
+                        flush=True,
                     )
                     raw_seconds = await fill(
                         lambda c: start_raw(client, "mem-raw", c, RAW_STEPS),

@@ -6,10 +6,14 @@ A second baseline, ``raw-activity-queue``, is the same hand-written workflow wit
 on a queue of their own, as Touchpoint's sends are (one queue per channel): on the workflow's
 own queue the server hands activities to the worker eagerly, in the workflow task's answer.
 
-Touchpoint runs start as the router starts them (input version 2: a reference to the plan,
+Touchpoint runs start as the router starts them (input version 3: a reference to the plan,
 which each worker compiled from its project; search attributes on the start). Two Touchpoint
 workers, each its own process and queue prefix: the default one, and one whose project says
 ``worker: index_runs: false`` (no search attributes).
+
+``BENCH_INPUT_V2=1`` adds a side ``touchpoint-input-v2``: the default worker's journey started
+with input version 2, as routers did before version 3 (the run asks ``workflow.patched`` for
+each patch: a marker and a ``TemporalChangeVersion`` upsert each), in the same rounds.
 
 Sizes: BENCH_RUNS (customers per round, default 200), BENCH_ROUNDS (default 3).
 Also reports the CPU each side's worker process and the server spent per run, which is far
@@ -120,6 +124,14 @@ async def main() -> None:
                         plain_worker.pid,
                     ),
                 ]
+                if env_int("BENCH_INPUT_V2", 0):
+                    sides.append(
+                        Side(
+                            "touchpoint-input-v2",
+                            lambda c: start_journey(client, plan, c, indexed, input_version=2),
+                            worker.pid,
+                        )
+                    )
                 for side in sides:  # warm-up: one run each
                     await run_batch(side.start, [f"warmup-{side.name}"])  # type: ignore[arg-type]
                 for round_number in range(rounds):
@@ -165,6 +177,10 @@ async def main() -> None:
             f"throughput ratio {side.name}/raw = {ratio:.2f}: {verdict(ratio, 0.9)} (aim 1.0); "
             f"by CPU per run (worker + server) {by_cpu:.2f}"
         )
+    named = {side.name: side for side in sides}
+    if "touchpoint-input-v2" in named:
+        v2, v3 = cpu_per_run(named["touchpoint-input-v2"]), cpu_per_run(named["touchpoint"])
+        print(f"CPU per run, input version 3 / version 2 = {v3 / v2:.2f} ({v3:.0f} vs {v2:.0f} ms)")
 
 
 def cpu_per_run(side: Side) -> float:

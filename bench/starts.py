@@ -1,5 +1,5 @@
 """Starting runs for benchmarks: a Touchpoint run exactly as the router starts it
-(signal-with-start, search attributes, memo, an input of version 2: a reference to the plan, no
+(signal-with-start, search attributes, memo, an input of version 3: a reference to the plan, no
 profile, the run's clock), and the hand-written baseline's run.
 
 The worker that runs a journey must know its plan: the real worker compiles the project it is
@@ -29,6 +29,7 @@ from language.compiler import ProjectContext
 from language.templates import load_catalog
 from language.validator import compile_text, validate
 from workflows.models import (
+    INPUT_VERSION,
     JOURNEY_QUEUE,
     Event,
     JourneyInput,
@@ -81,11 +82,16 @@ def trigger(plan: Plan, customer: str) -> Event:
 
 
 async def start_journey(
-    client: Client, plan: Plan, customer: str, settings: RunSettings
+    client: Client,
+    plan: Plan,
+    customer: str,
+    settings: RunSettings,
+    input_version: int = INPUT_VERSION,
 ) -> WorkflowHandle[Any, Any]:
     """Signal-with-start, as ``Router._trigger`` does it (without the entry store): the input
     names the plan by version; ``settings`` gives the queue prefix, the run's clock and whether
-    the run starts with search attributes (the worker on that queue decides the rest)."""
+    the run starts with search attributes (the worker on that queue decides the rest);
+    ``input_version`` 2 starts it as a router from before version 3 did."""
     event = trigger(plan, customer)
     attributes = None
     if settings.index_runs:
@@ -100,6 +106,7 @@ async def start_journey(
     return await client.start_workflow(
         "JourneyWorkflow",
         JourneyInput(
+            input_version=input_version,
             journey_id=plan.journey_id,
             plan_version=plan.version,
             customer_id=customer,

@@ -11,8 +11,14 @@ Layout::
     tests/histories/input-v1/…                           runs recorded before input version 2
                                                          (plan and settings in the input);
                                                          never re-recorded
+    tests/histories/input-v<n>/…                         where a recording of a newer input
+                                                         version moves the history it replaces
 
-A run of input version 2 carries only a reference to its plan, so the plan is stored beside
+Runs of input version 3 record no ``workflow.patched`` markers (they take every patch they were
+started with); the histories of version 1 and 2 runs are the ones that show the patched
+branches with their markers, and the coverage test in ``tests/test_replay.py`` wants both.
+
+A run of input version 2 or later carries only a reference to its plan, so the plan is stored beside
 the history and checked against its version (a content hash) before a replay: a journey file
 that changed since cannot silently replay a different plan. The worker's settings the run got
 (``workflows.registry.Deployment``: search attributes on or off, history limit, …) change the
@@ -150,6 +156,14 @@ def patches(history: WorkflowHistory) -> list[str]:
         if marker.marker_name == "core_patch":
             found.append(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
     return found
+
+
+def upserted(history: WorkflowHistory) -> list[str]:
+    """The search attributes the run's upserts set, one name per time (``TemporalChangeVersion``
+    each time a ``workflow.patched`` id was first taken)."""
+    upserts = events_of(history, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES)
+    attributes = [e.upsert_workflow_search_attributes_event_attributes for e in upserts]
+    return [name for a in attributes for name in a.search_attributes.indexed_fields]
 
 
 def events_of(history: WorkflowHistory, kind: EventType.ValueType) -> list[HistoryEvent]:
@@ -294,9 +308,29 @@ async def _chain(client: Client, workflow_id: str) -> list[WorkflowHistory]:
 
 def _write(name: str, history: WorkflowHistory, recording: Recording, plans: list[Plan]) -> None:
     PLANS.mkdir(parents=True, exist_ok=True)
+    _keep_older_version(name, run_input(history).input_version)
     for plan in plans:
         (PLANS / f"{plan.version}.json").write_text(
             json.dumps(plan.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
         )
     (CORPUS / f"{name}.json").write_text(history.to_json())
     (CORPUS / f"{name}{SIDECAR}").write_text(recording.model_dump_json(indent=2) + "\n")
+
+
+def _keep_older_version(name: str, input_version: int) -> None:
+    """A history recorded from an older input version is not overwritten by a newer run under
+    its name: it moves to ``input-v<n>/`` (and is never re-recorded there). Runs of that
+    version may still be running, and only its histories hold the patch markers they
+    replay with (see ``workflows.journey.started_with_patch``)."""
+    path = CORPUS / f"{name}.json"
+    if not path.exists():
+        return
+    stored = run_input(WorkflowHistory.from_json(name, json.loads(path.read_text())))
+    if stored.input_version == input_version:
+        return
+    keep = CORPUS / f"input-v{stored.input_version}"
+    keep.mkdir(exist_ok=True)
+    sidecar = CORPUS / f"{name}{SIDECAR}"
+    path.rename(keep / path.name)
+    if sidecar.exists():
+        sidecar.rename(keep / sidecar.name)

@@ -16,7 +16,15 @@ from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
 from tests.conftest import ROOT
 from workflows import registry
-from workflows.models import JOURNEY_QUEUE, Event, JourneyInput, Profile, RunResult, RunSettings
+from workflows.models import (
+    INPUT_VERSION,
+    JOURNEY_QUEUE,
+    Event,
+    JourneyInput,
+    Profile,
+    RunResult,
+    RunSettings,
+)
 from workflows.plan import Plan
 from workflows.registry import Deployment
 
@@ -76,14 +84,17 @@ async def start_run(
     settings: RunSettings | None = None,
     workflow_id: str | None = None,
     by_reference: bool = False,
+    input_version: int = INPUT_VERSION,
 ) -> WorkflowHandle[Any, Any]:
     """Start a run directly (the router's job in production) and return its handle. Tests
     hand the plan and a profile over; ``by_reference`` starts it as the router does (the plan
-    from the worker's registry, the profile read by the steps)."""
+    from the worker's registry, the profile read by the steps); ``input_version`` 2 starts it
+    as a router from before version 3 did (it asks ``workflow.patched`` for every patch)."""
     settings = settings or RunSettings(queue_prefix=prefix)
     if by_reference:
         registry.register([plan])
         run_input = JourneyInput(
+            input_version=input_version,
             journey_id=plan.journey_id,
             plan_version=plan.version,
             customer_id=trigger.customer_id,
@@ -93,6 +104,7 @@ async def start_run(
         )
     else:
         run_input = JourneyInput(
+            input_version=input_version,
             plan=plan,
             customer_id=trigger.customer_id,
             key=key,

@@ -314,7 +314,9 @@ steps:
     )
     recorder = RecordingActivities()
     async with running_workers(time_env.client, recorder.all()) as prefix:
-        handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
+        handle = await start_run(
+            time_env.client, plan, prefix, event("Signed Up"), input_version=2
+        )  # a run that asks for its patches: the marker shows the branch it took
         await time_env.sleep(timedelta(days=1))
         await _until_step(handle, "pause")
         await handle.signal("cancel", erasure_cancel())
@@ -388,7 +390,9 @@ async def test_cancel_without_the_erased_flag_stays_cancelled(
     """An operator's cancel with reason ``erased`` is still a cancel, and asks no patch."""
     plan = plan_from(HEADER + "steps:\n  - wait: 30d\n")
     async with running_workers(time_env.client, RecordingActivities().all()) as prefix:
-        handle = await start_run(time_env.client, plan, prefix, event("Signed Up"))
+        handle = await start_run(
+            time_env.client, plan, prefix, event("Signed Up"), input_version=2
+        )  # a run that asks for its patches, so that asking would show
         await time_env.sleep(timedelta(days=1))
         await handle.signal("cancel", CancelRequest(reason=ERASED_REASON))
         result = await result_of(handle)

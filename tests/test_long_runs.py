@@ -28,7 +28,7 @@ from store.ledger import Ledger
 from tests.conftest import ROOT
 from tests.sendgrid_standin import SendGridStandIn
 from tests.temporal import event, plan_from, running_workers, start_run
-from workflows.models import JourneyInput, RunResult, RunView
+from workflows.models import INPUT_VERSION, JourneyInput, RunResult, RunView
 
 NOTE = """
 id: note-{tag}
@@ -157,7 +157,10 @@ async def test_an_input_newer_than_this_worker_is_left_for_a_newer_worker(
     plan = plan_from(NOTE.replace("{tag}", tag()))
     async with running_workers(dev_env.client, RecordingActivities().all()) as prefix:
         run_input = JourneyInput(
-            input_version=3, plan=plan, customer_id="max", trigger=event("Order Completed")
+            input_version=INPUT_VERSION + 1,
+            plan=plan,
+            customer_id="max",
+            trigger=event("Order Completed"),
         )
         handle = await dev_env.client.start_workflow(
             "JourneyWorkflow",

@@ -1,7 +1,9 @@
 """The stories the replay corpus holds, run on real Temporal servers: a customer held out of an
 offer, an exit, an operator's cancel, an erasure, a cancel requested in Temporal,
-continue-as-new between steps and inside a long wait, and a provider outage of hours. Runs
-start the way the router starts them (input version 2: a reference to the plan).
+continue-as-new between steps and inside a long wait, a provider outage of hours, and the
+welcome series as a run of input version 3 (no patch markers). Runs start the way the router
+starts them (input version 3 since 2026-12: a reference to the plan; the stories recorded
+before were version 2 runs).
 
 Each story checks what happened, then that its history replays against today's interpreter;
 with ``RECORD_HISTORIES=1`` (``make histories``) it also stores the history in
@@ -201,6 +203,37 @@ async def test_a_customer_in_the_control_group_is_held_out_of_the_offer(workers:
         workers.client, run, "held-out-of-the-offer",
         "A subscriber lands in the control group of the incentive split: the offer is held "
         "out (recorded, not sent)",
+        recorded_on=corpus.DEV_SERVER, plans=workers.plans.values(),
+    )  # fmt: skip
+
+
+async def test_a_run_of_input_version_3_takes_its_patches_without_markers(
+    workers: Shop,
+) -> None:
+    """The whole welcome series as the router starts it today: every patched branch it passes
+    (bounded expressions, search attributes only while waiting, long send retries,
+    continue-as-new in waits) taken without a marker or a ``TemporalChangeVersion`` upsert."""
+    router = workers.router(DAY_A_SECOND)
+    who = customer("subscriber")
+    workers.recorder.profiles[who] = Profile(
+        id=who, email=f"{who}@example.com", traits={"interests": ["laptops"]}
+    )
+    run = await workers.start(router, "Newsletter Subscribed", who)
+    result = await workers.result(run)
+    assert result.outcome.kind == "completed"
+    assert [s.template for s in workers.recorder.sent][:2] == [
+        "newsletter-welcome",
+        "newsletter-recommendations",
+    ]
+    history = await workers.client.get_workflow_handle(run).fetch_history()
+    assert corpus.run_input(history).input_version == 3
+    assert corpus.patches(history) == []
+    upserted = corpus.upserted(history)
+    assert "TemporalChangeVersion" not in upserted and "TouchpointOutcome" in upserted
+    await corpus.record(
+        workers.client, run, "whole-series-input-v3",
+        "A subscriber interested in laptops gets the whole welcome series, started as input "
+        "version 3: the patched branches taken without markers",
         recorded_on=corpus.DEV_SERVER, plans=workers.plans.values(),
     )  # fmt: skip
 

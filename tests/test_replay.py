@@ -31,7 +31,12 @@ from tests import corpus
 from tests.conftest import ROOT
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows import registry
-from workflows.journey import SEND_RETRY, JourneyWorkflow
+from workflows.journey import (
+    PATCHES_OF_VERSION_3,
+    SEND_RETRY,
+    JourneyWorkflow,
+    started_with_patch,
+)
 from workflows.models import SEND_ACTIVITIES, CancelRequest, JourneyInput, RunResult
 from workflows.plan import Node
 from workflows.privacy_models import erasure_cancel
@@ -146,12 +151,35 @@ steps:
 # --- what the corpus covers -------------------------------------------------------------------
 
 
-def test_every_patched_branch_has_a_history_that_takes_it() -> None:
+def claimed_patches() -> set[str]:
+    """The patch ids the interpreter asks for (``self._patched`` or ``workflow.patched``)."""
     source = (ROOT / "workflows" / "journey.py").read_text()
-    claimed = set(re.findall(r'workflow\.patched\("([^"]+)"\)', source))
+    return set(re.findall(r'(?:workflow\.|self\._)patched\("([^"]+)"\)', source))
+
+
+def test_every_patched_branch_has_a_history_that_takes_it() -> None:
+    """With its marker, in a run of input version 2 (version 3 runs take the patches they were
+    started with without markers, so their histories cannot show them); a patch added after
+    version 3 is asked by every run, so a history of any version may show it."""
+    claimed = claimed_patches()
     assert {"index-waiting-steps-only", "long-send-retries"} <= claimed, "the pattern finds them"
-    taken = {patch for name in v2() for patch in corpus.patches(history(name))}
-    assert claimed <= taken, f"no history takes {sorted(claimed - taken)}"
+    taken = {
+        patch
+        for name in v2()
+        for patch in corpus.patches(history(name))
+        if not started_with_patch(started(name).input_version, patch)
+    }
+    assert claimed <= taken, f"no history takes {sorted(claimed - taken)} with its marker"
+
+
+def test_version_3_histories_take_their_patches_without_markers() -> None:
+    """And the corpus holds such runs."""
+    v3 = [name for name in v2() if started(name).input_version >= 3]
+    assert v3, "no history of input version 3"
+    for name in v3:
+        markers = [p for p in corpus.patches(history(name)) if p in PATCHES_OF_VERSION_3]
+        assert markers == [], f"{name} recorded markers of {markers}"
+        assert "TemporalChangeVersion" not in corpus.upserted(history(name)), name
 
 
 def test_a_long_retry_is_recorded() -> None:

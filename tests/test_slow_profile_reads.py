@@ -87,7 +87,12 @@ async def test_a_profile_read_slower_than_a_task_replays(time_env: WorkflowEnvir
     activities = SlowProfiles(profiles=profiles).all()
     async with running_workers(time_env.client, activities) as prefix:
         handle = await start_run(
-            time_env.client, plan, prefix, event("Signed Up", customer), by_reference=True
+            time_env.client,
+            plan,
+            prefix,
+            event("Signed Up", customer),
+            by_reference=True,
+            input_version=2,  # a run that asks for its patches (version 3 takes them unasked)
         )
         result = await finish(time_env, handle.id)
         history = await handle.fetch_history()

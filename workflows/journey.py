@@ -9,7 +9,9 @@ activity still being retried).
 Determinism: nothing here does I/O or reads the clock except through ``workflow``; expression
 evaluation and time-zone arithmetic live in modules passed through the sandbox. Changes that
 alter the commands this code issues must go behind ``workflow.patched()`` (see
-``docs/operations.md``) and are caught by the replay tests of recorded histories.
+``docs/operations.md``) and are caught by the replay tests of recorded histories. Runs of input
+version 3 take the patches they were started with without asking (:func:`started_with_patch`):
+each ``patched()`` a run asks costs it a marker and a search-attribute upsert.
 """
 
 from __future__ import annotations
@@ -102,6 +104,21 @@ LOOKUP_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
 )
+PATCHES_OF_VERSION_3 = frozenset(
+    {
+        "bounded-expressions",
+        "continue-as-new-in-waits",
+        "erasure-outcome",
+        "index-waiting-steps-only",
+        "journey-stop",
+        "long-send-retries",
+        "lookup-path-values-encoded",
+        "wait-until-wall-clock-offset",
+    }
+)
+"""The patches every run of input version 3 or later was started with: it takes them without
+asking ``workflow.patched`` (no marker, no ``TemporalChangeVersion`` upsert). Never edited: a
+patch added later is asked for as usual, by every run, and older runs ask for these."""
 INSTANT_KINDS = ("branch", "split", "set")
 QUICK_KINDS = ("send", "lookup")  # not indexed: a run is at them for moments
 
@@ -235,7 +252,7 @@ class JourneyWorkflow:
         if self.state.outcome is not None:
             return
         # patched 2026-12: an erased customer's run ends as `erased`, not `cancelled`
-        if request.erased and workflow.patched("erasure-outcome"):
+        if request.erased and self._patched("erasure-outcome"):
             self._finish("erased")
         else:
             self._finish("cancelled", reason=request.reason)
@@ -348,7 +365,7 @@ class JourneyWorkflow:
         )
         queue = self._queue(_CHANNEL_QUEUES[node.channel])
         # patched 2026-12: outages are waited out for hours, not ten attempts (~17 minutes)
-        if workflow.patched("long-send-retries"):
+        if self._patched("long-send-retries"):
             retry, deadline = OUTAGE_RETRY, self._send_deadline(node.channel)
         else:
             retry, deadline = SEND_RETRY, None
@@ -393,7 +410,7 @@ class JourneyWorkflow:
             )
             await self._wait((until - self._now()).total_seconds(), scaled=False)
             request = request.model_copy(update={"context": self._context(node.reads)})
-        if result.ends_run and workflow.patched("journey-stop"):
+        if result.ends_run and self._patched("journey-stop"):
             # The journey was stopped (`touchpoint journeys stop`): end before sending.
             self._record(
                 node,
@@ -425,7 +442,7 @@ class JourneyWorkflow:
     async def _lookup(self, node: LookupNode) -> str:
         names = self._names()
         # patched 2026-12: each value inserted into the path is one percent-encoded segment
-        if workflow.patched("lookup-path-values-encoded"):
+        if self._patched("lookup-path-values-encoded"):
             render_path = lookup_paths.render_path
         else:
             render_path = evaluation.render_text
@@ -516,7 +533,7 @@ class JourneyWorkflow:
                 raise Interrupted
             if ready is not None and ready():
                 return True
-        may_continue = workflow.patched("continue-as-new-in-waits")
+        may_continue = self._patched("continue-as-new-in-waits")
         self._waiting_until = self._run_time(deadline)
         if self.simulated_now is not None:
             self._idle_until = self._waiting_until
@@ -547,7 +564,7 @@ class JourneyWorkflow:
             tz = timing.zone(self._profile().timezone, self.deployment.default_timezone)
             if node.date is not None:
                 # patched 2026-11: offsets move the local wall clock (right across DST)
-                wall_clock = workflow.patched("wait-until-wall-clock-offset")
+                wall_clock = self._patched("wait-until-wall-clock-offset")
                 target = timing.moment_from(
                     value, tz, node.offset_seconds, node.time, wall_clock=wall_clock
                 )
@@ -681,10 +698,10 @@ class JourneyWorkflow:
         match node:
             case WaitUntilNode():
                 if node.date is not None:
-                    workflow.patched("wait-until-wall-clock-offset")
-                workflow.patched("continue-as-new-in-waits")
+                    self._patched("wait-until-wall-clock-offset")
+                self._patched("continue-as-new-in-waits")
             case LookupNode():
-                workflow.patched("lookup-path-values-encoded")
+                self._patched("lookup-path-values-encoded")
 
     async def _read_profile(self) -> None:
         """The customer's profile as the store has it now (a local activity, recorded in the
@@ -706,6 +723,13 @@ class JourneyWorkflow:
             self.profile = answer.profile
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _patched(self, patch_id: str) -> bool:
+        """``workflow.patched(patch_id)``, except for the patches a run of input version 3 or
+        later was started with: those are on, and leave nothing in its history."""
+        if started_with_patch(self.input.input_version, patch_id):
+            return True
+        return workflow.patched(patch_id)
 
     def _now(self) -> datetime:
         """The run's clock: Temporal's, moved by the settings' offset in simulations (a
@@ -771,7 +795,7 @@ class JourneyWorkflow:
         patched 2026-12: a costly expression fails its step; runs recorded before replay
         without the limits."""
         if self._expressions_bounded is None:
-            self._expressions_bounded = workflow.patched("bounded-expressions")
+            self._expressions_bounded = self._patched("bounded-expressions")
         return self._expressions_bounded
 
     def _evaluate(self, node: Node, source: str, truth: bool = False) -> Any:
@@ -837,7 +861,7 @@ class JourneyWorkflow:
         each upsert is a visibility write on the server — see BENCHMARKS.md)."""
         if not self.deployment.index_runs or node.type in INSTANT_KINDS:
             return
-        if node.type in QUICK_KINDS and workflow.patched("index-waiting-steps-only"):
+        if node.type in QUICK_KINDS and self._patched("index-waiting-steps-only"):
             return
         workflow.upsert_search_attributes(
             [JOURNEY_STEP.value_set(node.id), JOURNEY_STAGE.value_set(node.stage or "")]
@@ -858,6 +882,14 @@ class JourneyWorkflow:
     def _index_outcome(self) -> None:
         if self.deployment.index_runs and self.state.outcome is not None:
             workflow.upsert_search_attributes([JOURNEY_OUTCOME.value_set(self.state.outcome.kind)])
+
+
+def started_with_patch(input_version: int, patch_id: str) -> bool:
+    """Was a run of ``input_version`` started by code that has ``patch_id``? Version 3 inputs
+    come from routers that have every patch of :data:`PATCHES_OF_VERSION_3`; runs of versions 1
+    and 2 may have started before any of them, so they ask ``workflow.patched`` (their
+    histories hold the markers that answer it on replay)."""
+    return input_version >= 3 and patch_id in PATCHES_OF_VERSION_3
 
 
 def _placeholder(run_input: JourneyInput) -> Plan:

@@ -8,6 +8,10 @@ rolling deploy decodes on an older one. ``INPUT_VERSION`` says which shape a run
 * **1** — the plan, a profile snapshot and the deployment settings inside the input;
 * **2** — a reference to the plan (``journey_id``, ``plan_version``), no profile (steps read
   the current one), only the run's clock (``clock``); settings come from the worker.
+* **3** — the shape of 2, started by code that has every patch of
+  ``workflows.journey.PATCHES_OF_VERSION_3``: the run takes them without ``workflow.patched``
+  markers. A worker that knows only version 2 refuses it (its workflow task fails and is
+  retried, by a newer worker too).
 
 Pure pydantic, passed through the workflow sandbox.
 """
@@ -24,7 +28,7 @@ from workflows.channels import CHANNELS
 from workflows.plan import Plan
 from workflows.policy_models import SendPolicies
 
-INPUT_VERSION = 2
+INPUT_VERSION = 3
 SEEN_IDS_LIMIT = 500
 INBOX_LIMIT = 100
 TIMELINE_LIMIT = 300
