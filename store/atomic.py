@@ -24,11 +24,12 @@ So a write never relies on what an unlocked read saw:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Select, Table, false, text, update
+from sqlalchemy import Connection, Engine, Row, Select, Table, Update, false, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 Insert = postgresql.Insert | sqlite.Insert
@@ -64,8 +65,14 @@ def lock_subject(db: Connection, table: Table, subject: str) -> None:
     subject waits (``pg_advisory_xact_lock`` on PostgreSQL; on SQLite the database's write lock,
     taken by a write to ``table`` that changes nothing)."""
     if db.dialect.name == "sqlite":
-        key = table.primary_key.columns.values()[0]
-        db.execute(update(table).where(false()).values({key.name: key}))
+        db.execute(_write_nothing(table))
         return
     number = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big", signed=True)
     db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": number})
+
+
+@functools.cache
+def _write_nothing(table: Table) -> Update:
+    """A write to ``table`` that changes no row (it takes SQLite's write lock), built once."""
+    key = table.primary_key.columns.values()[0]
+    return update(table).where(false()).values({key.name: key})

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, or_, select, update
 
 from store.atomic import insert_new, lock_subject, read_for_update
 from store.database import deliveries, utc
@@ -78,6 +78,35 @@ class Claim:
     decision: Literal["send", "sent", "in_flight"]
     delivery: Delivery | None
     retry_in: float = 0.0  # seconds until an in-flight lease expires
+
+
+# Built once (a send asks them each time a cap covers it): this message's row and the
+# customer's messages that hold a slot in the window; taking the slot.
+_SLOT_ROWS = (
+    select(
+        deliveries.c.message_id,
+        deliveries.c.channel,
+        deliveries.c.category,
+        deliveries.c.counted_at,
+        deliveries.c.status,
+    )
+    .where(
+        deliveries.c.customer == bindparam("customer"),
+        or_(
+            deliveries.c.message_id == bindparam("message"),
+            and_(
+                deliveries.c.counted_at > bindparam("since"),
+                deliveries.c.status.in_(HOLDS_SLOT),
+            ),
+        ),
+    )
+    .order_by(deliveries.c.counted_at)
+)
+_TAKE_SLOT = (
+    update(deliveries)
+    .where(deliveries.c.message_id == bindparam("message"))
+    .values(counted_at=bindparam("at"), category=bindparam("kind"))
+)
 
 
 class Ledger:
@@ -172,27 +201,20 @@ class Ledger:
         message (claimed, so its row exists) takes its slot at ``now``. Two sends to one
         customer never both take the last slot. A retry of a message that holds its slot keeps
         it and is not counted again (``refuse`` is not asked)."""
-        own = deliveries.c.message_id == message_id
         with self.engine.begin() as db:
             lock_subject(db, deliveries, customer)
-            held = db.execute(select(deliveries.c.counted_at, deliveries.c.status).where(own))
-            row = held.first()
-            if row is not None and row.counted_at is not None and row.status in HOLDS_SLOT:
-                return None
             rows = db.execute(
-                select(deliveries.c.channel, deliveries.c.category, deliveries.c.counted_at)
-                .where(
-                    deliveries.c.customer == customer,
-                    deliveries.c.counted_at > since,
-                    deliveries.c.status.in_(HOLDS_SLOT),
-                    deliveries.c.message_id != message_id,
-                )
-                .order_by(deliveries.c.counted_at)
-            )
-            counted = [Counted(r.channel, r.category, utc(r.counted_at)) for r in rows]
+                _SLOT_ROWS, {"customer": customer, "message": message_id, "since": since}
+            ).all()
+            counted: list[Counted] = []
+            for row in rows:
+                if row.message_id != message_id:
+                    counted.append(Counted(row.channel, row.category, utc(row.counted_at)))
+                elif row.counted_at is not None and row.status in HOLDS_SLOT:
+                    return None  # a retry that holds its slot keeps it
             refusal = refuse(counted)
             if refusal is None:
-                db.execute(update(deliveries).where(own).values(counted_at=now, category=category))
+                db.execute(_TAKE_SLOT, {"message": message_id, "at": now, "kind": category})
             return refusal
 
     def first_deferral(self, message_id: str, now: datetime) -> datetime:
