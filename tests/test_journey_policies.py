@@ -17,15 +17,10 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.delivery import DeliveryActivities
-from activities.email.maildir import MaildirProvider
-from activities.http import make_client
 from activities.policies import Decision, Message, PolicyChain
-from activities.rendering import Renderer
 from language.validator import validate
-from store.database import connect
-from store.ledger import Ledger
 from tests.conftest import ROOT
+from tests.delivery import example_delivery
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.models import Profile, RunResult
 from workflows.plan import Plan, SendNode
@@ -360,17 +355,7 @@ async def test_each_send_request_carries_its_steps_policies_and_topic(
     plan = plan_from(journey)
     nodes = sends(plan)
     recorder = Recorder()
-    config = validate((), root=ROOT).config
-    activities = DeliveryActivities(
-        config=config,
-        ledger=Ledger(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")),
-        renderer=Renderer.for_project(ROOT, config),
-        email=MaildirProvider(tmp_path / "outbox"),
-        http=make_client(),
-        unsubscribe_secret=b"s" * 32,
-        environ={},
-        policies=PolicyChain([recorder]),
-    )
+    activities = example_delivery(tmp_path, chain=PolicyChain([recorder]))
     async with running_workers(time_env.client, activities.all()) as prefix:
         handle = await start_run(
             time_env.client, plan, prefix, event("Signed Up", customer="max"),

@@ -12,14 +12,9 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
-from activities.email.maildir import MaildirProvider, list_messages
-from activities.http import make_client
+from activities.email.maildir import list_messages
 from activities.policies import Decision, Message, PolicyChain
-from activities.rendering import Renderer
-from language.validator import validate
-from store.database import connect
-from store.ledger import Ledger
-from tests.conftest import ROOT
+from tests.delivery import example_delivery
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.channels import EMAIL
 from workflows.models import Profile, RunResult, SendRequest
@@ -93,17 +88,7 @@ def test_the_first_objection_decides_and_no_objection_sends() -> None:
 
 
 def delivery(tmp_path: Path, *policies: object) -> DeliveryActivities:
-    config = validate((), root=ROOT).config
-    return DeliveryActivities(
-        config=config,
-        ledger=Ledger(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")),
-        renderer=Renderer.for_project(ROOT, config),
-        email=MaildirProvider(tmp_path / "outbox"),
-        http=make_client(),
-        unsubscribe_secret=b"s" * 32,
-        environ={},
-        policies=PolicyChain(policies),  # type: ignore[arg-type]
-    )
+    return example_delivery(tmp_path, chain=PolicyChain(policies))  # type: ignore[arg-type]
 
 
 async def test_a_deferred_message_waits_then_is_sent_once(

@@ -16,15 +16,11 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from activities.delivery import DeliveryActivities
-from activities.email.maildir import MaildirProvider, list_messages
-from activities.http import make_client
-from activities.rendering import Renderer
+from activities.email.maildir import list_messages
 from cli import app
 from config.policies import PolicySettings
-from language.validator import validate
-from store.database import connect
-from store.ledger import Ledger
 from tests.conftest import ROOT
+from tests.delivery import example_delivery
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.models import CancelRequest, Profile, RunResult
 
@@ -59,17 +55,7 @@ steps:
 
 
 def delivery(tmp_path: Path, policies: dict[str, Any]) -> DeliveryActivities:
-    base = validate((), root=ROOT).config
-    config = base.model_copy(update={"policies": PolicySettings.model_validate(policies)})
-    return DeliveryActivities(
-        config=config,
-        ledger=Ledger(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")),
-        renderer=Renderer.for_project(ROOT, config),
-        email=MaildirProvider(tmp_path / "outbox"),
-        http=make_client(),
-        unsubscribe_secret=b"s" * 32,
-        environ={},
-    )
+    return example_delivery(tmp_path, policies=PolicySettings.model_validate(policies))
 
 
 def window_around(now: datetime) -> dict[str, str]:

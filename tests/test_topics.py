@@ -27,16 +27,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.delivery import DeliveryActivities
-from activities.email.maildir import MaildirProvider, list_messages
-from activities.http import make_client
-from activities.rendering import Renderer
+from activities.email.maildir import list_messages
 from config.policies import PolicySettings, Topic
 from ingestion.api import Api, create_app
 from ingestion.consent import Consents
 from ingestion.router import Router
 from ingestion.service import Ingestion
 from ingestion.unsubscribe import InvalidToken, make_token, verify_token
-from language.validator import validate
 from ops.export import Exporter
 from simulation.recording import RecordingActivities
 from store.consent import ConsentStore
@@ -44,11 +41,11 @@ from store.database import connect
 from store.entries import EntryStore
 from store.erasure import ErasureStore
 from store.keys import WriteKeys
-from store.ledger import Ledger
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from store.topic_consent import ALL, SUBSCRIBED, UNSUBSCRIBED, TopicConsent
 from tests.conftest import ROOT, Database
+from tests.delivery import example_delivery
 from tests.net import free_port, served
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.models import CancelRequest, Profile, RunResult, RunSettings, customer_hash
@@ -166,17 +163,7 @@ def test_a_signed_token_with_a_topic_that_is_no_string_is_refused() -> None:
 def delivery(tmp_path: Path) -> DeliveryActivities:
     """The example project's delivery without its frequency caps: these tests send a customer
     more marketing email in a minute than the project's daily cap lets through."""
-    config = validate((), root=ROOT).config.model_copy(update={"policies": PolicySettings()})
-    engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
-    return DeliveryActivities(
-        config=config,
-        ledger=Ledger(engine),
-        renderer=Renderer.for_project(ROOT, config),
-        email=MaildirProvider(tmp_path / "outbox"),
-        http=make_client(),
-        unsubscribe_secret=SECRET,
-        environ={},
-    )
+    return example_delivery(tmp_path, policies=PolicySettings(), unsubscribe_secret=SECRET)
 
 
 async def test_a_left_topic_is_skipped_on_its_channel_and_nothing_else_is(
