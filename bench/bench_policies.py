@@ -8,9 +8,9 @@ and the sends happen at a moment outside every quiet window, so both arms do the
 except for asking the policies. The caps still count each customer's messages in their
 window from the ledger, which is what a cap costs.
 
-Sizes: BENCH_SENDS per round and arm (default 300), BENCH_CUSTOMERS (default 300: each customer's windows hold a few
-messages at most, as real caps keep them), BENCH_ROUNDS
-(default 4). Goal (issue 17): CPU per send with policies ≤ 1.1× without.
+Sizes: BENCH_SENDS per round and arm (default 300), BENCH_CUSTOMERS (default 300: each
+customer's windows hold a few messages at most, as real caps keep them), BENCH_ROUNDS (default
+4). Goal (issue 17): CPU per send with policies ≤ 1.1× without.
 """
 
 from __future__ import annotations
