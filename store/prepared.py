@@ -10,7 +10,9 @@ connection (the same connection, so the same transaction as the statements aroun
 Values go through the column types' own bind and result processors, so a datetime is written
 and read exactly as SQLAlchemy writes and reads it (a string on SQLite). A driver error is
 raised as SQLAlchemy's exception for it (``OperationalError``, ``IntegrityError`` …), as
-``Connection.execute`` would raise it.
+``Connection.execute`` would raise it — though, unlike ``Connection.execute``, a connection
+lost in the middle is not marked invalid here: the pool's check on the next checkout (PostgreSQL's
+``pool_pre_ping``) finds it.
 
 Write a ``Prepared`` statement without expanding parameters: an ``IN`` list of constants as
 literals (:func:`literal_in`).
