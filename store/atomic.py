@@ -19,7 +19,8 @@ So a write never relies on what an unlocked read saw:
   lock on SQLite (taken by a write that changes nothing, since SQLite has no row locks).
 * :func:`lock_subject` — hold a name (a customer) for the rest of the transaction, when what
   must not change is a set of rows rather than one: a transaction-level advisory lock on
-  PostgreSQL, the write lock on SQLite.
+  PostgreSQL, the write lock on SQLite. It runs on every send a frequency cap covers, so its
+  statement is :class:`store.prepared.Prepared` (compiled once, run on the driver's cursor).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Select, Table, Update, false, text, update
+from sqlalchemy import Connection, Engine, Row, Select, Table, false, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+
+from store.prepared import Prepared
 
 Insert = postgresql.Insert | sqlite.Insert
 
@@ -65,14 +68,17 @@ def lock_subject(db: Connection, table: Table, subject: str) -> None:
     subject waits (``pg_advisory_xact_lock`` on PostgreSQL; on SQLite the database's write lock,
     taken by a write to ``table`` that changes nothing)."""
     if db.dialect.name == "sqlite":
-        db.execute(_write_nothing(table))
+        _write_nothing(table).run(db, {})
         return
     number = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big", signed=True)
-    db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": number})
+    _ADVISORY_LOCK.run(db, {"key": number})
+
+
+_ADVISORY_LOCK = Prepared(text("SELECT pg_advisory_xact_lock(:key)"))
 
 
 @functools.cache
-def _write_nothing(table: Table) -> Update:
+def _write_nothing(table: Table) -> Prepared:
     """A write to ``table`` that changes no row (it takes SQLite's write lock), built once."""
     key = table.primary_key.columns.values()[0]
-    return update(table).where(false()).values({key.name: key})
+    return Prepared(update(table).where(false()).values({key.name: key}))

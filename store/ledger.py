@@ -28,6 +28,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, or_, select, update
 
 from store.atomic import insert_new, lock_subject, read_for_update
 from store.database import deliveries, utc
+from store.prepared import Prepared, literal_in
 from workflows.models import SEND_ATTEMPT_SECONDS
 
 Status = Literal["pending", "sent", "failed", "skipped", "retrying", "deferred"]
@@ -80,9 +81,10 @@ class Claim:
     retry_in: float = 0.0  # seconds until an in-flight lease expires
 
 
-# Built once (a send asks them each time a cap covers it): this message's row and the
+# Built once and run on the driver's cursor (a send asks them each time a cap covers it, and
+# SQLAlchemy's work per execution cost more than SQLite's): this message's row and the
 # customer's messages that hold a slot in the window; taking the slot.
-_SLOT_ROWS = (
+_SLOT_ROWS = Prepared(
     select(
         deliveries.c.message_id,
         deliveries.c.channel,
@@ -96,13 +98,13 @@ _SLOT_ROWS = (
             deliveries.c.message_id == bindparam("message"),
             and_(
                 deliveries.c.counted_at > bindparam("since"),
-                deliveries.c.status.in_(HOLDS_SLOT),
+                literal_in(deliveries.c.status, HOLDS_SLOT),
             ),
         ),
     )
     .order_by(deliveries.c.counted_at)
 )
-_TAKE_SLOT = (
+_TAKE_SLOT = Prepared(
     update(deliveries)
     .where(deliveries.c.message_id == bindparam("message"))
     .values(counted_at=bindparam("at"), category=bindparam("kind"))
@@ -203,18 +205,16 @@ class Ledger:
         it and is not counted again (``refuse`` is not asked)."""
         with self.engine.begin() as db:
             lock_subject(db, deliveries, customer)
-            rows = db.execute(
-                _SLOT_ROWS, {"customer": customer, "message": message_id, "since": since}
-            ).all()
+            rows = _SLOT_ROWS.run(db, {"customer": customer, "message": message_id, "since": since})
             counted: list[Counted] = []
-            for row in rows:
-                if row.message_id != message_id:
-                    counted.append(Counted(row.channel, row.category, utc(row.counted_at)))
-                elif row.counted_at is not None and row.status in HOLDS_SLOT:
+            for message, channel, kind, counted_at, status in rows:
+                if message != message_id:
+                    counted.append(Counted(channel, kind, utc(counted_at)))
+                elif counted_at is not None and status in HOLDS_SLOT:
                     return None  # a retry that holds its slot keeps it
             refusal = refuse(counted)
             if refusal is None:
-                db.execute(_TAKE_SLOT, {"message": message_id, "at": now, "kind": category})
+                _TAKE_SLOT.run(db, {"message": message_id, "at": now, "kind": category})
             return refusal
 
     def first_deferral(self, message_id: str, now: datetime) -> datetime:
