@@ -41,7 +41,7 @@ from tests.conftest import ROOT, api_of
 from tests.httpstub import HttpStub, Reply
 from tests.net import free_port
 from tests.sendgrid_standin import SendGridStandIn
-from tests.temporal import event, plan_from, start_run
+from tests.temporal import binary, event, plan_from, start_run
 from tests.test_delivery import project_config
 from tests.test_policies import HoldFor
 from tests.test_policies import delivery as policy_delivery
@@ -100,6 +100,20 @@ def assert_no_personal_data(text: str, samples: Samples) -> None:
             assert "@" not in label_value, (label, label_value)
             assert label_value not in PERSONAL, (label, label_value)
     assert not any(secret in text for secret in PERSONAL if "@" in secret)
+
+
+@pytest.fixture(scope="module")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own (the session's is shared by every other
+    test): with the shared one, the tests after this module found the server no longer skipping
+    time and timed out waiting for their timers — what these tests leave behind (a second
+    client with its own metrics runtime, runs started with no worker polling) stays here."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=binary("temporal-test-server"),
+    )
+    async with env:
+        yield env
 
 
 @pytest.fixture
