@@ -22,6 +22,7 @@ from language.validator import validate
 from tests.conftest import ROOT
 from tests.delivery import example_delivery
 from tests.temporal import event, plan_from, running_workers, start_run
+from tests.test_validate_checks import problems_of
 from workflows.models import Profile, RunResult
 from workflows.plan import Plan, SendNode
 from workflows.policy_models import CapRule, QuietRule, SendPolicies
@@ -49,15 +50,6 @@ def project(tmp_path: Path, journey: str, config: str = CONFIG) -> Path:
     (tmp_path / "templates" / "hello").mkdir(parents=True)
     (tmp_path / "templates" / "hello" / "en.html").write_text(TEMPLATE)
     return tmp_path
-
-
-def problems_of(root: Path) -> list[str]:
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        return [p.format() for p in validate((), root=root).problems]
-    finally:
-        os.chdir(cwd)
 
 
 def plan_of(root: Path) -> Plan:

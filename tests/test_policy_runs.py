@@ -22,22 +22,11 @@ from config.policies import PolicySettings
 from tests.conftest import ROOT
 from tests.delivery import example_delivery
 from tests.temporal import event, plan_from, running_workers, start_run
+from tests.test_policies import JOURNEY
 from workflows.models import CancelRequest, Profile, RunResult
 
 MAX = Profile(id="max", email="max@example.com", locale="en", timezone="UTC")
-ONE_SEND = """
-id: held
-name: Held back
-category: marketing
-trigger:
-  event: Signed Up
-exit_when:
-  - event: Account Closed
-steps:
-  - id: welcome
-    send: email
-    template: newsletter-welcome
-"""
+ONE_SEND = JOURNEY  # one marketing email; an exit on Account Closed
 TWO_SENDS = """
 id: twice
 name: Twice
