@@ -20,6 +20,7 @@ from alembic.config import Config
 from sqlalchemy import (
     JSON,
     URL,
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -218,6 +219,58 @@ erased_addresses = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+
+# --- journey analytics (store/analytics.py): written by the worker as runs go, read by
+# `touchpoint stats` and the dashboard. Keyed by workflow id (a hash: no personal data).
+journey_runs = Table(
+    "journey_runs",
+    metadata,
+    Column("workflow_id", String(300), primary_key=True),
+    Column("journey_id", String(200), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("customer", String(64), nullable=True),  # customer_hash, as the ledger; none: erased
+    Column("holdout", Boolean, nullable=False, default=False),  # took a split's holdout path
+    Column("entered_at", DateTime(timezone=True), nullable=False),  # the run's clock
+    Column("entered_day", String(10), nullable=False),  # YYYY-MM-DD (UTC) of entered_at
+    Column("current_step", String(200), nullable=True),  # the step it is at (waits: waiting)
+    Column("step_since", DateTime(timezone=True), nullable=True),
+    Column("outcome", String(16), nullable=True),  # none while running; else OutcomeKind
+    Column("reason", String(500), nullable=True),  # exit reason, goal event, failure's error
+    Column("failed_step", String(200), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("ended_day", String(10), nullable=True),
+)
+Index("ix_journey_runs_journey_entered", journey_runs.c.journey_id, journey_runs.c.entered_at)
+Index("ix_journey_runs_journey_outcome", journey_runs.c.journey_id, journey_runs.c.outcome)
+Index("ix_journey_runs_customer", journey_runs.c.customer)
+
+step_passes = Table(
+    "step_passes",
+    metadata,
+    # one row per step a run left: the same (run, step, visit) written twice is one pass
+    Column("workflow_id", String(300), primary_key=True),
+    Column("step_id", String(200), primary_key=True),
+    Column("visit", Integer, primary_key=True),
+    Column("journey_id", String(200), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),  # left the step (run clock)
+    Column("day", String(10), nullable=False),
+    Column("next_step", String(200), nullable=True),  # where it went
+    Column("edge", String(200), nullable=True),  # branch case, split path, "event"/"timeout"
+)
+Index("ix_step_passes_journey_day", step_passes.c.journey_id, step_passes.c.day)
+
+message_events = Table(
+    "message_events",
+    metadata,
+    # what the provider said about a message after it left (SendGrid Event Webhook)
+    Column("event_id", String(200), primary_key=True),  # the provider's id: replays are one
+    Column("message_id", String(64), nullable=False, index=True),  # the ledger's message id
+    Column("event", String(32), nullable=False),  # delivered, open, click, bounce, …
+    Column("provider", String(32), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("day", String(10), nullable=False),
+)
 
 DRIVER_PACKAGES = {
     "psycopg": "'psycopg[binary]'",

@@ -31,6 +31,7 @@ PASSED_THROUGH = (
     # The interpreter's pure helper modules, by name: loaded once per worker, not once per run
     # (a quarter of a short run's cost), and their caches (compiled expressions) stay warm.
     # Nothing else of Touchpoint's is passed through unchecked.
+    "workflows.analytics",  # the worker's analytics recorder: one per process
     "workflows.channels",
     "workflows.durations",
     "workflows.evaluation",
