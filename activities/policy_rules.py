@@ -39,6 +39,7 @@ from workflows.timing import zone
 
 R = TypeVar("R", CapRule, QuietRule)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FOLDED_LIMIT = 4096  # steps with policies of their own a worker keeps folded
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,11 @@ class ProjectPolicies:
     defer_max_seconds: int = DEFAULT_DEFER_MAX_SECONDS
     default_timezone: str = "UTC"
     _plain: Rules = field(init=False)
+    _folded: dict[tuple[str, str], tuple[SendPolicies, Rules]] = field(init=False)
 
     def __post_init__(self) -> None:
         self._plain = Rules(self.caps, self.quiet, self.defer_max_seconds, self.caps)
+        self._folded = {}
 
     @classmethod
     def from_settings(cls, settings: PolicySettings, default_timezone: str) -> ProjectPolicies:
@@ -79,9 +82,22 @@ class ProjectPolicies:
         return cls.from_settings(config.policies, config.defaults.timezone)
 
     def for_request(self, request: SendRequest) -> Rules:
+        """The rules of ``request``'s step: folded once per plan version and step (a plan
+        never changes), not once per policy and message."""
         own = request.policies
         if own is None:
             return self._plain
+        key = (request.journey_version, request.step_id)
+        known = self._folded.get(key)
+        if known is not None and known[0] == own:
+            return known[1]
+        if len(self._folded) >= FOLDED_LIMIT:
+            self._folded.clear()
+        rules = self._fold(own)
+        self._folded[key] = (own, rules)
+        return rules
+
+    def _fold(self, own: SendPolicies) -> Rules:
         caps = _fold(self.caps, own.caps, own)
         quiet = _fold(self.quiet, own.quiet, own)
         every_cap = _fold(self.caps, own.caps, SendPolicies(actions=own.actions))

@@ -98,6 +98,7 @@ class ConsentView:
     customer_id: str
     marketing_email: tuple[str, str | None] | None  # (status, reason) of a withdrawal
     sms: tuple[str, str | None] | None  # (status, reason) of an SMS opt-out (STOP)
+    has_profile: bool
     address: str | None  # the profile's email address
     suppression: str | None  # why that address gets no email at all, if it is suppressed
     topics: Mapping[str, Topic]  # the project's topics
@@ -156,6 +157,7 @@ class Consents:
             suppression = None if found is None else found.reason
         return ConsentView(
             customer_id=customer_id,
+            has_profile=profile is not None,
             marketing_email=self.consent.status(customer_id, MARKETING),
             sms=self.consent.status(customer_id, SMS),
             address=address,
@@ -167,8 +169,7 @@ class Consents:
     def known(self, customer_id: str) -> bool:
         """Is anything held about ``customer_id`` that consent could be about?"""
         view = self.view(customer_id)
-        held = view.marketing_email or view.sms or view.choices
-        return bool(held) or ProfileStore(self.engine).get(customer_id) is not None
+        return bool(view.marketing_email or view.sms or view.choices) or view.has_profile
 
     def check_topic(self, topic: str) -> None:
         if topic not in self.topics:

@@ -22,7 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from config.policies import FrequencyCap, JourneyPolicies, QuietHours, StepPolicies
+from config.policies import (
+    FrequencyCap,
+    JourneyPolicies,
+    PolicySettings,
+    QuietHours,
+    StepPolicies,
+)
 from config.project import ProjectConfig
 from language.problems import Path, did_you_mean, suggestion
 from workflows.durations import parse_duration
@@ -105,15 +111,7 @@ def check_project_policies(config: ProjectConfig, report: Report) -> None:
     """``touchpoint.yaml``'s policies: known channels, and one policy per name (a cap and
     quiet hours of the same name would make ``exempt: [name]`` ambiguous)."""
     seen: dict[str, str] = {}
-    rules: list[tuple[Path, FrequencyCap | QuietHours]] = [
-        (("policies", "frequency_caps", i), cap)
-        for i, cap in enumerate(config.policies.frequency_caps)
-    ]
-    rules += [
-        (("policies", "quiet_hours", i), quiet)
-        for i, quiet in enumerate(config.policies.quiet_hours)
-    ]
-    for path, rule in rules:
+    for path, rule in _own(config.policies):
         kind = "cap" if isinstance(rule, FrequencyCap) else "quiet"
         other = seen.setdefault(rule.name, kind)
         if other != kind:
@@ -194,7 +192,10 @@ def _journey_rules(
     return own
 
 
-def _own(policies: JourneyPolicies) -> Iterator[tuple[Path, FrequencyCap | QuietHours]]:
+def _own(
+    policies: JourneyPolicies | PolicySettings,
+) -> Iterator[tuple[Path, FrequencyCap | QuietHours]]:
+    """A journey's (or ``touchpoint.yaml``'s) caps and quiet hours, each with its path."""
     for i, cap in enumerate(policies.frequency_caps):
         yield ("policies", "frequency_caps", i), cap
     for i, quiet in enumerate(policies.quiet_hours):
