@@ -211,6 +211,39 @@ def api_command(
     uvloop.run(serve_api(project.resolve(), host, port, deploy))  # uvloop: the API's hot path
 
 
+@app.command("dashboard")
+def dashboard_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8400,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="No login, on 127.0.0.1/localhost only (touchpoint dev)."),
+    ] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Serve the web dashboard: journeys with live counts on their maps, customers, failing runs.
+
+    Read-only; login with the secret in TOUCHPOINT_DASHBOARD_SECRET."""
+    import uvloop
+
+    from config.errors import ConfigurationError
+    from config.settings import dashboard_secret
+    from dashboard.server import serve_dashboard, startup_problem
+
+    try:
+        secret = None if dev else dashboard_secret(os.environ)
+        problem = startup_problem(host, port, dev, secret)
+    except ConfigurationError as error:
+        problem = str(error)
+    if problem is not None:
+        typer.secho(f"✗ {problem}", fg="red", err=True)
+        raise typer.Exit(2)
+    uvloop.run(serve_dashboard(project.resolve(), host, port, secret))
+
+
+app.command("ui", hidden=True)(dashboard_command)
+
+
 @app.command("deploy")
 def deploy_command(
     journeys: Annotated[
