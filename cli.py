@@ -179,14 +179,20 @@ def dev_command(
     temporal_port: Annotated[int, typer.Option(help="Temporal's gRPC port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal UI port (0: no UI).")] = 8233,
     api_port: Annotated[int, typer.Option(help="The API's port.")] = 8000,
+    dashboard_port: Annotated[
+        int, typer.Option(help="The dashboard's port (0: no dashboard).")
+    ] = 8400,
+    metrics_port: Annotated[
+        int, typer.Option(help="The worker's Prometheus metrics port (0: none).")
+    ] = 9464,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Run everything locally: Temporal dev server (state in .touchpoint/), worker and API."""
+    """Run everything locally: Temporal dev server (state in .touchpoint/), worker, API and
+    dashboard (no login: it listens on 127.0.0.1 only)."""
     from ops.dev import DevPorts, run_dev
 
-    raise typer.Exit(
-        run_dev(project.resolve(), DevPorts(temporal_port, ui_port, api_port), echo=typer.echo)
-    )
+    ports = DevPorts(temporal_port, ui_port, api_port, dashboard_port, metrics_port)
+    raise typer.Exit(run_dev(project.resolve(), ports, echo=typer.echo))
 
 
 @app.command("api")

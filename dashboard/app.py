@@ -105,6 +105,8 @@ def create_app(sources: Sources) -> FastAPI:
             sources.secret, request.cookies.get(auth.COOKIE), datetime.now(UTC)
         )
         if not logged_in and path not in OPEN_PATHS and not path.startswith("/static/"):
+            if request.headers.get("hx-request"):  # a table's refresh: keep what it shows
+                return PlainTextResponse("log in again", status_code=401)
             target = path + (f"?{request.url.query}" if request.url.query else "")
             if request.method != "GET":
                 target = path
@@ -324,10 +326,15 @@ def _customer_page(sources: Sources, stores: _Stores, customer_id: str) -> dict[
 
 
 def _same_origin(request: Request) -> bool:
-    """A POST's Origin (when the browser sends one) is this site: no form of another site can
-    act here (the cookie is SameSite=Strict too)."""
+    """A POST comes from a page of this site: no form of another site can act here (the
+    cookie is SameSite=Strict too). Browsers say where a request comes from in
+    ``Sec-Fetch-Site``; older ones in ``Origin`` (``null`` under this site's no-referrer
+    policy, which says nothing); other clients say neither."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     return urlsplit(origin).netloc == request.headers.get("host", "")
 

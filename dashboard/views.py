@@ -9,9 +9,9 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from language.diagram import TRIGGER_ID, Annotations, Edge, edges, to_mermaid
+from language.diagram import TRIGGER_ID, Annotations, Edge, describe, edges, to_mermaid
 from store.analytics import EdgeCount, JourneyStats, Outcomes
-from workflows.plan import BranchNode, Plan, SplitNode, WaitForNode
+from workflows.plan import BranchNode, EndNode, Plan, SplitNode, WaitForNode
 
 SINCE = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 SINCE["90d"] = timedelta(days=90)
@@ -30,8 +30,9 @@ def journey_map(plan: Plan, stats: JourneyStats) -> str:
     """The plan as Mermaid with the live counts: entered on the trigger, passed and waiting on
     each step, passed on each edge."""
     nodes = {TRIGGER_ID: f"entered {stats.entered}"}
-    for count in stats.steps:
-        nodes[count.step] = f"passed {count.passed} · waiting {count.waiting}"
+    for row in step_rows(plan, stats):
+        if row.step in plan.nodes:
+            nodes[row.step] = f"passed {row.passed} · waiting {row.waiting}"
     drawn = list(edges(plan))
     on_edges = {edge: f"({n})" for edge, n in edge_counts(plan, drawn, stats.edges).items()}
     trigger = [edge for edge in drawn if edge.source == TRIGGER_ID]
@@ -72,11 +73,11 @@ def _labels_of(plan: Plan, edge: Edge) -> set[str | None]:
 def step_rows(plan: Plan | None, stats: JourneyStats) -> list[StepRow]:
     """Every step of the plan in its order (zeros where no run was), then steps the numbers
     name that the plan does not have (an older version's)."""
-    from language.diagram import describe
-
     counts = {count.step: count for count in stats.steps}
     rows = []
     for step_id, node in (plan.nodes if plan else {}).items():
+        if isinstance(node, EndNode) and step_id not in counts:
+            continue  # a run ends there: nothing passes it, nothing waits
         count = counts.pop(step_id, None)
         rows.append(
             StepRow(

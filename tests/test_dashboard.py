@@ -291,6 +291,8 @@ async def test_every_page_needs_the_login_and_a_wrong_secret_is_401(
             response = await anonymous.get(path)
             assert response.status_code == 303, path
             assert response.headers["location"] == "/login?next=" + quote(path, safe="")
+        refresh = await anonymous.get("/", headers={"HX-Request": "true"})
+        assert refresh.status_code == 401, "a table's refresh keeps what it shows"
         searched = await anonymous.post("/customers", data={"id": CUSTOMER})
         assert (searched.status_code, searched.headers["location"]) == (
             303,
@@ -358,8 +360,16 @@ async def test_a_post_from_another_site_is_refused(site: tuple[str, FixedAnalyti
             "/customers", data={"id": CUSTOMER}, headers={"Origin": "https://evil.example"}
         )
         assert response.status_code == 403
-        same = await client.post("/customers", data={"id": CUSTOMER}, headers={"Origin": url})
-        assert same.status_code == 200
+        fetched = await client.post(
+            "/customers", data={"id": CUSTOMER}, headers={"Sec-Fetch-Site": "cross-site"}
+        )
+        assert fetched.status_code == 403
+        for same in (
+            {"Origin": url},
+            {"Origin": "null", "Sec-Fetch-Site": "same-origin"},  # what Chromium sends here
+        ):
+            response = await client.post("/customers", data={"id": CUSTOMER}, headers=same)
+            assert response.status_code == 200, same
 
 
 # --- pages ------------------------------------------------------------------------------------
