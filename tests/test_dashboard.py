@@ -32,6 +32,7 @@ from config.settings import connect, load_settings
 from dashboard import Sources, auth, create_app
 from dashboard.timelines import Timelines
 from language.diagram import to_mermaid
+from ops.dev import wait_for_port
 from store.analytics import (
     Analytics,
     DayCount,
@@ -705,3 +706,38 @@ async def test_the_dev_dashboard_needs_no_login(tmp_path: Path) -> None:
         assert (await client.get("/login")).status_code == 303
         page = await client.get("/failing")
     assert page.status_code == 200 and "dev mode: no login" in page.text
+
+
+def test_the_command_serves_the_project_s_store_with_a_login(tmp_path: Path) -> None:
+    """``touchpoint dashboard`` as an operator starts it: the example project, its store from
+    TOUCHPOINT_DATABASE_URL, the secret from the environment."""
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "dashboard", "--port", str(port), "-C", str(ROOT)],
+        cwd=tmp_path,
+        env={
+            **environ,
+            "PYTHONPATH": str(ROOT),
+            "TOUCHPOINT_DASHBOARD_SECRET": SECRET,
+            "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path / 'touchpoint.db'}",
+            "TOUCHPOINT_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # down: pages still work
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(port, 60, process)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.get("/healthz").text == "ok"
+            assert client.get("/customers").status_code == 303
+            client.post("/login", data={"secret": SECRET})
+            assert 'action="/customers"' in client.get("/customers").text
+            assert client.post("/customers", data={"id": " "}).status_code == 400
+            client.post("/customers", data={"id": "cust-in-no-log"})
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "Application shutdown complete" in output  # uvicorn then re-raises SIGTERM
+    assert "POST /customers" in output and "cust-in-no-log" not in output, "ids are in no log"
