@@ -73,8 +73,7 @@ def create_app(sources: Sources) -> FastAPI:
     app = FastAPI(title="Touchpoint dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(env=_environment())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    engine = sources.engine
-    stores = _Stores(engine)
+    stores = _Stores(sources.engine)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
         context |= {"dev": sources.secret is None, "path": request.url.path}
@@ -211,27 +210,17 @@ def create_app(sources: Sources) -> FastAPI:
     return app
 
 
-@dataclass(frozen=True)
 class _Stores:
-    deployments: Deployments
-    plans: PlanStore
-    ledger: Ledger
-    profiles: ProfileStore
-    consent: ConsentStore
-    topics: TopicConsent
-    suppressions: Suppressions
+    """The store's tables the pages read, on one engine."""
 
     def __init__(self, engine: Engine) -> None:
-        for name, kind in (
-            ("deployments", Deployments),
-            ("plans", PlanStore),
-            ("ledger", Ledger),
-            ("profiles", ProfileStore),
-            ("consent", ConsentStore),
-            ("topics", TopicConsent),
-            ("suppressions", Suppressions),
-        ):
-            object.__setattr__(self, name, kind(engine))
+        self.deployments = Deployments(engine)
+        self.plans = PlanStore(engine)
+        self.ledger = Ledger(engine)
+        self.profiles = ProfileStore(engine)
+        self.consent = ConsentStore(engine)
+        self.topics = TopicConsent(engine)
+        self.suppressions = Suppressions(engine)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def _labels_of(plan: Plan, edge: Edge) -> set[str | None]:
             index = [f"if {case.condition}" for case in node.cases].index(edge.label)
             return {node.cases[index].condition, edge.label, str(index), f"case {index + 1}"}
         case SplitNode():
-            return {path.name for path in node.paths if path.next == edge.target}
+            return {path.name for path in node.paths if edge.label.startswith(f"{path.name} ")}
     return {None, ""}
 
 

@@ -483,6 +483,51 @@ def test_counts_leave_touchpoint_graph_s_drawing_alone() -> None:
     assert "passed" not in plain and "passed 38" in annotated
 
 
+def test_edge_counts_land_on_the_arrow_runs_took() -> None:
+    """The store's labels — a wait_for's "event"/"timeout", a split path's name, a branch
+    case's condition or "else" — pick the drawn arrow, also where two arrows join the same
+    steps."""
+    from dashboard.views import edge_counts
+    from language.diagram import edges
+
+    plan = plan_from(
+        """
+id: arrows
+name: A
+category: marketing
+trigger:
+  event: Signed Up
+steps:
+  - id: delivered
+    wait_for: Order Delivered
+    timeout: 3d
+    on_timeout: done
+  - id: groups
+    split:
+      - {name: treat, percent: 50, goto: done}
+      - {name: control, percent: 50, goto: done, holdout: true}
+  - id: done
+    send: email
+    template: free-shipping
+"""
+    )
+    counted = [
+        EdgeCount("delivered", "groups", "event", 5),
+        EdgeCount("delivered", "done", "timeout", 3),
+        EdgeCount("groups", "done", "treat", 4),
+        EdgeCount("groups", "done", "control", 1),
+    ]
+    found = {
+        (e.source, e.label): n for e, n in edge_counts(plan, list(edges(plan)), counted).items()
+    }
+    assert found == {
+        ("delivered", "Order Delivered"): 5,
+        ("delivered", "timeout 3d"): 3,
+        ("groups", "treat 50%"): 4,
+        ("groups", "control 50% (holdout)"): 1,
+    }
+
+
 async def test_a_bad_period_is_400_and_an_unknown_journey_404(
     site: tuple[str, FixedAnalytics],
 ) -> None:
