@@ -274,6 +274,7 @@ def _journey_page(
         "periods": list(views.SINCE),
         "stats": stats,
         "map": views.journey_map(plan, stats) if plan else None,
+        "has_holdout": plan is not None and views.has_holdout(plan),
         "steps": views.step_rows(plan, stats),
         "outcomes": views.outcome_counts(stats.outcomes),
         "conversion_rate": views.percent(stats.conversion_rate),

@@ -105,6 +105,14 @@ def outcome_counts(outcomes: Outcomes) -> dict[str, tuple[int, str]]:
     }
 
 
+def has_holdout(plan: Plan) -> bool:
+    """Whether a split of the plan holds customers out (its lift can be measured)."""
+    return any(
+        isinstance(node, SplitNode) and any(path.holdout for path in node.paths)
+        for node in plan.nodes.values()
+    )
+
+
 def percent(rate: float) -> str:
     """``0.125`` → ``12.5 %``."""
     return f"{rate * 100:.1f} %"

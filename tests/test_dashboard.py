@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -160,6 +160,7 @@ class FixedAnalytics(Analytics):
     runs: dict[str, list[RunRow]] = field(default_factory=dict)  # by customer hash
     events: dict[str, list[MessageEvent]] = field(default_factory=dict)
     asked: list[tuple[str, datetime]] = field(default_factory=list)
+    stats: JourneyStats = STATS
 
     def journey(
         self,
@@ -169,7 +170,7 @@ class FixedAnalytics(Analytics):
         version: str | None = None,
     ) -> JourneyStats:
         self.asked.append((journey_id, since))
-        return STATS
+        return self.stats
 
     def overview(self, now: datetime) -> list[JourneyOverview]:
         return [
@@ -528,6 +529,17 @@ steps:
     }
 
 
+async def test_a_journey_without_holdout_numbers_says_so(
+    site: tuple[str, FixedAnalytics],
+) -> None:
+    url, analytics = site
+    analytics.stats = replace(STATS, lift=None)
+    async with logged_in(url) as client:
+        page = (await client.get("/journeys/dash-journey")).text
+    lift = page[page.index('<section id="lift">') :]
+    assert lift[: lift.index("</section>")].endswith("<p>no holdout</p>\n")
+
+
 async def test_a_bad_period_is_400_and_an_unknown_journey_404(
     site: tuple[str, FixedAnalytics],
 ) -> None:
@@ -536,7 +548,8 @@ async def test_a_bad_period_is_400_and_an_unknown_journey_404(
         assert (await client.get("/journeys/dash-journey?since=2y")).status_code == 400
         missing = await client.get("/journeys/no-such-journey")
         assert missing.status_code == 404 and "No such journey" in missing.text
-        assert (await client.get("/journeys/retired-journey")).status_code == 200  # runs only
+        retired = await client.get("/journeys/retired-journey")  # known by its runs only
+        assert retired.status_code == 200 and "no map" in retired.text
         assert (await client.get("/nowhere")).status_code == 404
 
 
