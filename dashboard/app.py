@@ -55,6 +55,7 @@ HEADERS = {
 OPEN_PATHS = ("/healthz", "/login")
 MAX_CUSTOMER_ID = 200
 MESSAGES_SHOWN = 100
+TIMELINES_ASKED = 20  # the newest runs' timelines: one query each, all within a page's wait
 log = logging.getLogger("touchpoint.dashboard")
 
 
@@ -195,8 +196,9 @@ def create_app(sources: Sources) -> FastAPI:
         found = await asyncio.to_thread(_customer_page, sources, stores, customer_id)
         if found is None:
             return page(request, "customers.html", 404, error="No such customer.")
-        timelines = await sources.timelines.of([run.workflow_id for run in found["runs"]])
-        return page(request, "customer.html", timelines=timelines, **found)
+        asked = [run.workflow_id for run in found["runs"][:TIMELINES_ASKED]]
+        timelines = await sources.timelines.of(asked)
+        return page(request, "customer.html", timelines=timelines, asked=asked, **found)
 
     @app.get("/failing")
     async def failing(request: Request) -> Response:

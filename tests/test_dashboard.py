@@ -612,6 +612,22 @@ async def test_the_customer_page_shows_the_store_escaped_and_no_timeline_without
     assert unknown.status_code == 404 and "No such customer" in unknown.text
 
 
+async def test_the_page_asks_temporal_for_the_newest_runs_only(
+    site: tuple[str, FixedAnalytics],
+) -> None:
+    from dashboard.app import TIMELINES_ASKED
+
+    url, analytics = site
+    [run] = analytics.runs[customer_hash(CUSTOMER)]
+    many = [replace(run, workflow_id=f"{run.workflow_id}/{n}") for n in range(TIMELINES_ASKED + 1)]
+    analytics.runs[customer_hash(CUSTOMER)] = many
+    async with logged_in(url) as client:
+        page = (await client.post("/customers", data={"id": CUSTOMER})).text
+    assert page.count('<article class="run"') == TIMELINES_ASKED + 1
+    assert page.count("timeline unavailable") == TIMELINES_ASKED
+    assert page.count("timeline not asked for") == 1
+
+
 async def test_the_customer_page_shows_a_run_s_timeline_from_temporal(
     tmp_path: Path, time_env: WorkflowEnvironment
 ) -> None:
