@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # the ports `make demo` (and its `touchpoint dev`) uses: make demo API_PORT=8080
-TEMPORAL_PORT ?= 7233
-API_PORT      ?= 8000
-UI_PORT       ?= 8233
+TEMPORAL_PORT  ?= 7233
+API_PORT       ?= 8000
+UI_PORT        ?= 8233
+DASHBOARD_PORT ?= 8400
+METRICS_PORT   ?= 9464
 
 .PHONY: install test chaos lint demo graphs bench schema histories clean
 
@@ -31,7 +33,8 @@ lint: $(STAMP)  ## ruff (format check + lint) and mypy
 
 demo: $(STAMP)  ## validate the examples, then run Max's journeys on the real stack
 	$(BIN)/touchpoint validate
-	$(BIN)/python demo/run.py --temporal-port $(TEMPORAL_PORT) --api-port $(API_PORT) --ui-port $(UI_PORT)
+	$(BIN)/python demo/run.py --temporal-port $(TEMPORAL_PORT) --api-port $(API_PORT) --ui-port $(UI_PORT) \
+		--dashboard-port $(DASHBOARD_PORT) --metrics-port $(METRICS_PORT)
 
 graphs: $(STAMP)  ## draw every example journey as Mermaid (not the *.test.yaml files)
 	@for j in journeys/*.yaml; do \

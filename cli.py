@@ -179,14 +179,20 @@ def dev_command(
     temporal_port: Annotated[int, typer.Option(help="Temporal's gRPC port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal UI port (0: no UI).")] = 8233,
     api_port: Annotated[int, typer.Option(help="The API's port.")] = 8000,
+    dashboard_port: Annotated[
+        int, typer.Option(help="The dashboard's port (0: no dashboard).")
+    ] = 8400,
+    metrics_port: Annotated[
+        int, typer.Option(help="The worker's Prometheus metrics port (0: none).")
+    ] = 9464,
     project: ProjectOption = Path("."),
 ) -> None:
-    """Run everything locally: Temporal dev server (state in .touchpoint/), worker and API."""
+    """Run everything locally: Temporal dev server (state in .touchpoint/), worker, API and
+    dashboard (no login: it listens on 127.0.0.1 only)."""
     from ops.dev import DevPorts, run_dev
 
-    raise typer.Exit(
-        run_dev(project.resolve(), DevPorts(temporal_port, ui_port, api_port), echo=typer.echo)
-    )
+    ports = DevPorts(temporal_port, ui_port, api_port, dashboard_port, metrics_port)
+    raise typer.Exit(run_dev(project.resolve(), ports, echo=typer.echo))
 
 
 @app.command("api")
@@ -209,6 +215,39 @@ def api_command(
     from ops.api_server import serve_api
 
     uvloop.run(serve_api(project.resolve(), host, port, deploy))  # uvloop: the API's hot path
+
+
+@app.command("dashboard")
+def dashboard_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8400,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="No login, on 127.0.0.1/localhost only (touchpoint dev)."),
+    ] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Serve the web dashboard: journeys with live counts on their maps, customers, failing runs.
+
+    Read-only; login with the secret in TOUCHPOINT_DASHBOARD_SECRET."""
+    import uvloop
+
+    from config.errors import ConfigurationError
+    from config.settings import dashboard_secret
+    from dashboard.server import serve_dashboard, startup_problem
+
+    try:
+        secret = None if dev else dashboard_secret(os.environ)
+        problem = startup_problem(host, port, dev, secret)
+    except ConfigurationError as error:
+        problem = str(error)
+    if problem is not None:
+        typer.secho(f"✗ {problem}", fg="red", err=True)
+        raise typer.Exit(2)
+    uvloop.run(serve_dashboard(project.resolve(), host, port, secret))
+
+
+app.command("ui", hidden=True)(dashboard_command)
 
 
 @app.command("deploy")

@@ -15,6 +15,7 @@ the environment.
 | TOUCHPOINT_LOOKUP_FIXTURES | JSON file of lookup answers for the stand-in |
 | TOUCHPOINT_METRICS_ADDRESS | host:port of the worker's Prometheus metrics (its own, the SDK's) |
 | TOUCHPOINT_ERASURE_SECRET | key of the hashes an erasure keeps (``store.erasure``; ≥ 16 bytes) |
+| TOUCHPOINT_DASHBOARD_SECRET | the dashboard's login, which signs its cookie too (≥ 16 bytes) |
 """
 
 from __future__ import annotations
@@ -105,6 +106,23 @@ def erasure_secret(env: Mapping[str, str]) -> bytes | None:
             "bytes, e.g. the output of `openssl rand -hex 32`)"
         )
     return value.encode()
+
+
+DASHBOARD_SECRET_ENV = "TOUCHPOINT_DASHBOARD_SECRET"
+MIN_DASHBOARD_SECRET_BYTES = 16
+
+
+def dashboard_secret(env: Mapping[str, str]) -> str | None:
+    """The dashboard's login secret, from the environment; ``None`` if unset."""
+    value = env.get(DASHBOARD_SECRET_ENV)
+    if not value:
+        return None
+    if len(value.encode()) < MIN_DASHBOARD_SECRET_BYTES:
+        raise ConfigurationError(
+            f"{DASHBOARD_SECRET_ENV} is too short (use at least {MIN_DASHBOARD_SECRET_BYTES} "
+            "bytes, e.g. the output of `openssl rand -hex 32`)"
+        )
+    return value
 
 
 def _time_scale(text: str) -> float:

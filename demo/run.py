@@ -1,9 +1,10 @@
 """The README demo: Max's journeys, from the shop's side, on the real stack.
 
-Starts ``touchpoint dev`` (Temporal, worker, API), identifies Max over the Segment-compatible
-API and replays what the shop would send: a newsletter subscription, laptop views, a laptop
-order and its delivery. Then it shows his runs (current step, next wake-up) and the outbox,
-and keeps the stack running until Ctrl-C (``--once`` stops at once, for tests).
+Starts ``touchpoint dev`` (Temporal, worker, API, dashboard), identifies Max over the
+Segment-compatible API and replays what the shop would send: a newsletter subscription, laptop
+views, a laptop order and its delivery. Then it shows his runs (current step, next wake-up), the
+outbox and the dashboard's address, and keeps the stack running until Ctrl-C (``--once`` stops
+at once, for tests).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def main() -> int:
     parser.add_argument("--temporal-port", type=int, default=7233)
     parser.add_argument("--ui-port", type=int, default=8233)
     parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--dashboard-port", type=int, default=8400, help="0: no dashboard")
+    parser.add_argument("--metrics-port", type=int, default=9464, help="0: no worker metrics")
     parser.add_argument("--once", action="store_true", help="stop after showing the results")
     args = parser.parse_args()
     project = args.project.resolve()
@@ -105,6 +108,10 @@ def main() -> int:
             str(args.ui_port),
             "--api-port",
             str(args.api_port),
+            "--dashboard-port",
+            str(args.dashboard_port),
+            "--metrics-port",
+            str(args.metrics_port),
             "-C",
             str(project),
         ],
@@ -140,6 +147,8 @@ def main() -> int:
         say("The emails in the outbox (.touchpoint/outbox)")
         print(run("outbox", project=project, env=env))
         say("Where to look next")
+        if args.dashboard_port:
+            print(f"Dashboard     http://127.0.0.1:{args.dashboard_port}  (Max's journeys, live)")
         if args.ui_port:
             print(f"Temporal UI   http://127.0.0.1:{args.ui_port}  (search: TouchpointCustomer)")
         print(f"API docs      {api_url}/docs")

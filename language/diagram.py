@@ -7,8 +7,8 @@ and steps are grouped by stage. Goal and exit rules, which apply at any moment, 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from workflows.durations import format_duration
 from workflows.plan import (
@@ -36,6 +36,19 @@ class Edge:
     target: str
     label: str
     dashed: bool = False
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """Extra text for a drawing: a line under a node's label (by node id, or
+    :data:`TRIGGER_ID`), a suffix to an edge's label (by the :class:`Edge` of :func:`edges`).
+    The dashboard puts its live counts there; ``touchpoint graph`` passes none."""
+
+    nodes: Mapping[str, str] = field(default_factory=dict)
+    edges: Mapping[Edge, str] = field(default_factory=dict)
+
+
+NO_ANNOTATIONS = Annotations()
 
 
 def describe(node: Node) -> str:
@@ -147,15 +160,20 @@ def _by_stage(plan: Plan) -> tuple[dict[str, list[Node]], list[Node]]:
 # --- Mermaid --------------------------------------------------------------------------------
 
 
-def to_mermaid(plan: Plan) -> str:
-    lines = [f"%% {plan.name} ({plan.journey_id}, version {plan.version})", "flowchart TD"]
-    lines.append(f'  {_mid(TRIGGER_ID)}(["⚡ {_mtext(_trigger_label(plan))}"])')
+def to_mermaid(plan: Plan, annotations: Annotations = NO_ANNOTATIONS) -> str:
+    """The journey as a Mermaid flowchart; ``annotations`` add text to nodes and edges (every
+    piece of text, from the YAML or the annotations, escaped for Mermaid)."""
+    notes = annotations.nodes
+    lines = [f"%% {_mcomment(plan.name)} ({plan.journey_id}, version {plan.version})"]
+    lines.append("flowchart TD")
+    trigger = _mtext(_trigger_label(plan)) + _mnote(notes.get(TRIGGER_ID))
+    lines.append(f'  {_mid(TRIGGER_ID)}(["⚡ {trigger}"])')
     staged, loose = _by_stage(plan)
     for stage, nodes in staged.items():
-        lines.append(f'  subgraph stage_{stage}["{stage.title()}"]')
-        lines += [f"    {_mermaid_node(node)}" for node in nodes]
+        lines.append(f'  subgraph {_mid("stage_" + stage)[2:]}["{_mtext(stage.title())}"]')
+        lines += [f"    {_mermaid_node(node, notes.get(node.id))}" for node in nodes]
         lines.append("  end")
-    lines += [f"  {_mermaid_node(node)}" for node in loose]
+    lines += [f"  {_mermaid_node(node, notes.get(node.id))}" for node in loose]
     rules = _anytime_rules(plan)
     if rules:
         lines.append('  subgraph anytime["At any step"]')
@@ -163,13 +181,15 @@ def to_mermaid(plan: Plan) -> str:
         lines.append("  end")
     for edge in edges(plan):
         arrow = "-.->" if edge.dashed else "-->"
-        label = f'|"{_mtext(edge.label)}"|' if edge.label else ""
+        text = " ".join(part for part in (edge.label, annotations.edges.get(edge)) if part)
+        label = f'|"{_mtext(text)}"|' if text else ""
         lines.append(f"  {_mid(edge.source)} {arrow}{label} {_mid(edge.target)}")
     return "\n".join(lines) + "\n"
 
 
-def _mermaid_node(node: Node) -> str:
+def _mermaid_node(node: Node, note: str | None = None) -> str:
     text = _mtext(f"{node.id}: {describe(node)}" if not isinstance(node, EndNode) else "end")
+    text += _mnote(note)
     shapes = {
         "branch": ("{", "}"),
         "split": ("{{", "}}"),
@@ -202,6 +222,16 @@ _MERMAID_ESCAPES = {
 def _mtext(text: str) -> str:
     """Label text with Mermaid's entity codes for characters its parser treats specially."""
     return "".join(_MERMAID_ESCAPES.get(char, char) for char in text)
+
+
+def _mnote(note: str | None) -> str:
+    """An annotation as a second line of a label (Mermaid's line break, then escaped text)."""
+    return f"<br>{_mtext(note)}" if note else ""
+
+
+def _mcomment(text: str) -> str:
+    """Comment text kept on its one line."""
+    return re.sub(r"[\r\n]+", " ", text)
 
 
 # --- Graphviz DOT ---------------------------------------------------------------------------

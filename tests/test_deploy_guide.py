@@ -525,6 +525,7 @@ def test_the_units_run_commands_touchpoint_has() -> None:
 
     assert [u.name for u in unit_files()] == [
         "touchpoint-api.service",
+        "touchpoint-dashboard.service",
         "touchpoint-worker@.service",
     ]
     for unit in unit_files():
@@ -553,7 +554,11 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
             (tmp_path / unit.name).write_text(text)  # the template an instance comes from
     checked = [
         str(tmp_path / name)
-        for name in ("touchpoint-api.service", "touchpoint-worker@9401.service")
+        for name in (
+            "touchpoint-api.service",
+            "touchpoint-dashboard.service",
+            "touchpoint-worker@9401.service",
+        )
     ]
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *checked],

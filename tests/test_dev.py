@@ -22,7 +22,9 @@ from tests.net import free_port
 TOUCHPOINT = str(Path(sys.executable).parent / "touchpoint")
 
 
-def start(project: Path, env: dict[str, str], ports: tuple[int, int]) -> subprocess.Popen[str]:
+def start(
+    project: Path, env: dict[str, str], ports: tuple[int, int, int, int]
+) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [
             TOUCHPOINT,
@@ -33,6 +35,10 @@ def start(project: Path, env: dict[str, str], ports: tuple[int, int]) -> subproc
             "0",
             "--api-port",
             str(ports[1]),
+            "--dashboard-port",
+            str(ports[2]),
+            "--metrics-port",
+            str(ports[3]),
             "-C",
             str(project),
         ],
@@ -70,7 +76,7 @@ def test_dev_starts_runs_a_journey_stops_and_restarts_with_state(tmp_path: Path)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
     env |= {k: v for k, v in EXAMPLE_SECRETS.items() if not k.startswith("TOUCHPOINT_")}
-    ports = (free_port(), free_port())
+    ports = (free_port(), free_port(), free_port(), free_port())
     child_env = {**env, "TOUCHPOINT_TEMPORAL_ADDRESS": f"127.0.0.1:{ports[0]}"}
 
     dev = start(project, env, ports)
@@ -107,9 +113,15 @@ def test_dev_starts_runs_a_journey_stops_and_restarts_with_state(tmp_path: Path)
             time.sleep(0.2)
         [welcome] = list(mailbox.Maildir(outbox, create=False))
         assert welcome["To"] == "max@example.com"
+        dashboard = httpx.get(f"http://127.0.0.1:{ports[2]}/customers", timeout=10)
+        assert dashboard.status_code == 200, "touchpoint dev's dashboard needs no login"
+        metrics = httpx.get(f"http://127.0.0.1:{ports[3]}/metrics", timeout=10)
+        assert metrics.status_code == 200 and "temporal_" in metrics.text
     finally:
         output = stop(dev)
     assert "touchpoint dev stopped" in output
+    assert f"Dashboard  http://127.0.0.1:{ports[2]}\n" in output
+    assert f"Metrics    http://127.0.0.1:{ports[3]}/metrics\n" in output
 
     dev = start(project, env, ports)
     try:
@@ -129,19 +141,31 @@ def test_dev_starts_runs_a_journey_stops_and_restarts_with_state(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("busy", "named"),
-    [(0, "Temporal, --temporal-port"), (1, "Temporal UI, --ui-port"), (2, "API, --api-port")],
-    ids=["temporal", "ui", "api"],
+    [
+        (0, "Temporal, --temporal-port"),
+        (1, "Temporal UI, --ui-port"),
+        (2, "API, --api-port"),
+        (3, "Dashboard, --dashboard-port"),
+        (4, "Metrics, --metrics-port"),
+    ],
+    ids=["temporal", "ui", "api", "dashboard", "metrics"],
 )
 def test_dev_with_a_busy_port_fails_at_once_naming_it(
     tmp_path: Path, busy: int, named: str
 ) -> None:
-    ports = [free_port(), free_port(), free_port()]
+    ports = [free_port() for _ in range(5)]
     with socket.socket() as other_server:
         other_server.bind(("127.0.0.1", 0))
         other_server.listen()
         ports[busy] = other_server.getsockname()[1]
         started = time.monotonic()
-        options = ["--temporal-port", "--ui-port", "--api-port"]
+        options = [
+            "--temporal-port",
+            "--ui-port",
+            "--api-port",
+            "--dashboard-port",
+            "--metrics-port",
+        ]
         done = subprocess.run(
             [TOUCHPOINT, "dev", *[f"{o}={p}" for o, p in zip(options, ports, strict=True)]],
             cwd=tmp_path,
