@@ -34,6 +34,10 @@ def test_the_demo_shows_max_s_journeys(tmp_path: Path) -> None:
             "0",
             "--api-port",
             str(free_port()),
+            "--dashboard-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
         ],
         env=env,
         capture_output=True,
@@ -59,6 +63,7 @@ def test_make_demo_hands_its_ports_to_touchpoint_dev() -> None:
         other_server.listen()
         ui = other_server.getsockname()[1]
         ports = [f"TEMPORAL_PORT={free_port()}", f"API_PORT={free_port()}", f"UI_PORT={ui}"]
+        ports += [f"DASHBOARD_PORT={free_port()}", f"METRICS_PORT={free_port()}"]
         make = subprocess.Popen(
             ["make", "--no-print-directory", "demo", *ports],
             cwd=ROOT,
