@@ -737,15 +737,16 @@ def _templates(
         elif row.status == "deferred" or (row.status == "pending" and row.deferred):
             tally["deferred"] += n
     events = message_events.c
+    counted = case(
+        *((events.event == event, name) for event, name in EVENT_FIELDS.items()), else_=None
+    ).label("counted")  # unsubscribe and group_unsubscribe: one unsubscribed message
     for row in db.execute(
-        select(ledger.step_id, events.event, func.count(distinct(events.message_id)).label("n"))
+        select(ledger.step_id, counted, func.count(distinct(events.message_id)).label("n"))
         .select_from(message_events.join(deliveries, ledger.message_id == events.message_id))
-        .where(*window)
-        .group_by(ledger.step_id, events.event)
+        .where(*window, events.event.in_(EVENT_FIELDS))
+        .group_by(ledger.step_id, counted)
     ):
-        name = EVENT_FIELDS.get(str(row.event))
-        if name is not None:
-            counts[str(row.step_id)][name] += int(row.n)
+        counts[str(row.step_id)][str(row.counted)] += int(row.n)
     order = [s for s in _step_order(known_plans) if s in sends]
     order += sorted((set(counts) | set(skipped)) - set(order))
     found: list[TemplateCount] = []
