@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import Engine
 
 from store.analytics import Analytics, RetryingRecorder, lift_of
+from store.erasure import ErasureStore
 from store.ledger import Ledger
 from store.plans import PlanStore
 from tests.conftest import Database
 from tests.temporal import plan_from
 from workflows.analytics import Record, RunEnded, RunEntered, StepPassed
+from workflows.models import customer_hash
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 PLAN = plan_from(
@@ -311,3 +313,25 @@ def test_records_from_many_threads_count_once(database: Database) -> None:
     stats = Analytics(engines[0]).journey("welcome", T0 - timedelta(days=1))
     assert stats.entered == 1 and sum(s.passed for s in stats.steps) == 3
     assert stats.lift is None  # a holdout and no treatment yet: nothing to compare
+
+
+def test_forgetting_a_customer_keeps_the_counts_without_them(store: Analytics) -> None:
+    max_hash, other = customer_hash("max-1"), customer_hash("someone-else")
+    store.record([*through_split("r1", holdout=False), entered("r2", customer=max_hash)])
+    store.record([entered("r3", customer=other)])
+    store.record([RunEntered("r1b", "welcome", PLAN.version, max_hash, T0)])
+    store.record(
+        [RunEnded("r1b", "failed", T0, reason="max@example.com: mailbox full", failed_step="x")]
+    )
+    before = store.journey("welcome", T0 - timedelta(days=1))
+    ErasureStore(store.engine, b"0123456789abcdef-secret").delete_customer(["max-1"], [])
+    assert store.runs_of_customer(max_hash) == []
+    assert [r.workflow_id for r in store.runs_of_customer(other)] == ["r3"]
+    [failed] = store.failing()
+    assert failed.workflow_id == "r1b" and failed.reason is None and failed.failed_step == "x"
+    after = store.journey("welcome", T0 - timedelta(days=1))
+    assert (after.entered, after.steps, after.outcomes) == (
+        before.entered,
+        before.steps,
+        before.outcomes,
+    )
