@@ -267,6 +267,13 @@ class Analytics:
             ).first()
         return run is not None
 
+    def journey_ids(self) -> list[str]:
+        """Every journey with a published plan or a run, sorted."""
+        with self.engine.connect() as db:
+            published = set(db.scalars(select(plans.c.journey_id).distinct()))
+            entered = set(db.scalars(select(journey_runs.c.journey_id).distinct()))
+        return sorted(str(j) for j in published | entered)
+
     def journey(
         self,
         journey_id: str,
