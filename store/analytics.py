@@ -2,10 +2,11 @@
 and the numbers marketers read from them (``touchpoint stats``, the dashboard).
 
 Written by the worker through :class:`workflows.analytics.Recorder` as runs go, idempotently by
-key (a run by workflow id; a step pass by workflow id, step and visit), so retries, replays,
-worker crashes and continue-as-new count each pass once. Message numbers come from the ledger
-(``deliveries``: sent, skipped by reason, failed) joined by message id with ``message_events``
-(SendGrid's Event Webhook: delivered, opened, clicked, bounced, spam reports, unsubscribes).
+key (a run by workflow id, and entry from the second on; a step pass by that key, step and
+visit), so retries, replays, worker crashes and continue-as-new count each pass once. Message
+numbers come from the ledger (``deliveries``: sent, skipped by reason, failed) joined by message
+id with ``message_events`` (SendGrid's Event Webhook: delivered, opened, clicked, bounced, spam
+reports, unsubscribes).
 
 The read side is the contract of the dashboard (:mod:`dashboard`) and ``touchpoint stats``:
 the dataclasses below. Times are the runs' clocks; days are UTC dates (YYYY-MM-DD).
@@ -164,6 +165,7 @@ class RunRow:
     reason: str | None
     failed_step: str | None
     ended_at: datetime | None
+    entry: int = 1  # the customer's n-th entry with this workflow id (ids are used again)
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,9 @@ EVENT_FIELDS = {
 }
 """SendGrid's event names (as ``message_events.event`` keeps them) → the :class:`TemplateCount`
 field that counts the messages with such an event (``deferred`` is kept, not counted)."""
+ENTRY_MARK = "#"
+"""Between a run's workflow id and its entry number in its key, from the second entry on
+(``journey/welcome/3f…#2``): a customer's later entry reuses the workflow id."""
 REASON_LENGTH = 500
 EDGE_LENGTH = 200
 FILLED_DAYS = 366  # a window up to a year long lists every day; a longer one, days with numbers
@@ -887,8 +892,10 @@ def lift_of(
 
 
 def _run_of(row: Any) -> RunRow:
+    workflow_id, _, entry = str(row.workflow_id).partition(ENTRY_MARK)
     return RunRow(
-        workflow_id=str(row.workflow_id),
+        workflow_id=workflow_id,
+        entry=int(entry) if entry.isdigit() else 1,
         journey_id=str(row.journey_id),
         version=str(row.version),
         entered_at=utc(row.entered_at),

@@ -25,7 +25,7 @@ from tests import corpus
 from tests.conftest import ROOT
 from tests.temporal import event, plan_from, running_workers, start_run
 from workflows.analytics import Record, Recorder
-from workflows.models import Profile, RunResult, customer_hash
+from workflows.models import JOURNEY_QUEUE, JourneyInput, Profile, RunResult, customer_hash
 from workflows.plan import Plan
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
@@ -255,3 +255,29 @@ async def test_a_recorder_that_fails_does_not_fail_the_run(
             await start_run(time_env.client, plan, q, event("Newsletter Subscribed"))
         )
     assert result.outcome.kind == "completed"
+
+
+async def test_a_second_entry_under_the_same_workflow_id_counts_as_a_run_of_its_own(
+    time_env: WorkflowEnvironment, store: Analytics
+) -> None:
+    plan = example("newsletter-welcome")
+    workflow_id = f"journey/newsletter-welcome/{uuid.uuid4().hex[:24]}"
+    async with running_workers(time_env.client, RecordingActivities().all(), recorder=store) as q:
+        for entry in (1, 2):
+            trigger = event("Newsletter Subscribed", customer="again")
+            run_input = JourneyInput(
+                plan=plan,
+                customer_id="again",
+                trigger=trigger,
+                entry_sequence=entry,
+                profile=Profile(id="again", email="again@example.com"),
+            )
+            handle = await time_env.client.start_workflow(
+                "JourneyWorkflow", run_input, id=workflow_id, task_queue=q + JOURNEY_QUEUE
+            )
+            await result_of(handle)
+    stats = stats_of(store, plan)
+    assert stats.entered == 2 and stats.outcomes.completed == 2
+    assert {s.step: s.passed for s in stats.steps}["welcome"] == 2
+    runs = store.runs_of_customer(customer_hash("again"))
+    assert sorted((r.workflow_id, r.entry) for r in runs) == [(workflow_id, 1), (workflow_id, 2)]

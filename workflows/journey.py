@@ -904,7 +904,7 @@ class JourneyWorkflow:
     def _note_entered(self) -> None:
         self._note(
             analytics.RunEntered(
-                workflow_id=workflow.info().workflow_id,
+                workflow_id=self._run_key(),
                 journey_id=self.plan.journey_id,
                 version=self.plan.version,
                 customer=customer_hash(self.input.customer_id),
@@ -916,7 +916,7 @@ class JourneyWorkflow:
         edge, self._edge = self._edge, (None, False)
         self._note(
             analytics.StepPassed(
-                workflow_id=workflow.info().workflow_id,
+                workflow_id=self._run_key(),
                 journey_id=self.plan.journey_id,
                 version=self.plan.version,
                 step_id=node.id,
@@ -933,7 +933,7 @@ class JourneyWorkflow:
         if outcome is not None:
             self._note(
                 analytics.RunEnded(
-                    workflow_id=workflow.info().workflow_id,
+                    workflow_id=self._run_key(),
                     outcome=outcome.kind,
                     at=outcome.at or self._now(),
                     reason=outcome.error if outcome.kind == "failed" else outcome.reason,
@@ -941,6 +941,13 @@ class JourneyWorkflow:
                 )
             )
         self._write_records()
+
+    def _run_key(self) -> str:
+        """The run's key in the analytics store: its workflow id, and from a customer's second
+        entry on (a workflow id is used again once the run before it ended) ``#<entry>``."""
+        workflow_id = workflow.info().workflow_id
+        entry = self.input.entry_sequence
+        return workflow_id if entry <= 1 else f"{workflow_id}#{entry}"
 
     def _note(self, record: analytics.Record) -> None:
         """Keep a record for the analytics store, unless nobody records on this queue or this
