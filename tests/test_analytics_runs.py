@@ -17,6 +17,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 import workflows.analytics
+from config.project import ProjectConfig
+from config.settings import load_settings
+from ops.workers import WorkerOptions, analytics_recorded, worker_options
 from simulation.recording import RecordingActivities
 from store.analytics import Analytics, JourneyStats
 from store.database import connect
@@ -281,3 +284,19 @@ async def test_a_second_entry_under_the_same_workflow_id_counts_as_a_run_of_its_
     assert {s.step: s.passed for s in stats.steps}["welcome"] == 2
     runs = store.runs_of_customer(customer_hash("again"))
     assert sorted((r.workflow_id, r.entry) for r in runs) == [(workflow_id, 1), (workflow_id, 2)]
+
+
+def test_the_worker_records_on_its_journey_queue_while_it_runs(store: Analytics) -> None:
+    queue = f"t{uuid.uuid4().hex[:6]}-{JOURNEY_QUEUE}"
+    with analytics_recorded(queue, store.engine) as recorder:
+        assert workflows.analytics.recorder_for(queue) is recorder
+    assert workflows.analytics.recorder_for(queue) is None
+
+
+def test_worker_analytics_false_turns_recording_off() -> None:
+    def options(worker: dict[str, object]) -> WorkerOptions:
+        config = ProjectConfig.model_validate({"worker": worker})
+        return worker_options(load_settings(config, {}))
+
+    assert options({}).analytics is True
+    assert options({"analytics": False}).analytics is False
