@@ -412,26 +412,38 @@ class Analytics:
 
 
 class RetryingRecorder:
-    """The worker's :class:`workflows.analytics.Recorder`: writes at once, in the workflow task;
-    a write the store refuses (down, locked too long) is logged — its error's type only, never
-    its values — and kept in a bounded backlog that a background thread writes, oldest first,
-    until the store takes it. Never raises: analytics must not fail or hold up a run.
+    """The worker's :class:`workflows.analytics.Recorder`: one writer thread writes the batches
+    of every workflow task in order, several at once in one transaction when they queue up.
 
-    While a backlog waits, new records join its end (so a run's end is never written before
-    its entry). Beyond ``capacity`` batches the oldest are dropped, counted in :attr:`lost`."""
+    :meth:`record` waits until its batch is written — so in the normal case the write is part
+    of the workflow task, and a worker that crashes after the task completed loses nothing —
+    but never longer than ``wait_seconds`` (a workflow task must not stall: the SDK takes one
+    that keeps its thread for 2 s for a deadlock). A write the store refuses (down, locked) is
+    logged — its error's type only, never its values — and the batches stay in a bounded
+    backlog that the thread writes, oldest first, once the store takes them; meanwhile
+    :meth:`record` returns at once. Never raises: analytics must not fail or hold up a run.
+    Beyond ``capacity`` batches the oldest are dropped, counted in :attr:`lost`."""
 
     def __init__(
-        self, analytics: Analytics, capacity: int = 10_000, retry_seconds: float = 1.0
+        self,
+        analytics: Analytics,
+        capacity: int = 10_000,
+        retry_seconds: float = 1.0,
+        wait_seconds: float = 1.0,
+        group: int = 200,
     ) -> None:
         self.analytics = analytics
         self.capacity = capacity
         self.retry_seconds = retry_seconds
+        self.wait_seconds = wait_seconds
+        self.group = group  # at most this many batches in one transaction
         self.lost = 0
-        self._backlog: list[list[Record]] = []
+        self._backlog: list[tuple[list[Record], threading.Event]] = []
+        self._failing = False
         self._changed = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(
-            target=self._retry_forever, name="touchpoint-analytics-retry", daemon=True
+            target=self._write_forever, name="touchpoint-analytics", daemon=True
         )
         self._thread.start()
 
@@ -444,23 +456,21 @@ class RetryingRecorder:
         batch = list(records)
         if not batch:
             return
+        written = threading.Event()
         with self._changed:
-            if self._backlog:
-                self._keep(batch)
+            if len(self._backlog) >= self.capacity:
+                self._backlog.pop(0)[1].set()
+                self.lost += 1
+                if self.lost == 1 or self.lost % 1000 == 0:
+                    log.warning("analytics backlog full: %d batch(es) dropped", self.lost)
+            self._backlog.append((batch, written))
+            self._changed.notify_all()
+            if self._failing or self._closed:
                 return
-        try:
-            self.analytics.record(batch)
-        except Exception as error:
-            log.warning(
-                "could not record %d analytics record(s): %s; retrying in the background",
-                len(batch),
-                type(error).__name__,
-            )
-            with self._changed:
-                self._keep(batch)
+        written.wait(self.wait_seconds)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the retry thread, once it wrote the backlog (or ``timeout`` passed)."""
+        """Stop the writer once it wrote the backlog (or ``timeout`` passed)."""
         with self._changed:
             self._closed = True
             self._changed.notify_all()
@@ -469,16 +479,7 @@ class RetryingRecorder:
         if left:
             log.warning("%d analytics batch(es) not written at shutdown", left)
 
-    def _keep(self, batch: list[Record]) -> None:
-        if len(self._backlog) >= self.capacity:
-            self._backlog.pop(0)
-            self.lost += 1
-            if self.lost == 1 or self.lost % 1000 == 0:
-                log.warning("analytics backlog full: %d batch(es) dropped", self.lost)
-        self._backlog.append(batch)
-        self._changed.notify_all()
-
-    def _retry_forever(self) -> None:
+    def _write_forever(self) -> None:
         pause = self.retry_seconds
         while True:
             with self._changed:
@@ -486,21 +487,31 @@ class RetryingRecorder:
                     self._changed.wait()
                 if not self._backlog:
                     return
-                batch = self._backlog[0]
+                taken = self._backlog[: self.group]
             try:
-                self.analytics.record(batch)
+                self.analytics.record([record for batch, _ in taken for record in batch])
             except Exception as error:
-                log.warning("analytics retry failed: %s", type(error).__name__)
+                log.warning(
+                    "could not record %d analytics record(s): %s; retrying in the background",
+                    sum(len(batch) for batch, _ in taken),
+                    type(error).__name__,
+                )
                 with self._changed:
+                    self._failing = True
+                    for _, written in self._backlog:
+                        written.set()  # their tasks go on; the batches stay here
                     if self._closed:
                         return
                     self._changed.wait(pause)
                 pause = min(pause * 2, 30.0)
                 continue
             pause = self.retry_seconds
+            done = {id(item) for item in taken}
             with self._changed:
-                if self._backlog and self._backlog[0] is batch:
-                    self._backlog.pop(0)
+                self._backlog = [item for item in self._backlog if id(item) not in done]
+                self._failing = False
+            for _, written in taken:
+                written.set()
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -279,6 +279,34 @@ def test_a_refused_write_is_retried_in_the_background_and_in_order(
     assert "c-hash" not in caplog.text
 
 
+class Slow(Analytics):
+    def record(self, records: Sequence[Record]) -> None:
+        time.sleep(1.5)
+        super().record(records)
+
+
+def test_a_slow_store_holds_a_workflow_task_up_only_so_long(store: Analytics) -> None:
+    recorder = RetryingRecorder(Slow(store.engine), wait_seconds=0.2)
+    try:
+        started = time.monotonic()
+        recorder.record([entered("r1")])
+        assert time.monotonic() - started < 1.0, "it waited for the write no longer than 0.2 s"
+        assert store.journey("welcome", T0 - timedelta(days=1)).entered == 0
+    finally:
+        recorder.close()
+    assert store.journey("welcome", T0 - timedelta(days=1)).entered == 1, "written all the same"
+
+
+def test_a_write_is_done_when_record_returns(store: Analytics) -> None:
+    recorder = RetryingRecorder(store)
+    try:
+        for n in range(20):
+            recorder.record([entered(f"r{n}")])
+            assert store.journey("welcome", T0 - timedelta(days=1)).entered == n + 1
+    finally:
+        recorder.close()
+
+
 def test_a_full_backlog_drops_its_oldest(store: Analytics) -> None:
     flaky = Flaky(store.engine, failures=10**6)
     recorder = RetryingRecorder(flaky, capacity=2, retry_seconds=5)
