@@ -182,10 +182,8 @@ class JourneyWorkflow:
             n.match.event for n in self.plan.nodes.values() if isinstance(n, WaitForNode)
         }
         self._expressions_bounded: bool | None = None
-        self._edge: tuple[str | None, bool] = (
-            None,
-            False,
-        )  # how the step just left: label, holdout
+        # how the step that just ran left: its edge's label, and whether it was a holdout path
+        self._edge: tuple[str | None, bool] = (None, False)
         self._records: list[analytics.Record] = []  # for the analytics store, not yet written
 
     # --- signals and queries ---------------------------------------------------------------
