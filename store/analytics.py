@@ -27,6 +27,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    Table,
     and_,
     bindparam,
     case,
@@ -36,9 +37,11 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from store.atomic import dialect_insert
 from store.database import deliveries, journey_runs, message_events, plans, step_passes, utc
+from store.prepared import Prepared
 from workflows.analytics import Record, RunEnded, RunEntered, StepPassed
 from workflows.plan import EndNode, Plan, SendNode, SplitNode
 
@@ -209,31 +212,18 @@ class Analytics:
         transaction: runs entered (kept if present), steps passed (a key written before is
         ignored), where each run is now (only from a pass newer than the one it has), runs
         ended (the first end wins; the step it was at stays, for "exited at")."""
-        entered = [r for r in records if isinstance(r, RunEntered)]
-        passed = [r for r in records if isinstance(r, StepPassed)]
-        ended = [r for r in records if isinstance(r, RunEnded)]
         with self.engine.begin() as db:
-            insert = dialect_insert(db)
-            if entered:
-                db.execute(
-                    insert(journey_runs).on_conflict_do_nothing(),
-                    [_run_row(run) for run in entered],
-                )
-            if passed:
-                db.execute(
-                    insert(step_passes).on_conflict_do_nothing(),
-                    [_pass_row(step) for step in passed],
-                )
-                db.execute(_MOVE, [_move_values(step) for step in passed])
-                held_out = sorted({step.workflow_id for step in passed if step.holdout})
-                if held_out:
-                    db.execute(
-                        update(journey_runs)
-                        .where(journey_runs.c.workflow_id.in_(held_out))
-                        .values(holdout=True)
-                    )
-            if ended:
-                db.execute(_END, [_end_values(end) for end in ended])
+            new_run, new_pass = _NEW_RUN[db.dialect.name], _NEW_PASS[db.dialect.name]
+            for record in records:
+                if isinstance(record, StepPassed):
+                    new_pass.run(db, _pass_row(record))
+                    _MOVE.run(db, _move_values(record))
+                    if record.holdout:
+                        _HELD_OUT.run(db, {"b_run": record.workflow_id, "b_holdout": True})
+                elif isinstance(record, RunEntered):
+                    new_run.run(db, _run_row(record))
+                else:
+                    _END.run(db, _end_values(record))
 
     def record_message_event(
         self, event_id: str, message_id: str, event: str, provider: str, at: datetime
@@ -516,7 +506,21 @@ class RetryingRecorder:
 
 # --- writing -------------------------------------------------------------------------------
 
-_MOVE = (
+
+def _insert_new(table: Table) -> dict[str, Prepared]:
+    """``INSERT … ON CONFLICT DO NOTHING`` of a whole row of ``table``, per database."""
+    row: dict[str, Any] = {column.name: bindparam(column.name) for column in table.columns}
+    return {
+        "sqlite": Prepared(sqlite.insert(table).values(row).on_conflict_do_nothing()),
+        "postgresql": Prepared(postgresql.insert(table).values(row).on_conflict_do_nothing()),
+    }
+
+
+# A run's records are written on every workflow task that moved it: the statements are
+# compiled once and run on the driver's cursor (store/prepared.py), as the frequency cap's are.
+_NEW_RUN = _insert_new(journey_runs)
+_NEW_PASS = _insert_new(step_passes)
+_MOVE = Prepared(
     update(journey_runs)
     .where(
         journey_runs.c.workflow_id == bindparam("b_run"),
@@ -528,8 +532,12 @@ _MOVE = (
     .values(current_step=bindparam("b_step"), step_since=bindparam("b_at"))
 )
 """Where a run is now: the step a pass went to, unless the run has a newer pass already."""
-
-_END = (
+_HELD_OUT = Prepared(
+    update(journey_runs)
+    .where(journey_runs.c.workflow_id == bindparam("b_run"))
+    .values(holdout=bindparam("b_holdout"))
+)
+_END = Prepared(
     update(journey_runs)
     .where(journey_runs.c.workflow_id == bindparam("b_run"), journey_runs.c.outcome.is_(None))
     .values(
@@ -540,6 +548,7 @@ _END = (
         ended_day=bindparam("b_day"),
     )
 )
+"""A run's end: the first one written wins."""
 
 
 def _utc(moment: datetime) -> datetime:
