@@ -829,8 +829,11 @@ def _days(
     sent = [ledger.journey_id == journey_id, ledger.status == "sent", ledger.created_at >= since]
     if until is not None:
         sent.append(ledger.created_at < until)
-    for (created,) in db.execute(select(ledger.created_at).where(*sent)):
-        tally[utc(created).date().isoformat()]["sent"] += 1
+    sent_day = _utc_day(db, ledger.created_at).label("day")
+    for row in db.execute(
+        select(sent_day, func.count().label("n")).where(*sent).group_by(sent_day)
+    ):
+        tally[str(row.day)]["sent"] += int(row.n)
     seen = [
         ledger.journey_id == journey_id,
         events.at >= since,
@@ -854,6 +857,14 @@ def _days(
             for n in range((last - since.date()).days + 1)
         }
     return [DayCount(day=day, **tally.get(day, {})) for day in sorted(days)]
+
+
+def _utc_day(db: Connection, moment: Any) -> Any:
+    """``YYYY-MM-DD`` of a stored time, in UTC: SQLite keeps UTC times as text, PostgreSQL as
+    ``timestamptz`` (its session may be in another zone)."""
+    if db.dialect.name == "sqlite":
+        return func.substr(moment, 1, 10)
+    return func.to_char(func.timezone("UTC", moment), "YYYY-MM-DD")
 
 
 def _lift(db: Connection, cohort: list[Any], known_plans: Sequence[Plan]) -> Lift | None:

@@ -210,6 +210,8 @@ def test_templates_join_the_ledger_with_provider_events(store: Analytics) -> Non
     assert (hello.delivered, hello.opened, hello.clicked, hello.bounced) == (2, 1, 1, 1)
     assert (hello.spam_reported, hello.unsubscribed, hello.dropped) == (1, 1, 1)
     assert (offer.template, offer.deferred, offer.sent) == ("first-order-discount", 1, 0)
+    today = datetime.now(UTC).date().isoformat()
+    assert {d.day: d.sent for d in stats.days if d.sent} == {today: 3}
     events = store.message_events(["msg_0", "msg_9"])
     assert [e.event for e in events["msg_0"]] == ["delivered", "open", "open", "click"]
     assert "msg_9" not in events
@@ -218,13 +220,16 @@ def test_templates_join_the_ledger_with_provider_events(store: Analytics) -> Non
 def test_days_count_what_happened_on_each_day(store: Analytics) -> None:
     store.record([entered("r1", T0), entered("r2", T0 + timedelta(days=1))])
     store.record([RunEnded("r1", "converted", T0 + timedelta(days=2))])
+    Ledger(store.engine).claim("msg_1", "welcome", "hello", "email", "c-hash")
+    for n, event in enumerate(["open", "open", "click", "delivered"]):
+        store.record_message_event(f"e{n}", "msg_1", event, "sendgrid", T0 + timedelta(days=1))
     stats = store.journey("welcome", T0, T0 + timedelta(days=3))
-    days = {d.day: (d.entered, d.converted, d.ended) for d in stats.days}
+    days = {d.day: (d.entered, d.converted, d.ended, d.opened, d.clicked) for d in stats.days}
     assert days == {
-        "2026-12-01": (1, 0, 0),
-        "2026-12-02": (1, 0, 0),
-        "2026-12-03": (0, 1, 1),
-        "2026-12-04": (0, 0, 0),
+        "2026-12-01": (1, 0, 0, 0, 0),
+        "2026-12-02": (1, 0, 0, 1, 1),
+        "2026-12-03": (0, 1, 1, 0, 0),
+        "2026-12-04": (0, 0, 0, 0, 0),
     }
 
 
