@@ -804,6 +804,42 @@ def messages_command(
     typer.echo(f"{len(rows)} message(s){_more(len(found), limit)}", err=True)
 
 
+@app.command("stats")
+def stats_command(
+    journey: Annotated[str, typer.Argument(help="The journey id.")],
+    since: Annotated[
+        str, typer.Option(help="Runs that entered within this long: 1d, 7d, 30d, 12h …")
+    ] = "7d",
+    version: Annotated[str | None, typer.Option(help="Only runs of this plan version.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """A journey's numbers: entered, outcomes, conversion, lift, steps, edges, messages, days."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from ops import stats
+
+    try:
+        start = stats.since_of(since, datetime.now(UTC))
+    except ValueError as error:
+        typer.secho(f"✗ --since {error}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    analytics = stats.open_analytics(project.resolve())
+    try:
+        found = stats.journey_stats(analytics, journey, start, version)
+    except stats.UnknownJourney as error:
+        typer.secho(f"✗ {error}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        analytics.engine.dispose()
+    if as_json:
+        typer.echo(stats.as_json(found))
+    else:
+        stats.print_stats(found, Console(width=120, highlight=False))
+
+
 @app.command("outbox")
 def outbox_command(
     key: Annotated[

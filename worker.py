@@ -35,6 +35,7 @@ from ops.health import CHECK_SECONDS, Checks, serve_health
 from ops.retention import start_retention
 from ops.workers import (
     Role,
+    analytics_recorded,
     build_workers,
     fetch_missing_plans,
     keep_payloads_out_of_logs,
@@ -46,6 +47,7 @@ from store.ledger import Ledger
 from store.plans import PlanStore
 from store.profiles import ProfileStore
 from workflows import registry
+from workflows.models import JOURNEY_QUEUE
 
 log = logging.getLogger("touchpoint.worker")
 
@@ -81,7 +83,8 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    workers = build_workers(client, activities, worker_options(settings), role)
+    options = worker_options(settings)
+    workers = build_workers(client, activities, options, role)
 
     async def ready() -> dict[str, bool]:
         try:
@@ -93,6 +96,8 @@ async def run_worker(
 
     async with AsyncExitStack() as stack:
         stack.callback(store.dispose)  # last: its connections close once the workers stopped
+        if options.analytics and role != "activities":  # on before the workflows run, off after
+            stack.enter_context(analytics_recorded(options.queue_prefix + JOURNEY_QUEUE, store))
         for worker in workers:
             await stack.enter_async_context(worker)
         if health is not None:

@@ -9,7 +9,10 @@ own queue the server hands activities to the worker eagerly, in the workflow tas
 Touchpoint runs start as the router starts them (input version 3: a reference to the plan,
 which each worker compiled from its project; search attributes on the start). Two Touchpoint
 workers, each its own process and queue prefix: the default one, and one whose project says
-``worker: index_runs: false`` (no search attributes).
+``worker: index_runs: false`` (no search attributes). A third, ``touchpoint-no-analytics``,
+runs the default project with ``worker: analytics: false``: what recording journey analytics
+in the store (:mod:`store.analytics`, a write per workflow task that moved a run) costs is the
+difference between it and ``touchpoint``.
 
 ``BENCH_INPUT_V2=1`` adds a side ``touchpoint-input-v2``: the default worker's journey started
 with input version 2, as routers did before version 3 (the run asks ``workflow.patched`` for
@@ -85,6 +88,9 @@ async def main() -> None:
         plain_project = bench_project(
             directory, "project-no-index", [journey], {"index_runs": False}
         )
+        quiet_project = bench_project(
+            directory, "project-no-analytics", [journey], {"analytics": False}
+        )
         plan = project_plans(project)["bench-three-sends"]
         async with dev_server(directory) as server:
             client = await connect(server.address)
@@ -101,9 +107,19 @@ async def main() -> None:
                     TOUCHPOINT_DATABASE_URL=f"sqlite:///{directory / 'no-index.db'}",
                     TOUCHPOINT_RECORD_FILE=str(directory / "no-index-sent.jsonl"),
                 ) as plain_worker,
+                touchpoint_worker(
+                    server,
+                    directory,
+                    quiet_project,
+                    log="worker-no-analytics",
+                    TOUCHPOINT_QUEUE_PREFIX="tpq-",
+                    TOUCHPOINT_DATABASE_URL=f"sqlite:///{directory / 'no-analytics.db'}",
+                    TOUCHPOINT_RECORD_FILE=str(directory / "no-analytics-sent.jsonl"),
+                ) as quiet_worker,
                 raw_worker(server, directory, "raw-bench") as raw,
             ):
                 indexed = RunSettings(queue_prefix="tp-", time_scale=DAY_IN_SECONDS)
+                quiet = RunSettings(queue_prefix="tpq-", time_scale=DAY_IN_SECONDS)
                 unindexed = RunSettings(
                     queue_prefix="tpn-", time_scale=DAY_IN_SECONDS, index_runs=False
                 )
@@ -122,6 +138,11 @@ async def main() -> None:
                         "touchpoint-no-index",
                         lambda c: start_journey(client, plan, c, unindexed),
                         plain_worker.pid,
+                    ),
+                    Side(
+                        "touchpoint-no-analytics",
+                        lambda c: start_journey(client, plan, c, quiet),
+                        quiet_worker.pid,
                     ),
                 ]
                 if env_int("BENCH_INPUT_V2", 0):
@@ -178,6 +199,18 @@ async def main() -> None:
             f"by CPU per run (worker + server) {by_cpu:.2f}"
         )
     named = {side.name: side for side in sides}
+    recorded, unrecorded = named["touchpoint"], named["touchpoint-no-analytics"]
+    rate = median(
+        [a / b for a, b in zip(recorded.rates, unrecorded.rates, strict=True)]
+    )  # per round: both ran in it, under the same load
+    cost = cpu_per_run(recorded) / cpu_per_run(unrecorded)
+    print(
+        f"analytics: throughput with/without = {rate:.3f} (per round, median); CPU per run "
+        f"with/without = {cost:.3f} ({cpu_per_run(recorded):.0f} vs "
+        f"{cpu_per_run(unrecorded):.0f} ms; worker alone "
+        f"{median(recorded.worker_cpu_ms):.1f} vs {median(unrecorded.worker_cpu_ms):.1f} ms); "
+        f"aim: cost at most 5 %"
+    )
     if "touchpoint-input-v2" in named:
         v2, v3 = cpu_per_run(named["touchpoint-input-v2"]), cpu_per_run(named["touchpoint"])
         print(f"CPU per run, input version 3 / version 2 = {v3 / v2:.2f} ({v3:.0f} vs {v2:.0f} ms)")

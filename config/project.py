@@ -140,6 +140,11 @@ class WorkerSettings(Model):
         default_factory=dict, description="server-side limit per channel, activities per second"
     )
     index_runs: bool = Field(True, description="keep Touchpoint search attributes on runs")
+    analytics: bool = Field(
+        True,
+        description="record what runs do (entries, step passes, outcomes) in the store, for "
+        "`touchpoint stats` and the dashboard",
+    )
     send_retry_hours: dict[str, float] = Field(
         default_factory=dict,
         description="how long a send is retried through a provider outage, per channel "

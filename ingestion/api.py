@@ -56,6 +56,7 @@ from ingestion.segment import (
 from ingestion.service import Ingestion
 from ingestion.unsubscribe import InvalidToken, UnsubscribeClaim, verify_token
 from ops.suppressions import record_sendgrid_feedback
+from store.analytics import Analytics
 from store.keys import WriteKeys, key_scope
 from store.profiles import ProfileTooLarge
 from store.suppressions import Suppressions
@@ -391,11 +392,23 @@ async def _feedback(api: Api, feedback: sg.FeedbackEvent) -> None:
     """Act on one SendGrid event once: its claim is released if acting on it fails.
 
     A hard bounce or spam report suppresses the address for all email; it and an unsubscribe
-    also end the customer's marketing runs. Blocked bounces and drops are only noted."""
+    also end the customer's marketing runs. Blocked bounces and drops are only noted. Every
+    event about a message Touchpoint sent is kept for its journey's numbers (store.analytics,
+    idempotent by ``sg_event_id``), whoever the address belongs to."""
     claim = f"sendgrid:{feedback.sg_event_id}"
     if not await asyncio.to_thread(api.service.processed.claim, "sendgrid", claim):
         return
     try:
+        if feedback.message_id is not None and not feedback.test:
+            analytics = Analytics(api.service.processed.engine)
+            await asyncio.to_thread(
+                analytics.record_message_event,
+                feedback.sg_event_id,
+                feedback.message_id,
+                feedback.sendgrid_event,
+                "sendgrid",
+                feedback.timestamp,
+            )
         if feedback.suppresses_address and api.suppressions is not None:
             await asyncio.to_thread(record_sendgrid_feedback, api.suppressions, feedback)
         customer = await asyncio.to_thread(api.service.profiles.by_email, feedback.email)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -21,8 +23,9 @@ from temporalio.worker import (
 )
 
 from config.settings import Settings
+from store.analytics import Analytics, RetryingRecorder
 from store.plans import PlanStore
-from workflows import registry
+from workflows import analytics, registry
 from workflows.channels import CHANNELS
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_QUEUE, LOOKUP_ACTIVITY, LOOKUP_QUEUE, READ_PROFILE_ACTIVITY
@@ -44,6 +47,7 @@ class WorkerOptions:
     graceful_shutdown_seconds: float = 10.0
     build_id: str | None = None  # default: a hash of every loaded module (slow to compute)
     deployment: Deployment = field(default_factory=Deployment)  # what runs on the queue get
+    analytics: bool = True  # runs on the journey queue record what they do (store.analytics)
 
 
 PAYLOAD_LOGGERS = ("temporalio.worker._activity", "temporalio.worker._workflow")
@@ -163,6 +167,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
         max_cached_workflows=worker.max_cached_workflows,
         max_concurrent_activities=worker.max_concurrent_activities,
         rate_limits=dict(worker.rate_limits),
+        analytics=worker.analytics,
         deployment=Deployment(
             index_runs=worker.index_runs,
             default_timezone=settings.config.defaults.timezone,
@@ -170,6 +175,20 @@ def worker_options(settings: Settings) -> WorkerOptions:
             send_retry_hours=dict(worker.send_retry_hours),
         ),
     )
+
+
+@contextmanager
+def analytics_recorded(journey_queue: str, store: Engine) -> Iterator[RetryingRecorder]:
+    """Runs on ``journey_queue`` (its prefix included) record into ``store`` while inside;
+    on the way out the recorder is taken off the queue and writes what it still holds. Enter
+    it before the workers start and leave it after they stopped."""
+    recorder = RetryingRecorder(Analytics(store))
+    analytics.register(journey_queue, recorder)
+    try:
+        yield recorder
+    finally:
+        analytics.unregister(journey_queue)
+        recorder.close()
 
 
 async def fetch_missing_plans(plans: PlanStore, stop: asyncio.Event) -> None:

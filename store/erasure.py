@@ -3,7 +3,8 @@
 What goes: the profile, its consent records (and topic choices), its aliases (and the
 profiles of the anonymous ids linked to it), its journey entries, and every link from the
 delivery ledger back to the customer (the ledger row stays for counts: journey, step, channel,
-status and time).
+status and time), and from the journey analytics (``journey_runs.customer``, and a failed run's
+error, which may quote an address; the run's counts stay).
 
 What stays, as a **keyed hash** (HMAC-SHA256 with ``TOUCHPOINT_ERASURE_SECRET``, so nobody
 without the secret can test a guessed address or id against it):
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, or_, select, update
+from sqlalchemy import Engine, case, delete, or_, select, update
 
 from store.atomic import insert_new
 from store.database import (
@@ -35,6 +36,7 @@ from store.database import (
     erased_addresses,
     erasures,
     journey_entries,
+    journey_runs,
     profiles,
     suppression_audit,
     suppressions,
@@ -42,6 +44,7 @@ from store.database import (
     utc,
 )
 from store.suppressions import normalise
+from workflows.models import customer_hash
 
 ERASED = "erased"  # what the ledger's customer column says of an erased customer's rows
 
@@ -219,10 +222,28 @@ class ErasureStore:
                 delete(journey_entries).where(journey_entries.c.subject.in_(subjects))
             ).rowcount
 
+    def forget_runs(self, ids: Sequence[str]) -> int:
+        """Cut the journey analytics' runs of ``ids`` from the customer: no customer hash, no
+        failure text. Their passes and outcome stay in the counts."""
+        hashes = [customer_hash(i) for i in ids]
+        with self.engine.begin() as db:
+            return db.execute(
+                update(journey_runs)
+                .where(journey_runs.c.customer.in_(hashes))
+                .values(
+                    customer=None,
+                    reason=case(
+                        (journey_runs.c.outcome == "failed", None), else_=journey_runs.c.reason
+                    ),
+                )
+            ).rowcount
+
     def delete_customer(self, ids: Sequence[str], addresses: Sequence[str]) -> None:
         """Delete the profiles, consent records (topic choices too) and aliases of ``ids``,
         and the plain suppressions of ``addresses`` (kept as hashes by :meth:`keep_addresses`
-        first); the suppression audit keeps its rows, under the address's hash."""
+        first); the suppression audit keeps its rows, under the address's hash. The analytics'
+        runs of ``ids`` lose their link to the customer (:meth:`forget_runs`)."""
+        self.forget_runs(ids)
         with self.engine.begin() as db:
             db.execute(delete(consent).where(consent.c.customer_id.in_(ids)))
             db.execute(delete(topic_consent).where(topic_consent.c.customer_id.in_(ids)))

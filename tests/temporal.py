@@ -15,7 +15,8 @@ from language.validator import compile_text, validate
 from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
 from tests.conftest import ROOT
-from workflows import registry
+from workflows import analytics, registry
+from workflows.analytics import Recorder
 from workflows.models import (
     INPUT_VERSION,
     JOURNEY_QUEUE,
@@ -55,11 +56,16 @@ def event(
 
 @asynccontextmanager
 async def running_workers(
-    client: Client, activities: Sequence[Any], prefix: str | None = None, **deployment: Any
+    client: Client,
+    activities: Sequence[Any],
+    prefix: str | None = None,
+    recorder: Recorder | None = None,
+    **deployment: Any,
 ) -> AsyncIterator[str]:
     """Workers for every queue under a fresh prefix; yields the prefix. ``deployment``: what
     the worker gives its runs (``history_limit``, ``default_timezone`` …; search attributes
-    off unless ``index_runs=True``)."""
+    off unless ``index_runs=True``). ``recorder``: the runs' analytics go to it (the worker's
+    is a :class:`store.analytics.RetryingRecorder`; without one, runs record nothing)."""
     prefix = prefix if prefix is not None else f"t{uuid.uuid4().hex[:8]}-"
     options = WorkerOptions(
         queue_prefix=prefix,
@@ -68,6 +74,9 @@ async def running_workers(
         ),
     )
     async with AsyncExitStack() as stack:
+        if recorder is not None:
+            analytics.register(prefix + JOURNEY_QUEUE, recorder)
+            stack.callback(analytics.unregister, prefix + JOURNEY_QUEUE)
         for worker in build_workers(client, activities, options):
             await stack.enter_async_context(worker)
         yield prefix

@@ -28,7 +28,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import evaluation, lookup_paths, registry, timing
+    from workflows import analytics, evaluation, lookup_paths, registry, timing
     from workflows.channels import CHANNELS
     from workflows.durations import format_duration
     from workflows.models import CHANNEL_QUEUES as _CHANNEL_QUEUES
@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         SendResult,
         TimelineEntry,
         WaitResume,
+        customer_hash,
         message_id,
     )
     from workflows.plan import (
@@ -181,6 +182,9 @@ class JourneyWorkflow:
             n.match.event for n in self.plan.nodes.values() if isinstance(n, WaitForNode)
         }
         self._expressions_bounded: bool | None = None
+        # how the step that just ran left: its edge's label, and whether it was a holdout path
+        self._edge: tuple[str | None, bool] = (None, False)
+        self._records: list[analytics.Record] = []  # for the analytics store, not yet written
 
     # --- signals and queries ---------------------------------------------------------------
 
@@ -278,7 +282,10 @@ class JourneyWorkflow:
         if self.unready is not None:  # fail this workflow task; a retry (or a newer worker,
             raise self.unready  # or this one once it has loaded the plan) will run it
         self._bounded()  # decided here, before any wait condition evaluates an expression
+        if run_input.state is None:
+            self._note_entered()
         if self._rules_read_profile():
+            self._write_records()
             await self._read_profile()
         while self.state.outcome is None:
             node = self.plan.nodes[self.state.current]
@@ -289,8 +296,12 @@ class JourneyWorkflow:
                 await self._continue_as_new()
             if self.state.resume is None:
                 self._index_step(node)
+            if node.type not in INSTANT_KINDS:  # it may wait: what the run did so far, now
+                self._write_records()
             try:
-                self.state.current = await self._execute(node)
+                following = await self._execute(node)
+                self._note_passed(node, following)
+                self.state.current = following
             except Interrupted:
                 break
             except ContinueInWait as waiting:
@@ -301,6 +312,7 @@ class JourneyWorkflow:
                 self._finish("failed", step=failure.step, error=failure.error)
         self._index_outcome()
         self._count_end()
+        self._note_ended()
         assert self.state.outcome is not None
         return RunResult(
             outcome=self.state.outcome, timeline=self.state.timeline, current=self.state.current
@@ -309,6 +321,7 @@ class JourneyWorkflow:
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._release_held()
+        self._write_records()
         self.state.continued += 1
         self.state.simulated_now = self.simulated_now
         workflow.continue_as_new(self.input.model_copy(update={"state": self.state}))
@@ -591,18 +604,22 @@ class JourneyWorkflow:
             self.state.inbox = [e for e in self.state.inbox if e.message_id != found.message_id]
             self.state.events[node.id] = found
             self._record(node, "event", found.event)
+            self._edge = ("event", False)
             return node.on_event
         self._record(
             node, "timeout", f"no {node.match.event} within {format_duration(node.timeout_seconds)}"
         )
+        self._edge = ("timeout", False)
         return node.on_timeout
 
     def _branch(self, node: BranchNode) -> str:
         for case in node.cases:
             if self._evaluate(node, case.condition, truth=True):
                 self._record(node, "branch", f"if {case.condition}")
+                self._edge = (case.condition, False)
                 return case.next
         self._record(node, "branch", "else")
+        self._edge = ("else", False)
         return node.otherwise
 
     def _split(self, node: SplitNode) -> str:
@@ -615,6 +632,7 @@ class JourneyWorkflow:
         if path.holdout:
             self.state.holdout = True
         self._record(node, "split", f"{path.name}" + (" (holdout)" if path.holdout else ""))
+        self._edge = (path.name, path.holdout)
         return path.next
 
     def _split_point(self, step_id: str) -> float:
@@ -878,6 +896,83 @@ class JourneyWorkflow:
         workflow.metric_meter().create_counter(
             "touchpoint_runs_ended_total", "Runs ended, by journey and outcome"
         ).add(1, {"journey": self.plan.journey_id, "outcome": self.state.outcome.kind})
+
+    # --- analytics (workflows/analytics.py): what the run did, for the store --------------
+
+    def _note_entered(self) -> None:
+        self._note(
+            analytics.RunEntered(
+                workflow_id=self._run_key(),
+                journey_id=self.plan.journey_id,
+                version=self.plan.version,
+                customer=customer_hash(self.input.customer_id),
+                at=self.state.entered_at,
+            )
+        )
+
+    def _note_passed(self, node: Node, following: str) -> None:
+        edge, self._edge = self._edge, (None, False)
+        self._note(
+            analytics.StepPassed(
+                workflow_id=self._run_key(),
+                journey_id=self.plan.journey_id,
+                version=self.plan.version,
+                step_id=node.id,
+                visit=self.state.visits[node.id],
+                at=self._now(),
+                next_step=following,
+                edge=edge[0],
+                holdout=edge[1],
+            )
+        )
+
+    def _note_ended(self) -> None:
+        outcome = self.state.outcome
+        if outcome is not None:
+            self._note(
+                analytics.RunEnded(
+                    workflow_id=self._run_key(),
+                    outcome=outcome.kind,
+                    at=outcome.at or self._now(),
+                    reason=outcome.error if outcome.kind == "failed" else outcome.reason,
+                    failed_step=outcome.step if outcome.kind == "failed" else None,
+                )
+            )
+        self._write_records()
+
+    def _run_key(self) -> str:
+        """The run's key in the analytics store: its workflow id, and from a customer's second
+        entry on (a workflow id is used again once the run before it ended) ``#<entry>``."""
+        workflow_id = workflow.info().workflow_id
+        entry = self.input.entry_sequence
+        return workflow_id if entry <= 1 else f"{workflow_id}#{entry}"
+
+    def _note(self, record: analytics.Record) -> None:
+        """Keep a record for the analytics store, unless nobody records on this queue or this
+        is a replay (what a replay did was recorded when it first ran)."""
+        if workflow.unsafe.is_replaying():
+            return
+        if analytics.recorder_for(workflow.info().task_queue) is not None:
+            self._records.append(record)
+
+    def _write_records(self) -> None:
+        """Hand the kept records to the queue's recorder, synchronously in this workflow task
+        (a worker that crashes after the task completed loses nothing; a task run again writes
+        the same keys again). No command, no history: no patch. The recorder never raises
+        (:class:`store.analytics.RetryingRecorder`); anything else is logged, never raised."""
+        if not self._records:
+            return
+        records, self._records = self._records, []
+        recorder = analytics.recorder_for(workflow.info().task_queue)
+        if recorder is None or workflow.unsafe.is_replaying():
+            return
+        try:
+            with workflow.unsafe.sandbox_unrestricted():
+                recorder.record(records)
+        except Exception as error:  # a recorder of tests; the worker's never raises
+            workflow.logger.warning(
+                "analytics: %d record(s) not written: %s", len(records), type(error).__name__
+            )
 
     def _index_outcome(self) -> None:
         if self.deployment.index_runs and self.state.outcome is not None:
