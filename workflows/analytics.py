@@ -4,8 +4,9 @@ its journey task queue (:func:`register`); the store writes them (:mod:`store.an
 
 Records are keyed so that writing one twice is writing it once: a run by its workflow id (and,
 from a customer's second entry on, its entry number: ``journey/welcome/3f…#2``, as a later entry
-reuses the workflow id), a step pass by (that key, step, visit). A workflow task that runs again (a worker crashed before its
-completion reached the server) records the same keys again; replays record nothing.
+reuses the workflow id), a step pass by (that key, step, visit). A workflow task that runs
+again (a worker crashed before its completion reached the server) records the same keys again;
+replays record nothing.
 
 Passed through the workflow sandbox (one registry per process, shared by every run).
 """
