@@ -23,6 +23,8 @@ from temporalio.worker import (
 from config.settings import Settings
 from store.plans import PlanStore
 from workflows import registry
+from workflows.broadcast import BroadcastWorkflow
+from workflows.broadcast_models import BROADCAST_PAGE, BROADCAST_QUEUE
 from workflows.channels import CHANNELS
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_QUEUE, LOOKUP_ACTIVITY, LOOKUP_QUEUE, READ_PROFILE_ACTIVITY
@@ -112,6 +114,18 @@ def build_workers(
                     task_queue=prefix + PRIVACY_QUEUE,
                     workflows=[ErasureWorkflow, RetentionWorkflow],
                     activities=privacy,
+                    workflow_runner=journey_workflow_runner(),
+                    graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
+                    build_id=options.build_id,
+                )
+            )
+        if BROADCAST_PAGE in by_name:  # scheduled journeys: each occurrence and its pages
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=prefix + BROADCAST_QUEUE,
+                    workflows=[BroadcastWorkflow],
+                    activities=[by_name[BROADCAST_PAGE]],
                     workflow_runner=journey_workflow_runner(),
                     graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
                     build_id=options.build_id,
