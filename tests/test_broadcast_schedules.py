@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import uuid
 from datetime import UTC, datetime
@@ -23,14 +24,17 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
 from activities.audience import AudienceActivities
+from cli import app
 from ops.broadcasts import CATCHUP_WINDOW, schedule_id, sync_broadcasts
 from simulation.recording import RecordingActivities
 from store.database import connect
 from store.deployments import Deployments
 from store.plans import PlanStore
 from store.profiles import ProfileStore
+from tests.conftest import ROOT
 from tests.temporal import binary, plan_from, running_workers
 from workflows import registry
 from workflows.broadcast_models import BroadcastInput, BroadcastResult
@@ -198,3 +202,49 @@ async def test_a_schedule_is_created_fires_and_follows_the_journeys_state(
                 await handle.terminate("test over")
         with contextlib.suppress(RPCError):
             await client.get_schedule_handle(sid).delete()
+
+
+@pytest.fixture
+def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project with the Monday newsletter, its own store and queue prefix."""
+    root = tmp_path / "shop"
+    (root / "journeys").mkdir(parents=True)
+    shutil.copy(ROOT / "touchpoint.yaml", root / "touchpoint.yaml")
+    shutil.copytree(ROOT / "templates", root / "templates")
+    shutil.copy(ROOT / "journeys" / "monday-newsletter.yaml", root / "journeys")
+    monkeypatch.setenv("TOUCHPOINT_DATABASE_URL", f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    monkeypatch.setenv("TOUCHPOINT_QUEUE_PREFIX", f"t{uuid.uuid4().hex[:8]}-")
+    return root
+
+
+def test_deploy_pause_and_stop_on_the_command_line_follow_the_schedule(
+    dev_env: WorkflowEnvironment, shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "TOUCHPOINT_TEMPORAL_ADDRESS", dev_env.client.service_client.config.target_host
+    )
+    cli = CliRunner()
+    where = ["-C", str(shop)]
+    deployed = cli.invoke(app, ["deploy", *where])
+    paused = cli.invoke(app, ["journeys", "pause", "monday-newsletter", "--why", "x", *where])
+    resumed = cli.invoke(app, ["journeys", "resume", "monday-newsletter", "--why", "x", *where])
+    stopped = cli.invoke(app, ["journeys", "stop", "monday-newsletter", "--why", "x", *where])
+    assert [r.exit_code for r in (deployed, paused, resumed, stopped)] == [0, 0, 0, 0]
+    assert "monday-newsletter: schedule created, every Monday at 09:00 (Europe/Berlin" in (
+        deployed.stderr
+    )
+    assert paused.stderr.startswith("monday-newsletter: schedule paused")
+    assert resumed.stderr.startswith("monday-newsletter: schedule resumed")
+    assert stopped.stderr == "monday-newsletter: schedule deleted (the journey is stopped)\n"
+
+
+def test_a_deploy_while_temporal_is_down_says_the_worker_will_do_it(
+    shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOUCHPOINT_TEMPORAL_ADDRESS", "127.0.0.1:1")
+    deployed = CliRunner().invoke(app, ["deploy", "-C", str(shop)])
+    assert deployed.exit_code == 0
+    assert "monday-newsletter  deployed" in deployed.stdout
+    assert "note: Temporal at 127.0.0.1:1 is not reachable; scheduled journeys' schedules are " in (
+        deployed.stderr
+    )
