@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
+from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.audience import AudienceActivities, count_audience, in_audience
 from simulation.recording import RecordingActivities
-from store.database import connect
+from store.database import connect, profiles
 from store.deployments import Deployments
 from store.plans import PlanStore
 from store.profiles import ProfileStore
@@ -70,13 +71,24 @@ def engine(tmp_path: Path) -> Engine:
     """1,200 profiles: every third is a laptop fan, some of those have not opted in (every
     fifth), and one's interests are a number (the audience cannot be evaluated on it)."""
     engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
-    profiles = ProfileStore(engine)
+    rows = []
+    now = datetime.now(UTC)
     for i in range(PROFILES):
         traits: dict[str, Any] = {"interests": ["laptops"] if fans(i) else ["phones"]}
         traits["opted_in"] = i % 5 != 0
         if i == 3:
             traits["interests"] = 5  # "'laptops' in 5" cannot be evaluated
-        profiles.upsert(f"c{i:05d}", {"email": f"c{i}@example.com", **traits})
+        rows.append(
+            {
+                "customer_id": f"c{i:05d}",
+                "email": f"c{i}@example.com",
+                "traits": traits,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    with engine.begin() as db:  # one transaction: the store's own upsert is one per profile
+        db.execute(insert(profiles), rows)
     return engine
 
 
@@ -252,3 +264,36 @@ def test_in_audience_reads_the_profile_and_the_entry_condition() -> None:
     assert not in_audience(
         plan, fan.model_copy(update={"traits": {"interests": [], "opted_in": True}}), MONDAY
     )
+
+
+class CrashingOnce(AudienceActivities):
+    """The real page activity, whose first attempt of the first page dies after 100 starts
+    (a worker killed mid-page): Temporal retries it."""
+
+    entered = 0
+
+    async def _enter(self, *args: Any) -> str:
+        if activity.info().attempt == 1 and self.entered == 100:
+            self.entered += 1
+            raise RuntimeError("the worker died")
+        self.entered += 1
+        return await super()._enter(*args)
+
+
+async def test_a_page_that_dies_half_way_is_retried_and_starts_nobody_twice(
+    time_env: WorkflowEnvironment, engine: Engine
+) -> None:
+    plan = deployed(engine)
+    recorder = RecordingActivities()
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    crashing = CrashingOnce(
+        time_env.client, engine, RunSettings(queue_prefix=prefix, index_runs=False)
+    )
+    async with running_workers(time_env.client, [*recorder.all(), *crashing.all()], prefix):
+        result, _ = await broadcast(time_env, prefix, plan, MONDAY)
+        customers = await sent_to(recorder, 319)
+    assert crashing.entered > 319, "the first page was attempted twice"
+    assert sorted(customers) == sorted(expected()), "everybody once, nobody twice"
+    counts = result.counts
+    assert counts.started == 319 - counts.already_started
+    assert counts.matched == 319 and counts.read == 1_200
