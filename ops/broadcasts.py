@@ -94,7 +94,11 @@ def broadcast_schedule(plan: Plan, queue_prefix: str = "", *, paused: bool = Fal
     return Schedule(
         action=ScheduleActionStartWorkflow(
             BROADCAST_WORKFLOW,
-            BroadcastInput(journey_id=plan.journey_id, plan_version=plan.version),
+            BroadcastInput(
+                journey_id=plan.journey_id,
+                plan_version=plan.version,
+                starts_per_second=rule.starts_per_second,  # also bounds how long a page may take
+            ),
             id=schedule_id(plan.journey_id, queue_prefix),
             task_queue=queue_prefix + BROADCAST_QUEUE,
         ),

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from activities.audience import AudienceActivities
 from cli import app
-from ops.broadcasts import CATCHUP_WINDOW, schedule_id, sync_broadcasts
+from ops.broadcasts import CATCHUP_WINDOW, broadcast_schedule, schedule_id, sync_broadcasts
 from simulation.recording import RecordingActivities
 from store.database import connect
 from store.deployments import Deployments
@@ -37,6 +37,7 @@ from store.profiles import ProfileStore
 from tests.conftest import ROOT
 from tests.temporal import binary, plan_from, running_workers
 from workflows import registry
+from workflows.broadcast_models import BROADCAST_QUEUE as QUEUE
 from workflows.broadcast_models import BroadcastInput, BroadcastResult
 from workflows.models import RunSettings
 from workflows.plan import Plan
@@ -248,3 +249,23 @@ def test_a_deploy_while_temporal_is_down_says_the_worker_will_do_it(
     assert "note: Temporal at 127.0.0.1:1 is not reachable; scheduled journeys' schedules are " in (
         deployed.stderr
     )
+
+
+def test_the_schedule_spec_from_cron_and_an_end_date() -> None:
+    plan = plan_from(
+        "id: weekdays\nname: W\ncategory: marketing\ntrigger:\n  schedule:\n"
+        '    cron: "30 7 * * MON-FRI"\n    timezone: Europe/Berlin\n    end: 2027-06-30\n'
+        "    rate: 5/s\nsteps:\n  - send: email\n    template: newsletter-welcome\n"
+    )
+    schedule = broadcast_schedule(plan, "p-", paused=True)
+    assert schedule.spec.cron_expressions == ["30 7 * * MON-FRI"]
+    assert schedule.spec.calendars == []
+    assert schedule.spec.start_at is None
+    assert schedule.spec.end_at == datetime(2027, 6, 30, 21, 59, 59, tzinfo=UTC), "the whole day"
+    assert schedule.state.paused
+    action = schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    assert (action.id, action.task_queue) == ("p-touchpoint-broadcast/weekdays", "p-" + QUEUE)
+    assert action.args == [
+        BroadcastInput(journey_id="weekdays", plan_version=plan.version, starts_per_second=5.0)
+    ]
