@@ -36,6 +36,9 @@ with workflow.unsafe.imports_passed_through():
 
 SCHEDULED_START_KEY = SearchAttributeKey.for_datetime(SCHEDULED_START)
 RETRIES = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+"""A page heartbeats after every profile: a worker gone for this long has its page retried
+elsewhere, from the last profile it reported."""
 PAGE_MARGIN = timedelta(minutes=5)
 """A page may take its starts at the start rate, plus this for the store and Temporal."""
 
@@ -62,7 +65,7 @@ class BroadcastWorkflow:
             ),
             result_type=PageResult,
             start_to_close_timeout=page_timeout(request),
-            heartbeat_timeout=timedelta(minutes=1),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=RETRIES,
         )
         counts = request.counts.plus(page.counts)
