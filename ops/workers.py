@@ -69,7 +69,9 @@ def build_workers(
 ) -> list[Worker]:
     """Workers for ``role``: the workflow worker and/or one activity worker per queue; with
     the privacy activities (:class:`activities.privacy.PrivacyActivities`) among
-    ``activities``, the erasure and retention worker too (with the activity workers)."""
+    ``activities``, the erasure and retention worker too (with the activity workers), and
+    with ``broadcast_page`` (:class:`activities.audience.AudienceActivities`) the worker of
+    scheduled journeys' broadcasts."""
     workers: list[Worker] = []
     prefix = options.queue_prefix
     by_name = {getattr(fn, "__temporal_activity_definition").name: fn for fn in activities}
