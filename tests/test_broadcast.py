@@ -297,3 +297,16 @@ async def test_a_page_that_dies_half_way_is_retried_and_starts_nobody_twice(
     counts = result.counts
     assert counts.started == 319 - counts.already_started
     assert counts.matched == 319 and counts.read == 1_200
+
+
+def test_no_shop_event_starts_a_scheduled_journey() -> None:
+    """Not even one named like the occurrence: the router leaves scheduled journeys'
+    triggers out, and still routes what their runs wait for."""
+    from ingestion.router import Routes
+
+    plan = plan_from(
+        newsletter().replace("steps:\n", "exit_when:\n  - event: Unsubscribed\nsteps:\n")
+    )
+    routes = Routes.of({plan.journey_id: plan})
+    assert routes.triggers == {}
+    assert routes.listeners == {"Unsubscribed": (plan,)}
