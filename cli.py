@@ -268,7 +268,7 @@ def deploy_command(
     Every API starts new entries on the deployed versions within seconds, without a restart;
     running runs finish on the version they entered."""
     from ingestion.deployed import POLL_SECONDS
-    from ops.journeys import deploy, deploy_line, journey_files
+    from ops.journeys import deploy, deploy_line, journey_files, schedule_lines
 
     who, reason = _who(by), None if why is None else _why(why, "--why")
     report = validate(journey_files(project, journeys or []), root=project)
@@ -280,6 +280,8 @@ def deploy_command(
     results = deploy(report.config, list(report.plans.values()), actor=who, reason=reason)
     for line in aligned([[r.journey_id, deploy_line(r)] for r in results]):
         typer.echo(line)
+    for line in schedule_lines(report.config, results):  # scheduled journeys' schedules
+        typer.echo(line, err=True)
     changed = sum(r.changed for r in results)
     typer.echo(
         f"{changed} deployed, {len(results) - changed} unchanged"
@@ -700,6 +702,52 @@ def simulate_command(
     raise typer.Exit(code)
 
 
+@app.command("audience")
+def audience_command(
+    journey: Annotated[str, typer.Argument(help="A scheduled journey's id (or file).")],
+    sample: Annotated[
+        int, typer.Option("--sample", min=0, help="Also list this many matching customer ids.")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """How many profiles a scheduled journey would reach if it went out now (its audience and
+    entry condition, over the store's profiles); --sample N lists N of their customer ids."""
+    from datetime import UTC, datetime
+
+    from config.project import ProjectConfig
+    from config.settings import load_settings
+    from language.validator import load_config
+    from ops.broadcasts import audience_report
+
+    plan = _load_plan(journey, project)
+    config_file = project / "touchpoint.yaml"
+    config = load_config(config_file)[0] if config_file.exists() else ProjectConfig()
+    settings = load_settings(config)
+    found = audience_report(plan, settings, sample, datetime.now(UTC))
+    if sample:
+        typer.echo(
+            "note: customer ids are personal data: keep them off tickets, chats and screenshots",
+            err=True,
+        )
+    if as_json:
+        typer.echo(json.dumps(found.__dict__, indent=2))
+        return
+    typer.echo(
+        f"{found.journey_id}: {found.matched:,} of {found.read:,} profile(s) match now "
+        f"({found.schedule})"
+    )
+    if found.failed:
+        typer.echo(
+            f"note: the audience could not be evaluated on {found.failed:,} profile(s) (their "
+            "data does not fit the expression, e.g. a missing trait): they are left out; "
+            "`| default(…)` makes the expression take them",
+            err=True,
+        )
+    for customer in found.sample:
+        typer.echo(customer)
+
+
 @app.command("test")
 def test_command(
     paths: Annotated[
@@ -952,12 +1000,14 @@ def journeys_show_command(journey: JourneyArgument, project: ProjectOption = Pat
 
 
 def _set_state(journey: str, state: State, why: str, by: str | None, project: Path) -> None:
-    from ops.journeys import open_deployments, state_change
+    from ops.journeys import open_deployments, state_change, state_schedule_lines
 
     who, reason = _who(by), _why(why, "--why")
-    deployments, _ = open_deployments(project.resolve())
+    deployments, settings = open_deployments(project.resolve())
     before, _now = deployments.set_state(journey, state, actor=who, reason=reason)
     typer.echo(state_change(deployments, journey, before, state))
+    for line in state_schedule_lines(deployments, settings, journey):
+        typer.echo(line, err=True)
 
 
 @journeys_app.command("pause")

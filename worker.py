@@ -24,11 +24,13 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.audience import AudienceActivities
 from activities.privacy import PrivacyActivities, outbox_of
 from activities.profiles import ProfileReader
 from config.errors import ConfigurationError
 from config.settings import Settings, connect, load_settings
 from language.validator import require_valid
+from ops.broadcasts import sync_broadcasts
 from ops.environment import require_environment
 from ops.exits import exit_code, leave
 from ops.health import CHECK_SECONDS, Checks, serve_health
@@ -43,6 +45,7 @@ from ops.workers import (
 )
 from simulation.recording import RecordingActivities
 from store.database import connect as connect_store
+from store.deployments import Deployments
 from store.ledger import Ledger
 from store.plans import PlanStore
 from store.profiles import ProfileStore
@@ -79,6 +82,8 @@ async def run_worker(
         )
         activities += privacy.all()
         await _start_retention(client, settings)
+        activities += AudienceActivities(client, store, settings.run_settings()).all()
+        await _sync_broadcasts(client, settings, store)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -132,6 +137,18 @@ async def _start_retention(client: Client, settings: Settings) -> None:
         await start_retention(client, settings)
     except RPCError as error:
         log.warning("could not register the retention schedule: %s", error.message)
+
+
+async def _sync_broadcasts(client: Client, settings: Settings, store: Engine) -> None:
+    """Bring the scheduled journeys' Temporal Schedules to the store's deployments; a server
+    that refuses (permissions) is a warning."""
+    try:
+        for line in await sync_broadcasts(
+            client, Deployments(store), PlanStore(store), settings.queue_prefix
+        ):
+            log.info("broadcast %s", line)
+    except RPCError as error:
+        log.warning("could not register the broadcast schedules: %s", error.message)
 
 
 async def _finish(task: asyncio.Task[None]) -> None:

@@ -8,7 +8,9 @@ the plan the workflow runs (:mod:`workflows.plan`); nothing here ever reaches a 
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +22,7 @@ from pydantic import (
     Tag,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from config.policies import JourneyPolicies, StepPolicies
 from language.fields import (  # the field types, re-exported for the compiler's a.Slug & co.
@@ -35,6 +38,7 @@ from language.fields import (  # the field types, re-exported for the compiler's
     TimeOfDay,
     VariableName,
 )
+from language.schedules import EVERY_EXAMPLE, check_cron, parse_every, parse_rate
 from workflows.channels import CHANNELS, known_channel
 
 END = "end"
@@ -56,13 +60,80 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 # --- journey-level parts -------------------------------------------------------------------
 
 
-class Trigger(Model):
-    """The event that starts a run."""
+def _checked(kind: str, check: Any) -> AfterValidator:
+    """A field check whose ``ValueError`` becomes a problem of ``kind`` (hints by kind)."""
 
-    event: EventName
+    def run(value: str) -> str:
+        try:
+            check(value)
+        except ValueError as error:
+            raise PydanticCustomError(kind, "{why}", {"why": str(error)}) from None
+        return value
+
+    return AfterValidator(run)
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f'unknown time zone "{name}"') from None
+    return name
+
+
+Every = Annotated[
+    str,
+    _checked("every", parse_every),
+    WithJsonSchema({"type": "string", "examples": ["monday 09:00", "mon, thu 18:30"]}),
+]
+Cron = Annotated[
+    str,
+    _checked("cron", check_cron),
+    WithJsonSchema({"type": "string", "examples": ["0 9 * * MON", "@daily"]}),
+]
+TimeZone = Annotated[
+    str,
+    _checked("timezone", _known_zone),
+    WithJsonSchema({"type": "string", "examples": ["Europe/Berlin", "UTC"]}),
+]
+Rate = Annotated[
+    str,
+    BeforeValidator(str),
+    _checked("rate", parse_rate),
+    WithJsonSchema({"type": "string", "examples": ["50/s", "600/m"]}),
+]
+
+
+class Schedule(Model):
+    """When a scheduled journey goes out: ``every`` or ``cron``, in a time zone."""
+
+    every: Every | None = Field(None, description=f"days and a time of day: {EVERY_EXAMPLE}")
+    cron: Cron | None = Field(None, description='five cron fields, e.g. "0 9 * * MON"')
+    timezone: TimeZone | None = Field(
+        None, description="an IANA time zone (default: defaults.timezone in touchpoint.yaml)"
+    )
+    start: date | datetime | None = Field(None, description="no occurrence before this")
+    end: date | datetime | None = Field(None, description="no occurrence after this")
+    rate: Rate | None = Field(
+        None, description="how fast one occurrence starts runs, e.g. 50/s (default: the project's)"
+    )
+
+
+class Trigger(Model):
+    """What starts a run: a shop event, or a schedule with an audience (a broadcast)."""
+
+    event: EventName | None = Field(None, description="the event that starts a run")
     if_: Expression | None = Field(None, alias="if", description="condition over `event`")
     key: Expression | None = Field(
         None, description="correlation key over `event`: one run per customer per key"
+    )
+    schedule: Schedule | None = Field(
+        None, description="instead of an event: when the journey goes out to its audience"
+    )
+    audience: Expression | None = Field(
+        None,
+        description="with schedule: who enters at each occurrence, a condition over `profile` "
+        "(default: every profile)",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from config.project import KNOWN_SECRET_SHAPES, ProjectConfig
 from language import authoring as a
 from language.analysis import DataRead, data_reads, event_properties
 from language.expressions import (
+    AUDIENCE_NAMES,
     ENTRY_NAMES,
     EVENT_NAMES,
     MATCH_NAMES,
@@ -30,6 +32,7 @@ from language.expressions import (
 )
 from language.policies import SendSettings, check_policies, send_policies
 from language.problems import Path, Problem, did_you_mean, suggestion
+from language.schedules import parse_every, parse_rate
 from language.templates import TemplateCatalog, TemplateRead
 from language.yamlsource import SourceMap
 from workflows import plan as p
@@ -120,6 +123,7 @@ class _Compiler:
         if not self.problems and not self.partial:  # the graph checks need every jump
             self._check_reachable()
             self._check_loops()
+        self._check_trigger()
         self._check_entry_and_listeners()
         for step in self.steps:
             self._check_step(step)
@@ -253,6 +257,67 @@ class _Compiler:
                 jump,
                 f"this loop never waits ({route} → {members[0].id}) and would repeat forever",
                 "add a wait, wait_until or wait_for step inside the loop",
+            )
+
+    def _check_trigger(self) -> None:
+        """An event or a schedule; a schedule's settings that fit together; nothing of an
+        event trigger on a schedule (there is no event to read)."""
+        trigger = self.journey.trigger
+        if trigger.event is None and trigger.schedule is None:
+            self._problem(
+                ("trigger",),
+                'a trigger needs "event" (a shop event starts each run) or "schedule" '
+                "(the journey goes out to an audience)",
+                "e.g. trigger: {event: Newsletter Subscribed}, or schedule: {every: monday "
+                "09:00} with audience: <condition over profile>",
+            )
+        if trigger.audience is not None and trigger.schedule is None:
+            self._problem(
+                ("trigger", "audience"),
+                '"audience" goes with "schedule": it says who a scheduled journey reaches',
+                "for an event-triggered journey, put a condition over the profile in entry.if",
+                key=True,
+            )
+        schedule = trigger.schedule
+        if schedule is None:
+            return
+        if trigger.event is not None:
+            self._problem(
+                ("trigger", "schedule"),
+                'a trigger has either "event" or "schedule", not both',
+                "a scheduled journey starts from the calendar: remove event (or schedule)",
+                key=True,
+            )
+        for name, value in (("if", trigger.if_), ("key", trigger.key)):
+            if value is not None:
+                self._problem(
+                    ("trigger", name),
+                    f"trigger.{name} reads the triggering event, and a scheduled journey has none",
+                    "say who enters with audience: (a condition over profile)"
+                    if name == "if"
+                    else "a scheduled journey has one run per customer and occurrence: remove key",
+                    key=True,
+                )
+        where: Path = ("trigger", "schedule")
+        if schedule.every is None and schedule.cron is None:
+            self._problem(
+                where,
+                'a schedule needs "every" or "cron"',
+                'e.g. every: monday 09:00, or cron: "0 9 * * MON"',
+            )
+        elif schedule.every is not None and schedule.cron is not None:
+            self._problem(
+                (*where, "cron"),
+                'a schedule has either "every" or "cron", not both',
+                "keep the one that says it best",
+                key=True,
+            )
+        start, end = schedule.start, schedule.end
+        if start is not None and end is not None and _moment(end) <= _moment(start):
+            self._problem(
+                (*where, "end"),
+                f"the schedule ends ({end.isoformat()}) before it starts ({start.isoformat()})",
+                "end must be after start; check the year and the month",
             )
 
     def _check_entry_and_listeners(self) -> None:
@@ -540,6 +605,7 @@ class _Compiler:
 
     def _expressions(self) -> Iterator[tuple[Path, str, tuple[str, ...]]]:
         j = self.journey
+        yield from _optional(("trigger", "audience"), j.trigger.audience, AUDIENCE_NAMES)
         yield from _optional(("trigger", "if"), j.trigger.if_, EVENT_NAMES)
         yield from _optional(("trigger", "key"), j.trigger.key, EVENT_NAMES)
         yield from _optional(("entry", "if"), j.entry.if_, ENTRY_NAMES)
@@ -580,7 +646,11 @@ class _Compiler:
             name=j.name,
             description=j.description,
             category=j.category,
-            trigger=p.EventMatch(event=j.trigger.event, condition=j.trigger.if_, key=j.trigger.key),
+            trigger=p.EventMatch(
+                event=j.trigger.event or p.BROADCAST_EVENT,
+                condition=j.trigger.if_,
+                key=j.trigger.key,
+            ),
             entry=p.EntryRule(
                 policy=j.entry.reentry,
                 cooldown_seconds=parse_duration(j.entry.after) if j.entry.after else None,
@@ -601,8 +671,26 @@ class _Compiler:
             nodes=nodes,
             topic=j.topic,
             event_properties=self._event_properties(),
+            schedule=self._schedule(),
         )
         return plan.with_version()
+
+    def _schedule(self) -> p.ScheduleRule | None:
+        trigger = self.journey.trigger
+        schedule = trigger.schedule
+        if schedule is None:
+            return None
+        weekdays, time = parse_every(schedule.every) if schedule.every else (None, None)
+        return p.ScheduleRule(
+            cron=schedule.cron,
+            weekdays=weekdays,
+            time=time,
+            timezone=schedule.timezone or self.context.config.defaults.timezone,
+            start=schedule.start and schedule.start.isoformat(),
+            end=schedule.end and schedule.end.isoformat(),
+            audience=trigger.audience,
+            starts_per_second=parse_rate(schedule.rate) if schedule.rate else None,
+        )
 
     def _event_properties(self) -> tuple[str, ...] | None:
         """Every event property the journey reads — its expressions, lookups and the templates
@@ -720,6 +808,13 @@ class _Compiler:
             )
         assert isinstance(m, a.SetStep), m
         return p.SetNode(**base, assignments=dict(m.set), next=nxt)
+
+
+def _moment(value: date | datetime) -> datetime:
+    """A schedule's start or end as a moment (a date: its midnight, UTC) to compare them."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
 def _suggest(root: str, key: str, candidates: set[str]) -> str:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from language.schedules import describe_schedule
 from workflows.durations import format_duration
 from workflows.plan import (
     BranchNode,
@@ -129,6 +130,9 @@ def edges(plan: Plan) -> Iterator[Edge]:
 
 
 def _trigger_label(plan: Plan) -> str:
+    if plan.schedule is not None:
+        audience = f" to {plan.schedule.audience}" if plan.schedule.audience else " to everyone"
+        return f"{describe_schedule(plan.schedule)}{audience}"
     key = f" per {plan.trigger.key}" if plan.trigger.key else ""
     condition = f" if {plan.trigger.condition}" if plan.trigger.condition else ""
     return f"{plan.trigger.event}{condition}{key}"

@@ -29,6 +29,8 @@ MATCH_NAMES = ("event", "profile", "events", "vars", "lookups", "now")
 """Names an ``if`` on wait_for / exit_when / goal may use (``event`` is the event matched)."""
 EVENT_NAMES = ("event",)
 """Names a trigger condition and every ``key`` may use: only the event itself."""
+AUDIENCE_NAMES = ("profile", "now")
+"""Names a scheduled journey's audience may use: who the customer is, and the occurrence."""
 ENTRY_NAMES = ("profile", "event", "now")
 """Names the entry condition may use (``event`` is the trigger)."""
 TEMPLATE_NAMES = (

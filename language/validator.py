@@ -53,6 +53,10 @@ _KIND_HINTS = {
     "time_of_day": 'hours 0-23 and minutes, e.g. time: "09:00" or time: "18:30"',
     "event_name": "the name exactly as your shop sends it with track()",
     "format": "write it in the form of the example",
+    "every": 'e.g. every: monday 09:00 (or cron: "0 9 * * MON")',
+    "cron": 'minute hour day-of-month month day-of-week, e.g. "0 9 * * MON"',
+    "timezone": "an IANA name such as Europe/Berlin, America/New_York or UTC",
+    "rate": "a number of starts per second or per minute, e.g. rate: 50/s",
 }
 _UNREADABLE = "check that it is readable and saved as UTF-8 text"
 _EMPTY_HINTS = {

@@ -18,14 +18,17 @@ from ingestion.consent import Consents, Unsubscriber
 from ingestion.service import Ingestion
 from ingestion.unsubscribe import SECRET_ENV, secret_from_env
 from language.validator import require_valid, validate
+from ops.broadcasts import sync_broadcasts
 from ops.environment import require_environment, webhook_key_problem
 from ops.export import Exporter, outbox_of
 from ops.forget import forget
 from ops.journeys import start_routing
 from store.consent import ConsentStore
 from store.database import connect as connect_store
+from store.deployments import Deployments
 from store.entries import EntryStore
 from store.keys import ADMIN, WRITE, WriteKeys
+from store.plans import PlanStore
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
@@ -48,6 +51,8 @@ async def build_api(project: Path, deploy: bool = False) -> Api:
     client = await connect(settings)
     engine = connect_store(settings.database_url)
     deployed = start_routing(engine, project, report.plans, deploy, "touchpoint api")
+    if deploy:  # scheduled journeys' Temporal Schedules follow the deployed versions
+        await sync_broadcasts(client, Deployments(engine), PlanStore(engine), settings.queue_prefix)
     router = deployed.router(client, EntryStore(engine), settings.run_settings())
     unsubscriber = Unsubscriber(client, ConsentStore(engine))
     sendgrid_key = os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY")

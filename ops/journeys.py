@@ -270,3 +270,25 @@ def state_change(deployments: Deployments, journey_id: str, before: State, after
 
 def _quote(value: str) -> str:
     return value.replace("'", "")
+
+
+def schedule_lines(config: ProjectConfig, results: Sequence[Deployed]) -> list[str]:
+    """After ``touchpoint deploy``: bring the scheduled journeys' Temporal Schedules to the
+    deployed versions (:mod:`ops.broadcasts`); what was done, one line per journey."""
+    from ops.broadcasts import sync_if_scheduled
+
+    settings = load_settings(config)
+    deployments = Deployments(connect_store(settings.database_url))
+    versions = [v for r in results if r.changed for v in (r.version, r.previous)]
+    return sync_if_scheduled(settings, deployments, versions)
+
+
+def state_schedule_lines(
+    deployments: Deployments, settings: Settings, journey_id: str
+) -> list[str]:
+    """After ``touchpoint journeys pause|resume|stop``: pause, resume or delete the journey's
+    Temporal Schedule if it is a scheduled journey."""
+    from ops.broadcasts import sync_if_scheduled
+
+    version = deployments.get(journey_id).active_version
+    return sync_if_scheduled(settings, deployments, [version])

@@ -26,6 +26,8 @@ from config.settings import Settings
 from store.analytics import Analytics, RetryingRecorder
 from store.plans import PlanStore
 from workflows import analytics, registry
+from workflows.broadcast import BroadcastWorkflow
+from workflows.broadcast_models import BROADCAST_PAGE, BROADCAST_QUEUE
 from workflows.channels import CHANNELS
 from workflows.journey import JourneyWorkflow
 from workflows.models import JOURNEY_QUEUE, LOOKUP_ACTIVITY, LOOKUP_QUEUE, READ_PROFILE_ACTIVITY
@@ -71,7 +73,9 @@ def build_workers(
 ) -> list[Worker]:
     """Workers for ``role``: the workflow worker and/or one activity worker per queue; with
     the privacy activities (:class:`activities.privacy.PrivacyActivities`) among
-    ``activities``, the erasure and retention worker too (with the activity workers)."""
+    ``activities``, the erasure and retention worker too (with the activity workers), and
+    with ``broadcast_page`` (:class:`activities.audience.AudienceActivities`) the worker of
+    scheduled journeys' broadcasts."""
     workers: list[Worker] = []
     prefix = options.queue_prefix
     by_name = {getattr(fn, "__temporal_activity_definition").name: fn for fn in activities}
@@ -116,6 +120,18 @@ def build_workers(
                     task_queue=prefix + PRIVACY_QUEUE,
                     workflows=[ErasureWorkflow, RetentionWorkflow],
                     activities=privacy,
+                    workflow_runner=journey_workflow_runner(),
+                    graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
+                    build_id=options.build_id,
+                )
+            )
+        if BROADCAST_PAGE in by_name:  # scheduled journeys: each occurrence and its pages
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=prefix + BROADCAST_QUEUE,
+                    workflows=[BroadcastWorkflow],
+                    activities=[by_name[BROADCAST_PAGE]],
                     workflow_runner=journey_workflow_runner(),
                     graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
                     build_id=options.build_id,

@@ -85,6 +85,16 @@ class ProfileStore:
             row = db.execute(select(profiles).where(profiles.c.customer_id == customer_id)).first()
         return None if row is None else _profile(row)
 
+    def page(self, after: str | None, limit: int) -> list[Profile]:
+        """Up to ``limit`` profiles in customer id order, after ``after`` (``None``: from the
+        first): a broadcast's audience is read page by page along the primary key's index, so
+        neither the store nor the reader ever holds more than one page."""
+        query = select(profiles).order_by(profiles.c.customer_id).limit(limit)
+        if after is not None:
+            query = query.where(profiles.c.customer_id > after)
+        with self.engine.connect() as db:
+            return [_profile(row) for row in db.execute(query)]
+
     def by_email(self, email: str) -> str | None:
         """The customer id with this email address (case-insensitive), if any."""
         with self.engine.connect() as db:

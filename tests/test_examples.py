@@ -1,4 +1,4 @@
-"""The three example journeys: valid, complete, drawable, and described by the JSON Schema."""
+"""The example journeys: valid, complete, drawable, and described by the JSON Schema."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ from language.yamlsource import load_yaml
 from tests.conftest import EXAMPLE_JOURNEYS, ROOT
 from workflows.plan import END, Plan, SendNode, SplitNode, WaitUntilNode, successors
 
-EXAMPLE_IDS = {"newsletter-welcome", "laptop-recommendation", "post-purchase-accessories"}
+EXAMPLE_IDS = {
+    "newsletter-welcome",
+    "laptop-recommendation",
+    "post-purchase-accessories",
+    "monday-newsletter",
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +36,11 @@ def plans() -> dict[str, Plan]:
 def test_the_example_project_validates_cleanly(cli: CliRunner, in_project: Path) -> None:
     result = cli.invoke(app, ["validate"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("✓ 3 journeys")
+    assert result.stdout.startswith("✓ 4 journeys")
     assert "no problems" in result.stdout
 
 
-def test_there_are_three_examples(plans: dict[str, Plan]) -> None:
+def test_there_are_four_examples(plans: dict[str, Plan]) -> None:
     assert set(plans) == EXAMPLE_IDS
 
 

@@ -30,7 +30,8 @@ EXAMPLE_MISSING = (
     "CRM_WEBHOOK_SECRET is not set (destinations.crm.secrets[0]); "
     "SLACK_SUPPORT_WEBHOOK_URL is not set (destinations.support-team.url); "
     "TOUCHPOINT_UNSUBSCRIBE_SECRET is not set (it signs the unsubscribe links of marketing "
-    "email: laptop-recommendation, newsletter-welcome, post-purchase-accessories)"
+    "email: laptop-recommendation, monday-newsletter, newsletter-welcome, "
+    "post-purchase-accessories)"
     " — set them where it runs (`touchpoint validate --env` checks them)\n"
 )
 NEWSLETTER = """
@@ -83,8 +84,13 @@ def test_the_example_needs_what_its_journeys_use() -> None:
         (
             "TOUCHPOINT_UNSUBSCRIBE_SECRET",
             "it signs the unsubscribe links of marketing email: laptop-recommendation, "
-            "newsletter-welcome, post-purchase-accessories",
-            ("laptop-recommendation", "newsletter-welcome", "post-purchase-accessories"),
+            "monday-newsletter, newsletter-welcome, post-purchase-accessories",
+            (
+                "laptop-recommendation",
+                "monday-newsletter",
+                "newsletter-welcome",
+                "post-purchase-accessories",
+            ),
         ),
     ]
 
@@ -186,7 +192,7 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
     assert without.stdout.splitlines() == [
         "touchpoint.yaml:3:1: environment variable TOUCHPOINT_UNSUBSCRIBE_SECRET is not set: "
         "it signs the unsubscribe links of marketing email: laptop-recommendation, "
-        f"newsletter-welcome, post-purchase-accessories {hint})",
+        f"monday-newsletter, newsletter-welcome, post-purchase-accessories {hint})",
         "touchpoint.yaml:16:10: destinations.support-team.url: environment variable "
         f"SLACK_SUPPORT_WEBHOOK_URL is not set {hint}; used by post-purchase-accessories)",
         "touchpoint.yaml:21:9: destinations.crm.secrets[0]: environment variable "
@@ -196,7 +202,7 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
         "post-purchase-accessories)",
     ]
     assert without.stderr == (
-        "✗ 4 problems in 1 file (3 journeys, 35 template files, touchpoint.yaml checked)\n"
+        "✗ 4 problems in 1 file (4 journeys, 37 template files, touchpoint.yaml checked)\n"
     )
 
     complete = subprocess.run(
@@ -209,7 +215,7 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
     )
     assert (complete.returncode, complete.stdout) == (
         0,
-        "✓ 3 journeys, 35 template files, touchpoint.yaml: no problems; the environment has "
+        "✓ 4 journeys, 37 template files, touchpoint.yaml: no problems; the environment has "
         "every variable they need\n",
     )
 
@@ -225,5 +231,5 @@ def test_validate_without_env_stays_as_it_was(example: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "✓ 3 journeys, 35 template files, touchpoint.yaml: no problems\n",
+        "✓ 4 journeys, 37 template files, touchpoint.yaml: no problems\n",
     )

@@ -24,6 +24,8 @@ PLAN_FORMAT = 1
 """Bumped when the plan's shape changes incompatibly (a worker refuses a plan of a newer
 format: :func:`workflows.registry.plan`)."""
 END = "end"
+BROADCAST_EVENT = "touchpoint.broadcast"
+"""The trigger of a scheduled journey's runs: the occurrence, not a shop event."""
 SEND_CONTEXT = ("event", "events", "vars", "lookups")
 """What of the run a send may hand its template (``now`` always goes: the step's time)."""
 
@@ -41,6 +43,25 @@ class EventMatch(Frozen):
     event: str
     condition: str | None = None
     key: str | None = None
+
+
+class ScheduleRule(Frozen):
+    """When a scheduled journey (a broadcast) goes out, and to whom.
+
+    Either ``cron`` (five fields) or ``weekdays`` (0 = Monday) at ``time`` (``HH:MM``), in
+    ``timezone``; ``start``/``end`` are ISO dates or times bounding the occurrences.
+    ``audience`` is an expression over ``profile`` (``None``: every profile);
+    ``starts_per_second`` bounds how fast one occurrence starts runs (``None``: the project's).
+    """
+
+    cron: str | None = None
+    weekdays: tuple[int, ...] | None = None
+    time: str | None = None
+    timezone: str = "UTC"
+    start: str | None = None
+    end: str | None = None
+    audience: str | None = None
+    starts_per_second: float | None = None
 
 
 class EntryRule(Frozen):
@@ -174,7 +195,7 @@ def successors(node: Node) -> list[tuple[str, str]]:
             return [("", node.next)]
 
 
-LATER_OPTIONAL_FIELDS = ("event_properties", "topic", "policies")
+LATER_OPTIONAL_FIELDS = ("event_properties", "topic", "policies", "schedule")
 """Fields added after plans were first hashed: left out of the hash while unset, so a journey
 that does not use them keeps its version (and its runs' recorded histories stay valid)."""
 
@@ -204,6 +225,9 @@ class Plan(Frozen):
     # these: what a journey never reads is not copied into its runs' histories.
     event_properties: tuple[str, ...] | None = None
     topic: str | None = None  # the journey's subscription topic: unsubscribing from it ends runs
+    # A scheduled journey (a broadcast): ``trigger`` is then BROADCAST_EVENT, which no shop
+    # event starts; each occurrence of the schedule enters the audience.
+    schedule: ScheduleRule | None = None
 
     def content_hash(self) -> str:
         content = self.model_dump(mode="json", exclude={"version"})

@@ -31,7 +31,8 @@ PASSED_THROUGH = (
     # The interpreter's pure helper modules, by name: loaded once per worker, not once per run
     # (a quarter of a short run's cost), and their caches (compiled expressions) stay warm.
     # Nothing else of Touchpoint's is passed through unchecked.
-    "workflows.analytics",  # the worker's analytics recorder: one per process
+    "workflows.analytics",
+    "workflows.broadcast_models",  # the worker's analytics recorder: one per process
     "workflows.channels",
     "workflows.durations",
     "workflows.evaluation",

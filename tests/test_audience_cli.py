@@ -1,0 +1,112 @@
+"""``touchpoint audience`` as a subprocess (``python -m cli``), on the example project and a
+real SQLite store: the count, ``--sample`` with its personal-data note, ``--json``, and the
+errors people run into (an event-triggered journey, an unknown journey)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from store.database import connect
+from store.profiles import ProfileStore
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    """40 profiles: every fourth likes laptops and opted in; c005 likes laptops, no opt-in."""
+    url = f"sqlite:///{tmp_path / 'touchpoint.db'}"
+    engine = connect(url)
+    for i in range(40):
+        fan = i % 4 == 0
+        traits = {"interests": ["laptops"] if fan or i == 5 else [], "email_opt_in": fan}
+        ProfileStore(engine).upsert(f"c{i:03d}", traits)
+    engine.dispose()
+    return url
+
+
+def audience(database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINT_DATABASE_URL": database}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "audience", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_it_counts_who_a_scheduled_journey_reaches_now(database: str) -> None:
+    done = audience(database, "monday-newsletter")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (
+        "monday-newsletter: 10 of 40 profile(s) match now "
+        "(every Monday at 09:00 (Europe/Berlin, from 2027-01-04))\n"
+    )
+
+
+def test_a_sample_lists_customer_ids_with_a_personal_data_note(database: str) -> None:
+    done = audience(database, "monday-newsletter", "--sample", "3")
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[1:] == ["c000", "c004", "c008"]
+    assert "customer ids are personal data" in done.stderr
+
+
+def test_json_for_scripts(database: str) -> None:
+    done = audience(database, "journeys/monday-newsletter.yaml", "--json", "--sample", "2")
+    assert done.returncode == 0
+    assert json.loads(done.stdout) == {
+        "journey_id": "monday-newsletter",
+        "schedule": "every Monday at 09:00 (Europe/Berlin, from 2027-01-04)",
+        "matched": 10,
+        "read": 40,
+        "failed": 0,
+        "sample": ["c000", "c004"],
+    }
+
+
+def test_an_event_triggered_journey_has_no_audience(database: str) -> None:
+    done = audience(database, "newsletter-welcome")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith(
+        "✗ journey newsletter-welcome is started by the event 'Newsletter Subscribed', not by "
+        "a schedule"
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_journey_is_a_usage_error(database: str) -> None:
+    done = audience(database, "monday-newsleter")
+    assert done.returncode == 2
+    assert "no journey file 'monday-newsleter'" in done.stderr
+
+
+def test_simulate_says_it_does_not_run_scheduled_journeys_yet(
+    database: str, tmp_path: Path
+) -> None:
+    (tmp_path / "max.yaml").write_text("id: max\n")
+    (tmp_path / "events.yaml").write_text('[{at: "+0", event: Anything}]\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINT_DATABASE_URL": database}
+    files = ["--profile", str(tmp_path / "max.yaml"), "--events", str(tmp_path / "events.yaml")]
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "simulate", "monday-newsletter", *files],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "✗ monday-newsletter is a scheduled journey: simulate runs event-triggered journeys "
+        "only so far; `touchpoint audience JOURNEY` shows who it reaches now\n"
+    )
