@@ -1,0 +1,320 @@
+"""The dashboard and the API's /docs in a real browser (Debian's Chromium through Playwright),
+offline: after the demo's events, the pages show the store's numbers and Temporal's, the journey
+map is drawn with its counts, a customer's page shows their runs and messages, and a customer's
+traits cannot run script. One stack and one browser for the module (tests/browser.py).
+
+Every page is cut off from the internet: any request to a host other than 127.0.0.1 is blocked,
+recorded and fails the test, as does a script error, a logged error or a dialog.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from store.analytics import Analytics
+from store.database import connect
+from store.ledger import Ledger
+from tests.browser import (
+    DASHBOARD_SECRET,
+    Stack,
+    Watch,
+    chromium,
+    chromium_browser,
+    copy_of_the_example,
+    new_context,
+    running_runs,
+    running_stack,
+    save_screenshot,
+    send_the_demo_s_events,
+)
+from tests.conftest import EXAMPLE_JOURNEYS
+from workflows.models import customer_hash
+
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+ALERT = "<svg/onload=alert(document.domain)>"
+DEMO_JOURNEYS = ("newsletter-welcome", "laptop-recommendation", "post-purchase-accessories")
+
+
+@pytest.fixture(scope="module")
+def executable() -> str:
+    return chromium()
+
+
+@pytest.fixture(scope="module")
+def stack(executable: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack after the demo's events, and a customer whose traits are markup."""
+    project = copy_of_the_example(tmp_path_factory.mktemp("browser"))
+    with running_stack(project) as running:
+        send_the_demo_s_events(running)
+        with running.shop() as shop:
+            answer = shop.post(
+                "/v1/identify",
+                json={
+                    "userId": "eve",
+                    "traits": {"email": "eve@example.com", "nickname": XSS, "motto": ALERT},
+                },
+            )
+            assert answer.status_code == 200, answer.text
+        yield running
+
+
+@pytest.fixture(scope="module")
+def store(stack: Stack) -> Iterator[Analytics]:
+    engine = connect(stack.database_url)
+    try:
+        yield Analytics(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser(executable: str) -> Iterator[Any]:
+    with chromium_browser(executable) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def watch() -> Watch:
+    return Watch()
+
+
+@pytest.fixture(autouse=True)
+def offline(watch: Watch) -> Iterator[None]:
+    """Each test ends with nothing asked of the internet, no script error, no dialog."""
+    watch.clear()
+    yield
+    assert watch.problems() == []
+
+
+@pytest.fixture(scope="module")
+def logged_in(browser: Any, stack: Stack, watch: Watch) -> Iterator[Any]:
+    """A page of a browser profile that logged in to the dashboard through its form."""
+    context = new_context(browser, watch)
+    page = context.new_page()
+    page.goto(f"{stack.dashboard}/login")
+    page.fill('input[name="secret"]', DASHBOARD_SECRET)
+    with page.expect_navigation():
+        page.click('button[type="submit"]')
+    assert page.url == f"{stack.dashboard}/"
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def cell(row: Any, name: str) -> str:
+    return str(row.locator(f'[data-field="{name}"]').inner_text()).strip()
+
+
+def number(row: Any, name: str) -> int:
+    return int(cell(row, name))
+
+
+def test_the_api_docs_work_offline(browser: Any, stack: Stack, watch: Watch) -> None:
+    """Swagger UI (vendored) draws the API's operations with no internet."""
+    context = new_context(browser, watch)
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.api}/docs")
+        page.locator(".opblock").first.wait_for()
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert "/v1/track" in [p.strip().replace("\u200b", "") for p in paths]
+        assert len(paths) >= 5
+    finally:
+        context.close()
+
+
+def test_the_dashboard_lets_in_only_the_right_secret(
+    browser: Any, stack: Stack, watch: Watch
+) -> None:
+    context = new_context(browser, watch)
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.dashboard}/journeys/newsletter-welcome")
+        assert page.url == f"{stack.dashboard}/login?next=%2Fjourneys%2Fnewsletter-welcome" or (
+            page.url == f"{stack.dashboard}/login?next=/journeys/newsletter-welcome"
+        )
+        page.fill('input[name="secret"]', "not-the-secret")
+        with page.expect_navigation() as refused:
+            page.click('button[type="submit"]')
+        assert refused.value.status == 401
+        assert page.locator('input[name="secret"][type="password"]').count() == 1
+        assert context.cookies() == [], "no session for a wrong secret"
+
+        page.fill('input[name="secret"]', DASHBOARD_SECRET)
+        with page.expect_navigation():
+            page.click('button[type="submit"]')
+        assert page.url == f"{stack.dashboard}/journeys/newsletter-welcome", "back where it was"
+        assert page.locator("#journey-map").count() == 1
+        [cookie] = context.cookies()
+        assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == (
+            "touchpoint_dashboard",
+            True,
+            "Strict",
+        )
+        assert 11 * 3600 < cookie["expires"] - time.time() <= 12 * 3600
+    finally:
+        context.close()
+
+
+def test_the_journeys_page_shows_the_store_s_and_temporal_s_counts(
+    logged_in: Any, stack: Stack, store: Analytics, shots: Path
+) -> None:
+    page = logged_in
+    overview = {o.journey_id: o for o in store.overview(datetime.now(UTC))}
+    assert set(DEMO_JOURNEYS) <= set(overview), "the demo's events entered these journeys"
+    project = {p.name.removesuffix(".yaml") for p in EXAMPLE_JOURNEYS}
+    page.goto(f"{stack.dashboard}/")
+    rows = page.locator("#journeys tr[data-journey]")
+    shown = {rows.nth(i).get_attribute("data-journey") for i in range(rows.count())}
+    assert shown == project | set(overview)
+    for journey_id, numbers in overview.items():
+        row = page.locator(f'#journeys tr[data-journey="{journey_id}"]')
+        assert row.locator(f'a[href="/journeys/{journey_id}"]').count() == 1
+        for name in ("entered_today", "entered_7d", "converted_today", "converted_7d"):
+            assert number(row, name) == getattr(numbers, name), (journey_id, name)
+        assert number(row, "active") == numbers.active, (journey_id, "active")
+        assert cell(row, "status") in ("active", "paused", "stopped")
+    assert number(page.locator('tr[data-journey="laptop-recommendation"]'), "converted_7d") == 1
+
+    deadline = time.monotonic() + 10  # Temporal's visibility lags its runs a little
+    while True:
+        shown_active = {
+            j: number(page.locator(f'#journeys tr[data-journey="{j}"]'), "active")
+            for j in DEMO_JOURNEYS
+        }
+        running = {j: running_runs(stack.temporal_address, j) for j in DEMO_JOURNEYS}
+        if shown_active == running or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+        page.reload()
+    assert shown_active == running, "the dashboard's active runs are Temporal's running ones"
+    assert sum(running.values()) >= 1, "a run is still waiting (post-purchase-accessories)"
+    save_screenshot(page, "journeys", shots)
+
+
+def node_texts(page: Any) -> list[str]:
+    """The text of every node the browser drew on the journey map."""
+    return [
+        " ".join(text.split())
+        for text in page.locator("#journey-map svg g.node").all_text_contents()
+    ]
+
+
+@pytest.mark.parametrize("journey_id", DEMO_JOURNEYS)
+def test_a_journey_page_draws_the_map_with_the_store_s_counts(
+    logged_in: Any, stack: Stack, store: Analytics, shots: Path, journey_id: str
+) -> None:
+    page = logged_in
+    stats = store.journey(journey_id, since=datetime.now(UTC) - timedelta(days=7))
+    assert stats.entered == 1, "Max entered each of the demo's journeys once"
+    page.goto(f"{stack.dashboard}/journeys/{journey_id}?since=7d")
+    assert int(page.inner_text("#entered")) == stats.entered
+
+    rows = page.locator("#steps tr[data-step]")
+    shown = {
+        str(rows.nth(i).get_attribute("data-step")): (
+            number(rows.nth(i), "passed"),
+            number(rows.nth(i), "waiting"),
+        )
+        for i in range(rows.count())
+    }
+    counted = {s.step: (s.passed, s.waiting) for s in stats.steps}
+    assert counted and set(counted) <= set(shown)
+    assert shown == {step: counted.get(step, (0, 0)) for step in shown}
+
+    outcomes = page.locator("#outcomes")
+    expected = {
+        "active": stats.outcomes.active,
+        "completed": stats.outcomes.completed,
+        "converted": stats.outcomes.converted,
+        "exited": sum(stats.outcomes.exited.values()),
+        "failed": sum(stats.outcomes.failed.values()),
+        "cancelled": stats.outcomes.cancelled,
+        "erased": stats.outcomes.erased,
+    }
+    for outcome, count in expected.items():
+        assert number(outcomes.locator(f'tr[data-outcome="{outcome}"]'), "count") == count
+
+    page.locator("#journey-map svg g.node").first.wait_for()
+    nodes = node_texts(page)
+    for step, (passed, waiting) in shown.items():
+        drawn = [n for n in nodes if n.startswith(f"{step}: ")]
+        assert len(drawn) == 1, f"step {step} is not on the map once: {nodes}"
+        if passed or waiting:
+            numbers = re.findall(r"\d+", drawn[0])
+            assert str(passed) in numbers and str(waiting) in numbers, (step, drawn[0])
+
+    chart = page.locator("#daily-chart canvas, #daily-chart svg").first
+    chart.wait_for()
+    box = chart.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 50
+    save_screenshot(page, f"journey-{journey_id}", shots)
+    if journey_id == "newsletter-welcome":
+        save_screenshot(page, "journey-page", shots)
+
+
+def search(page: Any, stack: Stack, customer_id: str) -> Any:
+    """The customer page, by the search form (the id goes in the POST body)."""
+    page.goto(f"{stack.dashboard}/customers")
+    page.fill('form[action="/customers"] input[name="id"]', customer_id)
+    with page.expect_navigation() as answered:
+        page.locator('form[action="/customers"] [type="submit"]').click()
+    assert customer_id not in page.url
+    return answered.value
+
+
+def test_a_customer_page_shows_runs_timelines_and_messages(
+    logged_in: Any, stack: Stack, store: Analytics, shots: Path
+) -> None:
+    page = logged_in
+    answer = search(page, stack, "max")
+    assert answer.status == 200
+    assert "max@example.com" in page.inner_text("#profile")
+
+    runs = store.runs_of_customer(customer_hash("max"))
+    assert len(runs) == len(DEMO_JOURNEYS)
+    articles = page.locator("#runs article.run")
+    shown = [articles.nth(i).get_attribute("data-workflow-id") for i in range(articles.count())]
+    assert sorted(shown) == sorted(r.workflow_id for r in runs)
+    for i in range(articles.count()):
+        assert articles.nth(i).locator("ol.timeline li").count() >= 1, shown[i]
+    assert "timeline unavailable" not in page.inner_text("#runs")
+
+    ledger = Ledger(store.engine).list(customer=customer_hash("max"))
+    assert ledger, "the demo sent Max emails"
+    rows = page.locator("#messages tr[data-message-id]")
+    assert sorted(rows.nth(i).get_attribute("data-message-id") for i in range(rows.count())) == (
+        sorted(d.message_id for d in ledger)
+    )
+    assert page.locator("#consent").count() == 1 and page.locator("#suppressions").count() == 1
+    save_screenshot(page, "customer", shots)
+
+
+def test_a_customer_s_markup_is_shown_as_text_and_never_runs(
+    logged_in: Any, stack: Stack, watch: Watch
+) -> None:
+    page = logged_in
+    assert search(page, stack, "eve").status == 200
+    profile = page.inner_text("#profile")
+    assert XSS in profile and ALERT in profile
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.locator("#profile script, #profile img, #profile svg").count() == 0
+
+    missing = '<img src=x onerror="window.__xss=3">'
+    assert search(page, stack, missing).status == 404
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    page.wait_for_timeout(300)  # an onload/onerror would have fired by now
+    assert watch.dialogs == []
