@@ -359,3 +359,18 @@ def test_a_customer_s_markup_is_shown_as_text_and_never_runs(
     assert page.evaluate("typeof window.__xss") == "undefined"
     page.wait_for_timeout(300)  # an onload/onerror would have fired by now
     assert watch.dialogs == []
+
+
+def test_the_nav_leads_to_every_page(logged_in: Any, stack: Stack, store: Analytics) -> None:
+    page = logged_in
+    page.goto(f"{stack.dashboard}/")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Failing runs").click()
+    assert page.url == f"{stack.dashboard}/failing"
+    assert page.locator("#failing tr[data-workflow-id]").count() == len(store.failing())
+    with page.expect_navigation():
+        page.get_by_role("link", name="Customers").click()
+    assert page.locator('form[method="post"][action="/customers"] input[name="id"]').count() == 1
+    with page.expect_navigation():
+        page.get_by_role("link", name="Journeys").click()
+    assert page.locator("#journeys tr[data-journey]").count() >= len(DEMO_JOURNEYS)
