@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from store.database import connect
+from store.keys import WriteKeys
 from tests.conftest import CI, EXAMPLE_SECRETS, ROOT
 from tests.net import free_port
 
@@ -68,27 +70,19 @@ class Stack:
     api: str
     dashboard: str
     database_url: str
-    env: dict[str, str]
     logs: Path
     write_key: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def touchpoint(self, *args: str) -> str:
-        """A ``touchpoint`` command on the project, as an operator runs it; its stdout."""
-        return subprocess.run(
-            [TOUCHPOINT, *args],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout
-
     def shop(self) -> httpx.Client:
-        """The shop's side of the API (Segment-compatible, with a write key)."""
+        """The shop's side of the API (Segment-compatible), with a write key made as
+        ``touchpoint keys create`` makes one (in this process: a CLI start costs seconds)."""
         if not self.write_key:
-            self.write_key = self.touchpoint("keys", "create", "browser-test").strip()
+            engine = connect(self.database_url)
+            try:
+                self.write_key = WriteKeys(engine).create("browser-test")
+            finally:
+                engine.dispose()
         return httpx.Client(base_url=self.api, auth=(self.write_key, ""), timeout=10)
 
     def log_tails(self) -> str:
@@ -109,8 +103,9 @@ def copy_of_the_example(into: Path) -> Path:
 
 
 @contextmanager
-def running_stack(project: Path) -> Iterator[Stack]:
-    """The stack on free ports, stopped (every process of it) when the block ends."""
+def running_stack(project: Path, meanwhile: Callable[[Stack], None]) -> Iterator[Stack]:
+    """The stack on free ports, ``meanwhile`` run once the API is ready (while the dashboard
+    starts); stopped, every process of it, when the block ends."""
     temporal, api, dashboard = free_port(), free_port(), free_port()
     state = project / ".touchpoint"
     logs = project.parent / "logs"
@@ -127,7 +122,6 @@ def running_stack(project: Path) -> Iterator[Stack]:
         api=f"http://{LOOPBACK}:{api}",
         dashboard=f"http://{LOOPBACK}:{dashboard}",
         database_url=env["TOUCHPOINT_DATABASE_URL"],
-        env=env,
         logs=logs,
     )
     try:
@@ -156,7 +150,8 @@ def running_stack(project: Path) -> Iterator[Stack]:
                     dashboard_log,
                 )
             )
-        _wait_until_ok(f"{stack.dashboard}/healthz", stack, seconds=30)
+        meanwhile(stack)
+        _wait_until_ok(f"{stack.dashboard}/healthz", stack, seconds=60)
         yield stack
     finally:
         _stop(stack.processes)

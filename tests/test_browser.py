@@ -41,6 +41,7 @@ from workflows.models import customer_hash
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 ALERT = "<svg/onload=alert(document.domain)>"
+ASKS_THE_INTERNET = '<img src="https://cdn.example.com/logo.png">'
 README_JOURNEY = "post-purchase-accessories"  # Max waits in it, after a branch
 DEMO_JOURNEYS = ("newsletter-welcome", "laptop-recommendation", "post-purchase-accessories")
 
@@ -54,18 +55,21 @@ def executable() -> str:
 def stack(executable: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The stack after the demo's events, and a customer whose traits are markup."""
     project = copy_of_the_example(tmp_path_factory.mktemp("browser"))
-    with running_stack(project) as running:
-        send_the_demo_s_events(running)
-        with running.shop() as shop:
-            answer = shop.post(
-                "/v1/identify",
-                json={
-                    "userId": "eve",
-                    "traits": {"email": "eve@example.com", "nickname": XSS, "motto": ALERT},
-                },
-            )
-            assert answer.status_code == 200, answer.text
+    with running_stack(project, meanwhile=send_the_demo_s_events_and_eve_s) as running:
         yield running
+
+
+def send_the_demo_s_events_and_eve_s(stack: Stack) -> None:
+    send_the_demo_s_events(stack)
+    with stack.shop() as shop:
+        answer = shop.post(
+            "/v1/identify",
+            json={
+                "userId": "eve",
+                "traits": {"email": "eve@example.com", "nickname": XSS, "motto": ALERT},
+            },
+        )
+        assert answer.status_code == 200, answer.text
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +127,24 @@ def cell(row: Any, name: str) -> str:
 
 def number(row: Any, name: str) -> int:
     return int(cell(row, name))
+
+
+def test_a_request_off_loopback_is_blocked_and_recorded(browser: Any, watch: Watch) -> None:
+    """The guard every other test relies on: it sees, and stops, a page asking the internet."""
+    context = new_context(browser, watch)
+    try:
+        page = context.new_page()
+        page.route(
+            "http://127.0.0.1:9/",
+            lambda route: route.fulfill(body=ASKS_THE_INTERNET, content_type="text/html"),
+        )
+        page.goto("http://127.0.0.1:9/")
+        page.wait_for_load_state("networkidle")
+        assert watch.outside == ["https://cdn.example.com/logo.png"]
+        assert page.evaluate("document.images[0].naturalWidth") == 0, "it never arrived"
+    finally:
+        context.close()
+        watch.clear()
 
 
 def test_the_api_docs_work_offline(browser: Any, stack: Stack, watch: Watch) -> None:
