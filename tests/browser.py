@@ -187,8 +187,10 @@ def _wait_until_ok(url: str, stack: Stack, seconds: float) -> None:
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGINT (``touchpoint dev`` stops its children in order), then SIGKILL to the process
-    group of whatever is still running after 30 s: nothing is left behind."""
+    """SIGINT (``touchpoint dev`` stops its children in order), then SIGKILL to whatever of
+    them and their children still runs after 30 s (``touchpoint dev`` starts each child in a
+    session of its own, so they are found by parent): nothing is left behind."""
+    family = [child for process in processes for child in _descendants(process.pid)]
     for process in reversed(processes):
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -196,9 +198,34 @@ def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
             process.wait(timeout=10)
+    for pid, started in family:
+        if _processes().get(pid, (None, None))[1] == started:  # the same process, still there
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """The processes started by ``pid`` and by those (their ids and start times)."""
+    table = _processes()
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [(child, started) for child, (ppid, started) in table.items() if ppid == parent]
+        found += children
+        frontier += [child for child, _ in children]
+    return found
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process now, as Linux's /proc has it: id → (parent id, start time)."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            table[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    return table
 
 
 def send_the_demo_s_events(stack: Stack) -> None:
