@@ -9,6 +9,8 @@ used: it downloads a browser of its own; Playwright drives the system's ``chromi
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import shutil
 import signal
@@ -25,6 +27,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from store.database import connect
 from store.keys import WriteKeys
@@ -71,6 +75,9 @@ class Stack:
     dashboard: str
     database_url: str
     logs: Path
+    sendgrid_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
     write_key: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -84,6 +91,30 @@ class Stack:
             finally:
                 engine.dispose()
         return httpx.Client(base_url=self.api, auth=(self.write_key, ""), timeout=10)
+
+    def sendgrid_public_key(self) -> str:
+        """The Event Webhook's verification key, as SendGrid shows it (base64 DER)."""
+        der = self.sendgrid_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.b64encode(der).decode()
+
+    def sendgrid_posts(self, events: list[dict[str, Any]]) -> None:
+        """``events`` posted to the API as SendGrid's signed Event Webhook posts them."""
+        body = json.dumps(events).encode()
+        timestamp = str(int(time.time()))
+        signature = self.sendgrid_key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        answer = httpx.post(
+            f"{self.api}/webhooks/sendgrid",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+                "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+            },
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
 
     def log_tails(self) -> str:
         """The end of every log of the stack: what a failure to start shows."""
@@ -124,6 +155,7 @@ def running_stack(project: Path, meanwhile: Callable[[Stack], None]) -> Iterator
         database_url=env["TOUCHPOINT_DATABASE_URL"],
         logs=logs,
     )
+    env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = stack.sendgrid_public_key()
     try:
         with (logs / "dev.log").open("ab") as dev_log:
             stack.processes.append(

@@ -22,7 +22,7 @@ import pytest
 
 from store.analytics import Analytics
 from store.database import connect
-from store.ledger import Ledger
+from store.ledger import Delivery, Ledger
 from tests.browser import (
     DASHBOARD_SECRET,
     Stack,
@@ -43,6 +43,10 @@ XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 ALERT = "<svg/onload=alert(document.domain)>"
 ASKS_THE_INTERNET = '<img src="https://cdn.example.com/logo.png">'
 README_JOURNEY = "post-purchase-accessories"  # Max waits in it, after a branch
+TEMPLATE_NUMBERS = (
+    *("sent", "failed", "deferred", "delivered", "opened", "clicked", "bounced"),
+    *("spam_reported", "unsubscribed"),
+)
 DEMO_JOURNEYS = ("newsletter-welcome", "laptop-recommendation", "post-purchase-accessories")
 
 
@@ -60,7 +64,24 @@ def stack(executable: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def send_the_demo_s_events_and_eve_s(stack: Stack) -> None:
+    """The demo's events, SendGrid's word that Max's welcome email arrived and was opened, and
+    a customer whose traits are markup."""
     send_the_demo_s_events(stack)
+    welcome = max_s_welcome_email(stack)
+    stack.sendgrid_posts(
+        [
+            {
+                "event": event,
+                "sg_event_id": f"browser-{event}",
+                "email": "max@example.com",
+                "timestamp": int(time.time()),
+                "touchpoint_message_id": welcome.message_id,
+                "journey": welcome.journey_id,
+                "step": welcome.step_id,
+            }
+            for event in ("delivered", "open")
+        ]
+    )
     with stack.shop() as shop:
         answer = shop.post(
             "/v1/identify",
@@ -70,6 +91,27 @@ def send_the_demo_s_events_and_eve_s(stack: Stack) -> None:
             },
         )
         assert answer.status_code == 200, answer.text
+
+
+def max_s_welcome_email(stack: Stack) -> Delivery:
+    """newsletter-welcome's first email to Max, as the ledger has it once it was sent."""
+    engine = connect(stack.database_url)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            sent = [
+                message
+                for message in Ledger(engine).list(customer=customer_hash("max"))
+                if (message.journey_id, message.step_id) == ("newsletter-welcome", "welcome")
+                and message.status == "sent"
+            ]
+            if sent or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+    assert len(sent) == 1, "the welcome email was not sent in 15 s"
+    return sent[0]
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +357,18 @@ def test_a_journey_page_draws_the_map_with_the_store_s_counts(
     for (source, target), passed in (+taken).items():
         assert drawn_on_edges(page, source, target) == passed, (source, target)
 
+    templates = page.locator("#templates tr[data-step]")
+    assert templates.count() == len(stats.templates)
+    for counts in stats.templates:
+        row = page.locator(f'#templates tr[data-step="{counts.step}"]')
+        assert (cell(row, "template"), cell(row, "channel")) == (counts.template, counts.channel)
+        for name in TEMPLATE_NUMBERS:
+            assert number(row, name) == getattr(counts, name), (counts.step, name)
+        assert number(row, "skipped") == sum(counts.skipped.values())
+    if journey_id == "newsletter-welcome":  # SendGrid's events, joined by message id
+        welcome = page.locator('#templates tr[data-step="welcome"]')
+        assert (number(welcome, "delivered"), number(welcome, "opened")) == (1, 1)
+
     chart = page.locator("#daily-chart canvas, #daily-chart svg").first
     chart.wait_for()
     box = chart.bounding_box()
@@ -360,6 +414,9 @@ def test_a_customer_page_shows_runs_timelines_and_messages(
     assert sorted(rows.nth(i).get_attribute("data-message-id") for i in range(rows.count())) == (
         sorted(d.message_id for d in ledger)
     )
+    welcome = [d for d in ledger if (d.journey_id, d.step_id) == ("newsletter-welcome", "welcome")]
+    events = page.inner_text(f'#messages tr[data-message-id="{welcome[0].message_id}"]')
+    assert "delivered" in events and "open" in events, events
     assert page.locator("#consent").count() == 1 and page.locator("#suppressions").count() == 1
     save_screenshot(page, "customer", shots)
 
