@@ -302,6 +302,25 @@ def running_runs(temporal_address: str, journey_id: str) -> int:
     return in_a_thread(lambda: asyncio.run(count()))
 
 
+def timeline_steps(temporal_address: str, workflow_ids: list[str]) -> dict[str, list[str]]:
+    """Each run's timeline (the steps of its entries, in order), from its ``state`` query."""
+
+    async def ask() -> dict[str, list[str]]:
+        from temporalio.client import Client
+        from temporalio.contrib.pydantic import pydantic_data_converter
+
+        from workflows.models import RunView
+
+        client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+        steps = {}
+        for workflow_id in workflow_ids:
+            state = await client.get_workflow_handle(workflow_id).query("state")
+            steps[workflow_id] = [e.step for e in RunView.model_validate(state).timeline]
+        return steps
+
+    return in_a_thread(lambda: asyncio.run(ask()))
+
+
 # --- the browser ----------------------------------------------------------------------------
 
 
