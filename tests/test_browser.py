@@ -22,6 +22,7 @@ import pytest
 
 from store.analytics import Analytics
 from store.database import connect
+from store.deployments import Deployments
 from store.ledger import Delivery, Ledger
 from tests.browser import (
     DASHBOARD_SECRET,
@@ -255,7 +256,12 @@ def test_the_journeys_page_shows_the_store_s_and_temporal_s_counts(
         for name in ("entered_today", "entered_7d", "converted_today", "converted_7d"):
             assert number(row, name) == getattr(numbers, name), (journey_id, name)
         assert number(row, "active") == numbers.active, (journey_id, "active")
-        assert cell(row, "status") in ("active", "paused", "stopped")
+    deployed = Deployments(store.engine).journeys()
+    assert set(deployed) == project, "touchpoint dev deployed the project's journeys"
+    for journey_id, journey in deployed.items():
+        row = page.locator(f'#journeys tr[data-journey="{journey_id}"]')
+        assert cell(row, "status") == journey.state
+        assert journey.active_version in cell(row, "versions").split()
     assert number(page.locator('tr[data-journey="laptop-recommendation"]'), "converted_7d") == 1
 
     deadline = time.monotonic() + 10  # Temporal's visibility lags its runs a little
