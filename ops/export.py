@@ -31,6 +31,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecution, WorkflowHistory
 
 from activities.email.maildir import list_messages
+from store.analytics import Analytics
 from store.consent import CATEGORIES, MARKETING
 from store.database import consent, journey_entries, profiles, utc
 from store.ledger import Delivery, Ledger
@@ -63,6 +64,7 @@ class Exporter:
         held = await asyncio.to_thread(self._store, customer_id)
         ids = [customer_id, *held.pop("linked_ids")]
         runs, keys, notes = await self._runs(ids)
+        recorded = await asyncio.to_thread(self._recorded_runs, ids)
         entries = await asyncio.to_thread(self._entries, ids, keys)
         messages = held.pop("messages")
         _attach_provider_events(messages, runs)
@@ -74,6 +76,7 @@ class Exporter:
             **held,
             "entries": entries,
             "runs": runs,
+            "recorded_runs": recorded,
             "messages": messages,
             "notes": notes,
         }
@@ -85,6 +88,7 @@ class Exporter:
             or runs
             or messages
             or entries
+            or recorded
         ) or any(c["status"] != "not withdrawn" for c in held["consent"].values())
         log.info(
             "exported a customer: %d run(s), %d message(s), %d entry record(s)",
@@ -175,6 +179,25 @@ class Exporter:
             "suppressions": suppressions,
             "messages": messages,
         }
+
+    def _recorded_runs(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The journey analytics' rows of the customer's runs (``journey_runs``, by hash)."""
+        analytics = Analytics(self.engine)
+        return [
+            {
+                "run": run.workflow_id,
+                "journey_id": run.journey_id,
+                "version": run.version,
+                "entered_at": _iso(run.entered_at),
+                "current_step": run.current_step,
+                "outcome": run.outcome,
+                "reason": run.reason,
+                "failed_step": run.failed_step,
+                "ended_at": _iso(run.ended_at) if run.ended_at else None,
+            }
+            for customer in ids
+            for run in analytics.runs_of_customer(customer_hash(customer))
+        ]
 
     def _outbox(self, address: str | None, message_ids: Iterable[str]) -> dict[str, Any]:
         """The outbox files of these messages, or sent to ``address``, by message id (or key)."""

@@ -34,6 +34,7 @@ from language.analysis import event_properties
 from language.expressions import parse_expression
 from language.validator import validate
 from ops.export import Exporter
+from store.analytics import Analytics
 from store.consent import ConsentStore
 from store.database import connect
 from store.entries import EntryStore
@@ -45,6 +46,7 @@ from store.suppressions import Suppressions
 from tests.conftest import EXAMPLE_SECRETS, ROOT, Database
 from tests.httpstub import HttpStub, Reply
 from tests.temporal import event, plan_from
+from workflows.analytics import RunEntered
 from workflows.models import RunView, customer_hash
 
 CUSTOMER = "erika-7"
@@ -172,9 +174,18 @@ async def test_the_export_holds_what_the_store_keeps(database: Database, tmp_pat
         entries.enter(journey, customer_hash(subject), now, once=False, cooldown_seconds=0)
         entries.record_entry(journey, customer_hash(subject), now)
 
+    Analytics(engine).record(
+        [
+            RunEntered("journey/welcome/abc", "welcome", "v1", customer_hash(CUSTOMER), now),
+            RunEntered("journey/welcome/def", "welcome", "v1", customer_hash("max"), now),
+        ]
+    )
+
     document = await Exporter(engine, None).export(CUSTOMER)
 
     assert document["found"] and document["customer_id"] == CUSTOMER
+    [recorded] = document["recorded_runs"]
+    assert recorded["run"] == "journey/welcome/abc" and recorded["outcome"] is None
     assert document["linked_ids"] == ["anon-1"]
     assert document["profile"]["email"] == EMAIL
     assert document["profile"]["traits"]["plan"] == "gold" and document["profile"]["locale"] == "de"
