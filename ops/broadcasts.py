@@ -88,8 +88,8 @@ def broadcast_schedule(plan: Plan, queue_prefix: str = "", *, paused: bool = Fal
         calendars=calendars,
         cron_expressions=[rule.cron] if rule.cron else [],
         time_zone_name=rule.timezone,
-        start_at=_moment(rule.start, zone, end=False),
-        end_at=_moment(rule.end, zone, end=True),
+        start_at=schedule_bound(rule.start, zone, end=False),
+        end_at=schedule_bound(rule.end, zone, end=True),
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(
@@ -112,7 +112,9 @@ def broadcast_schedule(plan: Plan, queue_prefix: str = "", *, paused: bool = Fal
     )
 
 
-def _moment(value: str | None, zone: ZoneInfo, *, end: bool) -> datetime | None:
+def schedule_bound(value: str | None, zone: ZoneInfo, *, end: bool) -> datetime | None:
+    """A schedule's ``start`` or ``end`` as a moment: a date is its midnight in ``zone`` (an
+    end: the last second of that day); a time without offset is read in ``zone``."""
     if value is None:
         return None
     if "T" not in value and len(value) == 10:

@@ -98,14 +98,6 @@ def simulate(
         for problem in error.problems:
             echo(problem.format(), err=True)
         return 1
-    scheduled = [plan.journey_id for plan in scenario.plans if plan.schedule is not None]
-    if scheduled:  # issue 19: simulating a broadcast over a population is not built yet
-        echo(
-            f"✗ {', '.join(scheduled)} is a scheduled journey: simulate runs event-triggered "
-            "journeys only so far; `touchpoint audience JOURNEY` shows who it reaches now",
-            err=True,
-        )
-        return 1
     quiet_sdk_logs()
     simulator = Simulator(project.root, project.config)
     population = profiles is not None
