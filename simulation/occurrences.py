@@ -7,8 +7,9 @@ at, computed here so that ``touchpoint simulate`` and journey tests need no serv
   one of which must match (Temporal reads a cron string as a calendar: a day of month *and* a
   day of week, where classic cron takes either).
 * Times are wall-clock times in the schedule's time zone, so 09:00 stays 09:00 across daylight
-  saving. A time the clocks skip (02:30 when they go forward) comes as late as the skip
-  (03:30); a time that happens twice (when they go back) comes once, the first time.
+  saving. As on Temporal (checked against its dev server in the tests): a time the clocks skip
+  (02:30 the night they go forward) does not occur that day; a time that happens twice (the
+  night they go back) occurs once, the second time (in winter time).
 * ``start`` and ``end`` bound the occurrences as they bound the Temporal Schedule (a date: its
   midnight; an end date: the whole day).
 """
@@ -122,17 +123,19 @@ def occurrences(rule: ScheduleRule, start: datetime, end: datetime) -> list[date
             for hour in calendar.hours:
                 for minute in calendar.minutes:
                     moment = wall_clock(day, hour, minute, zone)
-                    if begin <= moment <= finish:
+                    if moment is not None and begin <= moment <= finish:
                         found.add(moment)
         day += timedelta(days=1)
     return sorted(found)
 
 
-def wall_clock(day: date, hour: int, minute: int, zone: ZoneInfo) -> datetime:
-    """``day hour:minute`` on the clocks of ``zone``, in UTC: a skipped time moves on by the
-    skip, a doubled one is the first (``fold=0``, as Temporal's calendar does)."""
-    local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
-    return local.astimezone(UTC)
+def wall_clock(day: date, hour: int, minute: int, zone: ZoneInfo) -> datetime | None:
+    """``day hour:minute`` on the clocks of ``zone``, in UTC; ``None`` if the clocks skip it,
+    the second one if they show it twice (``fold=1``), as Temporal's calendar does."""
+    local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone, fold=1)
+    moment = local.astimezone(UTC)
+    shown = moment.astimezone(zone)
+    return moment if (shown.hour, shown.minute) == (hour, minute) else None
 
 
 def is_occurrence(rule: ScheduleRule, moment: datetime) -> bool:

@@ -87,26 +87,3 @@ def test_an_unknown_journey_is_a_usage_error(database: str) -> None:
     done = audience(database, "monday-newsleter")
     assert done.returncode == 2
     assert "no journey file 'monday-newsleter'" in done.stderr
-
-
-def test_simulate_says_it_does_not_run_scheduled_journeys_yet(
-    database: str, tmp_path: Path
-) -> None:
-    (tmp_path / "max.yaml").write_text("id: max\n")
-    (tmp_path / "events.yaml").write_text('[{at: "+0", event: Anything}]\n')
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINT_DATABASE_URL": database}
-    files = ["--profile", str(tmp_path / "max.yaml"), "--events", str(tmp_path / "events.yaml")]
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", "simulate", "monday-newsletter", *files],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert done.stderr == (
-        "✗ monday-newsletter is a scheduled journey: simulate runs event-triggered journeys "
-        "only so far; `touchpoint audience JOURNEY` shows who it reaches now\n"
-    )
