@@ -124,6 +124,7 @@ class SimulationResult:
     not_entered: list[NotEntered]
     messages: dict[str, RenderedMessage]  # what would have been sent, by message id
     bodies: dict[str, str] = field(default_factory=dict)  # webhooks: the receiver's JSON text
+    entries: list[EntryMoment] = field(default_factory=list)  # the scenario's, played
 
 
 Progress = Callable[[str, float, float], None]  # (phase, done, total)
@@ -286,6 +287,7 @@ class Simulator:
                 ),
                 messages=dict(delivery.delivered),
                 bodies=dict(delivery.bodies),
+                entries=list(scenario.entries),
             )
 
 

@@ -94,6 +94,10 @@ def test_each_occurrence_enters_exactly_the_audience(
     )
     assert code == 0, text
     assert "Simulated monday-newsletter for 5 customers: 15 days from Mon 2027-03-15 08:00" in text
+    assert (
+        "monday-newsletter goes out every Monday at 09:00 (Europe/Berlin, from 2027-01-04): "
+        "3 occurrences, Mon 2027-03-15 09:00, Mon 2027-03-22 09:00, Mon 2027-03-29 09:00\n"
+    ) in text
     assert "monday-newsletter: 6 entered — 6 completed" in text
     assert "monday-newsletter: the schedule ×9 — not in the audience" in text
     assert "6 message(s) would be sent; nothing left this machine." in text
