@@ -2,7 +2,9 @@
 
 The real router decides entries (conditions, keys, re-entry rules, on a throw-away SQLite
 store), the real interpreter workflow runs each journey, the real renderer writes each message;
-only the last hop to a provider is recorded instead (:mod:`simulation.delivery`).
+only the last hop to a provider is recorded instead (:mod:`simulation.delivery`). Journeys that
+start without an event (scheduled ones) enter at the moments :mod:`simulation.entry` gives,
+through the broadcast's own entry (:class:`SimulatedBroadcast`).
 Between events the server skips time, so 90 days pass in about a second.
 
 The test server's clock starts at today's date; runs get ``clock_offset_seconds`` so that their
