@@ -186,3 +186,10 @@ def test_every_accepts_what_people_write() -> None:
     assert parse_rate("50/s") == 50.0
     with pytest.raises(ValueError, match="a step must be at least 1"):
         check_cron("*/0 * * * *")
+
+
+@pytest.mark.parametrize("cron", ["0 9 * * sat-sun", "0 22-2 * * *", "0 9 * dec-jan *"])
+def test_a_range_that_wraps_around_is_refused_as_temporal_refuses_it(cron: str) -> None:
+    with pytest.raises(ValueError, match=r"ends before it starts .* use a list instead"):
+        check_cron(cron)
+    assert check_cron("0 9 * * sat,sun") == "0 9 * * sat,sun"
