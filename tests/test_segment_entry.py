@@ -1,5 +1,5 @@
 """Segment entry end to end: identify calls through the real HTTP API (uvicorn on loopback),
-the real router and store (SQLite), runs on the time-skipping server with a worker.
+the real router and store (SQLite and PostgreSQL), runs on the time-skipping server with a worker.
 
 Three segment journeys on "lifetime value ≥ 1,000": ``every_time`` (each crossing enters),
 ``once`` (the first crossing only) and ``one_at_a_time`` whose run waits 30 days (a crossing
@@ -27,6 +27,7 @@ from store.entries import EntryStore
 from store.keys import WriteKeys
 from store.processed import ProcessedMessages
 from store.profiles import ProfileChange, ProfileStore
+from tests.conftest import Database
 from tests.net import served
 from tests.temporal import plan_from
 from workflows.models import RunSettings, customer_hash
@@ -82,9 +83,9 @@ class Entering:
 
 
 async def test_identifies_start_one_run_per_crossing(
-    time_env: WorkflowEnvironment, tmp_path: Path
+    time_env: WorkflowEnvironment, database: Database
 ) -> None:
-    engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    engine = database.connect()  # SQLite and PostgreSQL
     recorder = RecordingActivities()
     profiles = ProfileStore(engine)
     async with running_workers_for(time_env, recorder) as prefix:
