@@ -66,6 +66,7 @@ from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
 log = logging.getLogger(__name__)
 Action = Literal["started", "signalled", "skipped", "not_running"]
 ENTRY_MEMO = "touchpoint_entry"
+CROSSING_MEMO = "touchpoint_crossing"  # a segment run's crossing tag (one_at_a_time)
 LOST_ANSWER_CHECK_SECONDS = 5.0
 
 
@@ -353,16 +354,19 @@ class Router:
         return results
 
     async def _start_segment_run(self, plan: Plan, trigger: Event, tag: str) -> Routed:
-        """Enter ``trigger``'s customer, as the re-entry rules allow. ``one_at_a_time``: one
-        workflow id per customer, so a running run refuses the start; ``once`` and
-        ``every_time``: one per crossing (``tag``), never started twice."""
+        """Enter ``trigger``'s customer, as the re-entry rules allow. ``once`` and
+        ``every_time``: a workflow id per crossing (``tag``), never started twice.
+        ``one_at_a_time``: one workflow id per customer, so a running run refuses the start;
+        the crossing's tag in the run's memo tells a retried call that its run took place."""
         journey, customer = plan.journey_id, trigger.customer_id
         subject = _subject(customer, None)
+        per_crossing = plan.entry.policy != "one_at_a_time"
+        target = workflow_id(journey, customer, None, tag if per_crossing else None)
+        if not per_crossing and await _latest_crossing(self.client, target) == tag:
+            return Routed(journey, "skipped", target, reason="this crossing started a run")
         entry = await asyncio.to_thread(self._enter, plan, subject, trigger.timestamp)
         if entry.refused is not None:
             return Routed(journey, "skipped", reason=entry.refused)
-        per_crossing = plan.entry.policy != "one_at_a_time"
-        target = workflow_id(journey, customer, None, tag if per_crossing else None)
         try:
             handle = await self.client.start_workflow(
                 "JourneyWorkflow",
@@ -381,7 +385,7 @@ class Router:
                 else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=self._search_attributes(plan, customer),
-                memo={ENTRY_MEMO: entry.sequence},
+                memo={ENTRY_MEMO: entry.sequence, CROSSING_MEMO: tag},
             )
         except WorkflowAlreadyStartedError:
             if per_crossing:  # this crossing's run exists: an earlier attempt started it
@@ -506,6 +510,18 @@ async def _run_carrying(handle: WorkflowHandle, sequence: int) -> str | None:
     if await description.memo_value(ENTRY_MEMO, default=None) == sequence:
         return description.run_id
     return None
+
+
+async def _latest_crossing(client: Client, workflow_id: str) -> str | None:
+    """The crossing tag of the latest run with ``workflow_id`` (``None``: no run)."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    found = await description.memo_value(CROSSING_MEMO, default=None)
+    return None if found is None else str(found)
 
 
 async def _utc_now() -> datetime:

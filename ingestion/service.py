@@ -105,9 +105,11 @@ class Ingestion:
     def _undo(self, recorded: _Recorded, scope: str, message_id: str) -> None:
         """Release the claim, and undo the profile change if nobody changed the profile since:
         the sender's retry is then processed as the first attempt was."""
-        if recorded.change is not None:
-            self.profiles.undo(recorded.change)
-        self.processed.release(scope, message_id)
+        try:
+            if recorded.change is not None:
+                self.profiles.undo(recorded.change)
+        finally:  # whatever became of the profile, the retry must not be taken for a duplicate
+            self.processed.release(scope, message_id)
 
     async def identify(
         self, customer_id: str, traits: dict[str, Any], scope: str, **fields: Any

@@ -48,7 +48,8 @@ SEND = "  - send: email\n    template: vip-thank-you\n"
 EVERY = segment_journey("vip-every", "every_time", SEND)
 ONCE = segment_journey("vip-once", "once", SEND)
 WAITING = segment_journey("vip-waiting", "one_at_a_time", "  - wait: 30d\n" + SEND)
-PLANS = {plan.journey_id: plan for plan in (EVERY, ONCE, WAITING)}
+QUICK = segment_journey("vip-quick", "one_at_a_time", SEND)  # its runs end at once
+PLANS = {plan.journey_id: plan for plan in (EVERY, ONCE, WAITING, QUICK)}
 
 
 class Entering:
@@ -122,7 +123,9 @@ async def test_identifies_start_one_run_per_crossing(
                 "vip-every": "started",
                 "vip-once": "started",
                 "vip-waiting": "started",
+                "vip-quick": "started",
             }
+            await ended(entering, "vip-quick")
             assert await identify(anna, "m3", 2000) == 200  # stays above: no crossing
             assert await identify(anna, "m2", 1500) == 200  # the SDK's retry: a duplicate
             assert await identify(anna, "m4", 300) == 200  # drops below
@@ -132,14 +135,21 @@ async def test_identifies_start_one_run_per_crossing(
                 "vip-every": "started",
                 "vip-once": "skipped (already entered once)",
                 "vip-waiting": "skipped (a run is already active)",
+                "vip-quick": "started",
             }
+            await ended(entering, "vip-quick")
             assert await identify(anna, "m6", 100) == 200
             assert await identify(anna, "m8", 1100) == 503  # its runs started, then it failed
             assert profiles.get(anna).traits["lifetime_value"] == 100  # type: ignore[union-attr]
+            await ended(entering, "vip-quick")
             assert await identify(anna, "m8", 1100) == 200  # the retry crosses again ...
-            assert [a for m, a in entering.answers if m == "m8" and a.journey_id == "vip-every"][
-                -1
-            ].reason == "this crossing started a run"  # ... and finds the run started
+            retried = [(a.journey_id, a.action, a.reason) for m, a in entering.answers if m == "m8"]
+            assert retried[4:] == [  # ... and finds the runs its first attempt started
+                ("vip-every", "skipped", "this crossing started a run"),
+                ("vip-once", "skipped", "already entered once"),
+                ("vip-quick", "skipped", "this crossing started a run"),
+                ("vip-waiting", "skipped", "a run is already active"),
+            ]
 
             ben = f"ben-{uuid.uuid4().hex[:8]}"
             statuses = await asyncio.gather(*(identify(ben, f"b{i}", 1500 + i) for i in range(6)))
@@ -149,6 +159,7 @@ async def test_identifies_start_one_run_per_crossing(
             assert len(every) == 3 + 1  # anna: m2, m5, m8; ben once of six
             assert len(entering.started("vip-once")) == 2  # anna once, ben once
             assert len(entering.started("vip-waiting")) == 2
+            assert len(entering.started("vip-quick")) == 3 + 1
             assert len({a.workflow_id for a in every}) == 4
             for answer in every:  # each started run is on Temporal, triggered by no event
                 assert answer.workflow_id is not None
@@ -162,11 +173,11 @@ async def test_identifies_start_one_run_per_crossing(
             assert entries.record("vip-every", customer_hash(ben)).entered == 1
 
             for _ in range(200):  # the every_time and once runs send right away
-                if len(recorder.sent) >= 6:
+                if len(recorder.sent) >= 10:
                     break
                 await asyncio.sleep(0.05)
             sent = sorted(message.journey_id for message in recorder.sent)
-            assert sent == ["vip-every"] * 4 + ["vip-once"] * 2
+            assert sent == ["vip-every"] * 4 + ["vip-once"] * 2 + ["vip-quick"] * 4
             for answer in entering.started("vip-waiting"):  # waiting 30 days: not left behind
                 assert answer.workflow_id is not None
                 await time_env.client.get_workflow_handle(answer.workflow_id).terminate("checked")
@@ -203,6 +214,13 @@ async def test_a_segment_run_gets_the_crossing_as_its_trigger(
     [message] = recorder.sent
     trigger: dict[str, Any] = message.context["event"]
     assert (trigger["event"], trigger["properties"]) == (SEGMENT_EVENT, {})
+
+
+async def ended(entering: Entering, journey_id: str) -> None:
+    """Wait for the latest run ``journey_id`` started to end."""
+    [*_, latest] = entering.started(journey_id)
+    assert latest.workflow_id is not None
+    await entering.router.client.get_workflow_handle(latest.workflow_id).result()
 
 
 def running_workers_for(env: WorkflowEnvironment, recorder: RecordingActivities) -> Any:
