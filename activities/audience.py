@@ -69,15 +69,13 @@ log = logging.getLogger("touchpoint.broadcasts")
 
 
 def in_audience(plan: Plan, profile: Profile, now: datetime) -> bool:
-    """Does ``profile`` enter ``plan``'s occurrence at ``now``: its audience, then its entry
-    condition (``evaluation.ExpressionFailed`` when the profile's data breaks either)."""
+    """Does ``profile`` enter ``plan``'s occurrence at ``now``: its audience (a segment
+    journey's: its segment condition), then its entry condition
+    (``evaluation.ExpressionFailed`` when the profile's data breaks either)."""
     names: dict[str, Any] = {"profile": profile.model_dump(), "now": now}
     schedule = plan.schedule
-    if (
-        schedule is not None
-        and schedule.audience
-        and not evaluation.is_true(schedule.audience, names)
-    ):
+    audience = schedule.audience if schedule is not None else plan.segment
+    if audience and not evaluation.is_true(audience, names):
         return False
     if plan.entry.condition:
         event = _trigger(plan, profile.id, now).names()

@@ -120,7 +120,8 @@ class Schedule(Model):
 
 
 class Trigger(Model):
-    """What starts a run: a shop event, or a schedule with an audience (a broadcast)."""
+    """What starts a run: a shop event, a schedule with an audience (a broadcast), or a
+    segment (a condition over the profile that an identify makes true)."""
 
     event: EventName | None = Field(None, description="the event that starts a run")
     if_: Expression | None = Field(None, alias="if", description="condition over `event`")
@@ -134,6 +135,11 @@ class Trigger(Model):
         None,
         description="with schedule: who enters at each occurrence, a condition over `profile` "
         "(default: every profile)",
+    )
+    segment: Expression | None = Field(
+        None,
+        description="instead of an event: a condition over `profile`; a customer enters when "
+        "an identify makes it true (once per crossing)",
     )
 
 

@@ -263,14 +263,18 @@ class _Compiler:
         """An event or a schedule; a schedule's settings that fit together; nothing of an
         event trigger on a schedule (there is no event to read)."""
         trigger = self.journey.trigger
-        if trigger.event is None and trigger.schedule is None:
+        if trigger.event is None and trigger.schedule is None and trigger.segment is None:
             self._problem(
                 ("trigger",),
-                'a trigger needs "event" (a shop event starts each run) or "schedule" '
-                "(the journey goes out to an audience)",
+                'a trigger needs "event" (a shop event starts each run), "schedule" '
+                '(the journey goes out to an audience) or "segment" (a customer enters when '
+                "they start matching a condition)",
                 "e.g. trigger: {event: Newsletter Subscribed}, or schedule: {every: monday "
-                "09:00} with audience: <condition over profile>",
+                "09:00} with audience: <condition over profile>, or segment: <condition "
+                "over profile>",
             )
+        if trigger.segment is not None:
+            self._check_segment_trigger()
         if trigger.audience is not None and trigger.schedule is None:
             self._problem(
                 ("trigger", "audience"),
@@ -319,6 +323,34 @@ class _Compiler:
                 f"the schedule ends ({end.isoformat()}) before it starts ({start.isoformat()})",
                 "end must be after start; check the year and the month",
             )
+
+    def _check_segment_trigger(self) -> None:
+        """A segment is the whole trigger: no event, schedule, or what reads an event."""
+        trigger = self.journey.trigger
+        for name, present, hint in (
+            (
+                "event",
+                trigger.event,
+                "a segment journey starts when an identify makes the "
+                "condition true: remove event (or segment)",
+            ),
+            (
+                "schedule",
+                trigger.schedule,
+                "a scheduled journey goes out to its audience; a "
+                "segment journey starts when a customer starts matching: keep one of them",
+            ),
+            ("if", trigger.if_, "put the whole condition in segment (it reads profile)"),
+            ("key", trigger.key, "a segment journey has one run per crossing: remove key"),
+        ):
+            if present is not None:
+                self._problem(
+                    ("trigger", name),
+                    f'a segment trigger does not go with "{name}"'
+                    + (": there is no triggering event to read" if name in ("if", "key") else ""),
+                    hint,
+                    key=True,
+                )
 
     def _check_entry_and_listeners(self) -> None:
         entry = self.journey.entry
@@ -606,6 +638,7 @@ class _Compiler:
     def _expressions(self) -> Iterator[tuple[Path, str, tuple[str, ...]]]:
         j = self.journey
         yield from _optional(("trigger", "audience"), j.trigger.audience, AUDIENCE_NAMES)
+        yield from _optional(("trigger", "segment"), j.trigger.segment, AUDIENCE_NAMES)
         yield from _optional(("trigger", "if"), j.trigger.if_, EVENT_NAMES)
         yield from _optional(("trigger", "key"), j.trigger.key, EVENT_NAMES)
         yield from _optional(("entry", "if"), j.entry.if_, ENTRY_NAMES)
@@ -647,7 +680,8 @@ class _Compiler:
             description=j.description,
             category=j.category,
             trigger=p.EventMatch(
-                event=j.trigger.event or p.BROADCAST_EVENT,
+                event=j.trigger.event
+                or (p.SEGMENT_EVENT if j.trigger.segment else p.BROADCAST_EVENT),
                 condition=j.trigger.if_,
                 key=j.trigger.key,
             ),
@@ -672,6 +706,7 @@ class _Compiler:
             topic=j.topic,
             event_properties=self._event_properties(),
             schedule=self._schedule(),
+            segment=j.trigger.segment,
         )
         return plan.with_version()
 

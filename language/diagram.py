@@ -133,6 +133,8 @@ def _trigger_label(plan: Plan) -> str:
     if plan.schedule is not None:
         audience = f" to {plan.schedule.audience}" if plan.schedule.audience else " to everyone"
         return f"{describe_schedule(plan.schedule)}{audience}"
+    if plan.segment is not None:
+        return f"when {plan.segment} turns true"
     key = f" per {plan.trigger.key}" if plan.trigger.key else ""
     condition = f" if {plan.trigger.condition}" if plan.trigger.condition else ""
     return f"{plan.trigger.event}{condition}{key}"

@@ -227,11 +227,11 @@ def audience_report(plan: Plan, settings: Settings, sample: int, now: datetime) 
     from store.database import connect as connect_store
     from store.profiles import ProfileStore
 
-    if plan.schedule is None:
+    if plan.schedule is None and plan.segment is None:
         raise UserError(
             f"journey {plan.journey_id} is started by the event {plan.trigger.event!r}, not by "
             "a schedule: it has no audience to count (trigger.schedule and trigger.audience "
-            "make a scheduled journey)"
+            "make a scheduled journey, trigger.segment a segment journey)"
         )
     engine = connect_store(settings.database_url)
     try:
@@ -240,7 +240,9 @@ def audience_report(plan: Plan, settings: Settings, sample: int, now: datetime) 
         engine.dispose()
     return AudienceReport(
         plan.journey_id,
-        describe_schedule(plan.schedule),
+        describe_schedule(plan.schedule)
+        if plan.schedule is not None
+        else f"segment: {plan.segment}",
         counted.matched,
         counted.read,
         counted.failed,

@@ -69,11 +69,12 @@ def test_existing_journeys_keep_their_versions() -> None:
     from tests.conftest import ROOT
 
     versions = {k: p.version for k, p in validate((), root=ROOT).plans.items()}
-    assert versions | {"monday-newsletter": "-"} == {
+    assert versions | {"monday-newsletter": "-", "vip-thank-you": "-"} == {
         "laptop-recommendation": "2eb46d89f8e807fb",
         "newsletter-welcome": "eac4d412c5945e2a",
         "post-purchase-accessories": "4e78c013a37eadc1",
         "monday-newsletter": "-",
+        "vip-thank-you": "-",
     }
 
 

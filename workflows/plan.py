@@ -26,6 +26,8 @@ format: :func:`workflows.registry.plan`)."""
 END = "end"
 BROADCAST_EVENT = "touchpoint.broadcast"
 """The trigger of a scheduled journey's runs: the occurrence, not a shop event."""
+SEGMENT_EVENT = "touchpoint.segment"
+"""The trigger of a segment journey's runs: the customer started matching, not a shop event."""
 SEND_CONTEXT = ("event", "events", "vars", "lookups")
 """What of the run a send may hand its template (``now`` always goes: the step's time)."""
 
@@ -195,7 +197,7 @@ def successors(node: Node) -> list[tuple[str, str]]:
             return [("", node.next)]
 
 
-LATER_OPTIONAL_FIELDS = ("event_properties", "topic", "policies", "schedule")
+LATER_OPTIONAL_FIELDS = ("event_properties", "topic", "policies", "schedule", "segment")
 """Fields added after plans were first hashed: left out of the hash while unset, so a journey
 that does not use them keeps its version (and its runs' recorded histories stay valid)."""
 
@@ -228,6 +230,9 @@ class Plan(Frozen):
     # A scheduled journey (a broadcast): ``trigger`` is then BROADCAST_EVENT, which no shop
     # event starts; each occurrence of the schedule enters the audience.
     schedule: ScheduleRule | None = None
+    # A segment journey: ``trigger`` is then SEGMENT_EVENT, which no shop event starts; a
+    # customer enters when an identify makes this condition over ``profile`` turn true.
+    segment: str | None = None
 
     def content_hash(self) -> str:
         content = self.model_dump(mode="json", exclude={"version"})
