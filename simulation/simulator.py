@@ -43,6 +43,7 @@ from activities.audience import AudienceActivities
 from activities.messages import RenderedMessage
 from config.project import ProjectConfig
 from ingestion.router import Routed, Router
+from ingestion.segments import segment_trigger
 from ingestion.service import Ingestion
 from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
@@ -265,6 +266,7 @@ class Simulator:
                 ProcessedMessages(engine),
                 router.route,
                 max_profile_bytes=self.config.profiles.max_bytes,
+                enter_segments=router.enter_segments,  # an identify may start segment journeys
             )
             broadcast = SimulatedBroadcast(env.client, engine, settings, started=router.started)
             session = _Session(router, ingestion, scenario, clock, report, broadcast)
@@ -470,9 +472,12 @@ class _Session:
         message_id = spec.message_id or f"sim-{index}-{customer}"
         async with self._limit:
             if spec.type == "identify":
-                await self.ingestion.identify(
+                identified = await self.ingestion.identify(
                     customer, spec.traits, SIMULATION_SCOPE, message_id=message_id
                 )
+                crossing = segment_trigger(customer, message_id, moment)
+                for routed in identified.routed:  # the segment journeys it made them enter
+                    self._note(routed, crossing, moment)
                 return
             assert spec.event is not None
             applied = await self.ingestion.track(
