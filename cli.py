@@ -749,7 +749,10 @@ def audience_command(
             err=True,
         )
     if as_json:
-        typer.echo(json.dumps(found.__dict__, indent=2, default=str))
+        shown = dict(found.__dict__)
+        if plan.date_entry is None:  # a broadcast's JSON keeps its shape
+            del shown["at"], shown["unreadable_dates"]
+        typer.echo(json.dumps(shown, indent=2, default=str))
         return
     if plan.date_entry is None:
         typer.echo(
