@@ -752,6 +752,8 @@ def audience_command(
         shown = dict(found.__dict__)
         if plan.date_entry is None:  # a broadcast's JSON keeps its shape
             del shown["at"], shown["unreadable_dates"]
+        elif found.at is not None:
+            shown["at"] = found.at.isoformat()
         typer.echo(json.dumps(shown, indent=2, default=str))
         return
     if plan.date_entry is None:
