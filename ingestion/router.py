@@ -94,7 +94,7 @@ class Routes:
         current = {plan.version for plan in active.values()}
         older = [p for p in earlier if p.journey_id in active and p.version not in current]
         for plan in active.values():
-            if plan.schedule is None:  # a scheduled journey's runs start from its schedule
+            if plan.schedule is None and plan.date_entry is None:  # started by a schedule
                 triggers.setdefault(plan.trigger.event, []).append(plan)
         for plan in [*active.values(), *older]:
             for name in sorted(plan.listened_events()):

@@ -10,6 +10,7 @@ once (exited, with the reason) when that moment had passed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.audience import AudienceActivities
@@ -276,3 +278,66 @@ async def test_a_date_in_the_event_already_past_ends_the_run_with_the_reason(
     assert result.outcome.reason is not None
     assert "had passed when the run started" in result.outcome.reason
     assert recorder.sent == []
+
+
+def test_no_shop_event_starts_a_date_journey_from_the_profile() -> None:
+    from ingestion.router import Routes
+
+    plan = plan_from(birthday_journey())
+    assert Routes.of({plan.journey_id: plan}).triggers == {}
+
+
+async def test_on_the_dev_server_the_schedule_exists_and_a_backfilled_occurrence_enters_them(
+    dev_env: WorkflowEnvironment, engine: Engine
+) -> None:
+    """The deploy's sync creates the quarter-hour schedule; a backfill of yesterday 08:00 UTC
+    (09:00 in Berlin, December: CET) starts a broadcast with that occurrence, which reaches the
+    Berlin customers whose birthday was yesterday — and nobody else."""
+    from temporalio.client import ScheduleBackfill, ScheduleOverlapPolicy
+
+    from ops.broadcasts import schedule_id, sync_broadcasts
+
+    client = dev_env.client
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    nine_in_berlin = datetime.combine(yesterday, datetime.min.time(), tzinfo=zone("Europe/Berlin"))
+    nine_in_berlin = nine_in_berlin.replace(hour=9).astimezone(UTC)
+    store = ProfileStore(engine)
+    store.upsert("berlin-yesterday", {"birthday": f"1990-{yesterday:%m-%d}", "vip": True})
+    plan = deployed(engine)
+    sid = schedule_id(plan.journey_id, prefix)
+    recorder = RecordingActivities()
+    audience = AudienceActivities(
+        client, engine, RunSettings(queue_prefix=prefix, index_runs=False)
+    )
+    try:
+        lines = await sync_broadcasts(client, Deployments(engine), PlanStore(engine), prefix)
+        assert f"{plan.journey_id}: schedule created, profile.traits.birthday every year" in (
+            "".join(lines)
+        )
+        spec = (await client.get_schedule_handle(sid).describe()).schedule.spec
+        assert [r.start for r in spec.calendars[0].minute] == [0, 15, 30, 45]
+        async with running_workers(client, [*recorder.all(), *audience.all()], prefix):
+            await client.get_schedule_handle(sid).backfill(
+                ScheduleBackfill(
+                    start_at=nine_in_berlin - timedelta(minutes=1),
+                    end_at=nine_in_berlin + timedelta(minutes=1),
+                    overlap=ScheduleOverlapPolicy.ALLOW_ALL,
+                )
+            )
+            result: BroadcastResult | None = None
+            for _ in range(200):
+                recent = (await client.get_schedule_handle(sid).describe()).info.recent_actions
+                if recent:
+                    started = recent[-1].action.workflow_id
+                    handle = client.get_workflow_handle(started)
+                    result = BroadcastResult.model_validate(await handle.result())
+                    break
+                await asyncio.sleep(0.1)
+            sent = await sent_to(recorder, 1)
+        assert result is not None, "the backfill started a broadcast"
+        assert result.occurrence == nine_in_berlin, "the occurrence Temporal scheduled"
+        assert sent == ["berlin-yesterday"]
+    finally:
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(sid).delete()
