@@ -167,3 +167,12 @@ steps:
     # 23:30 UTC on Feb 28 is already March 1st in Kiritimati (+14)
     late = customer("1990-03-01", "Pacific/Kiritimati")
     assert run_tag(plan, late, utc(2027, 2, 28, 19, 0)) == "d20270301"
+
+
+def test_an_at_in_the_spring_gap_fires_after_it_and_one_in_the_autumn_fold_fires_once() -> None:
+    """02:30 does not exist in Berlin on 2027-03-28: it is reached at 03:30 summer time
+    (01:30 UTC), as wait_until does; on 2027-10-31 it shows twice: the first one counts."""
+    assert "Europe/Berlin" in zones_at(utc(2027, 3, 28, 1, 30), "02:30")
+    assert "Europe/Berlin" not in zones_at(utc(2027, 3, 28, 0, 30), "02:30")
+    autumn = [utc(2027, 10, 31, 0, 30), utc(2027, 10, 31, 1, 30)]
+    assert ["Europe/Berlin" in zones_at(moment, "02:30") for moment in autumn] == [True, False]
