@@ -108,7 +108,7 @@ def date_is_today(
     return dates.is_due(day, rule.every, rule.offset_days, dates.occurrence_day(now, tz))
 
 
-def date_zones(rule: DateRule, occurrence: datetime) -> tuple[list[str], bool]:
+def date_zones(rule: DateRule, occurrence: datetime) -> tuple[tuple[str, ...], bool]:
     """The zones where it is ``rule.time`` at ``occurrence``, and whether profiles without a
     zone (who live in the default one) are among them."""
     zones = dates.zones_at(occurrence, rule.time)

@@ -84,11 +84,13 @@ def _all_zones() -> tuple[str, ...]:
     return tuple(sorted(available_timezones()))
 
 
-def zones_at(moment: datetime, at: str) -> list[str]:
+@lru_cache(maxsize=256)
+def zones_at(moment: datetime, at: str) -> tuple[str, ...]:
     """The IANA zones whose wall clock shows ``at`` (``HH:MM``) at ``moment``, to the minute.
 
     A zone whose ``at`` does not exist that day (a spring-forward gap) counts at the moment
-    the wall clock jumps past it, as ``wait_until`` does."""
+    the wall clock jumps past it, as ``wait_until`` does. Remembered (about 80 ms over the
+    ~600 zones): every page of an occurrence asks again."""
     hour, minute = (int(part) for part in at.split(":"))
     instant = moment.astimezone(UTC).replace(second=0, microsecond=0)
     found = []
@@ -97,7 +99,7 @@ def zones_at(moment: datetime, at: str) -> list[str]:
         today = instant.astimezone(tz).date()
         if datetime.combine(today, time(hour, minute), tzinfo=tz).astimezone(UTC) == instant:
             found.append(name)
-    return found
+    return tuple(found)
 
 
 def profile_value(profile: dict[str, Any], path: str) -> Any:
