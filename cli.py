@@ -382,8 +382,12 @@ def identify_command(
     from ops.operations import Emitter
 
     async def go() -> None:
-        profile = await (await Emitter.for_project(project.resolve())).identify(user, _pairs(trait))
+        emitter = await Emitter.for_project(project.resolve())
+        profile, entered = await emitter.identify_entering(user, _pairs(trait))
         typer.echo(f"{profile.id}: {len(profile.traits)} trait(s)")
+        for result in entered:  # segment journeys the change made them match
+            reason = f" ({result.reason})" if result.reason else ""
+            typer.echo(f"{result.journey_id}: {result.action}{reason}")
 
     asyncio.run(go())
 
@@ -438,6 +442,7 @@ def emit_command(
                     outcomes = ["duplicate"]
                 elif call.event is None:
                     outcomes = ["identified" if kind == "identify" else kind]
+                    outcomes += [result.action for result in applied.routed]  # segments
                 else:
                     outcomes = [result.action for result in applied.routed]
                 for outcome in outcomes:
@@ -704,7 +709,7 @@ def simulate_command(
 
 @app.command("audience")
 def audience_command(
-    journey: Annotated[str, typer.Argument(help="A scheduled journey's id (or file).")],
+    journey: Annotated[str, typer.Argument(help="A scheduled or segment journey's id (or file).")],
     sample: Annotated[
         int, typer.Option("--sample", min=0, help="Also list this many matching customer ids.")
     ] = 0,
@@ -720,8 +725,9 @@ def audience_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """How many profiles a scheduled journey would reach if it went out now (its audience and
-    entry condition, over the store's profiles); a date journey: at its next occurrence (the
-    next quarter hour where it is `at` somewhere). --sample N lists N of their customer ids."""
+    entry condition, over the store's profiles), or match a segment journey's condition now;
+    a date journey: at its next occurrence (the next quarter hour where it is `at` somewhere).
+    --sample N lists N of their customer ids."""
     from datetime import UTC, datetime
 
     from config.project import ProjectConfig

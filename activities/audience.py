@@ -75,11 +75,12 @@ class DateUnreadable(ValueError):
 
 def in_audience(plan: Plan, profile: Profile, now: datetime) -> bool:
     """Does ``profile`` enter ``plan``'s occurrence at ``now``: its date (a date journey), its
-    audience, then its entry condition (``evaluation.ExpressionFailed`` when the profile's data
-    breaks an expression, :class:`DateUnreadable` when its date is not one)."""
+    audience (a segment journey's: its segment condition), then its entry condition
+    (``evaluation.ExpressionFailed`` when the profile's data breaks an expression,
+    :class:`DateUnreadable` when its date is not one)."""
     names: dict[str, Any] = {"profile": profile.model_dump(), "now": now}
     schedule = plan.schedule
-    audience = schedule.audience if schedule is not None else None
+    audience = schedule.audience if schedule is not None else plan.segment
     if plan.date_entry is not None:
         if not date_is_today(plan.date_entry, profile, now, names["profile"]):
             return False

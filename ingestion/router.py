@@ -2,6 +2,10 @@
 
 * A **trigger** starts a run with signal-with-start (the event is the start signal), after the
   trigger condition, the correlation key, the entry condition and the re-entry policy allow it.
+* A **segment** journey (``trigger.segment``) is started by no event: the ingestion service
+  hands the router each profile change (:meth:`Router.enter_segments`), and a customer enters
+  when the change made the condition true (:mod:`ingestion.segments`), under the same re-entry
+  rules and journey state as a trigger.
 * A **listener** journey (``wait_for``, ``exit_when``, ``goal``) gets a plain signal at the
   workflow id computed from customer and key; "no such run" is a normal no-op. Runs that cannot
   be named by id (``every_time`` journeys, or a key-less rule in a keyed journey) are found with
@@ -42,8 +46,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ingestion.metrics import RUNS_STARTED
+from ingestion.segments import crossed, crossing_tag, segment_trigger
 from store.deployments import Deployments, journey_state
 from store.entries import Entry, EntryStore
+from store.profiles import ProfileChange
 from workflows import evaluation, registry
 from workflows.models import (
     JOURNEY_QUEUE,
@@ -60,6 +66,7 @@ from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
 log = logging.getLogger(__name__)
 Action = Literal["started", "signalled", "skipped", "not_running"]
 ENTRY_MEMO = "touchpoint_entry"
+CROSSING_MEMO = "touchpoint_crossing"  # a segment run's crossing tag (one_at_a_time)
 LOST_ANSWER_CHECK_SECONDS = 5.0
 
 
@@ -84,6 +91,7 @@ class Routes:
     listeners: Mapping[str, tuple[Plan, ...]] = field(default_factory=dict)  # every version
     # journey id → the event properties any of its versions reads (None: any)
     properties: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
+    segments: tuple[Plan, ...] = ()  # active segment journeys: profile changes start them
 
     @classmethod
     def of(cls, active: Mapping[str, Plan], earlier: Iterable[Plan] = ()) -> Routes:
@@ -93,8 +101,11 @@ class Routes:
         listeners: dict[str, list[Plan]] = {}
         current = {plan.version for plan in active.values()}
         older = [p for p in earlier if p.journey_id in active and p.version not in current]
+        segments: list[Plan] = []
         for plan in active.values():
-            if plan.schedule is None and plan.date_entry is None:  # started by a schedule
+            if plan.segment is not None:  # started by profile changes (enter_segments)
+                segments.append(plan)
+            elif plan.schedule is None and plan.date_entry is None:  # started by a schedule
                 triggers.setdefault(plan.trigger.event, []).append(plan)
         for plan in [*active.values(), *older]:
             for name in sorted(plan.listened_events()):
@@ -111,6 +122,7 @@ class Routes:
             {name: tuple(found) for name, found in triggers.items()},
             {name: tuple(found) for name, found in listeners.items()},
             properties,
+            tuple(sorted(segments, key=lambda plan: plan.journey_id)),
         )
 
     def for_run(self, journey_id: str, event: Event) -> Event:
@@ -306,6 +318,90 @@ class Router:
             ]
         )
 
+    # --- segments -------------------------------------------------------------------------
+
+    async def enter_segments(
+        self, customer_id: str, change: ProfileChange, message_id: str
+    ) -> list[Routed]:
+        """Start the segment journeys whose condition ``change`` (one profile update, by the
+        call ``message_id``) made true (:mod:`ingestion.segments`)."""
+        routes = self.routes
+        if not routes.segments:
+            return []
+        now = await self.clock()
+        trigger = segment_trigger(customer_id, message_id, now)
+        results: list[Routed] = []
+        for plan in routes.segments:
+            assert plan.segment is not None
+            journey = plan.journey_id
+            try:
+                if not crossed(plan.segment, change.before, change.after, now):
+                    continue
+                entry_names = {
+                    "event": trigger.names(),
+                    "profile": change.after.model_dump(),
+                    "now": now,
+                }
+                if plan.entry.condition and not evaluation.is_true(
+                    plan.entry.condition, entry_names
+                ):
+                    results.append(Routed(journey, "skipped", reason="entry condition is false"))
+                    continue
+            except evaluation.ExpressionFailed as error:
+                results.append(Routed(journey, "skipped", reason=f"cannot evaluate: {error}"))
+                continue
+            results.append(await self._start_segment_run(plan, trigger, crossing_tag(message_id)))
+        return results
+
+    async def _start_segment_run(self, plan: Plan, trigger: Event, tag: str) -> Routed:
+        """Enter ``trigger``'s customer, as the re-entry rules allow. ``once`` and
+        ``every_time``: a workflow id per crossing (``tag``), never started twice.
+        ``one_at_a_time``: one workflow id per customer, so a running run refuses the start;
+        the crossing's tag in the run's memo tells a retried call that its run took place."""
+        journey, customer = plan.journey_id, trigger.customer_id
+        subject = _subject(customer, None)
+        per_crossing = plan.entry.policy != "one_at_a_time"
+        target = workflow_id(journey, customer, None, tag if per_crossing else None)
+        if not per_crossing and await _latest_crossing(self.client, target) == tag:
+            return Routed(journey, "skipped", target, reason="this crossing started a run")
+        entry = await asyncio.to_thread(self._enter, plan, subject, trigger.timestamp)
+        if entry.refused is not None:
+            return Routed(journey, "skipped", reason=entry.refused)
+        try:
+            handle = await self.client.start_workflow(
+                "JourneyWorkflow",
+                JourneyInput(
+                    journey_id=journey,
+                    plan_version=plan.version,
+                    customer_id=customer,
+                    trigger=trigger,
+                    entry_sequence=entry.sequence,
+                    clock=self.settings.clock(),
+                ),
+                id=target,
+                task_queue=self.settings.queue(JOURNEY_QUEUE),
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE
+                if per_crossing
+                else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=self._search_attributes(plan, customer),
+                memo={ENTRY_MEMO: entry.sequence, CROSSING_MEMO: tag},
+            )
+        except WorkflowAlreadyStartedError:
+            if per_crossing:  # this crossing's run exists: an earlier attempt started it
+                return Routed(journey, "skipped", target, reason="this crossing started a run")
+            if entry.claimed is not None:
+                await asyncio.to_thread(self.entries.undo_entry, journey, subject, entry.claimed)
+            return Routed(journey, "skipped", target, reason="a run is already active")
+        except BaseException:
+            if entry.claimed is not None:
+                await asyncio.to_thread(self.entries.undo_entry, journey, subject, entry.claimed)
+            raise
+        if entry.claimed is None:
+            await asyncio.to_thread(self.entries.record_entry, journey, subject, trigger.timestamp)
+        RUNS_STARTED.labels(journey).inc()
+        return Routed(journey, "started", target, run_id=handle.result_run_id)
+
     # --- listeners ------------------------------------------------------------------------
 
     async def _listen(
@@ -414,6 +510,18 @@ async def _run_carrying(handle: WorkflowHandle, sequence: int) -> str | None:
     if await description.memo_value(ENTRY_MEMO, default=None) == sequence:
         return description.run_id
     return None
+
+
+async def _latest_crossing(client: Client, workflow_id: str) -> str | None:
+    """The crossing tag of the latest run with ``workflow_id`` (``None``: no run)."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    found = await description.memo_value(CROSSING_MEMO, default=None)
+    return None if found is None else str(found)
 
 
 async def _utc_now() -> datetime:

@@ -11,11 +11,16 @@ to :meth:`Ingestion.apply`, so a simulation runs exactly the production path:
 3. **update the profile** with its traits (Segment's spelling rule, :mod:`ingestion.segment`),
    unless the profile would pass its size cap: then :class:`~store.profiles.ProfileTooLarge`
    and nothing of the call is done;
-4. **route** its event, if it has one (:mod:`ingestion.router`): start the journeys it
+4. **enter segments**: the profile before and after step 3 go to the router, which starts
+   the segment journeys whose condition the change made true (:mod:`ingestion.segments`);
+5. **route** its event, if it has one (:mod:`ingestion.router`): start the journeys it
    triggers, signal the runs that wait for it.
 
 Steps 1–3 and the profile read are one trip to the store's thread. If anything fails, the
-claim is released, so the sender's retry is processed: nothing is half done twice.
+claim is released, so the sender's retry is processed: nothing is half done twice. The
+profile change of step 3 is undone too, unless another call changed the profile since, so the
+retry makes the same change and crosses the same segments again (runs its first attempt
+started are found by their workflow ids, and not started twice).
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from typing import Any
 
 from ingestion.segment import Ingest, with_template_names
 from store.processed import ProcessedMessages
-from store.profiles import DEFAULT_MAX_TRAITS_BYTES, ProfileStore, require_fits
+from store.profiles import DEFAULT_MAX_TRAITS_BYTES, ProfileChange, ProfileStore, require_fits
 from workflows.models import Event, Profile
 
 RouteEvent = Callable[[Event, Profile, Sequence[str]], Awaitable[Any]]
 """The router's ``route``: the event, the customer's profile, the anonymous ids linked to them."""
+EnterSegments = Callable[[str, ProfileChange, str], Awaitable[Sequence[Any]]]
+"""The router's ``enter_segments``: the customer, their profile change, the call's message id."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class _Recorded:
     customer_id: str = ""
     profile: Profile | None = None
     linked: tuple[str, ...] = ()
+    change: ProfileChange | None = None  # the profile before and after this call's update
 
 
 @dataclass
@@ -60,29 +68,48 @@ class Ingestion:
     processed: ProcessedMessages
     route: RouteEvent
     max_profile_bytes: int = DEFAULT_MAX_TRAITS_BYTES  # profiles.max_bytes in touchpoint.yaml
+    enter_segments: EnterSegments | None = None  # None: no segment journeys (tests, tools)
 
     async def apply(self, call: Ingest, scope: str) -> Applied:
         """Apply one call from the source ``scope`` (a write key's scope, ``cli``, ``sim``)."""
         recorded = await asyncio.to_thread(self._record, call, scope)
         if not recorded.first:
             return Applied(duplicate=True)
-        if call.event is None:
-            return Applied(customer_id=recorded.customer_id)
-        event = Event(
-            message_id=f"{scope}/{call.message_id}",  # unique per source, like the claim
-            event=call.event,
-            customer_id=recorded.customer_id,
-            properties=call.properties,
-            timestamp=call.timestamp or datetime.now(UTC),
-        )
+        message_id = f"{scope}/{call.message_id}"  # unique per source, like the claim
+        routed: list[Any] = []
+        event = None
         try:
-            routed = await self.route(
-                event, recorded.profile or Profile(id=event.customer_id), recorded.linked
-            )
+            if recorded.change is not None and self.enter_segments is not None:
+                routed += await self.enter_segments(
+                    recorded.customer_id, recorded.change, message_id
+                )
+            if call.event is not None:
+                event = Event(
+                    message_id=message_id,
+                    event=call.event,
+                    customer_id=recorded.customer_id,
+                    properties=call.properties,
+                    timestamp=call.timestamp or datetime.now(UTC),
+                )
+                routed += (
+                    await self.route(
+                        event, recorded.profile or Profile(id=event.customer_id), recorded.linked
+                    )
+                    or []
+                )
         except BaseException:
-            await asyncio.to_thread(self.processed.release, scope, call.message_id)
+            await asyncio.to_thread(self._undo, recorded, scope, call.message_id)
             raise
-        return Applied(customer_id=recorded.customer_id, event=event, routed=list(routed or []))
+        return Applied(customer_id=recorded.customer_id, event=event, routed=routed)
+
+    def _undo(self, recorded: _Recorded, scope: str, message_id: str) -> None:
+        """Release the claim, and undo the profile change if nobody changed the profile since:
+        the sender's retry is then processed as the first attempt was."""
+        try:
+            if recorded.change is not None:
+                self.profiles.undo(recorded.change)
+        finally:  # whatever became of the profile, the retry must not be taken for a duplicate
+            self.processed.release(scope, message_id)
 
     async def identify(
         self, customer_id: str, traits: dict[str, Any], scope: str, **fields: Any
@@ -118,8 +145,9 @@ class Ingestion:
                 )
             if linking:
                 profiles.link(linking, customer)
+            change = None
             if call.traits is not None or call.locale or call.timezone:
-                profiles.upsert(
+                change = profiles.change(
                     customer,
                     traits,
                     locale=call.locale,
@@ -127,10 +155,14 @@ class Ingestion:
                     max_bytes=self.max_profile_bytes,
                 )
             if call.event is None:
-                return _Recorded(first=True, customer_id=customer)
+                return _Recorded(first=True, customer_id=customer, change=change)
             profile, linked = profiles.get_with_links(customer)
             return _Recorded(
-                first=True, customer_id=customer, profile=profile, linked=tuple(linked)
+                first=True,
+                customer_id=customer,
+                profile=profile,
+                linked=tuple(linked),
+                change=change,
             )
         except BaseException:
             self.processed.release(scope, call.message_id)

@@ -156,7 +156,8 @@ class DateTrigger(Model):
 
 
 class Trigger(Model):
-    """What starts a run: a shop event, or a schedule with an audience (a broadcast)."""
+    """What starts a run: a shop event, a schedule with an audience (a broadcast), or a
+    segment (a condition over the profile that an identify makes true)."""
 
     event: EventName | None = Field(None, description="the event that starts a run")
     if_: Expression | None = Field(None, alias="if", description="condition over `event`")
@@ -170,6 +171,11 @@ class Trigger(Model):
         None,
         description="with schedule: who enters at each occurrence, a condition over `profile` "
         "(default: every profile)",
+    )
+    segment: Expression | None = Field(
+        None,
+        description="instead of an event: a condition over `profile`; a customer enters when "
+        "an identify makes it true (once per crossing)",
     )
     date: DateTrigger | None = Field(
         None, description="a date at a local time: a birthday, a warranty end − 30 days"

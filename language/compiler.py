@@ -265,14 +265,23 @@ class _Compiler:
         trigger = self.journey.trigger
         if trigger.date is not None:
             self._check_date_trigger(trigger.date)
-        if trigger.event is None and trigger.schedule is None and trigger.date is None:
+        if (
+            trigger.event is None
+            and trigger.schedule is None
+            and trigger.segment is None
+            and trigger.date is None
+        ):
             self._problem(
                 ("trigger",),
-                'a trigger needs "event" (a shop event starts each run) or "schedule" '
-                "(the journey goes out to an audience)",
+                'a trigger needs "event" (a shop event starts each run), "schedule" '
+                '(the journey goes out to an audience) or "segment" (a customer enters when '
+                "they start matching a condition)",
                 "e.g. trigger: {event: Newsletter Subscribed}, or schedule: {every: monday "
-                "09:00} with audience: <condition over profile>",
+                "09:00} with audience: <condition over profile>, or segment: <condition "
+                "over profile>",
             )
+        if trigger.segment is not None:
+            self._check_segment_trigger()
         from_profile = trigger.date is not None and trigger.date.profile is not None
         if trigger.audience is not None and trigger.schedule is None and not from_profile:
             self._problem(
@@ -334,6 +343,14 @@ class _Compiler:
                 "a date journey fires for each customer on their own date: remove schedule",
                 key=True,
             )
+        if trigger.segment is not None:
+            self._problem(
+                (*where,),
+                'a trigger has either "date" or "segment", not both',
+                "a date journey fires on each customer's date, a segment journey when they "
+                "start matching: keep one of them",
+                key=True,
+            )
         if (spec.profile is None) == (spec.property is None):
             self._problem(
                 where,
@@ -389,6 +406,34 @@ class _Compiler:
                     (*where, "every"),
                     "a date from an event is one date: every: year goes with a date in the profile",
                     "remove every (or write every: once)",
+                )
+
+    def _check_segment_trigger(self) -> None:
+        """A segment is the whole trigger: no event, schedule, or what reads an event."""
+        trigger = self.journey.trigger
+        for name, present, hint in (
+            (
+                "event",
+                trigger.event,
+                "a segment journey starts when an identify makes the "
+                "condition true: remove event (or segment)",
+            ),
+            (
+                "schedule",
+                trigger.schedule,
+                "a scheduled journey goes out to its audience; a "
+                "segment journey starts when a customer starts matching: keep one of them",
+            ),
+            ("if", trigger.if_, "put the whole condition in segment (it reads profile)"),
+            ("key", trigger.key, "a segment journey has one run per crossing: remove key"),
+        ):
+            if present is not None:
+                self._problem(
+                    ("trigger", name),
+                    f'a segment trigger does not go with "{name}"'
+                    + (": there is no triggering event to read" if name in ("if", "key") else ""),
+                    hint,
+                    key=True,
                 )
 
     def _check_entry_and_listeners(self) -> None:
@@ -677,6 +722,7 @@ class _Compiler:
     def _expressions(self) -> Iterator[tuple[Path, str, tuple[str, ...]]]:
         j = self.journey
         yield from _optional(("trigger", "audience"), j.trigger.audience, AUDIENCE_NAMES)
+        yield from _optional(("trigger", "segment"), j.trigger.segment, AUDIENCE_NAMES)
         yield from _optional(("trigger", "if"), j.trigger.if_, EVENT_NAMES)
         yield from _optional(("trigger", "key"), j.trigger.key, EVENT_NAMES)
         if j.trigger.date is not None and j.trigger.date.property is not None:
@@ -732,7 +778,8 @@ class _Compiler:
             description=j.description,
             category=j.category,
             trigger=p.EventMatch(
-                event=j.trigger.event or p.BROADCAST_EVENT,
+                event=j.trigger.event
+                or (p.SEGMENT_EVENT if j.trigger.segment else p.BROADCAST_EVENT),
                 condition=j.trigger.if_,
                 key=j.trigger.key,
             ),
@@ -757,6 +804,7 @@ class _Compiler:
             topic=j.topic,
             event_properties=self._event_properties(),
             schedule=self._schedule(),
+            segment=j.trigger.segment,
             date_entry=self._date_entry(),
         )
         return plan.with_version()

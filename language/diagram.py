@@ -133,6 +133,8 @@ def _trigger_label(plan: Plan) -> str:
     if plan.schedule is not None:
         audience = f" to {plan.schedule.audience}" if plan.schedule.audience else " to everyone"
         return f"{describe_schedule(plan.schedule)}{audience}"
+    if plan.segment is not None:
+        return f"when {plan.segment} turns true"
     if plan.date_entry is not None:
         rule = plan.date_entry
         return describe_date(rule) + (f" if {rule.audience}" if rule.audience else "")

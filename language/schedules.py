@@ -126,6 +126,7 @@ def _check_cron_item(item: str, index: int, name: str, low: int, high: int) -> N
         raise ValueError(f'cron field {index + 1} ({name}) "{item}": a step must be at least 1')
     if match[1] == "*":
         return
+    numbers: list[int] = []
     for value in match[1].split("-"):
         if value.isdigit():
             number = int(value)
@@ -137,6 +138,12 @@ def _check_cron_item(item: str, index: int, name: str, low: int, high: int) -> N
             raise ValueError(
                 f'cron field {index + 1} ({name}) "{value}" is out of range: {low}-{high}'
             )
+        numbers.append(number)
+    if len(numbers) == 2 and numbers[1] < numbers[0]:
+        raise ValueError(
+            f'cron field {index + 1} ({name}) "{item}" ends before it starts (Temporal refuses '
+            f'a range that wraps around): use a list instead, e.g. "sat,sun" or "22,23,0,1"'
+        )
 
 
 def parse_rate(text: str) -> float:

@@ -80,6 +80,7 @@ async def build_api(project: Path, deploy: bool = False) -> Api:
             ProcessedMessages(engine),
             router.route,
             max_profile_bytes=report.config.profiles.max_bytes,
+            enter_segments=router.enter_segments,
         ),
         keys=WriteKeys(engine),
         unsubscribe=unsubscriber.withdraw,

@@ -118,8 +118,8 @@ def broadcast_schedule(plan: Plan, queue_prefix: str = "", *, paused: bool = Fal
         calendars=calendars,
         cron_expressions=[rule.cron] if rule.cron else [],
         time_zone_name=rule.timezone,
-        start_at=_moment(rule.start, zone, end=False),
-        end_at=_moment(rule.end, zone, end=True),
+        start_at=schedule_bound(rule.start, zone, end=False),
+        end_at=schedule_bound(rule.end, zone, end=True),
     )
     return _schedule(plan, spec, rule.starts_per_second, queue_prefix, paused)
 
@@ -148,7 +148,9 @@ def _schedule(
     )
 
 
-def _moment(value: str | None, zone: ZoneInfo, *, end: bool) -> datetime | None:
+def schedule_bound(value: str | None, zone: ZoneInfo, *, end: bool) -> datetime | None:
+    """A schedule's ``start`` or ``end`` as a moment: a date is its midnight in ``zone`` (an
+    end: the last second of that day); a time without offset is read in ``zone``."""
     if value is None:
         return None
     if "T" not in value and len(value) == 10:
@@ -263,11 +265,12 @@ def audience_report(plan: Plan, settings: Settings, sample: int, now: datetime) 
     from store.database import connect as connect_store
     from store.profiles import ProfileStore
 
-    if not is_calendar_journey(plan):
+    if not is_calendar_journey(plan) and plan.segment is None:
         raise UserError(
             f"journey {plan.journey_id} is started by the event {plan.trigger.event!r}, not by "
             "a schedule: it has no audience to count (trigger.schedule and trigger.audience "
-            "make a scheduled journey; trigger.date with profile a date journey)"
+            "make a scheduled journey, trigger.segment a segment journey, trigger.date with "
+            "profile a date journey)"
         )
     if plan.date_entry is not None:  # who enters at the next quarter hour with any zone at `at`
         now = next_occurrence(now, plan.date_entry.time)
@@ -278,7 +281,7 @@ def audience_report(plan: Plan, settings: Settings, sample: int, now: datetime) 
         engine.dispose()
     return AudienceReport(
         plan.journey_id,
-        describe_entry(plan),
+        describe_entry(plan) if is_calendar_journey(plan) else f"segment: {plan.segment}",
         counted.matched,
         counted.read,
         counted.failed,

@@ -62,6 +62,7 @@ class Emitter:
                 ProcessedMessages(engine),
                 router.route,
                 max_profile_bytes=config.profiles.max_bytes,
+                enter_segments=router.enter_segments,
             )
         )
 
@@ -69,10 +70,17 @@ class Emitter:
         return await self.service.apply(call, CLI_SCOPE)
 
     async def identify(self, customer: str, traits: dict[str, Any]) -> Profile:
-        await self.service.identify(customer, traits, CLI_SCOPE)
+        return (await self.identify_entering(customer, traits))[0]
+
+    async def identify_entering(
+        self, customer: str, traits: dict[str, Any]
+    ) -> tuple[Profile, list[Routed]]:
+        """The profile after the identify, and what became of the segment journeys it made
+        the customer enter."""
+        applied = await self.service.identify(customer, traits, CLI_SCOPE)
         profile = await asyncio.to_thread(self.service.profiles.get, customer)
         assert profile is not None
-        return profile
+        return profile, applied.routed
 
     async def emit(self, name: str, customer: str, properties: dict[str, Any]) -> list[Routed]:
         return (await self.service.track(customer, name, properties, CLI_SCOPE)).routed

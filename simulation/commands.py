@@ -6,11 +6,13 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from datetime import tzinfo
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from language.schedules import describe_schedule
 from simulation.report import (
     as_json,
     display_zone,
@@ -98,14 +100,6 @@ def simulate(
         for problem in error.problems:
             echo(problem.format(), err=True)
         return 1
-    scheduled = [plan.journey_id for plan in scenario.plans if plan.schedule is not None]
-    if scheduled:  # issue 19: simulating a broadcast over a population is not built yet
-        echo(
-            f"✗ {', '.join(scheduled)} is a scheduled journey: simulate runs event-triggered "
-            "journeys only so far; `touchpoint audience JOURNEY` shows who it reaches now",
-            err=True,
-        )
-        return 1
     quiet_sdk_logs()
     simulator = Simulator(project.root, project.config)
     population = profiles is not None
@@ -143,6 +137,25 @@ def run_with_progress(
         return asyncio.run(simulator.run(scenario, report))
 
 
+def occurrence_lines(result: SimulationResult, zone: tzinfo) -> list[str]:
+    """When each scheduled journey went out in the simulation, so the computed moments can be
+    checked at a glance (the first few and the last)."""
+    lines = []
+    for plan in result.plans:
+        if plan.schedule is None:
+            continue
+        moments = [e.at for e in result.entries if e.journey_id == plan.journey_id]
+        shown = [f"{m.astimezone(zone):%a %Y-%m-%d %H:%M}" for m in moments]
+        if len(shown) > 4:
+            shown = [*shown[:3], "…", shown[-1]]
+        count = "1 occurrence" if len(moments) == 1 else f"{len(moments)} occurrences"
+        lines.append(
+            f"{plan.journey_id} goes out {describe_schedule(plan.schedule)}: {count}, "
+            + ", ".join(shown)
+        )
+    return lines
+
+
 def text_report(result: SimulationResult, funnels: list | None, default_zone: str) -> list[str]:
     """What ``touchpoint simulate`` prints: the timeline and outcomes (one customer) or the
     funnels (a population), what did not enter, and how many messages would be sent."""
@@ -158,6 +171,7 @@ def text_report(result: SimulationResult, funnels: list | None, default_zone: st
     )
     journeys = ", ".join(plan.journey_id for plan in result.plans)
     echo(f"Simulated {journeys} for {who}: {days} days from {start:%a %Y-%m-%d %H:%M} ({zone})")
+    lines += occurrence_lines(result, zone)
     if funnels is None:
         echo("")
         lines += timeline_text(result, zone)

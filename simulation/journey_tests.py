@@ -1,11 +1,15 @@
 """Journey test files (``*.test.yaml``): cases of a customer, events at moments and what must
 happen — run by ``touchpoint test`` on the time-skipping server, like ``simulate``.
 
-A case passes when every expectation holds: the messages (all of them, in order, each
-matching the fields it names), the messages the delivery policies held back (``held``, the
-same way), the steps reached and not reached, the outcome, the quiet windows and the most
-messages in any window (``max_messages``). A failure shows expected against actual messages
-(and held messages) as a diff.
+A case of a scheduled journey names its customers (``customers:``) and the occurrence it goes
+out at (``at: 2027-03-01 09:00``, in the schedule's time zone); ``reaches`` and
+``does_not_reach`` name who must and must not enter then.
+
+A case passes when every expectation holds: who it reaches, the messages (all of them, in
+order, each matching the fields it names), the messages the delivery policies held back
+(``held``, the same way), the steps reached and not reached, the outcome, the quiet windows
+and the most messages in any window (``max_messages``). A failure shows expected against
+actual messages (and held messages) as a diff.
 """
 
 from __future__ import annotations
@@ -18,14 +22,18 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationError, field_validator
 
 from language.authoring import Channel
 from language.fields import Duration
 from language.problems import Problem, suggestion
+from language.schedules import describe_schedule
 from language.validator import schema_problems
 from language.yamlsource import SourceMap
+from simulation.entry import EntryMoment, entry_moments, without_event
+from simulation.occurrences import nearest
 from simulation.report import Held, Line, held, run_lines
 from simulation.scenario import (
     AT_HINT,
@@ -96,6 +104,8 @@ class Expectations(Strict):
     reached: list[str] = Field(default_factory=list)  # step ids
     not_reached: list[str] = Field(default_factory=list)
     not_entered: list[str] = Field(default_factory=list)  # journey ids that must not start
+    reaches: list[str] = Field(default_factory=list)  # customers who must enter (customers:)
+    does_not_reach: list[str] = Field(default_factory=list)  # customers who must not
     no_messages_between: list[str] | list[list[str]] | None = None
 
     @field_validator("no_messages_between")
@@ -122,6 +132,8 @@ class Expectations(Strict):
 class Case(Strict):
     name: str = Field(min_length=1)
     profile: dict[str, Any] = Field(default_factory=dict)  # merged over the file's profile
+    customers: list[dict[str, Any]] | None = None  # each merged over the file's profile
+    at: str | None = None  # the occurrence of a scheduled journey the case is about
     events: list[Any] = Field(default_factory=list)
     lookups: dict[str, Any] = Field(default_factory=dict)  # merged over the file's lookups
     start: str | None = None
@@ -134,6 +146,7 @@ class TestFile(Strict):
     start: str = DEFAULT_START
     until: str = "90d"
     profile: dict[str, Any] = Field(default_factory=dict)
+    customers: list[dict[str, Any]] | None = None  # cases without their own use these
     lookups: dict[str, Any] = Field(default_factory=dict)
     cases: list[Case] = Field(min_length=1)
 
@@ -269,24 +282,18 @@ def _prepare(
 ) -> PreparedCase:
     path: tuple[str | int, ...] = ("cases", index)
     problems: list[Problem] = []
-    profile_raw = {**spec.profile, **case.profile}
-    profile_raw["traits"] = {
-        **spec.profile.get("traits", {}),
-        **case.profile.get("traits", {}),
-    }
-    profile_raw.setdefault("id", "test-customer")
+    customers = _customers(spec, case, source, path)
     try:
-        profile = ProfileSpec.model_validate(profile_raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field_name = ".".join(str(p) for p in first["loc"])
-        raise ScenarioError(
-            [source.problem((*path, "profile"), f"{field_name}: {first['msg']}")]
-        ) from None
-    start_text = case.start or spec.start
+        occurrence = _occurrence(case, plans, source, path)
+    except ScenarioError as error:  # reported with the case's other problems
+        problems += error.problems
+        occurrence = None
+    start_text = case.start or (None if occurrence else spec.start)
     try:
-        start = datetime.fromisoformat(start_text.replace("Z", "+00:00"))
-        if start.tzinfo is None:
+        start = (
+            datetime.fromisoformat(start_text.replace("Z", "+00:00")) if start_text else occurrence
+        )
+        if start is None or start.tzinfo is None:
             raise ValueError("add its offset, e.g. +01:00")
     except ValueError as error:
         key = (*path, "start") if case.start else ("start",)
@@ -295,21 +302,172 @@ def _prepare(
         until = parse_until(case.until or spec.until)
     except UsageError as error:
         raise ScenarioError([source.problem((*path, "until"), str(error))]) from None
-    zone = customer_zone(project, [profile])
+    if occurrence is not None and occurrence < start:
+        raise ScenarioError(
+            [source.problem((*path, "at"), f"{case.at} is before the case's start {start_text}")]
+        )
+    zone = customer_zone(project, customers)
     events = resolve_events(events_from(case.events, source, (*path, "events")), start, zone)
     problems += _check_steps(case.expect, plans, source, (*path, "expect"))
     problems += _check_moments(case.expect, source, (*path, "expect"))
+    problems += _check_customers(case.expect, customers, source, (*path, "expect"))
     if problems:
         raise ScenarioError(problems)
     scenario = Scenario(
         plans=plans,
-        customers=[profile],
+        customers=customers,
         events=events,
         start=start,
         until=until,
         lookups={**spec.lookups, **case.lookups},
+        entries=_entries(plans, start, until, occurrence),
     )
     return PreparedCase(display, case.name, scenario, case.expect, zone, source, path)
+
+
+def _customers(
+    spec: TestFile, case: Case, source: SourceMap, path: tuple[str | int, ...]
+) -> list[ProfileSpec]:
+    """The case's customers: its ``customers`` (or the file's), else its one ``profile``; each
+    merged over the file's ``profile``."""
+    listed = case.customers if case.customers is not None else spec.customers
+    if case.customers is not None and case.profile:
+        raise ScenarioError(
+            [
+                source.problem(
+                    (*path, "customers"),
+                    "a case has one profile or a list of customers, not both",
+                    "put the profile's fields into each customer",
+                )
+            ]
+        )
+    where: tuple[str | int, ...] = (*path, "customers") if case.customers else ("customers",)
+    if listed is None:
+        return [_customer({**case.profile}, spec, (*path, "profile"), source, "test-customer")]
+    if not listed:
+        raise ScenarioError([source.problem(where, "expected at least one customer (- id: …)")])
+    customers = [_customer(raw, spec, (*where, i), source, None) for i, raw in enumerate(listed)]
+    seen: set[str] = set()
+    for i, customer in enumerate(customers):
+        if customer.id in seen:
+            raise ScenarioError(
+                [source.problem((*where, i, "id"), f"customer {customer.id!r} is listed twice")]
+            )
+        seen.add(customer.id)
+    return customers
+
+
+def _customer(
+    raw: dict[str, Any],
+    spec: TestFile,
+    where: tuple[str | int, ...],
+    source: SourceMap,
+    default_id: str | None,
+) -> ProfileSpec:
+    if not isinstance(raw, dict):
+        raise ScenarioError([source.problem(where, "expected a customer: id, email, traits, …")])
+    profile_raw = {**spec.profile, **raw}
+    profile_raw["traits"] = {**spec.profile.get("traits", {}), **raw.get("traits", {})}
+    if default_id is not None:
+        profile_raw.setdefault("id", default_id)
+    elif "id" not in raw:
+        raise ScenarioError([source.problem(where, 'every customer needs an "id"')])
+    try:
+        return ProfileSpec.model_validate(profile_raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field_name = ".".join(str(p) for p in first["loc"])
+        raise ScenarioError([source.problem(where, f"{field_name}: {first['msg']}")]) from None
+
+
+def _occurrence(
+    case: Case, plans: list[Plan], source: SourceMap, path: tuple[str | int, ...]
+) -> datetime | None:
+    """The case's ``at``: a moment one of the scheduled journeys goes out at (a time without
+    offset is in the schedule's time zone)."""
+    if case.at is None:
+        return None
+    where = (*path, "at")
+    scheduled = [plan for plan in without_event(plans) if plan.schedule is not None]
+    if not scheduled:
+        names = ", ".join(plan.journey_id for plan in plans)
+        raise ScenarioError(
+            [
+                source.problem(
+                    where,
+                    f"at: is when a scheduled journey goes out; {names} has no schedule",
+                    "start event-triggered journeys with events: (- at: +0, event: …)",
+                )
+            ]
+        )
+    rules = [plan.schedule for plan in scheduled if plan.schedule is not None]
+    try:
+        moment = datetime.fromisoformat(case.at.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ScenarioError(
+            [
+                source.problem(
+                    where,
+                    f"{case.at!r} is not a moment",
+                    'write the date and time the journey goes out, e.g. "2027-03-01 09:00" '
+                    "(in the schedule's time zone) or with an offset, 2027-03-01T09:00+01:00",
+                )
+            ]
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(rules[0].timezone))
+    if entry_moments(scheduled, moment, moment, only=moment):
+        return moment
+    problems = []
+    for plan in scheduled:
+        rule = plan.schedule
+        assert rule is not None
+        zone = ZoneInfo(rule.timezone)
+        close = nearest(rule, moment, timedelta(days=400))
+        hint = (
+            "the nearest: "
+            + " and ".join(f"{at.astimezone(zone):%a %Y-%m-%d %H:%M}" for at in close)
+            if close
+            else "it has no occurrence within a year of it"
+        )
+        problems.append(
+            source.problem(
+                where,
+                f"{case.at} is not an occurrence of {plan.journey_id}, which goes out "
+                f"{describe_schedule(rule)}",
+                hint,
+            )
+        )
+    raise ScenarioError(problems)
+
+
+def _entries(
+    plans: list[Plan], start: datetime, until: timedelta, occurrence: datetime | None
+) -> list[EntryMoment]:
+    """The case's occurrence if it names one, else every occurrence while it runs."""
+    return entry_moments(plans, start, start + until, only=occurrence)
+
+
+def _check_customers(
+    expect: Expectations,
+    customers: list[ProfileSpec],
+    source: SourceMap,
+    path: tuple[str | int, ...],
+) -> list[Problem]:
+    """A misspelt customer in ``does_not_reach`` would pass for ever: refuse unknown ones."""
+    ids = [customer.id for customer in customers]
+    problems = []
+    for key in ("reaches", "does_not_reach"):
+        for i, name in enumerate(getattr(expect, key)):
+            if name not in ids:
+                problems.append(
+                    source.problem(
+                        (*path, key, i),
+                        f"{name!r} is not a customer of this case{suggestion(name, ids)}",
+                        "list them under customers: (- id: …)",
+                    )
+                )
+    return problems
 
 
 def _check_steps(
@@ -410,6 +568,7 @@ def judge(case: PreparedCase, result: SimulationResult) -> CaseResult:
             verdict.failures.append(
                 f"{label}: expected outcome {wanted}, got {actual}" + (f" ({why})" if why else "")
             )
+    verdict.failures += reach_failures(expect, result, start, zone)
     started = {run.journey_id for run in result.runs}
     for journey in expect.outcomes:
         if journey.split(" [")[0] not in started:
@@ -434,6 +593,32 @@ def judge(case: PreparedCase, result: SimulationResult) -> CaseResult:
                 f"but {message.step} sent one at {when(message.at, start, zone)}"
             )
     return verdict
+
+
+def reach_failures(
+    expect: Expectations, result: SimulationResult, start: datetime, zone: tzinfo
+) -> list[str]:
+    """``reaches``: a run started for each of them; ``does_not_reach``: none for any."""
+    failures = []
+    for customer in expect.reaches:
+        if not any(run.customer_id == customer for run in result.runs):
+            why = sorted(
+                {
+                    f"{n.journey_id}: {n.reason}"
+                    for n in result.not_entered
+                    if n.customer_id == customer
+                }
+            )
+            because = f" ({'; '.join(why)})" if why else ""
+            failures.append(f"{customer}: expected to be reached, but did not enter{because}")
+    for customer in expect.does_not_reach:
+        for run in result.runs:
+            if run.customer_id == customer:
+                failures.append(
+                    f"{customer}: expected not to be reached, but entered {run.journey_id} "
+                    f"at {when(run.entered_at, start, zone)}"
+                )
+    return failures
 
 
 def minute(moment: datetime) -> datetime:

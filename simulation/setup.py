@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 
 from config.project import ProjectConfig
 from language.problems import Problem, suggestion
+from language.schedules import describe_schedule
 from language.validator import CONFIG_FILE, JOURNEYS_DIR, _display, validate
+from simulation.entry import entry_moments, without_event
 from simulation.scenario import (
     EventSpec,
     ProfileSpec,
@@ -125,7 +127,8 @@ def build_scenario(
     plans = pick_plans(project, journeys)
     if (profile is None) == (profiles is None):
         raise UsageError("give one customer (--profile FILE) or a population (--profiles FILE)")
-    if profile is not None and events is None:
+    scheduled = without_event(plans)
+    if profile is not None and events is None and len(scheduled) < len(plans):
         raise UsageError("--events FILE is needed: what the customer does, and when")
     begin = parse_start_option(start)
     customers: list[ProfileSpec] = (
@@ -133,19 +136,31 @@ def build_scenario(
     )
     if not customers:
         raise UsageError(f"{profiles}: no customers in the file")
+    by_event = [plan for plan in plans if plan not in scheduled]
     timed = (
         resolve_events(load_events(events), begin, customer_zone(project, customers))
         if events is not None
-        else [(begin, EventSpec(event=plan.trigger.event)) for plan in plans]
+        else [(begin, EventSpec(event=plan.trigger.event)) for plan in by_event]
     )
     _check_users(timed, customers, events)
+    length = parse_until(until)
+    entries = entry_moments(plans, begin, begin + length)
+    for plan in scheduled:
+        if not any(entry.journey_id == plan.journey_id for entry in entries):
+            assert plan.schedule is not None
+            raise UsageError(
+                f"{plan.journey_id} goes out {describe_schedule(plan.schedule)}: not once from "
+                f"{begin:%Y-%m-%d %H:%M %z} for {until}; pass a --start or --until that "
+                "includes an occurrence"
+            )
     return Scenario(
         plans=plans,
         customers=customers,
         events=timed,
         start=begin,
-        until=parse_until(until),
+        until=length,
         lookups=load_lookups(lookups),
+        entries=entries,
     )
 
 

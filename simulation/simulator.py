@@ -2,7 +2,9 @@
 
 The real router decides entries (conditions, keys, re-entry rules, on a throw-away SQLite
 store), the real interpreter workflow runs each journey, the real renderer writes each message;
-only the last hop to a provider is recorded instead (:mod:`simulation.delivery`).
+only the last hop to a provider is recorded instead (:mod:`simulation.delivery`). Journeys that
+start without an event (scheduled ones) enter at the moments :mod:`simulation.entry` gives,
+through the broadcast's own entry (:class:`SimulatedBroadcast`).
 Between events the server skips time, so 90 days pass in about a second.
 
 The test server's clock starts at today's date; runs get ``clock_offset_seconds`` so that their
@@ -37,6 +39,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.audience import AudienceActivities
 from activities.messages import RenderedMessage
 from config.project import ProjectConfig
 from ingestion.router import Routed, Router
@@ -44,21 +47,26 @@ from ingestion.service import Ingestion
 from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
 from simulation.delivery import SimulatedDelivery
+from simulation.entry import EntryMoment, refusal
 from simulation.scenario import EventSpec, ProfileSpec
 from store.database import connect
 from store.entries import EntryStore
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
+from workflows.broadcast_models import occurrence_tag
 from workflows.models import (
     SIMULATED_TIMER_LAG_SECONDS,
     Event,
     Outcome,
+    Profile,
     RunResult,
     RunSettings,
     RunView,
     TimelineEntry,
+    customer_hash,
+    workflow_id,
 )
-from workflows.plan import Plan
+from workflows.plan import BROADCAST_EVENT, Plan
 from workflows.registry import Deployment
 
 QUEUE_PREFIX = "simulation-"
@@ -77,6 +85,7 @@ class Scenario:
     start: datetime
     until: timedelta
     lookups: Mapping[str, Any] = field(default_factory=dict)
+    entries: list[EntryMoment] = field(default_factory=list)  # entry without an event
 
     @property
     def end(self) -> datetime:
@@ -117,6 +126,7 @@ class SimulationResult:
     not_entered: list[NotEntered]
     messages: dict[str, RenderedMessage]  # what would have been sent, by message id
     bodies: dict[str, str] = field(default_factory=dict)  # webhooks: the receiver's JSON text
+    entries: list[EntryMoment] = field(default_factory=list)  # the scenario's, played
 
 
 Progress = Callable[[str, float, float], None]  # (phase, done, total)
@@ -152,6 +162,40 @@ class SimulationRouter(Router):
         targets = [t for c in customers for t in self.started.get((plan.journey_id, c), [])]
         results = [await self._signal(plan.journey_id, target, event) for target in targets]
         return results or [Routed(plan.journey_id, "not_running")]
+
+
+@dataclass
+class SimulatedBroadcast(AudienceActivities):
+    """A scheduled journey's entry as production does it (the re-entry rules in the entry
+    store; one run per customer per occurrence, its id naming the occurrence), finding the runs
+    still going for ``one_at_a_time`` in the simulation's own record (no search index)."""
+
+    started: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    async def enter(self, plan: Plan, customer_id: str, occurrence: datetime) -> str | None:
+        """Start ``customer_id``'s run of ``occurrence``; ``None``, else why it did not start."""
+        busy = await self._running(plan, [customer_id])
+        outcome = await self._enter(plan, customer_id, occurrence, busy)
+        if outcome == "started":
+            return None
+        if outcome == "already_started":
+            return "this occurrence already started a run"
+        if busy:
+            return "a run is still going (reentry: one_at_a_time)"
+        if plan.entry.policy == "once":
+            return "entered before (reentry: once)"
+        return "within the re-entry cooldown"
+
+    async def _running(self, plan: Plan, customers: Iterable[str]) -> set[str]:
+        if plan.entry.policy != "one_at_a_time":
+            return set()
+        busy = set()
+        for customer in customers:
+            for target in self.started.get((plan.journey_id, customer), []):
+                description = await self.client.get_workflow_handle(target).describe()
+                if description.status == WorkflowExecutionStatus.RUNNING:
+                    busy.add(customer_hash(customer))
+        return busy
 
 
 Environment = Callable[[], Awaitable[WorkflowEnvironment]]
@@ -222,12 +266,13 @@ class Simulator:
                 router.route,
                 max_profile_bytes=self.config.profiles.max_bytes,
             )
-            session = _Session(router, ingestion, scenario, clock, report)
+            broadcast = SimulatedBroadcast(env.client, engine, settings, started=router.started)
+            session = _Session(router, ingestion, scenario, clock, report, broadcast)
             await session.add_customers()
             # Set the clock last: real time that passes before the first event moves the
             # server's clock too, and would show as a late start.
             offset = await clock.start_at(scenario.start)
-            router.settings = settings.model_copy(
+            router.settings = broadcast.settings = settings.model_copy(
                 update={"clock_offset_seconds": offset, "simulated": True}
             )
             await session.play()
@@ -244,6 +289,7 @@ class Simulator:
                 ),
                 messages=dict(delivery.delivered),
                 bodies=dict(delivery.bodies),
+                entries=list(scenario.entries),
             )
 
 
@@ -305,8 +351,10 @@ class _Session:
         scenario: Scenario,
         clock: _SimulatedClock,
         report: Progress,
+        broadcast: SimulatedBroadcast,
     ) -> None:
         self.router = router
+        self.broadcast = broadcast
         self.ingestion = ingestion
         self.profiles = ingestion.profiles
         self.scenario = scenario
@@ -332,14 +380,19 @@ class _Session:
     async def play(self) -> None:
         scenario = self.scenario
         total = (scenario.end - scenario.start).total_seconds()
-        for index, (moment, spec) in enumerate(scenario.events):
+        for moment, item in self._happenings():
             if moment > scenario.end:
                 break
             await self.clock.advance_to(moment)
-            customers = [spec.user] if spec.user else [c.id for c in scenario.customers]
-            await asyncio.gather(
-                *(self._apply(index, moment, spec, customer) for customer in customers)
-            )
+            everyone = [c.id for c in scenario.customers]
+            if isinstance(item, EntryMoment):
+                await self._enter_moment(item, everyone)
+            else:
+                index, spec = item
+                customers = [spec.user] if spec.user else everyone
+                await asyncio.gather(
+                    *(self._apply(index, moment, spec, customer) for customer in customers)
+                )
             self.report("events", (moment - scenario.start).total_seconds(), total)
         if not self.clock.env.supports_time_skipping:  # real time: stop when all have ended
             await self._until_all_closed(scenario.end)
@@ -352,6 +405,49 @@ class _Session:
             await self.clock.advance_to(moment)
             self.report("time", (moment - scenario.start).total_seconds(), total)
         await self.clock.settle()
+
+    def _happenings(self) -> list[tuple[datetime, tuple[int, EventSpec] | EntryMoment]]:
+        """The events and the entry moments in time order; at the same moment the events come
+        first (an identify at 09:00 is in the profile a 09:00 broadcast reads)."""
+        timed: list[tuple[datetime, int, tuple[int, EventSpec] | EntryMoment]] = [
+            (moment, 0, (index, spec)) for index, (moment, spec) in enumerate(self.scenario.events)
+        ]
+        timed += [(entry.at, 1, entry) for entry in self.scenario.entries]
+        ordered = sorted(enumerate(timed), key=lambda item: (item[1][0], item[1][1], item[0]))
+        return [(moment, what) for _, (moment, _, what) in ordered]
+
+    async def _enter_moment(self, entry: EntryMoment, everyone: list[str]) -> None:
+        """One occurrence: each customer it looks at enters if the profile lets them in and
+        the re-entry rules do; runs and refusals are noted in the population's order."""
+        plan = self.router.plans[entry.journey_id]
+        customers = list(entry.customers) if entry.customers is not None else everyone
+
+        async def one(customer: str) -> tuple[str, str | None]:
+            async with self._limit:
+                profile: Profile | None = await asyncio.to_thread(self.profiles.get, customer)
+                why = refusal(plan, profile, entry.at)
+                if why is None:
+                    why = await self.broadcast.enter(plan, customer, entry.at)
+                return customer, why
+
+        for customer, why in await asyncio.gather(*(one(c) for c in customers)):
+            if why is not None:
+                self.not_entered.append(
+                    NotEntered(entry.at, plan.journey_id, customer, entry.label, why)
+                )
+                continue
+            target = workflow_id(plan.journey_id, customer, None, occurrence_tag(entry.at))
+            self.runs.append(
+                SimulatedRun(
+                    journey_id=plan.journey_id,
+                    customer_id=customer,
+                    key=None,
+                    workflow_id=target,
+                    entered_at=entry.at,
+                    trigger=BROADCAST_EVENT,
+                )
+            )
+            self.router.started.setdefault((plan.journey_id, customer), []).append(target)
 
     async def _until_all_closed(self, end: datetime) -> None:
         client = self.clock.env.client

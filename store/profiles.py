@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, delete, func, or_, select, update
 
 from config.errors import UserError
 from store.atomic import insert_new, read_for_update
@@ -76,6 +77,14 @@ def require_fits(
     raise ProfileTooLarge(size, limit, path)
 
 
+@dataclass(frozen=True)
+class ProfileChange:
+    """A profile just before and just after one change (``before``: ``None`` when new)."""
+
+    before: Profile | None
+    after: Profile
+
+
 class ProfileStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -130,6 +139,26 @@ class ProfileStore:
         keep_existing: bool = False,
         max_bytes: int | None = None,
     ) -> Profile:
+        """Merge ``traits`` into the profile (creating it) and return it: see :meth:`change`."""
+        return self.change(
+            customer_id,
+            traits,
+            locale=locale,
+            timezone=timezone,
+            keep_existing=keep_existing,
+            max_bytes=max_bytes,
+        ).after
+
+    def change(
+        self,
+        customer_id: str,
+        traits: dict[str, Any],
+        *,
+        locale: str | None = None,
+        timezone: str | None = None,
+        keep_existing: bool = False,
+        max_bytes: int | None = None,
+    ) -> ProfileChange:
         """Merge ``traits`` into the profile (creating it); email and phone come from traits.
         With ``keep_existing``, what the profile already says wins over what is given.
         ``max_bytes``: the cap on the merged traits (:class:`ProfileTooLarge`, nothing written).
@@ -137,7 +166,9 @@ class ProfileStore:
         Read, merge and write are one step: the profile is read locked (``SELECT … FOR
         UPDATE`` on PostgreSQL, the write lock on SQLite), so of two calls for one customer at
         the same moment (on two API processes) the second merges into the first's result —
-        neither overwrites the other's traits."""
+        neither overwrites the other's traits. The profile before and after are those of the
+        same locked step, so whether a segment condition turned true is decided once per
+        change (:mod:`ingestion.segments`), also with concurrent identifies."""
         now = datetime.now(UTC)
         key = profiles.c.customer_id == customer_id
         with self.engine.begin() as db:
@@ -159,11 +190,38 @@ class ProfileStore:
                 }
                 if current is not None:
                     db.execute(update(profiles).where(key).values(**values))
-                    return profile
+                    return ProfileChange(current, profile)
                 new = {"customer_id": customer_id, "created_at": now, **values}
                 if insert_new(db, profiles, new):
-                    return profile
+                    return ProfileChange(None, profile)
                 # created a moment ago by another call (PostgreSQL): lock it, merge into it
+
+    def undo(self, change: ProfileChange) -> bool:
+        """Put the profile back as it was before ``change``, if it is still as ``change`` left
+        it (a call whose processing failed; its sender retries it). ``False``: another call
+        changed it since, and it is kept."""
+        key = profiles.c.customer_id == change.after.id
+        with self.engine.begin() as db:
+            row = read_for_update(db, select(profiles).where(key))
+            if row is None or _profile(row) != change.after:
+                return False
+            before = change.before
+            if before is None:
+                db.execute(delete(profiles).where(key))
+                return True
+            db.execute(
+                update(profiles)
+                .where(key)
+                .values(
+                    email=before.email,
+                    phone=before.phone,
+                    locale=before.locale,
+                    timezone=before.timezone,
+                    traits=before.traits,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            return True
 
     def traits_after(
         self, customer_id: str, traits: Mapping[str, Any], *, linking: str | None = None

@@ -89,29 +89,6 @@ def test_an_unknown_journey_is_a_usage_error(database: str) -> None:
     assert "no journey file 'monday-newsleter'" in done.stderr
 
 
-def test_simulate_says_it_does_not_run_scheduled_journeys_yet(
-    database: str, tmp_path: Path
-) -> None:
-    (tmp_path / "max.yaml").write_text("id: max\n")
-    (tmp_path / "events.yaml").write_text('[{at: "+0", event: Anything}]\n')
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINT_DATABASE_URL": database}
-    files = ["--profile", str(tmp_path / "max.yaml"), "--events", str(tmp_path / "events.yaml")]
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", "simulate", "monday-newsletter", *files],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert done.stderr == (
-        "✗ monday-newsletter is a scheduled journey: simulate runs event-triggered journeys "
-        "only so far; `touchpoint audience JOURNEY` shows who it reaches now\n"
-    )
-
-
 @pytest.fixture
 def birthdays(tmp_path: Path) -> str:
     """Birthdays on March 1st in Berlin, without a zone (the default, Berlin) and in India;

@@ -567,7 +567,7 @@ def _check_golden(path: Path, actual: str) -> None:
 
 
 def test_every_example_email_is_covered() -> None:
-    assert len(EXAMPLE_EMAILS) == 15
+    assert len(EXAMPLE_EMAILS) == 16
     assert dict(EXAMPLE_EMAILS)["laptop-picks"] == "marketing"
 
 

@@ -31,7 +31,7 @@ EXAMPLE_MISSING = (
     "SLACK_SUPPORT_WEBHOOK_URL is not set (destinations.support-team.url); "
     "TOUCHPOINT_UNSUBSCRIBE_SECRET is not set (it signs the unsubscribe links of marketing "
     "email: laptop-recommendation, monday-newsletter, newsletter-welcome, "
-    "post-purchase-accessories)"
+    "post-purchase-accessories, vip-thank-you)"
     " — set them where it runs (`touchpoint validate --env` checks them)\n"
 )
 NEWSLETTER = """
@@ -84,12 +84,13 @@ def test_the_example_needs_what_its_journeys_use() -> None:
         (
             "TOUCHPOINT_UNSUBSCRIBE_SECRET",
             "it signs the unsubscribe links of marketing email: laptop-recommendation, "
-            "monday-newsletter, newsletter-welcome, post-purchase-accessories",
+            "monday-newsletter, newsletter-welcome, post-purchase-accessories, vip-thank-you",
             (
                 "laptop-recommendation",
                 "monday-newsletter",
                 "newsletter-welcome",
                 "post-purchase-accessories",
+                "vip-thank-you",
             ),
         ),
     ]
@@ -192,7 +193,8 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
     assert without.stdout.splitlines() == [
         "touchpoint.yaml:3:1: environment variable TOUCHPOINT_UNSUBSCRIBE_SECRET is not set: "
         "it signs the unsubscribe links of marketing email: laptop-recommendation, "
-        f"monday-newsletter, newsletter-welcome, post-purchase-accessories {hint})",
+        f"monday-newsletter, newsletter-welcome, post-purchase-accessories, vip-thank-you "
+        f"{hint})",
         "touchpoint.yaml:16:10: destinations.support-team.url: environment variable "
         f"SLACK_SUPPORT_WEBHOOK_URL is not set {hint}; used by post-purchase-accessories)",
         "touchpoint.yaml:21:9: destinations.crm.secrets[0]: environment variable "
@@ -202,7 +204,7 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
         "post-purchase-accessories)",
     ]
     assert without.stderr == (
-        "✗ 4 problems in 1 file (4 journeys, 37 template files, touchpoint.yaml checked)\n"
+        "✗ 4 problems in 1 file (5 journeys, 39 template files, touchpoint.yaml checked)\n"
     )
 
     complete = subprocess.run(
@@ -215,7 +217,7 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
     )
     assert (complete.returncode, complete.stdout) == (
         0,
-        "✓ 4 journeys, 37 template files, touchpoint.yaml: no problems; the environment has "
+        "✓ 5 journeys, 39 template files, touchpoint.yaml: no problems; the environment has "
         "every variable they need\n",
     )
 
@@ -231,5 +233,5 @@ def test_validate_without_env_stays_as_it_was(example: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "✓ 4 journeys, 37 template files, touchpoint.yaml: no problems\n",
+        "✓ 5 journeys, 39 template files, touchpoint.yaml: no problems\n",
     )

@@ -29,6 +29,8 @@ BROADCAST_EVENT = "touchpoint.broadcast"
 DATE_STEP = "_date"
 """The id of the wait a date read from the trigger event (``trigger.date.property``) compiles
 to: the run's first step. Not a valid step id, so it never clashes with one."""
+SEGMENT_EVENT = "touchpoint.segment"
+"""The trigger of a segment journey's runs: the customer started matching, not a shop event."""
 SEND_CONTEXT = ("event", "events", "vars", "lookups")
 """What of the run a send may hand its template (``now`` always goes: the step's time)."""
 
@@ -223,6 +225,7 @@ LATER_OPTIONAL_FIELDS = (
     "topic",
     "policies",
     "schedule",
+    "segment",
     "date_entry",
     "if_past",
 )
@@ -258,6 +261,9 @@ class Plan(Frozen):
     # A scheduled journey (a broadcast): ``trigger`` is then BROADCAST_EVENT, which no shop
     # event starts; each occurrence of the schedule enters the audience.
     schedule: ScheduleRule | None = None
+    # A segment journey: ``trigger`` is then SEGMENT_EVENT, which no shop event starts; a
+    # customer enters when an identify makes this condition over ``profile`` turn true.
+    segment: str | None = None
     # A date-based journey (a date in the profile): ``trigger`` is BROADCAST_EVENT too, and
     # a Temporal Schedule enters, every quarter hour, those whose date is their local today.
     date_entry: DateRule | None = None
