@@ -131,3 +131,25 @@ def test_a_moment_that_is_not_one_is_a_clear_error(birthdays: str) -> None:
     assert done.stderr == (
         '✗ --at "nonsense" is not a moment: write it in ISO form, e.g. 2027-03-01T09:00\n'
     )
+
+
+def test_simulate_says_it_does_not_run_date_journeys_from_the_profile_yet(
+    birthdays: str, tmp_path: Path
+) -> None:
+    (tmp_path / "max.yaml").write_text("id: max\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINT_DATABASE_URL": birthdays}
+    files = ["--profile", str(tmp_path / "max.yaml")]
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "simulate", "birthday-greeting", *files],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "✗ birthday-greeting starts on a date in the profile: simulate does not run those yet"
+    )
+    assert "Traceback" not in done.stderr
