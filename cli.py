@@ -714,10 +714,19 @@ def audience_command(
         int, typer.Option("--sample", min=0, help="Also list this many matching customer ids.")
     ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="Count as of this moment instead of now: ISO, e.g. 2027-03-01T09:00 "
+            "(UTC unless it names a zone).",
+        ),
+    ] = None,
     project: ProjectOption = Path("."),
 ) -> None:
     """How many profiles a scheduled journey would reach if it went out now (its audience and
     entry condition, over the store's profiles), or match a segment journey's condition now;
+    a date journey: at its next occurrence (the next quarter hour where it is `at` somewhere).
     --sample N lists N of their customer ids."""
     from datetime import UTC, datetime
 
@@ -730,19 +739,46 @@ def audience_command(
     config_file = project / "touchpoint.yaml"
     config = load_config(config_file)[0] if config_file.exists() else ProjectConfig()
     settings = load_settings(config)
-    found = audience_report(plan, settings, sample, datetime.now(UTC))
+    now = datetime.now(UTC)
+    if at is not None:
+        try:
+            moment = datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UserError(
+                f'--at "{at}" is not a moment: write it in ISO form, e.g. 2027-03-01T09:00'
+            ) from None
+        now = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    found = audience_report(plan, settings, sample, now)
     if sample:
         typer.echo(
             "note: customer ids are personal data: keep them off tickets, chats and screenshots",
             err=True,
         )
     if as_json:
-        typer.echo(json.dumps(found.__dict__, indent=2))
+        shown = dict(found.__dict__)
+        if plan.date_entry is None:  # a broadcast's JSON keeps its shape
+            del shown["at"], shown["unreadable_dates"]
+        elif found.at is not None:
+            shown["at"] = found.at.isoformat()
+        typer.echo(json.dumps(shown, indent=2, default=str))
         return
-    typer.echo(
-        f"{found.journey_id}: {found.matched:,} of {found.read:,} profile(s) match now "
-        f"({found.schedule})"
-    )
+    if plan.date_entry is None:
+        typer.echo(
+            f"{found.journey_id}: {found.matched:,} of {found.read:,} profile(s) match now "
+            f"({found.schedule})"
+        )
+    else:
+        typer.echo(
+            f"{found.journey_id}: {found.matched:,} profile(s) enter at the next occurrence, "
+            f"{found.at:%Y-%m-%d %H:%M} UTC, of {found.read:,} in the time zones where it is "
+            f"{plan.date_entry.time} then ({found.schedule})"
+        )
+    if found.unreadable_dates:
+        typer.echo(
+            f"note: {found.unreadable_dates:,} profile(s) have a date that is not one (e.g. "
+            "not YYYY-MM-DD): they are skipped until it is fixed",
+            err=True,
+        )
     if found.failed:
         typer.echo(
             f"note: the audience could not be evaluated on {found.failed:,} profile(s) (their "

@@ -43,7 +43,7 @@ from store.deployments import journey_state
 from store.entries import EntryStore
 from store.plans import PlanStore
 from store.profiles import ProfileStore
-from workflows import evaluation
+from workflows import dates, evaluation, timing
 from workflows.broadcast_models import (
     BROADCAST_PAGE,
     DEFAULT_STARTS_PER_SECOND,
@@ -62,25 +62,80 @@ from workflows.models import (
     customer_hash,
     workflow_id,
 )
-from workflows.plan import BROADCAST_EVENT, Plan
+from workflows.plan import BROADCAST_EVENT, DateRule, Plan
 from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
 
 log = logging.getLogger("touchpoint.broadcasts")
 
 
+class DateUnreadable(ValueError):
+    """A date journey's date in a profile is not a date: that customer is skipped and counted,
+    the page goes on."""
+
+
 def in_audience(plan: Plan, profile: Profile, now: datetime) -> bool:
-    """Does ``profile`` enter ``plan``'s occurrence at ``now``: its audience (a segment
-    journey's: its segment condition), then its entry condition
-    (``evaluation.ExpressionFailed`` when the profile's data breaks either)."""
+    """Does ``profile`` enter ``plan``'s occurrence at ``now``: its date (a date journey), its
+    audience (a segment journey's: its segment condition), then its entry condition
+    (``evaluation.ExpressionFailed`` when the profile's data breaks an expression,
+    :class:`DateUnreadable` when its date is not one)."""
     names: dict[str, Any] = {"profile": profile.model_dump(), "now": now}
     schedule = plan.schedule
     audience = schedule.audience if schedule is not None else plan.segment
+    if plan.date_entry is not None:
+        if not date_is_today(plan.date_entry, profile, now, names["profile"]):
+            return False
+        audience = plan.date_entry.audience
     if audience and not evaluation.is_true(audience, names):
         return False
     if plan.entry.condition:
         event = _trigger(plan, profile.id, now).names()
         return evaluation.is_true(plan.entry.condition, {**names, "event": event})
     return True
+
+
+def date_is_today(
+    rule: DateRule, profile: Profile, now: datetime, seen: dict[str, Any] | None = None
+) -> bool:
+    """Is ``profile``'s date (moved by the offset) its local day at ``now``? The date is read
+    from the profile as it is now, so a changed date counts from the next occurrence on."""
+    value = dates.profile_value(seen or profile.model_dump(), rule.path)
+    if value is None or value == "":
+        return False
+    tz = timing.zone(profile.timezone, rule.timezone)
+    try:
+        day = dates.local_date(value, tz)
+    except ValueError as error:
+        raise DateUnreadable(str(error)) from None
+    return dates.is_due(day, rule.every, rule.offset_days, dates.occurrence_day(now, tz))
+
+
+def date_zones(rule: DateRule, occurrence: datetime) -> tuple[tuple[str, ...], bool]:
+    """The zones where it is ``rule.time`` at ``occurrence``, and whether profiles without a
+    zone (who live in the default one) are among them."""
+    zones = dates.zones_at(occurrence, rule.time)
+    return zones, rule.timezone in zones
+
+
+def run_tag(plan: Plan, profile: Profile, occurrence: datetime) -> str:
+    """The run id's tag: per occurrence for a broadcast, per customer's local date for a date
+    journey (so a replayed or overlapping occurrence starts nobody twice on a day)."""
+    if plan.date_entry is None:
+        return occurrence_tag(occurrence)
+    tz = timing.zone(profile.timezone, plan.date_entry.timezone)
+    return dates.date_tag(dates.occurrence_day(occurrence, tz))
+
+
+def read_page(
+    profiles: ProfileStore, plan: Plan, occurrence: datetime, after: str | None, size: int
+) -> list[Profile]:
+    """One page of the profiles an occurrence considers: every profile for a broadcast; for a
+    date journey only those in the zones where it is ``at`` now (none: an empty page)."""
+    if plan.date_entry is None:
+        return profiles.page(after, size)
+    zones, default_here = date_zones(plan.date_entry, occurrence)
+    if not zones:
+        return []
+    return profiles.page(after, size, zones, without_zone=default_here)
 
 
 @dataclass(frozen=True)
@@ -91,6 +146,7 @@ class AudienceCount:
     matched: int
     failed: int  # profiles whose data the audience could not be evaluated on
     sample: list[str] = field(default_factory=list)
+    unreadable_dates: int = 0  # a date journey: profiles whose date is not a date
 
 
 def count_audience(
@@ -98,11 +154,11 @@ def count_audience(
 ) -> AudienceCount:
     """Count the profiles ``plan``'s audience matches at ``now``, a page at a time; the first
     ``sample`` matches' customer ids too."""
-    read = matched = failed = 0
+    read = matched = failed = unreadable = 0
     found: list[str] = []
     after: str | None = None
     while True:
-        page = profiles.page(after, page_size)
+        page = read_page(profiles, plan, now, after, page_size)
         for profile in page:
             read += 1
             try:
@@ -111,11 +167,14 @@ def count_audience(
             except evaluation.ExpressionFailed:
                 failed += 1
                 continue
+            except DateUnreadable:
+                unreadable += 1
+                continue
             matched += 1
             if len(found) < sample:
                 found.append(profile.id)
         if len(page) < page_size:
-            return AudienceCount(read, matched, failed, found)
+            return AudienceCount(read, matched, failed, found, unreadable)
         after = page[-1].id
 
 
@@ -139,28 +198,38 @@ class AudienceActivities:
         details = activity.info().heartbeat_details
         if details:  # a retried page: resume after the last customer the failed attempt did
             after, counts = details[0], BroadcastCounts.model_validate(details[1])
-        page = await asyncio.to_thread(ProfileStore(self.engine).page, after, request.page_size)
+        page = await asyncio.to_thread(
+            read_page,
+            ProfileStore(self.engine),
+            plan,
+            request.occurrence,
+            after,
+            request.page_size,
+        )
         rate = (
             request.starts_per_second
             or (plan.schedule and plan.schedule.starts_per_second)
             or self.starts_per_second
         )
-        verdicts: list[tuple[Profile, str]] = []  # (profile, "matched" | "no" | "failed")
+        verdicts: list[tuple[Profile, str]] = []  # (profile, "matched" | "no" | "failed" …)
         for profile in page:
             try:
                 verdict = "matched" if in_audience(plan, profile, request.occurrence) else "no"
             except evaluation.ExpressionFailed:
                 verdict = "failed"
+            except DateUnreadable:
+                verdict = "unreadable_dates"
             verdicts.append((profile, verdict))
         busy = await self._running(plan, [p.id for p, v in verdicts if v == "matched"])
         paced = time.monotonic()
         for profile, verdict in verdicts:
             counts.read += 1
-            if verdict == "failed":
-                counts.failed += 1
+            if verdict in ("failed", "unreadable_dates"):
+                setattr(counts, verdict, getattr(counts, verdict) + 1)
             elif verdict == "matched":
                 counts.matched += 1
-                outcome = await self._enter(plan, profile.id, request.occurrence, busy)
+                tag = run_tag(plan, profile, request.occurrence)
+                outcome = await self._enter(plan, profile.id, request.occurrence, busy, tag)
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
                 if outcome == "started":
                     paced += 1.0 / rate
@@ -173,9 +242,9 @@ class AudienceActivities:
     async def _plan(self, version: str) -> Plan:
         if version not in self._plans:
             plan = await asyncio.to_thread(PlanStore(self.engine).get, version)
-            if plan is None or plan.schedule is None:
+            if plan is None or (plan.schedule is None and plan.date_entry is None):
                 raise ApplicationError(
-                    f"plan version {version} is not a scheduled journey in the store; "
+                    f"plan version {version} is not a scheduled or date journey in the store; "
                     "deploy the journey (touchpoint deploy) and let the schedule fire again",
                     non_retryable=True,
                 )
@@ -201,9 +270,16 @@ class AudienceActivities:
         return busy
 
     async def _enter(
-        self, plan: Plan, customer_id: str, occurrence: datetime, busy: set[str]
+        self,
+        plan: Plan,
+        customer_id: str,
+        occurrence: datetime,
+        busy: set[str],
+        tag: str | None = None,
     ) -> str:
-        """Start ``customer_id``'s run of this occurrence; the name of the count it adds to."""
+        """Start ``customer_id``'s run of this occurrence (its id tagged ``tag``, by default
+        the occurrence's); the name of the count it adds to."""
+        tag = tag or occurrence_tag(occurrence)
         journey, subject = plan.journey_id, customer_hash(customer_id)
         if subject in busy:
             return "refused"
@@ -224,7 +300,7 @@ class AudienceActivities:
         )
         if entry.refused is not None:
             return "refused"
-        trigger = _trigger(plan, customer_id, occurrence)
+        trigger = _trigger(plan, customer_id, occurrence, tag)
         try:
             await self.client.start_workflow(
                 "JourneyWorkflow",
@@ -236,7 +312,7 @@ class AudienceActivities:
                     entry_sequence=entry.sequence,
                     clock=self.settings.clock(),
                 ),
-                id=workflow_id(journey, customer_id, None, occurrence_tag(occurrence)),
+                id=workflow_id(journey, customer_id, None, tag),
                 task_queue=self.settings.queue(JOURNEY_QUEUE),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -267,11 +343,14 @@ class AudienceActivities:
         )
 
 
-def _trigger(plan: Plan, customer_id: str, occurrence: datetime) -> Event:
+def _trigger(plan: Plan, customer_id: str, occurrence: datetime, tag: str | None = None) -> Event:
     """The run's trigger: the occurrence itself (no properties; ``event.timestamp`` is when
     the schedule meant to fire)."""
+    message_id = broadcast_message_id(plan.journey_id, occurrence, customer_id)
+    if tag is not None and plan.date_entry is not None:  # one trigger per customer and date
+        message_id = broadcast_message_id(plan.journey_id, tag, customer_id)
     return Event(
-        message_id=broadcast_message_id(plan.journey_id, occurrence, customer_id),
+        message_id=message_id,
         event=BROADCAST_EVENT,
         customer_id=customer_id,
         timestamp=occurrence,

@@ -105,7 +105,7 @@ class Routes:
         for plan in active.values():
             if plan.segment is not None:  # started by profile changes (enter_segments)
                 segments.append(plan)
-            elif plan.schedule is None:  # a scheduled journey's runs start from its schedule
+            elif plan.schedule is None and plan.date_entry is None:  # started by a schedule
                 triggers.setdefault(plan.trigger.event, []).append(plan)
         for plan in [*active.values(), *older]:
             for name in sorted(plan.listened_events()):

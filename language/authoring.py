@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from config.policies import JourneyPolicies, StepPolicies
 from language.fields import (  # the field types, re-exported for the compiler's a.Slug & co.
+    NAME_PATTERN,
     Duration,
     EventName,
     Expression,
@@ -37,6 +38,7 @@ from language.fields import (  # the field types, re-exported for the compiler's
     Text,
     TimeOfDay,
     VariableName,
+    text_matching,
 )
 from language.schedules import EVERY_EXAMPLE, check_cron, parse_every, parse_rate
 from workflows.channels import CHANNELS, known_channel
@@ -119,6 +121,40 @@ class Schedule(Model):
     )
 
 
+_PATH_PART = NAME_PATTERN.strip("^$")
+PROFILE_DATE_PATTERN = rf"^traits(\.{_PATH_PART})+$"
+PROPERTY_PATTERN = rf"^{_PATH_PART}(\.{_PATH_PART})*$"
+ProfileDatePath = Annotated[
+    str,
+    text_matching(PROFILE_DATE_PATTERN, "a trait of the profile", "traits.birthday"),
+    WithJsonSchema({"type": "string", "pattern": PROFILE_DATE_PATTERN}),
+]
+PropertyPath = Annotated[
+    str,
+    text_matching(PROPERTY_PATTERN, "an event property", "warranty_ends"),
+    WithJsonSchema({"type": "string", "pattern": PROPERTY_PATTERN}),
+]
+
+
+class DateTrigger(Model):
+    """A date that starts the run at a local time: from the profile (every year or once) or
+    from the trigger event's properties (the run waits until then)."""
+
+    profile: ProfileDatePath | None = Field(
+        None, description="a date in the profile, e.g. traits.birthday (YYYY-MM-DD or ISO time)"
+    )
+    property: PropertyPath | None = Field(
+        None, description="with event: a date in the event's properties, e.g. warranty_ends"
+    )
+    every: Literal["year", "once"] | None = Field(
+        None, description="year (birthday, anniversary) or once (a one-off date)"
+    )
+    offset: Offset | None = Field(
+        None, description="whole days before (-30d) or after (+1d) the date"
+    )
+    at: TimeOfDay = Field(description="local time of day in the customer's time zone")
+
+
 class Trigger(Model):
     """What starts a run: a shop event, a schedule with an audience (a broadcast), or a
     segment (a condition over the profile that an identify makes true)."""
@@ -140,6 +176,9 @@ class Trigger(Model):
         None,
         description="instead of an event: a condition over `profile`; a customer enters when "
         "an identify makes it true (once per crossing)",
+    )
+    date: DateTrigger | None = Field(
+        None, description="a date at a local time: a birthday, a warranty end − 30 days"
     )
 
 

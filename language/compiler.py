@@ -263,7 +263,14 @@ class _Compiler:
         """An event or a schedule; a schedule's settings that fit together; nothing of an
         event trigger on a schedule (there is no event to read)."""
         trigger = self.journey.trigger
-        if trigger.event is None and trigger.schedule is None and trigger.segment is None:
+        if trigger.date is not None:
+            self._check_date_trigger(trigger.date)
+        if (
+            trigger.event is None
+            and trigger.schedule is None
+            and trigger.segment is None
+            and trigger.date is None
+        ):
             self._problem(
                 ("trigger",),
                 'a trigger needs "event" (a shop event starts each run), "schedule" '
@@ -275,7 +282,8 @@ class _Compiler:
             )
         if trigger.segment is not None:
             self._check_segment_trigger()
-        if trigger.audience is not None and trigger.schedule is None:
+        from_profile = trigger.date is not None and trigger.date.profile is not None
+        if trigger.audience is not None and trigger.schedule is None and not from_profile:
             self._problem(
                 ("trigger", "audience"),
                 '"audience" goes with "schedule": it says who a scheduled journey reaches',
@@ -323,6 +331,82 @@ class _Compiler:
                 f"the schedule ends ({end.isoformat()}) before it starts ({start.isoformat()})",
                 "end must be after start; check the year and the month",
             )
+
+    def _check_date_trigger(self, spec: a.DateTrigger) -> None:
+        """A date from the profile (started by the calendar) or from the trigger event (the
+        run waits for it); whole-day offsets; nothing of a schedule."""
+        trigger, where = self.journey.trigger, ("trigger", "date")
+        if trigger.schedule is not None:
+            self._problem(
+                (*where,),
+                'a trigger has either "date" or "schedule", not both',
+                "a date journey fires for each customer on their own date: remove schedule",
+                key=True,
+            )
+        if trigger.segment is not None:
+            self._problem(
+                (*where,),
+                'a trigger has either "date" or "segment", not both',
+                "a date journey fires on each customer's date, a segment journey when they "
+                "start matching: keep one of them",
+                key=True,
+            )
+        if (spec.profile is None) == (spec.property is None):
+            self._problem(
+                where,
+                'a date trigger reads "profile" (a date in the profile) or "property" (a date '
+                "in the trigger event), exactly one of them",
+                'e.g. date: {profile: traits.birthday, every: year, at: "09:00"}, or event: '
+                "Laptop Delivered with date: {property: warranty_ends, offset: -30d, at: "
+                '"09:00"}',
+            )
+        if spec.offset is not None and parse_offset(spec.offset) % 86_400:
+            self._problem(
+                (*where, "offset"),
+                f'the offset of a date is whole days, got "{spec.offset}"',
+                'the time of day is "at": write e.g. offset: -30d with at: "09:00"',
+            )
+        if spec.profile is not None:
+            if trigger.event is not None:
+                self._problem(
+                    (*where, "profile"),
+                    "a date in the profile starts runs from the calendar: it does not go with "
+                    '"event"',
+                    "remove event, or read the date from the event with property: <name>",
+                    key=True,
+                )
+            for name, value in (("if", trigger.if_), ("key", trigger.key)):
+                if value is not None:
+                    self._problem(
+                        ("trigger", name),
+                        f"trigger.{name} reads the triggering event, and a date journey from "
+                        "the profile has none",
+                        "say who enters with audience: (a condition over profile)"
+                        if name == "if"
+                        else "a date journey has one run per customer and date: remove key",
+                        key=True,
+                    )
+            if spec.every is None:
+                self._problem(
+                    where,
+                    'a date in the profile needs "every": year (a birthday, an anniversary) or '
+                    "once (a one-off date)",
+                    "e.g. every: year",
+                )
+        elif spec.property is not None:
+            if trigger.event is None:
+                self._problem(
+                    (*where, "property"),
+                    'a date from an event property needs the "event" that carries it',
+                    "e.g. event: Laptop Delivered",
+                    key=True,
+                )
+            if spec.every == "year":
+                self._problem(
+                    (*where, "every"),
+                    "a date from an event is one date: every: year goes with a date in the profile",
+                    "remove every (or write every: once)",
+                )
 
     def _check_segment_trigger(self) -> None:
         """A segment is the whole trigger: no event, schedule, or what reads an event."""
@@ -641,6 +725,8 @@ class _Compiler:
         yield from _optional(("trigger", "segment"), j.trigger.segment, AUDIENCE_NAMES)
         yield from _optional(("trigger", "if"), j.trigger.if_, EVENT_NAMES)
         yield from _optional(("trigger", "key"), j.trigger.key, EVENT_NAMES)
+        if j.trigger.date is not None and j.trigger.date.property is not None:
+            yield ("trigger", "date", "property"), _date_property(j.trigger.date), EVENT_NAMES
         yield from _optional(("entry", "if"), j.entry.if_, ENTRY_NAMES)
         matches: list[tuple[Path, a.ExitRule | a.Goal | a.WaitForStep]] = [
             (("exit_when", i), rule) for i, rule in enumerate(j.exit_when)
@@ -674,6 +760,18 @@ class _Compiler:
             if not isinstance(step.model, a.GotoStep | a.EndStep):  # both are only jumps
                 nodes[step.id] = self._node(step)
         nodes[p.END] = p.EndNode(id=p.END)
+        start = self._resolve(self.steps[0].id)
+        dated = j.trigger.date
+        if dated is not None and dated.property is not None:  # the run waits for the date
+            nodes[p.DATE_STEP] = p.WaitUntilNode(
+                id=p.DATE_STEP,
+                date=_date_property(dated),
+                offset_seconds=parse_offset(dated.offset) if dated.offset else 0,
+                time=dated.at,
+                if_past="skip",
+                next=start,
+            )
+            start = p.DATE_STEP
         plan = p.Plan(
             journey_id=j.id,
             name=j.name,
@@ -701,14 +799,29 @@ class _Compiler:
                 key=j.goal.key,
                 within_seconds=parse_duration(j.goal.within) if j.goal.within else None,
             ),
-            start=self._resolve(self.steps[0].id),
+            start=start,
             nodes=nodes,
             topic=j.topic,
             event_properties=self._event_properties(),
             schedule=self._schedule(),
             segment=j.trigger.segment,
+            date_entry=self._date_entry(),
         )
         return plan.with_version()
+
+    def _date_entry(self) -> p.DateRule | None:
+        trigger = self.journey.trigger
+        dated = trigger.date
+        if dated is None or dated.profile is None:
+            return None
+        return p.DateRule(
+            path=dated.profile,
+            every=dated.every or "once",
+            offset_days=parse_offset(dated.offset) // 86_400 if dated.offset else 0,
+            time=dated.at,
+            timezone=self.context.config.defaults.timezone,
+            audience=trigger.audience,
+        )
 
     def _schedule(self) -> p.ScheduleRule | None:
         trigger = self.journey.trigger
@@ -864,6 +977,11 @@ def _generated_id(model: a.AnyStep, index: int, taken: set[str]) -> str:
     while candidate in taken:
         candidate += "-auto"
     return candidate
+
+
+def _date_property(spec: a.DateTrigger) -> str:
+    """The expression the run's first wait reads: the date in the trigger event."""
+    return f"event.properties.{spec.property}"
 
 
 def _optional(

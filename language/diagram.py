@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from language.schedules import describe_schedule
+from language.schedules import describe_date, describe_schedule
 from workflows.durations import format_duration
 from workflows.plan import (
     BranchNode,
@@ -135,6 +135,9 @@ def _trigger_label(plan: Plan) -> str:
         return f"{describe_schedule(plan.schedule)}{audience}"
     if plan.segment is not None:
         return f"when {plan.segment} turns true"
+    if plan.date_entry is not None:
+        rule = plan.date_entry
+        return describe_date(rule) + (f" if {rule.audience}" if rule.audience else "")
     key = f" per {plan.trigger.key}" if plan.trigger.key else ""
     condition = f" if {plan.trigger.condition}" if plan.trigger.condition else ""
     return f"{plan.trigger.event}{condition}{key}"

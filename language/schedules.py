@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from language.fields import TIME_PATTERN
-from workflows.plan import ScheduleRule
+from workflows.plan import DateRule, ScheduleRule
 
 DAY_NAMES = {
     "monday": 0,
@@ -173,3 +173,14 @@ def describe_schedule(rule: ScheduleRule) -> str:
         f", {word} {value}" for word, value in (("from", rule.start), ("until", rule.end)) if value
     )
     return f"{when} ({rule.timezone}{bounds})"
+
+
+def describe_date(rule: DateRule) -> str:
+    """``profile.traits.birthday every year, 1 day before, at 09:00 local time``, for people."""
+    days = abs(rule.offset_days)
+    side = "before" if rule.offset_days < 0 else "after"
+    moved = "" if days == 0 else f", {days} day{'s' if days != 1 else ''} {side}"
+    return (
+        f"profile.{rule.path} {'every year' if rule.every == 'year' else 'once'}{moved}, at "
+        f"{rule.time} local time (default {rule.timezone})"
+    )

@@ -49,7 +49,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config.errors import UserError
 from config.settings import Settings
-from language.schedules import describe_schedule
+from language.schedules import describe_date, describe_schedule
 from store.deployments import Deployments
 from store.plans import PlanStore
 from workflows.broadcast_models import (
@@ -58,7 +58,8 @@ from workflows.broadcast_models import (
     BROADCAST_WORKFLOW,
     BroadcastInput,
 )
-from workflows.plan import Plan
+from workflows.dates import firing_minutes, next_occurrence
+from workflows.plan import DateRule, Plan
 
 log = logging.getLogger("touchpoint.broadcasts")
 CATCHUP_WINDOW = timedelta(hours=1)
@@ -68,9 +69,38 @@ def schedule_id(journey_id: str, queue_prefix: str = "") -> str:
     return f"{queue_prefix}{BROADCAST_SCHEDULE}{journey_id}"
 
 
+def _date_spec(rule: DateRule) -> ScheduleSpec:
+    """A date journey's schedule: every hour of every day, at ``at``'s minute and the three
+    other quarter hours (UTC; :mod:`workflows.dates` finds the zones where it is ``at``)."""
+    return ScheduleSpec(
+        calendars=[
+            ScheduleCalendarSpec(
+                hour=[ScheduleRange(0, 23)],
+                minute=[ScheduleRange(minute) for minute in firing_minutes(rule.time)],
+            )
+        ],
+        time_zone_name="UTC",
+    )
+
+
+def is_calendar_journey(plan: Plan) -> bool:
+    """Started by a Temporal Schedule: a scheduled journey or a date journey (profile date)."""
+    return plan.schedule is not None or plan.date_entry is not None
+
+
+def describe_entry(plan: Plan) -> str:
+    """The schedule, or the date rule, of a calendar journey, for people."""
+    if plan.date_entry is not None:
+        return describe_date(plan.date_entry)
+    assert plan.schedule is not None
+    return describe_schedule(plan.schedule)
+
+
 def broadcast_schedule(plan: Plan, queue_prefix: str = "", *, paused: bool = False) -> Schedule:
-    """The Temporal Schedule of a scheduled journey's active version."""
+    """The Temporal Schedule of a scheduled (or date) journey's active version."""
     rule = plan.schedule
+    if rule is None and plan.date_entry is not None:
+        return _schedule(plan, _date_spec(plan.date_entry), None, queue_prefix, paused)
     if rule is None:
         raise ValueError(f"journey {plan.journey_id} has no schedule")
     zone = ZoneInfo(rule.timezone)
@@ -91,13 +121,19 @@ def broadcast_schedule(plan: Plan, queue_prefix: str = "", *, paused: bool = Fal
         start_at=schedule_bound(rule.start, zone, end=False),
         end_at=schedule_bound(rule.end, zone, end=True),
     )
+    return _schedule(plan, spec, rule.starts_per_second, queue_prefix, paused)
+
+
+def _schedule(
+    plan: Plan, spec: ScheduleSpec, rate: float | None, queue_prefix: str, paused: bool
+) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             BROADCAST_WORKFLOW,
             BroadcastInput(
                 journey_id=plan.journey_id,
                 plan_version=plan.version,
-                starts_per_second=rule.starts_per_second,  # also bounds how long a page may take
+                starts_per_second=rate,  # also bounds how long a page may take
             ),
             id=schedule_id(plan.journey_id, queue_prefix),
             task_queue=queue_prefix + BROADCAST_QUEUE,
@@ -169,7 +205,7 @@ async def sync_broadcasts(
     scheduled: set[str] = set()
     for journey_id, journey in sorted(journeys.items()):
         plan = await asyncio.to_thread(plans.get, journey.active_version)
-        if plan is None or plan.schedule is None:
+        if plan is None or not is_calendar_journey(plan):
             continue
         if journey.state == "stopped":
             if await delete_schedule(client, journey_id, queue_prefix):
@@ -178,7 +214,7 @@ async def sync_broadcasts(
         scheduled.add(journey_id)
         done = await put_schedule(client, plan, queue_prefix, paused=journey.state == "paused")
         lines.append(
-            f"{journey_id}: schedule {done}, {describe_schedule(plan.schedule)}, "
+            f"{journey_id}: schedule {done}, {describe_entry(plan)}, "
             f"version {plan.version}" + (", paused" if journey.state == "paused" else "")
         )
     prefix = schedule_id("", queue_prefix)
@@ -219,6 +255,8 @@ class AudienceReport:
     read: int
     failed: int
     sample: list[str]
+    at: datetime | None = None  # the occurrence counted for (a date journey: the next one)
+    unreadable_dates: int = 0
 
 
 def audience_report(plan: Plan, settings: Settings, sample: int, now: datetime) -> AudienceReport:
@@ -227,12 +265,15 @@ def audience_report(plan: Plan, settings: Settings, sample: int, now: datetime) 
     from store.database import connect as connect_store
     from store.profiles import ProfileStore
 
-    if plan.schedule is None and plan.segment is None:
+    if not is_calendar_journey(plan) and plan.segment is None:
         raise UserError(
             f"journey {plan.journey_id} is started by the event {plan.trigger.event!r}, not by "
             "a schedule: it has no audience to count (trigger.schedule and trigger.audience "
-            "make a scheduled journey, trigger.segment a segment journey)"
+            "make a scheduled journey, trigger.segment a segment journey, trigger.date with "
+            "profile a date journey)"
         )
+    if plan.date_entry is not None:  # who enters at the next quarter hour with any zone at `at`
+        now = next_occurrence(now, plan.date_entry.time)
     engine = connect_store(settings.database_url)
     try:
         counted = count_audience(ProfileStore(engine), plan, now, sample)
@@ -240,13 +281,13 @@ def audience_report(plan: Plan, settings: Settings, sample: int, now: datetime) 
         engine.dispose()
     return AudienceReport(
         plan.journey_id,
-        describe_schedule(plan.schedule)
-        if plan.schedule is not None
-        else f"segment: {plan.segment}",
+        describe_entry(plan) if is_calendar_journey(plan) else f"segment: {plan.segment}",
         counted.matched,
         counted.read,
         counted.failed,
         counted.sample,
+        now,
+        counted.unreadable_dates,
     )
 
 
@@ -258,6 +299,6 @@ def sync_if_scheduled(
     Temporal here."""
     plans = PlanStore(deployments.engine)
     found = [plans.get(version) for version in versions if version]
-    if not any(plan is not None and plan.schedule is not None for plan in found):
+    if not any(plan is not None and is_calendar_journey(plan) for plan in found):
         return []
     return asyncio.run(sync_after_change(settings, deployments))

@@ -125,6 +125,13 @@ def build_scenario(
 ) -> Scenario:
     """Raises :class:`UsageError` for the command line, :class:`ScenarioError` for files."""
     plans = pick_plans(project, journeys)
+    dated = [plan.journey_id for plan in plans if plan.date_entry is not None]
+    if dated:  # issue 19: a date in the profile is not simulated yet
+        raise UsageError(
+            f"{', '.join(dated)} starts on a date in the profile: simulate does not run those "
+            "yet; `touchpoint audience JOURNEY --at 2027-03-01T08:00` shows who it reaches at "
+            "an occurrence"
+        )
     if (profile is None) == (profiles is None):
         raise UsageError("give one customer (--profile FILE) or a population (--profiles FILE)")
     scheduled = without_event(plans)

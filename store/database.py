@@ -95,6 +95,8 @@ profiles = Table(
 )
 # the SendGrid event webhook finds the customer by address, case-insensitively, for each event
 Index("ix_profiles_email_lower", func.lower(profiles.c.email))
+# a date journey's occurrence pages through the profiles of the zones where it is `at` now
+Index("ix_profiles_timezone_customer", profiles.c.timezone, profiles.c.customer_id)
 
 processed_messages = Table(
     "processed_messages",

@@ -11,12 +11,12 @@ cap is accepted, also one that shrinks a profile that is over a lowered cap.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, delete, func, or_, select, update
 
 from config.errors import UserError
 from store.atomic import insert_new, read_for_update
@@ -94,13 +94,28 @@ class ProfileStore:
             row = db.execute(select(profiles).where(profiles.c.customer_id == customer_id)).first()
         return None if row is None else _profile(row)
 
-    def page(self, after: str | None, limit: int) -> list[Profile]:
+    def page(
+        self,
+        after: str | None,
+        limit: int,
+        zones: Sequence[str] | None = None,
+        *,
+        without_zone: bool = False,
+    ) -> list[Profile]:
         """Up to ``limit`` profiles in customer id order, after ``after`` (``None``: from the
         first): a broadcast's audience is read page by page along the primary key's index, so
-        neither the store nor the reader ever holds more than one page."""
+        neither the store nor the reader ever holds more than one page.
+
+        ``zones``: only profiles whose time zone is one of these (the timezone index), and with
+        ``without_zone`` those that have none too (a date journey's occurrence)."""
         query = select(profiles).order_by(profiles.c.customer_id).limit(limit)
         if after is not None:
             query = query.where(profiles.c.customer_id > after)
+        if zones is not None:
+            wanted: ColumnElement[bool] = profiles.c.timezone.in_(list(zones))
+            if without_zone:
+                wanted = or_(wanted, profiles.c.timezone.is_(None), profiles.c.timezone == "")
+            query = query.where(wanted)
         with self.engine.connect() as db:
             return [_profile(row) for row in db.execute(query)]
 

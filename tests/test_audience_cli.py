@@ -87,3 +87,69 @@ def test_an_unknown_journey_is_a_usage_error(database: str) -> None:
     done = audience(database, "monday-newsleter")
     assert done.returncode == 2
     assert "no journey file 'monday-newsleter'" in done.stderr
+
+
+@pytest.fixture
+def birthdays(tmp_path: Path) -> str:
+    """Birthdays on March 1st in Berlin, without a zone (the default, Berlin) and in India;
+    one on March 2nd; one that is not a date."""
+    url = f"sqlite:///{tmp_path / 'birthdays.db'}"
+    engine = connect(url)
+    store = ProfileStore(engine)
+    for customer, birthday, zone in [
+        ("c1", "1990-03-01", "Europe/Berlin"),
+        ("c2", "1990-03-01", None),
+        ("c3", "1990-03-02", "Europe/Berlin"),
+        ("c4", "01.03.1990", "Europe/Berlin"),
+        ("c5", "1990-03-01", "Asia/Kolkata"),
+    ]:
+        store.upsert(customer, {"birthday": birthday, "email_opt_in": True}, timezone=zone)
+    engine.dispose()
+    return url
+
+
+def test_a_date_journey_counts_who_enters_at_the_next_occurrence(birthdays: str) -> None:
+    done = audience(birthdays, "birthday-greeting", "--at", "2027-03-01T07:50")
+    assert done.returncode == 0
+    assert done.stdout == (
+        "birthday-greeting: 2 profile(s) enter at the next occurrence, 2027-03-01 08:00 UTC, "
+        "of 4 in the time zones where it is 09:00 then (profile.traits.birthday every year, "
+        "at 09:00 local time (default Europe/Berlin))\n"
+    )
+    assert done.stderr == (
+        "note: 1 profile(s) have a date that is not one (e.g. not YYYY-MM-DD): they are "
+        "skipped until it is fixed\n"
+    )
+    india = audience(birthdays, "birthday-greeting", "--at", "2027-03-01T03:20Z", "--json")
+    found = json.loads(india.stdout)
+    assert (found["at"], found["matched"], found["read"]) == ("2027-03-01T03:30:00+00:00", 1, 1)
+
+
+def test_a_moment_that_is_not_one_is_a_clear_error(birthdays: str) -> None:
+    done = audience(birthdays, "birthday-greeting", "--at", "nonsense")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        '✗ --at "nonsense" is not a moment: write it in ISO form, e.g. 2027-03-01T09:00\n'
+    )
+
+
+def test_simulate_says_it_does_not_run_date_journeys_from_the_profile_yet(
+    birthdays: str, tmp_path: Path
+) -> None:
+    (tmp_path / "max.yaml").write_text("id: max\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINT_DATABASE_URL": birthdays}
+    files = ["--profile", str(tmp_path / "max.yaml")]
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "simulate", "birthday-greeting", *files],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "✗ birthday-greeting starts on a date in the profile: simulate does not run those yet"
+    )
+    assert "Traceback" not in done.stderr

@@ -68,7 +68,8 @@ def test_existing_journeys_keep_their_versions() -> None:
     from language.validator import validate
     from tests.conftest import ROOT
 
-    versions = {k: p.version for k, p in validate((), root=ROOT).plans.items()}
+    newer = ("warranty-reminder", "birthday-greeting")  # date journeys: versions of their own
+    versions = {k: p.version for k, p in validate((), root=ROOT).plans.items() if k not in newer}
     assert versions | {"monday-newsletter": "-", "vip-thank-you": "-"} == {
         "laptop-recommendation": "2eb46d89f8e807fb",
         "newsletter-welcome": "eac4d412c5945e2a",

@@ -24,6 +24,8 @@ EXAMPLE_IDS = {
     "post-purchase-accessories",
     "monday-newsletter",
     "vip-thank-you",
+    "warranty-reminder",
+    "birthday-greeting",
 }
 
 
@@ -37,11 +39,11 @@ def plans() -> dict[str, Plan]:
 def test_the_example_project_validates_cleanly(cli: CliRunner, in_project: Path) -> None:
     result = cli.invoke(app, ["validate"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("✓ 5 journeys")
+    assert result.stdout.startswith("✓ 7 journeys")
     assert "no problems" in result.stdout
 
 
-def test_there_are_five_examples(plans: dict[str, Plan]) -> None:
+def test_there_are_seven_examples(plans: dict[str, Plan]) -> None:
     assert set(plans) == EXAMPLE_IDS
 
 

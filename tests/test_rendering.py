@@ -64,6 +64,7 @@ def context() -> dict[str, Any]:
         "products": [{"name": "Aurora 14 Ultrabook", "category": "laptops", "price": 1299}],
         "total": 1299,
         "currency": "EUR",
+        "warranty_ends": "2026-05-02",  # the warranty reminder's date
     }
     return {
         "event": {
@@ -566,7 +567,7 @@ def _check_golden(path: Path, actual: str) -> None:
 
 
 def test_every_example_email_is_covered() -> None:
-    assert len(EXAMPLE_EMAILS) == 14
+    assert len(EXAMPLE_EMAILS) == 16
     assert dict(EXAMPLE_EMAILS)["laptop-picks"] == "marketing"
 
 

@@ -19,7 +19,7 @@ from store.profiles import ProfileStore
 from tests.conftest import Database, processes_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0010"
+HEAD = "0011"
 
 
 def test_a_new_database_is_migrated_to_the_newest_revision(database: Database) -> None:

@@ -33,6 +33,7 @@ class BroadcastCounts(Model):
     already_started: int = 0  # this occurrence had started their run before (a retry, a replay)
     refused: int = 0  # re-entry rules (once, cooldown, a run still active) or a paused journey
     failed: int = 0  # the audience could not be evaluated on the profile (its data)
+    unreadable_dates: int = 0  # a date journey: the profile's date is not a date (skipped)
 
     def plus(self, other: BroadcastCounts) -> BroadcastCounts:
         return BroadcastCounts(
@@ -84,7 +85,9 @@ def occurrence_tag(occurrence: datetime) -> str:
     return "b" + occurrence.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def broadcast_message_id(journey_id: str, occurrence: datetime, customer_id: str) -> str:
-    """The trigger id of one customer's run in one occurrence (no personal data)."""
-    source = f"touchpoint-broadcast:{journey_id}|{occurrence_tag(occurrence)}|{customer_id}"
+def broadcast_message_id(journey_id: str, occurrence: datetime | str, customer_id: str) -> str:
+    """The trigger id of one customer's run in one occurrence, or (a date journey) on one of
+    their local dates, given as its run tag (no personal data)."""
+    tag = occurrence if isinstance(occurrence, str) else occurrence_tag(occurrence)
+    source = f"touchpoint-broadcast:{journey_id}|{tag}|{customer_id}"
     return "bc_" + hashlib.sha256(source.encode()).hexdigest()[:32]

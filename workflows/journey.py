@@ -586,6 +586,12 @@ class JourneyWorkflow:
                 target = timing.next_time_of_day(now, tz, node.time, node.days)
         except (ValueError, OverflowError) as error:  # e.g. 0001-01-01 from a CRM export
             raise StepFailed(node.id, f"cannot compute the moment: {error}") from None
+        resumed = self.state.resume is not None and self.state.resume.step == node.id
+        if node.if_past == "skip" and target <= now and not resumed:  # the date had gone
+            reason = f"the date's moment ({target.isoformat()}) had passed when the run started"
+            self._record(node, "skipped", reason)
+            self._finish("exited", reason=reason, step=node.id)
+            raise Interrupted
         await self._wait((target - now).total_seconds())
         self._record(node, "waited", f"until {target.isoformat()}")
         return node.next

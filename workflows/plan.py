@@ -26,6 +26,9 @@ format: :func:`workflows.registry.plan`)."""
 END = "end"
 BROADCAST_EVENT = "touchpoint.broadcast"
 """The trigger of a scheduled journey's runs: the occurrence, not a shop event."""
+DATE_STEP = "_date"
+"""The id of the wait a date read from the trigger event (``trigger.date.property``) compiles
+to: the run's first step. Not a valid step id, so it never clashes with one."""
 SEGMENT_EVENT = "touchpoint.segment"
 """The trigger of a segment journey's runs: the customer started matching, not a shop event."""
 SEND_CONTEXT = ("event", "events", "vars", "lookups")
@@ -64,6 +67,22 @@ class ScheduleRule(Frozen):
     end: str | None = None
     audience: str | None = None
     starts_per_second: float | None = None
+
+
+class DateRule(Frozen):
+    """A date-based journey started from the calendar (``trigger.date.profile``): each
+    customer enters on the local day when the date at ``path`` in their profile, moved by
+    ``offset_days``, falls — at ``time`` in their time zone (``timezone`` for those without
+    one). ``every``: ``year`` (birthdays, anniversaries; Feb 29 is Feb 28 in other years) or
+    ``once``. ``audience`` is an expression over ``profile`` (``None``: every profile).
+    The rules are in :mod:`workflows.dates`."""
+
+    path: str
+    every: Literal["year", "once"] = "once"
+    offset_days: int = 0
+    time: str = "09:00"
+    timezone: str = "UTC"
+    audience: str | None = None
 
 
 class EntryRule(Frozen):
@@ -113,6 +132,10 @@ class WaitUntilNode(NodeBase):
     days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
     date: str | None = None
     offset_seconds: int = 0
+    # "skip": a moment already past ends the run (exited, with the reason) instead of going on
+    # at once — the wait a date trigger read from its event (``trigger.date.property``) starts
+    # with. None: go on at once (a plain wait_until).
+    if_past: Literal["skip"] | None = None
     next: str
 
 
@@ -197,7 +220,15 @@ def successors(node: Node) -> list[tuple[str, str]]:
             return [("", node.next)]
 
 
-LATER_OPTIONAL_FIELDS = ("event_properties", "topic", "policies", "schedule", "segment")
+LATER_OPTIONAL_FIELDS = (
+    "event_properties",
+    "topic",
+    "policies",
+    "schedule",
+    "segment",
+    "date_entry",
+    "if_past",
+)
 """Fields added after plans were first hashed: left out of the hash while unset, so a journey
 that does not use them keeps its version (and its runs' recorded histories stay valid)."""
 
@@ -233,6 +264,9 @@ class Plan(Frozen):
     # A segment journey: ``trigger`` is then SEGMENT_EVENT, which no shop event starts; a
     # customer enters when an identify makes this condition over ``profile`` turn true.
     segment: str | None = None
+    # A date-based journey (a date in the profile): ``trigger`` is BROADCAST_EVENT too, and
+    # a Temporal Schedule enters, every quarter hour, those whose date is their local today.
+    date_entry: DateRule | None = None
 
     def content_hash(self) -> str:
         content = self.model_dump(mode="json", exclude={"version"})
