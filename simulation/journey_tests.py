@@ -320,7 +320,7 @@ def _prepare(
         start=start,
         until=until,
         lookups={**spec.lookups, **case.lookups},
-        entries=_entries(plans, start, until, occurrence),
+        entries=_entries(plans, start, until, occurrence, customers),
     )
     return PreparedCase(display, case.name, scenario, case.expect, zone, source, path)
 
@@ -442,10 +442,16 @@ def _occurrence(
 
 
 def _entries(
-    plans: list[Plan], start: datetime, until: timedelta, occurrence: datetime | None
+    plans: list[Plan],
+    start: datetime,
+    until: timedelta,
+    occurrence: datetime | None,
+    customers: Sequence[ProfileSpec],
 ) -> list[EntryMoment]:
-    """The case's occurrence if it names one, else every occurrence while it runs."""
-    return entry_moments(plans, start, start + until, only=occurrence)
+    """The case's occurrence if it names one, else every occurrence while it runs (for a
+    date journey: each customer's ``at`` on every day)."""
+    zones = [(customer.id, customer.timezone) for customer in customers]
+    return entry_moments(plans, start, start + until, only=occurrence, zones=zones)
 
 
 def _check_customers(

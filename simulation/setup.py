@@ -125,13 +125,6 @@ def build_scenario(
 ) -> Scenario:
     """Raises :class:`UsageError` for the command line, :class:`ScenarioError` for files."""
     plans = pick_plans(project, journeys)
-    dated = [plan.journey_id for plan in plans if plan.date_entry is not None]
-    if dated:  # issue 19: a date in the profile is not simulated yet
-        raise UsageError(
-            f"{', '.join(dated)} starts on a date in the profile: simulate does not run those "
-            "yet; `touchpoint audience JOURNEY --at 2027-03-01T08:00` shows who it reaches at "
-            "an occurrence"
-        )
     if (profile is None) == (profiles is None):
         raise UsageError("give one customer (--profile FILE) or a population (--profiles FILE)")
     scheduled = without_event(plans)
@@ -151,10 +144,10 @@ def build_scenario(
     )
     _check_users(timed, customers, events)
     length = parse_until(until)
-    entries = entry_moments(plans, begin, begin + length)
+    zones = [(customer.id, customer.timezone) for customer in customers]
+    entries = entry_moments(plans, begin, begin + length, zones=zones)
     for plan in scheduled:
-        if not any(entry.journey_id == plan.journey_id for entry in entries):
-            assert plan.schedule is not None
+        if plan.schedule is not None and not any(e.journey_id == plan.journey_id for e in entries):
             raise UsageError(
                 f"{plan.journey_id} goes out {describe_schedule(plan.schedule)}: not once from "
                 f"{begin:%Y-%m-%d %H:%M %z} for {until}; pass a --start or --until that "

@@ -39,7 +39,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.audience import AudienceActivities
+from activities.audience import AudienceActivities, run_tag
 from activities.messages import RenderedMessage
 from config.project import ProjectConfig
 from ingestion.router import Routed, Router
@@ -48,7 +48,7 @@ from ingestion.service import Ingestion
 from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
 from simulation.delivery import SimulatedDelivery
-from simulation.entry import EntryMoment, refusal
+from simulation.entry import NOT_THEIR_DAY, EntryMoment, refusal
 from simulation.scenario import EventSpec, ProfileSpec
 from store.database import connect
 from store.entries import EntryStore
@@ -173,10 +173,13 @@ class SimulatedBroadcast(AudienceActivities):
 
     started: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
-    async def enter(self, plan: Plan, customer_id: str, occurrence: datetime) -> str | None:
-        """Start ``customer_id``'s run of ``occurrence``; ``None``, else why it did not start."""
+    async def enter(
+        self, plan: Plan, customer_id: str, occurrence: datetime, tag: str
+    ) -> str | None:
+        """Start ``customer_id``'s run of ``occurrence`` (its id tagged ``tag``); ``None``, else
+        why it did not start."""
         busy = await self._running(plan, [customer_id])
-        outcome = await self._enter(plan, customer_id, occurrence, busy)
+        outcome = await self._enter(plan, customer_id, occurrence, busy, tag)
         if outcome == "started":
             return None
         if outcome == "already_started":
@@ -424,21 +427,24 @@ class _Session:
         plan = self.router.plans[entry.journey_id]
         customers = list(entry.customers) if entry.customers is not None else everyone
 
-        async def one(customer: str) -> tuple[str, str | None]:
+        async def one(customer: str) -> tuple[str, str | None, str]:
             async with self._limit:
                 profile: Profile | None = await asyncio.to_thread(self.profiles.get, customer)
+                tag = run_tag(plan, profile, entry.at) if profile else occurrence_tag(entry.at)
                 why = refusal(plan, profile, entry.at)
                 if why is None:
-                    why = await self.broadcast.enter(plan, customer, entry.at)
-                return customer, why
+                    why = await self.broadcast.enter(plan, customer, entry.at, tag)
+                return customer, why, tag
 
-        for customer, why in await asyncio.gather(*(one(c) for c in customers)):
+        for customer, why, tag in await asyncio.gather(*(one(c) for c in customers)):
+            if why == NOT_THEIR_DAY:
+                continue
             if why is not None:
                 self.not_entered.append(
                     NotEntered(entry.at, plan.journey_id, customer, entry.label, why)
                 )
                 continue
-            target = workflow_id(plan.journey_id, customer, None, occurrence_tag(entry.at))
+            target = workflow_id(plan.journey_id, customer, None, tag)
             self.runs.append(
                 SimulatedRun(
                     journey_id=plan.journey_id,

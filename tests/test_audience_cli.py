@@ -133,23 +133,43 @@ def test_a_moment_that_is_not_one_is_a_clear_error(birthdays: str) -> None:
     )
 
 
-def test_simulate_says_it_does_not_run_date_journeys_from_the_profile_yet(
-    birthdays: str, tmp_path: Path
-) -> None:
-    (tmp_path / "max.yaml").write_text("id: max\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINT_DATABASE_URL": birthdays}
-    files = ["--profile", str(tmp_path / "max.yaml")]
+def test_simulate_runs_a_date_journey_over_a_population(tmp_path: Path) -> None:
+    population = tmp_path / "customers.csv"
+    population.write_text(
+        "id,email,timezone,birthday,email_opt_in\n"
+        "anna,anna@example.com,Europe/Berlin,1990-02-27,true\n"
+        "leap,leap@example.com,,1996-02-29,true\n"  # no zone: the default, Europe/Berlin
+        "ravi,ravi@example.com,Asia/Kolkata,1988-03-01,true\n"
+        "bob,bob@example.com,Europe/Berlin,1985-03-15,true\n"
+        "mars,mars@example.com,Mars/Olympus,1990-02-27,true\n"  # no such zone: never reached
+        "odd,odd@example.com,Europe/Berlin,someday,true\n"
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "cli", "simulate", "birthday-greeting", *files],
+        [
+            str(Path(sys.executable).parent / "touchpoint"),
+            "simulate",
+            "birthday-greeting",
+            "--profiles",
+            str(population),
+            "--start",
+            "2027-02-26T00:00+01:00",
+            "--until",
+            "4d",
+            "--json",
+        ],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
-    assert done.returncode == 2
-    assert done.stderr.startswith(
-        "✗ birthday-greeting starts on a date in the profile: simulate does not run those yet"
-    )
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert sorted((r["customer"], r["timeline"][0]["at"]) for r in document["runs"]) == [
+        ("anna", "2027-02-27T08:00:00Z"),
+        ("leap", "2027-02-28T08:00:00Z"),  # Feb 29 is Feb 28 in 2027
+        ("ravi", "2027-03-01T03:30:00Z"),  # 09:00 in Kolkata
+    ]
+    unreadable = {(n["customer"], n["reason"]) for n in document["not_entered"]}
+    assert ("odd", "the date in the profile cannot be read") in unreadable
