@@ -186,6 +186,18 @@ async def test_identifies_start_one_run_per_crossing(
 async def test_a_segment_run_gets_the_crossing_as_its_trigger(
     time_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
+    await crossing_starts_a_run(time_env, tmp_path)
+
+
+async def test_a_crossing_starts_a_run_on_the_dev_server(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    await crossing_starts_a_run(dev_env, tmp_path)
+
+
+async def crossing_starts_a_run(time_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    """An identify through the ingestion service starts a segment run, on either server, whose
+    trigger is the crossing, without properties."""
     engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
     recorder = RecordingActivities()
     async with running_workers_for(time_env, recorder) as prefix:
