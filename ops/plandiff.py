@@ -12,7 +12,8 @@ Three kinds of change, each with a stable ``what``:
 * ``step``: a step added, removed or changed (its kind, template, channel, waits, conditions,
   events, timeouts, split weights, …; the steps it leads to are edges);
 * ``edge``: an arrow of the graph (``from --label--> to``; ``start`` for the entry) added or
-  removed.
+  removed (an arrow that only got a new label — a split weight, a branch condition — is the
+  step's change, not shown again as an edge).
 """
 
 from __future__ import annotations
@@ -82,9 +83,31 @@ def diff(before: Plan | None, after: Plan) -> list[Change]:
         changes += _step_changes(step_id, old_nodes.get(step_id), new["nodes"].get(step_id))
     old_edges = edges(before) if before is not None else []
     new_edges = edges(after)
-    changes += [_edge("-", e) for e in old_edges if e not in new_edges]
-    changes += [_edge("+", e) for e in new_edges if e not in old_edges]
+    removed = [e for e in old_edges if e not in new_edges]
+    added = [e for e in new_edges if e not in old_edges]
+    relabelled = _relabelled(removed, added, {c.name for c in changes if c.sign == "~"})
+    changes += [_edge("-", e) for e in removed if e not in relabelled]
+    changes += [_edge("+", e) for e in added if e not in relabelled]
     return changes
+
+
+def _relabelled(
+    removed: list[tuple[str, str, str]], added: list[tuple[str, str, str]], changed: set[str]
+) -> set[tuple[str, str, str]]:
+    """Edges that only got a new label because their step changed (a split weight, a branch
+    condition, the event waited for): the step's ``~`` line says it already, so the arrow
+    between the same two steps is not shown removed and added again."""
+    pairs: set[tuple[str, str, str]] = set()
+    for edge in removed:
+        source, _, target = edge
+        if source not in changed:
+            continue
+        twin = next(
+            (e for e in added if e[0] == source and e[2] == target and e not in pairs), None
+        )
+        if twin is not None:
+            pairs |= {edge, twin}
+    return pairs
 
 
 def edges(plan: Plan) -> list[tuple[str, str, str]]:

@@ -89,18 +89,24 @@ def test_wait_for_event_and_timeout() -> None:
     assert lines(BASE, after) == [
         '~ step answer: match.event: "Order Completed" → "Cart Viewed"',
         "~ step answer: timeout_seconds: 3d → 1d",
-        "- edge answer --on Order Completed--> vip",
-        "+ edge answer --on Cart Viewed--> vip",
     ]
 
 
-def test_a_branch_condition_changes_the_step_and_its_edge_label() -> None:
+def test_a_branch_condition_is_a_step_change_not_an_edge_removed_and_added() -> None:
     after = BASE.replace("total > 100", "total > 200")
     assert lines(BASE, after) == [
         '~ step vip: cases[0].condition: "event.properties.total > 100" → '
         '"event.properties.total > 200"',
+    ]
+
+
+def test_a_branch_case_that_leads_elsewhere_is_an_edge_change() -> None:
+    after = BASE.replace("goto: thanks", "goto: nudge").replace("else: end", "else: thanks")
+    assert lines(BASE, after) == [
         "- edge vip --event.properties.total > 100--> thanks",
-        "+ edge vip --event.properties.total > 200--> thanks",
+        "- edge vip --else--> end",
+        "+ edge vip --event.properties.total > 100--> nudge",
+        "+ edge vip --else--> thanks",
     ]
 
 
@@ -110,10 +116,6 @@ def test_split_weights() -> None:
     assert lines(BASE, after) == [
         "~ step nudge: paths[0].percent: 50 → 70",
         "~ step nudge: paths[1].percent: 50 → 30",
-        "- edge nudge --a 50%--> survey",
-        "- edge nudge --b 50%--> end",
-        "+ edge nudge --a 70%--> survey",
-        "+ edge nudge --b 30%--> end",
     ]
 
 
