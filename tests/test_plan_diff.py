@@ -4,6 +4,7 @@ compiled versions, pinned as the lines a pull request shows."""
 from __future__ import annotations
 
 from ops.plandiff import diff, edges, step_fate
+from tests.conftest import ROOT
 from tests.temporal import plan_from
 from workflows.plan import Plan
 
@@ -182,3 +183,16 @@ def test_what_a_new_version_does_to_the_step_a_run_waits_at() -> None:
     assert step_fate(old, compiled(removed), "answer") == "kept"
     assert step_fate(old, compiled(longer), "answer") == "changed"
     assert step_fate(old, compiled(elsewhere), "vip") == "changed", "where it leads changed"
+
+
+def test_a_scheduled_journeys_time_and_audience() -> None:
+    before = (ROOT / "journeys" / "monday-newsletter.yaml").read_text()
+    after = before.replace("every: monday 09:00", "every: tuesday 10:00").replace(
+        "'laptops' in", "'phones' in"
+    )
+    assert lines(before, after) == [
+        '~ journey schedule.weekdays[0]: 0 → 1; schedule.time: "09:00" → "10:00"; '
+        "schedule.audience: \"'laptops' in profile.traits.interests | default([]) and "
+        "profile.traits.email_opt_in | default(false)\" → \"'phones' in "
+        'profile.traits.interests | default([]) and profile.traits.email_opt_in | default(false)"',
+    ]
