@@ -295,6 +295,56 @@ def deploy_command(
     )
 
 
+@app.command("plan")
+def plan_command(
+    journeys: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[JOURNEY]...",
+            help="Journey ids in journeys/ (or files); default: every journey of the project.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document (for CI).")] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """What `touchpoint deploy` would change: the diff against the active version, and the
+    runs now in each journey per step (they finish on their version). Deploys nothing.
+
+    Exit 0 whatever the diff, 1 when a journey has problems, 2 for an unknown journey."""
+    import asyncio
+
+    from config.settings import load_settings
+    from ops.journeys import journey_files
+    from ops.planning import count_runs, json_document, open_store, plan_journeys, text_lines
+
+    try:
+        files = journey_files(project, journeys or [])
+    except UserError as error:  # a usage error here: CI tells it from a broken journey
+        typer.secho(f"✗ {str(error).replace('; nothing deployed', '')}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    report = validate(files, root=project)
+    if not report.ok or not report.plans:
+        for problem in report.problems:
+            typer.echo(problem.format(), err=True)
+        _fail(report.summary() if not report.ok else "no journey to plan")
+    settings = load_settings(report.config)
+    engine, store_note = open_store(settings)
+    plans = plan_journeys(engine, list(report.plans.values()))
+    runs_note = asyncio.run(count_runs(plans, engine, settings)) if engine is not None else None
+    if as_json:
+        document = json_document(plans, store_note, runs_note)
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    for line in text_lines(plans, store_note, runs_note):
+        typer.echo(line)
+    changed = sum(p.status != "unchanged" for p in plans)
+    typer.echo(
+        f"{len(plans)} journey(s), {changed} would change; nothing deployed "
+        "(`touchpoint deploy` does it)",
+        err=True,
+    )
+
+
 @app.command("setup")
 def setup_command(project: ProjectOption = Path(".")) -> None:
     """Register Touchpoint's search attributes on the Temporal namespace (once per namespace;

@@ -1,0 +1,255 @@
+"""``touchpoint plan JOURNEY…``: what a deploy would change, before it is made.
+
+For each journey: the structural diff (:mod:`ops.plandiff`) of the folder's compiled version
+against the store's **active version** (the one ``touchpoint deploy`` would replace), and the
+runs now in the journey, per version and current step, counted by Temporal's visibility. Runs
+are never migrated: they finish on the version they entered (docs/operations.md, "Deploying
+journeys"), so a run waiting at a step the new version removes or changes still goes through
+the old step. Nothing is written: no plan published, nothing deployed.
+
+The replay of recorded events under both versions comes with ``touchpoint replay``; the
+output keeps its place (``replay``) so that a pull request's reviewers know it is not there yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, make_url
+from temporalio.client import Client
+
+from config.errors import StoreUnavailable, TemporalUnreachable
+from config.settings import Settings, connect
+from ops.plandiff import Change, diff, step_fate, step_summary
+from store.database import connect as connect_store
+from store.deployments import Deployments, Journey
+from store.plans import PlanStore
+from workflows.plan import Plan
+from workflows.search import JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
+
+JSON_FORMAT = 1
+"""Bumped when a key of ``touchpoint plan --json`` changes meaning or goes away."""
+
+REPLAY_PENDING = "comes with `touchpoint replay` (not built yet): no replay of recorded events"
+
+
+@dataclass(frozen=True)
+class StepRuns:
+    """Running runs of one version at one step, and what the new version does to that step."""
+
+    version: str
+    step: str  # "" for runs the index does not place at a step of their plan
+    running: int
+    fate: str  # "kept", "changed", "removed" (in the new version), or "unknown"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "step": self.step or None,
+            "running": self.running,
+            "fate": self.fate,
+        }
+
+
+@dataclass
+class JourneyPlan:
+    """What ``touchpoint plan`` says about one journey."""
+
+    journey_id: str
+    plan: Plan  # the folder's version, compiled
+    deployed: Journey | None  # the store's record (None: never deployed, or no store)
+    changes: list[Change]
+    steps: list[str]  # the new version's steps, each summarised (a new journey lists them)
+    runs: list[StepRuns] = field(default_factory=list)
+    runs_note: str | None = None  # why there are no counts, when there are none
+
+    @property
+    def status(self) -> str:
+        if self.deployed is None:
+            return "new"
+        return "changed" if self.changes else "unchanged"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "journey": self.journey_id,
+            "status": self.status,
+            "version": self.plan.version,
+            "deployed_version": self.deployed.active_version if self.deployed else None,
+            "state": self.deployed.state if self.deployed else None,
+            "changes": [c.as_json() for c in self.changes],
+            "runs": [r.as_json() for r in self.runs],
+            "runs_note": self.runs_note,
+            "replay": None,
+        }
+
+
+def open_store(settings: Settings) -> tuple[Engine | None, str | None]:
+    """The store, or ``None`` and why: a SQLite file that does not exist is not created (a CI
+    checkout has none: the journeys are compared against nothing)."""
+    url = settings.database_url
+    shown = make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    sqlite_file = url.startswith("sqlite:///") and ":memory:" not in url
+    if sqlite_file and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None, f"no deployed version (store {shown} does not exist)"
+    try:
+        return connect_store(url), None
+    except StoreUnavailable as error:
+        return None, f"no deployed version (store unavailable: {error})"
+
+
+def plan_journeys(engine: Engine | None, compiled: Sequence[Plan]) -> list[JourneyPlan]:
+    """Each compiled journey against its active version in the store (none without a store)."""
+    deployed: dict[str, Journey] = {}
+    store = None
+    if engine is not None:
+        deployed = Deployments(engine).journeys()
+        store = PlanStore(engine)
+    found = []
+    for plan in compiled:
+        journey = deployed.get(plan.journey_id)
+        active = store.get(journey.active_version) if store and journey else None
+        changes = diff(active, plan) if journey is not None else diff(None, plan)
+        steps = [f"{step_id}: {step_summary(node)}" for step_id, node in plan.nodes.items()]
+        found.append(JourneyPlan(plan.journey_id, plan, journey, changes, steps))
+    return found
+
+
+async def count_runs(
+    plans: list[JourneyPlan], engine: Engine, settings: Settings, timeout: float = 20.0
+) -> str | None:
+    """Fill each deployed journey's running runs per version and step from Temporal's
+    visibility; a note instead when they cannot be had (the plans keep no counts)."""
+    deployed = [p for p in plans if p.deployed is not None]
+    if not deployed:
+        return None
+    if not settings.config.worker.index_runs:
+        return "no run counts: they need the search attributes (worker.index_runs is off)"
+    try:
+        client = await connect(settings)
+    except TemporalUnreachable as error:
+        return f"no run counts: {error}"
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(_count_journey(client, engine, p) for p in deployed)), timeout
+        )
+    except TimeoutError:
+        return f"no run counts: Temporal's visibility did not answer within {timeout:g} s"
+    return None
+
+
+async def _count_journey(client: Client, engine: Engine, plan: JourneyPlan) -> None:
+    """Per version that has running runs: per step of its plan, how many runs are there.
+    The versions are those the audit says were ever deployed (a handful), so no run is
+    listed: one count per version, then one per step of each version with running runs."""
+    journey = f"{JOURNEY_ID.name} = '{_quote(plan.journey_id)}' AND ExecutionStatus = 'Running'"
+    history = Deployments(engine).history(plan.journey_id)
+    versions = sorted({c.version for c in history if c.action == "deployed" and c.version})
+    by_version = await _counts(client, journey, JOURNEY_VERSION.name, versions)
+    store = PlanStore(engine)
+    for version, running in by_version.items():
+        if not running:
+            continue
+        old = store.get(version)
+        steps = list(old.nodes) if old is not None else []
+        query = f"{journey} AND {JOURNEY_VERSION.name} = '{_quote(version)}'"
+        at = await _counts(client, query, JOURNEY_STEP.name, steps)
+        for step, count in at.items():
+            if count and old is not None:
+                plan.runs.append(StepRuns(version, step, count, step_fate(old, plan.plan, step)))
+        elsewhere = running - sum(at.values())
+        if elsewhere > 0:
+            plan.runs.append(StepRuns(version, "", elsewhere, "unknown"))
+
+
+async def _counts(client: Client, query: str, attribute: str, values: list[str]) -> dict[str, int]:
+    """How many workflows match ``query``, per value of a keyword attribute: one count per
+    value (Temporal's ``GROUP BY`` takes only ``ExecutionStatus``)."""
+    found = await asyncio.gather(
+        *(client.count_workflows(f"{query} AND {attribute} = '{_quote(v)}'") for v in values)
+    )
+    return {value: counted.count for value, counted in zip(values, found, strict=True)}
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "")
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def text_lines(
+    plans: list[JourneyPlan], store_note: str | None, runs_note: str | None
+) -> list[str]:
+    """The report for people (and pull requests): per journey a header, ``+``/``-``/``~``
+    lines, the runs now in it, and the replay's place."""
+    lines: list[str] = []
+    for plan in plans:
+        if lines:
+            lines.append("")
+        lines += _journey_text(plan, store_note, runs_note)
+    return lines
+
+
+def _journey_text(plan: JourneyPlan, store_note: str | None, runs_note: str | None) -> list[str]:
+    if plan.deployed is None:
+        why = f"; {store_note}" if store_note else ""
+        lines = [f"{plan.journey_id}: new journey {plan.plan.version}{why}"]
+        lines += [f"  + step {step}" for step in plan.steps]
+    elif not plan.changes:
+        lines = [f"{plan.journey_id}: no change ({plan.plan.version} is deployed)"]
+    else:
+        active = plan.deployed.active_version
+        lines = [
+            f"{plan.journey_id}: {active} → {plan.plan.version} ({len(plan.changes)} change(s))"
+        ]
+        lines += [f"  {c.sign} {c.what} {c.detail}" for c in plan.changes]
+    if plan.deployed is not None and plan.deployed.state != "active":
+        lines.append(f"  note: the journey is {plan.deployed.state}; a deploy keeps that state")
+    if plan.deployed is not None:
+        lines += _runs_text(plan, runs_note)
+        lines.append(f"  replay: {REPLAY_PENDING}")
+    return lines
+
+
+def _runs_text(plan: JourneyPlan, runs_note: str | None) -> list[str]:
+    note = plan.runs_note or runs_note
+    if note:
+        return [f"  runs now: {note}"]
+    total = sum(r.running for r in plan.runs)
+    if not total:
+        return ["  runs now: none running"]
+    lines = [f"  runs now: {total} running; they finish on the version they entered (no migration)"]
+    for runs in plan.runs:
+        where = f"at `{runs.step}`" if runs.step else "not at a step of their plan yet"
+        line = f"    {runs.running} run(s) on {runs.version} {where}"
+        if runs.fate == "removed":
+            line += (
+                f", which the new version removes: they finish on {runs.version} "
+                "and still go through it"
+            )
+        elif runs.fate == "changed":
+            line += f", which the new version changes: they go through {runs.version}'s step"
+        lines.append(line)
+    return lines
+
+
+def json_document(
+    plans: list[JourneyPlan], store_note: str | None, runs_note: str | None
+) -> dict[str, Any]:
+    """``touchpoint plan --json`` (keys documented in docs/operations.md)."""
+    journeys = []
+    for plan in plans:
+        document = plan.as_json()
+        if plan.deployed is not None and document["runs_note"] is None:
+            document["runs_note"] = runs_note
+        journeys.append(document)
+    return {
+        "format": JSON_FORMAT,
+        "store_note": store_note,
+        "journeys": journeys,
+        "replay_note": REPLAY_PENDING,
+    }
