@@ -258,6 +258,42 @@ async def test_a_date_in_the_event_waits_until_30_days_before_at_nine_local(
     assert len(recorder.sent) == 1
 
 
+async def test_the_same_keys_event_again_moves_the_date_also_across_continue_as_new(
+    time_env: WorkflowEnvironment,
+) -> None:
+    plan = plan_from(WARRANTY.format(suffix=uuid.uuid4().hex[:8]))
+    recorder = RecordingActivities()
+    now = await time_env.get_current_time()
+    first, corrected = ((now + timedelta(days=d)).date().isoformat() for d in (75, 95))
+    berlin = Profile(id="cust-1", timezone="Europe/Berlin", email="max@example.com")
+    async with running_workers(time_env.client, recorder.all(), history_limit=40) as prefix:
+        handle = await start_run(
+            time_env.client,
+            plan,
+            prefix,
+            event("Laptop Delivered", warranty_ends=first, order_id="o-1"),
+            profile=berlin,
+        )
+        moved = event("Laptop Delivered", warranty_ends=corrected, order_id="o-1")
+        await handle.signal("event", moved)
+        for _ in range(30):  # the same date again: no move, but history enough to continue
+            again = event("Laptop Delivered", warranty_ends=corrected, order_id="o-1")
+            await handle.signal("event", again)
+        result = RunResult.model_validate(await handle.result())
+        latest = await time_env.client.get_workflow_handle(handle.id).describe()
+    expected = moment_from(corrected, zone("Europe/Berlin"), -30 * 86_400, "09:00")
+    assert latest.run_id != handle.first_execution_run_id, "it continued as new in the wait"
+    assert result.outcome.kind == "completed"
+    assert [(e.step, e.kind) for e in result.timeline if e.step == "_date"][-2:] == [
+        ("_date", "moved"),
+        ("_date", "waited"),
+    ]
+    [sent] = [e for e in result.timeline if e.kind == "sent"]
+    assert expected <= sent.at < expected + timedelta(minutes=5)
+    [message] = recorder.sent
+    assert message.context["event"]["properties"]["warranty_ends"] == corrected
+
+
 async def test_a_date_in_the_event_already_past_ends_the_run_with_the_reason(
     time_env: WorkflowEnvironment,
 ) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -419,3 +420,45 @@ async def test_a_provider_outage_of_hours_is_retried_until_it_ends(
                 "the send is retried past the old ten-attempt limit and sent once",
                 recorded_on=corpus.TIME_SKIPPING, plans=[ORDER_NOTE],
             )  # fmt: skip
+
+
+async def test_a_corrected_warranty_date_moves_the_reminder(
+    time_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """On the time-skipping server: the same laptop's ``Laptop Delivered`` again, with a later
+    warranty end, moves the run's wait for the date (patch ``date-follows-trigger``); the
+    reminder goes out 30 days before the corrected date and reads it."""
+    plan = EXAMPLES["warranty-reminder"]
+    recorder = RecordingActivities()
+    engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    async with running_workers(time_env.client, recorder.all()) as prefix:
+        router = Router(
+            time_env.client,
+            {plan.journey_id: plan},
+            EntryStore(engine),
+            RunSettings(queue_prefix=prefix, index_runs=False),
+        )
+        today = (await time_env.get_current_time()).date()
+        dates = [(today + timedelta(days=days)).isoformat() for days in (60, 80)]
+        profile = Profile(id="warranty-owner", timezone="Europe/Berlin")
+        for warranty_ends in dates:
+            delivered = event(
+                "Laptop Delivered", "warranty-owner", order_id="O-7", warranty_ends=warranty_ends
+            )
+            [routed] = await router.route(delivered, profile)
+        assert (routed.action, routed.reason) == ("signalled", "a run is already active")
+        result = await finish(time_env, routed.workflow_id)
+        assert [(e.step, e.kind) for e in result.timeline] == [
+            ("_date", "moved"),
+            ("_date", "waited"),
+            ("reminder", "sent"),
+        ]
+        [message] = recorder.sent
+        assert message.context["event"]["properties"]["warranty_ends"] == dates[1]
+        assert routed.workflow_id is not None
+        await corpus.record(
+            time_env.client, routed.workflow_id, "warranty-date-corrected",
+            "The same laptop's delivery again with a warranty end 20 days later: the run's "
+            "wait for the date moves, the reminder goes out 30 days before the new date",
+            recorded_on=corpus.TIME_SKIPPING, plans=[plan],
+        )  # fmt: skip

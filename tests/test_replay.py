@@ -179,7 +179,8 @@ def test_version_3_histories_take_their_patches_without_markers() -> None:
     for name in v3:
         markers = [p for p in corpus.patches(history(name)) if p in PATCHES_OF_VERSION_3]
         assert markers == [], f"{name} recorded markers of {markers}"
-        assert "TemporalChangeVersion" not in corpus.upserted(history(name)), name
+        if not corpus.patches(history(name)):  # a patch added later is asked for, as usual
+            assert "TemporalChangeVersion" not in corpus.upserted(history(name)), name
 
 
 def test_a_long_retry_is_recorded() -> None:

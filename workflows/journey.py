@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         message_id,
     )
     from workflows.plan import (
+        DATE_STEP,
         END,
         BranchNode,
         EndNode,
@@ -177,6 +178,8 @@ class JourneyWorkflow:
         self._waiting_for: str | None = None
         self._idle_until: datetime | None = None  # simulated: the end of the wait it is in
         self._held: list[Event] = []  # simulated: events held until the run waits again
+        self._date_moved: Event | None = None  # a newer trigger event while waiting for its date
+        self._waiting_for_date = False
         self._step_started: datetime | None = None
         self._listened = {
             n.match.event for n in self.plan.nodes.values() if isinstance(n, WaitForNode)
@@ -221,6 +224,8 @@ class JourneyWorkflow:
             return
         if event.event in self._listened:
             self.state.inbox = [*self.state.inbox, event][-INBOX_LIMIT:]
+        if self._waiting_for_date and event.event == self.plan.trigger.event:
+            self._date_moved = event  # the same key's event again: its date may have moved
 
     @workflow.signal(name="unsubscribed")
     def on_unsubscribed(self, request: CancelRequest) -> None:
@@ -572,7 +577,8 @@ class JourneyWorkflow:
 
     async def _wait_until(self, node: WaitUntilNode) -> str:
         now = self._now()
-        value = self._evaluate(node, node.date) if node.date is not None else None
+        moved = self.state.events.get(node.id) if node.if_past else None  # _wait_for_date's
+        value = self._evaluate(node, node.date, event=moved) if node.date is not None else None
         try:
             tz = timing.zone(self._profile().timezone, self.deployment.default_timezone)
             if node.date is not None:
@@ -592,9 +598,49 @@ class JourneyWorkflow:
             self._record(node, "skipped", reason)
             self._finish("exited", reason=reason, step=node.id)
             raise Interrupted
+        if node.if_past == "skip" and self._patched("date-follows-trigger"):
+            return await self._wait_for_date(node, target)
         await self._wait((target - now).total_seconds())
         self._record(node, "waited", f"until {target.isoformat()}")
         return node.next
+
+    async def _wait_for_date(self, node: WaitUntilNode, target: datetime) -> str:
+        """A date in the trigger event (``trigger.date.property``): wait for its moment; the
+        same key's event again (a corrected warranty date) moves the wait to its date, and
+        one whose moment has passed ends the run as the first would have. The newest such
+        event is kept in ``state.events`` under the step, so a continue-as-new keeps it."""
+        assert node.date is not None
+        while True:
+            self._waiting_for_date = True
+            try:
+                moved = await self._wait(
+                    (target - self._now()).total_seconds(), lambda: self._date_moved is not None
+                )
+            finally:
+                self._waiting_for_date = False
+            if not moved:
+                self._record(node, "waited", f"until {target.isoformat()}")
+                return node.next
+            newer, self._date_moved = self._date_moved, None
+            assert newer is not None
+            self.state.events[node.id] = newer
+            try:
+                value = evaluation.evaluate(node.date, self._names(newer), bounded=self._bounded())
+                tz = timing.zone(self._profile().timezone, self.deployment.default_timezone)
+                moved_to = timing.moment_from(
+                    value, tz, node.offset_seconds, node.time, wall_clock=True
+                )
+            except (evaluation.ExpressionFailed, ValueError, OverflowError):
+                continue  # an event without a readable date leaves the wait as it was
+            if moved_to == target:
+                continue
+            target = moved_to
+            if target <= self._now():
+                reason = f"the date's moment moved to {target.isoformat()}, which had passed"
+                self._record(node, "skipped", reason)
+                self._finish("exited", reason=reason, step=node.id)
+                raise Interrupted
+            self._record(node, "moved", f"to {target.isoformat()}")
 
     async def _wait_for(self, node: WaitForNode) -> str:
         self._waiting_for = node.match.event
@@ -794,10 +840,15 @@ class JourneyWorkflow:
             info.workflow_id, self.input.entry_sequence, node.id, self.state.visits[node.id]
         )
 
+    def _trigger(self) -> Event:
+        """The event the run reads as ``event``: its trigger, or for a date in the event the
+        newest event of its key that moved the date (:meth:`_wait_for_date`)."""
+        return self.state.events.get(DATE_STEP) or self.input.trigger
+
     def _names(self, event: Event | None = None) -> dict[str, Any]:
         return {
             "profile": self._profile().model_dump(),
-            "event": (event or self.input.trigger).names(),
+            "event": (event or self._trigger()).names(),
             "events": {step: e.names() for step, e in self.state.events.items()},
             "vars": self.state.vars,
             "lookups": self.state.lookups,
@@ -822,9 +873,11 @@ class JourneyWorkflow:
             self._expressions_bounded = self._patched("bounded-expressions")
         return self._expressions_bounded
 
-    def _evaluate(self, node: Node, source: str, truth: bool = False) -> Any:
+    def _evaluate(
+        self, node: Node, source: str, truth: bool = False, event: Event | None = None
+    ) -> Any:
         try:
-            value = evaluation.evaluate(source, self._names(), bounded=self._bounded())
+            value = evaluation.evaluate(source, self._names(event), bounded=self._bounded())
         except evaluation.ExpressionFailed as error:
             raise StepFailed(node.id, str(error)) from None
         return bool(value) if truth else value
