@@ -87,6 +87,7 @@ from workflows.models import RunSettings, customer_hash, workflow_id
 from workflows.plan import Plan
 
 JOURNEY = BENCH / "broadcast-journey.yaml"
+EVENT_TASK_SCHEDULED = EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
 EVENT_ACTIVITY_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 EVENT_ACTIVITY_STARTED = EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
 EVENT_ACTIVITY_COMPLETED = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
@@ -269,14 +270,13 @@ class Execution:
     seconds: float  # its first event to its last
     page_seconds: float  # the page activity: started to completed
     queued_seconds: float  # the page activity: scheduled to started
-    handover_seconds: float  # the previous execution's continue-as-new to this one's start
+    held_seconds: float  # started to its first workflow task (the server's floor delays it)
 
 
 async def chain_histories(client: Client, wid: str, run_id: str) -> list[Execution]:
     """Every execution, following continue-as-new from the first."""
     found: list[Execution] = []
     next_run: str | None = run_id
-    previous_end: float | None = None
     while next_run:
         history = await client.get_workflow_handle(wid, run_id=next_run).fetch_history()
         events = history.events
@@ -290,10 +290,9 @@ async def chain_histories(client: Client, wid: str, run_id: str) -> list[Executi
                 seconds=ended - begun,
                 page_seconds=at[EVENT_ACTIVITY_COMPLETED] - at[EVENT_ACTIVITY_STARTED],
                 queued_seconds=at[EVENT_ACTIVITY_STARTED] - at[EVENT_ACTIVITY_SCHEDULED],
-                handover_seconds=0.0 if previous_end is None else begun - previous_end,
+                held_seconds=at[EVENT_TASK_SCHEDULED] - begun,
             )
         )
-        previous_end = ended
         attributes = events[-1].workflow_execution_continued_as_new_event_attributes
         continued = events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
         next_run = attributes.new_execution_run_id if continued else None
@@ -548,20 +547,21 @@ def print_results(runs: Sequence[StoreRun], concurrency: int) -> None:
     for r in runs:
         chain = r.broadcast.executions
 
-        def spread(values: list[float], unit: str = "") -> str:
-            return f"{median(values):.3g} / {percentile(values, 95):.3g} / {max(values):.3g}{unit}"
+        def spread(values: list[float], digits: int = 2) -> str:
+            found = (median(values), percentile(values, 95), max(values))
+            return " / ".join(f"{v:.{digits}f}" for v in found)
 
         rows.append(
             [
                 r.store,
                 len(chain),
                 r.broadcast.result.pages,
-                spread([float(e.events) for e in chain]),
-                spread([float(e.size) for e in chain]),
+                spread([float(e.events) for e in chain], 0),
+                spread([float(e.size) for e in chain], 0),
                 spread([e.seconds for e in chain]),
+                spread([e.held_seconds for e in chain]),
                 spread([e.page_seconds for e in chain]),
-                spread([e.queued_seconds for e in chain]),
-                spread([e.handover_seconds for e in chain[1:]] or [0.0]),
+                spread([e.queued_seconds * 1000 for e in chain]),
             ]
         )
     print(
@@ -573,9 +573,9 @@ def print_results(runs: Sequence[StoreRun], concurrency: int) -> None:
                 "history events (median / p95 / max)",
                 "history bytes",
                 "s per execution",
+                "s before its first workflow task",
                 "s in the page activity",
-                "s activity queued",
-                "s continue-as-new to next",
+                "ms page activity queued",
             ],
             rows,
         )
