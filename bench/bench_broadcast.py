@@ -592,10 +592,11 @@ async def main() -> None:
     )
     stores = os.environ.get("TOUCHPOINT_BENCH_STORES", "sqlite,postgresql").split(",")
     unknown = set(stores) - {"sqlite", "postgresql"}
-    if unknown or sizes.every < 1:
+    if unknown or sizes.every < 1 or min(count, pg_count) < 1:
         raise SystemExit(
             "TOUCHPOINT_BENCH_STORES names sqlite, postgresql or both (comma-separated), and "
-            f"TOUCHPOINT_BENCH_EVERY is 1 or more; got {','.join(stores)} and {sizes.every}"
+            "TOUCHPOINT_BENCH_EVERY and the profile counts are 1 or more; got "
+            f"{','.join(stores)}, every {sizes.every}, {count} and {pg_count} profiles"
         )
     header(
         "A broadcast: one occurrence of a scheduled journey, triggered now",
