@@ -87,11 +87,11 @@ from workflows.models import RunSettings, customer_hash, workflow_id
 from workflows.plan import Plan
 
 JOURNEY = BENCH / "broadcast-journey.yaml"
+JOURNEY_ID = "bench-broadcast"
 EVENT_TASK_SCHEDULED = EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
 EVENT_ACTIVITY_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
 EVENT_ACTIVITY_STARTED = EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
 EVENT_ACTIVITY_COMPLETED = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
-JOURNEY_ID = "bench-broadcast"
 DIRECT_OCCURRENCE = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)  # the direct runs' own occurrence
 PARALLEL_OCCURRENCE = datetime(2027, 1, 11, 9, 0, tzinfo=UTC)
 FILL_BATCH = 5_000
@@ -246,6 +246,12 @@ async def broadcast(client: Client, plan: Plan, sid: str, audience: Sequence[str
     assert isinstance(action, ScheduleActionExecutionStartWorkflow)
     chain = client.get_workflow_handle(action.workflow_id)
     result = BroadcastResult.model_validate(await chain.result())
+    counts = result.counts
+    if (counts.matched, counts.started, counts.failed) != (len(audience), len(audience), 0):
+        raise SystemExit(
+            f"the broadcast should have started {len(audience):,} runs, one per customer in "
+            f"the audience; its counts: {counts.model_dump()}"
+        )
     tag = occurrence_tag(result.occurrence)
 
     async def started(name: str) -> float:
