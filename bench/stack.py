@@ -48,13 +48,19 @@ class DevServer:
 
 @contextlib.asynccontextmanager
 async def dev_server(
-    directory: Path, pragmas: Sequence[str] = WAL_PRAGMAS, name: str = "temporal"
+    directory: Path,
+    pragmas: Sequence[str] = WAL_PRAGMAS,
+    name: str = "temporal",
+    dynamic_config: Mapping[str, str] | None = None,
 ) -> AsyncIterator[DevServer]:
     """``temporal server start-dev --headless`` on ``directory/name.db`` with ``pragmas``
-    (``touchpoint dev``'s flags by default; ``()`` for SQLite's own defaults)."""
+    (``touchpoint dev``'s flags by default; ``()`` for SQLite's own defaults) and
+    ``dynamic_config`` (key: JSON value, e.g. ``{"history.continueAsNewMinInterval": '"0s"'}``)."""
     port = free_port()
     database = directory / f"{name}.db"
     command = dev_server_command(port, database, pragmas=pragmas, log_level="error")
+    for key, value in (dynamic_config or {}).items():
+        command += ["--dynamic-config-value", f"{key}={value}"]
     log = (directory / f"{name}.log").open("ab")
     process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     server = DevServer(f"127.0.0.1:{port}", database, process)

@@ -23,11 +23,13 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
 )
 
 from language.compiler import ProjectContext
 from language.templates import load_catalog
 from language.validator import compile_text, validate
+from workflows.broadcast_models import broadcast_message_id, occurrence_tag
 from workflows.models import (
     INPUT_VERSION,
     JOURNEY_QUEUE,
@@ -38,7 +40,7 @@ from workflows.models import (
     customer_hash,
     workflow_id,
 )
-from workflows.plan import Plan
+from workflows.plan import BROADCAST_EVENT, Plan
 from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
 
 DAY_IN_SECONDS = 1 / 86_400
@@ -120,6 +122,45 @@ async def start_journey(
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=attributes,
         memo={"touchpoint_entry": 1},
+    )
+
+
+async def start_broadcast_run(
+    client: Client, plan: Plan, customer: str, occurrence: datetime, settings: RunSettings
+) -> WorkflowHandle[Any, Any]:
+    """One customer's run of a scheduled journey's occurrence, started as the broadcast's page
+    starts it (``activities.audience``: the same input, workflow id, policies and search
+    attributes) but directly: no profile page, no audience, no entry store, no pacing."""
+    trigger = Event(
+        message_id=broadcast_message_id(plan.journey_id, occurrence, customer),
+        event=BROADCAST_EVENT,
+        customer_id=customer,
+        timestamp=occurrence,
+    )
+    attributes = None
+    if settings.index_runs:
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(JOURNEY_ID, plan.journey_id),
+                SearchAttributePair(JOURNEY_VERSION, plan.version),
+                SearchAttributePair(CUSTOMER, customer_hash(customer)),
+                SearchAttributePair(JOURNEY_STEP, plan.start),
+            ]
+        )
+    return await client.start_workflow(
+        "JourneyWorkflow",
+        JourneyInput(
+            journey_id=plan.journey_id,
+            plan_version=plan.version,
+            customer_id=customer,
+            trigger=trigger,
+            clock=settings.clock(),
+        ),
+        id=workflow_id(plan.journey_id, customer, None, occurrence_tag(occurrence)),
+        task_queue=settings.queue(JOURNEY_QUEUE),
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        search_attributes=attributes,
     )
 
 
