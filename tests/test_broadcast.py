@@ -166,7 +166,10 @@ async def test_pages_continue_as_new_and_the_same_occurrence_again_starts_nobody
         handle = await time_env.client.start_workflow(
             "BroadcastWorkflow",
             BroadcastInput(
-                journey_id=plan.journey_id, plan_version=plan.version, occurrence=MONDAY
+                journey_id=plan.journey_id,
+                plan_version=plan.version,
+                occurrence=MONDAY,
+                pages_per_execution=2,  # 3 pages: two in the first execution, one in the next
             ),
             id=f"broadcast-{uuid.uuid4()}",
             task_queue=prefix + BROADCAST_QUEUE,
@@ -310,3 +313,29 @@ def test_no_shop_event_starts_a_scheduled_journey() -> None:
     routes = Routes.of({plan.journey_id: plan})
     assert routes.triggers == {}
     assert routes.listeners == {"Unsubscribed": (plan,)}
+
+
+# --- the recorded executions replay against today's workflow ----------------------------------
+
+BROADCAST_HISTORIES = Path(__file__).parent / "broadcast_histories"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "one-page-per-execution",  # recorded before broadcast-pages-per-execution: 1 page, CAN
+        "pages-per-execution",  # since: the three pages of 1,200 profiles in one execution
+    ],
+)
+async def test_recorded_broadcast_executions_replay(name: str) -> None:
+    from temporalio.client import WorkflowHistory
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer
+
+    from workflows.broadcast import BroadcastWorkflow
+
+    text = (BROADCAST_HISTORIES / f"{name}.json").read_text()
+    history = WorkflowHistory.from_json(f"broadcast-{name}", text)
+    replayer = Replayer(workflows=[BroadcastWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure

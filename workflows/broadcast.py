@@ -8,9 +8,12 @@ occurrence is the input's, else the workflow's start time.
 
 Then it pages through the profiles in customer id order, one activity per page
 (:mod:`activities.audience`: the audience is evaluated there, on one page at a time, and each
-match enters as a trigger would enter them), and continues as new after each page with the
-cursor and the counts: its history stays a few events long whatever the audience's size, and
-a crash resumes at the page it was on. Every run it starts has a workflow id per customer and
+match enters as a trigger would enter them), and continues as new every
+``pages_per_execution`` pages (:data:`~workflows.broadcast_models.PAGES_PER_EXECUTION`, or when
+Temporal suggests it) with the cursor and the counts: its history stays bounded whatever the
+audience's size, and a crash resumes at the page it was on. (Until 2026-12 it continued after
+every page; such executions replay as they ran, ``broadcast-pages-per-execution``.)
+Every run it starts has a workflow id per customer and
 occurrence, so a page that is retried, or an occurrence run twice, starts nobody twice.
 
 Sandbox-only: temporalio and the passed-through models, no store, no clock but Temporal's.
@@ -53,41 +56,50 @@ class BroadcastWorkflow:
     @workflow.run
     async def run(self, request: BroadcastInput) -> BroadcastResult:
         occurrence = request.occurrence or self._occurrence()
-        page = await workflow.execute_activity(
-            BROADCAST_PAGE,
-            PageRequest(
-                journey_id=request.journey_id,
-                plan_version=request.plan_version,
-                occurrence=occurrence,
-                after=request.cursor,
-                page_size=request.page_size,
-                starts_per_second=request.starts_per_second,
-            ),
-            result_type=PageResult,
-            start_to_close_timeout=page_timeout(request),
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=RETRIES,
-        )
-        counts = request.counts.plus(page.counts)
-        pages = request.pages + 1
-        if page.cursor is None:
-            return BroadcastResult(
-                journey_id=request.journey_id,
-                plan_version=request.plan_version,
-                occurrence=occurrence,
-                pages=pages,
-                counts=counts,
+        counts, pages, cursor = request.counts, request.pages, request.cursor
+        read_here = 0
+        while True:
+            page = await workflow.execute_activity(
+                BROADCAST_PAGE,
+                PageRequest(
+                    journey_id=request.journey_id,
+                    plan_version=request.plan_version,
+                    occurrence=occurrence,
+                    after=cursor,
+                    page_size=request.page_size,
+                    starts_per_second=request.starts_per_second,
+                ),
+                result_type=PageResult,
+                start_to_close_timeout=page_timeout(request),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=RETRIES,
             )
-        workflow.continue_as_new(
-            request.model_copy(
-                update={
-                    "occurrence": occurrence,
-                    "cursor": page.cursor,
-                    "counts": counts,
-                    "pages": pages,
-                }
-            )
-        )
+            counts, pages, cursor = counts.plus(page.counts), pages + 1, page.cursor
+            read_here += 1
+            if cursor is None:
+                return BroadcastResult(
+                    journey_id=request.journey_id,
+                    plan_version=request.plan_version,
+                    occurrence=occurrence,
+                    pages=pages,
+                    counts=counts,
+                )
+            # patched 2026-12: several pages per execution (one each waited 1 s for the next)
+            if (
+                not workflow.patched("broadcast-pages-per-execution")
+                or read_here >= request.pages_per_execution
+                or workflow.info().is_continue_as_new_suggested()
+            ):
+                workflow.continue_as_new(
+                    request.model_copy(
+                        update={
+                            "occurrence": occurrence,
+                            "cursor": cursor,
+                            "counts": counts,
+                            "pages": pages,
+                        }
+                    )
+                )
 
     @staticmethod
     def _occurrence() -> datetime:

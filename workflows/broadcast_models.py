@@ -17,6 +17,11 @@ BROADCAST_SCHEDULE = "touchpoint-broadcast/"
 SCHEDULED_START = "TemporalScheduledStartTime"
 """The search attribute Temporal sets on a workflow a schedule started: the occurrence."""
 PAGE_SIZE = 500
+PAGES_PER_EXECUTION = 20
+"""Pages one execution reads before it continues as new (about 150 history events). Each new
+execution waits for the server's ``workflowIdReuseMinimalInterval`` (1 s by default) before its
+first task: one page per execution capped a broadcast at 500 profiles a second (BENCHMARKS.md,
+issue 19)."""
 DEFAULT_STARTS_PER_SECOND = 50.0
 
 
@@ -56,6 +61,7 @@ class BroadcastInput(Model):
     pages: int = 0
     page_size: int = PAGE_SIZE
     starts_per_second: float | None = None  # None: the plan's rate, else the project's
+    pages_per_execution: int = PAGES_PER_EXECUTION
 
 
 class PageRequest(Model):
