@@ -16,11 +16,13 @@ to :meth:`Ingestion.apply`, so a simulation runs exactly the production path:
 5. **route** its event, if it has one (:mod:`ingestion.router`): start the journeys it
    triggers, signal the runs that wait for it.
 
-Steps 1–3 and the profile read are one trip to the store's thread. If anything fails, the
-claim is released, so the sender's retry is processed: nothing is half done twice. The
-profile change of step 3 is undone too, unless another call changed the profile since, so the
-retry makes the same change and crosses the same segments again (runs its first attempt
-started are found by their workflow ids, and not started twice).
+After step 3 the call is appended to the event log (:mod:`store.event_log`), where one is
+kept. Steps 1–3, the profile read and the log entry are one trip to the store's thread. If
+anything fails, the claim is released and the log entry taken back, so the sender's retry is
+processed: nothing is half done twice. The profile change of step 3 is undone too, unless
+another call changed the profile since, so the retry makes the same change and crosses the
+same segments again (runs its first attempt started are found by their workflow ids, and not
+started twice).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingestion.segment import Ingest, with_template_names
+from store.event_log import EventLog
 from store.processed import ProcessedMessages
 from store.profiles import DEFAULT_MAX_TRAITS_BYTES, ProfileChange, ProfileStore, require_fits
 from workflows.models import Event, Profile
@@ -60,6 +63,7 @@ class _Recorded:
     profile: Profile | None = None
     linked: tuple[str, ...] = ()
     change: ProfileChange | None = None  # the profile before and after this call's update
+    logged: int | None = None  # the call's event log entry, if one is kept
 
 
 @dataclass
@@ -69,6 +73,7 @@ class Ingestion:
     route: RouteEvent
     max_profile_bytes: int = DEFAULT_MAX_TRAITS_BYTES  # profiles.max_bytes in touchpoint.yaml
     enter_segments: EnterSegments | None = None  # None: no segment journeys (tests, tools)
+    event_log: EventLog | None = None  # None: no event log (event_log.enabled: false)
 
     async def apply(self, call: Ingest, scope: str) -> Applied:
         """Apply one call from the source ``scope`` (a write key's scope, ``cli``, ``sim``)."""
@@ -106,6 +111,8 @@ class Ingestion:
         """Release the claim, and undo the profile change if nobody changed the profile since:
         the sender's retry is then processed as the first attempt was."""
         try:
+            if recorded.logged is not None and self.event_log is not None:
+                self.event_log.remove(recorded.logged)
             if recorded.change is not None:
                 self.profiles.undo(recorded.change)
         finally:  # whatever became of the profile, the retry must not be taken for a duplicate
@@ -128,6 +135,7 @@ class Ingestion:
         """Claim the message id, link identities, update the profile and read it back."""
         if not self.processed.claim(scope, call.message_id):
             return _Recorded(first=False)
+        change = None
         try:
             profiles = self.profiles
             customer = profiles.resolve(call.user_id, call.anonymous_id)
@@ -145,7 +153,6 @@ class Ingestion:
                 )
             if linking:
                 profiles.link(linking, customer)
-            change = None
             if call.traits is not None or call.locale or call.timezone:
                 change = profiles.change(
                     customer,
@@ -155,7 +162,8 @@ class Ingestion:
                     max_bytes=self.max_profile_bytes,
                 )
             if call.event is None:
-                return _Recorded(first=True, customer_id=customer, change=change)
+                logged = self._log(call, scope, customer, linking)
+                return _Recorded(first=True, customer_id=customer, change=change, logged=logged)
             profile, linked = profiles.get_with_links(customer)
             return _Recorded(
                 first=True,
@@ -163,10 +171,36 @@ class Ingestion:
                 profile=profile,
                 linked=tuple(linked),
                 change=change,
+                logged=self._log(call, scope, customer, linking),
             )
         except BaseException:
-            self.processed.release(scope, call.message_id)
+            try:
+                if change is not None:
+                    self.profiles.undo(change)
+            finally:
+                self.processed.release(scope, call.message_id)
             raise
+
+    def _log(self, call: Ingest, scope: str, customer: str, linking: str | None) -> int | None:
+        """Append the call to the event log (the last write of :meth:`_record`: a failure
+        before it leaves nothing to take back); its entry's id."""
+        if self.event_log is None:
+            return None
+        context = {
+            "locale": call.locale,
+            "timezone": call.timezone,
+            "linked": linking,
+            "traits": call.traits if call.event is not None else None,  # context.traits
+        }
+        return self.event_log.append(
+            customer,
+            "identify" if call.event is None else "track",
+            (call.traits or {}) if call.event is None else call.properties,
+            f"{scope}/{call.message_id}",
+            event=call.event,
+            context={name: value for name, value in context.items() if value},
+            timestamp=call.timestamp,
+        )
 
 
 def _call(customer_id: str, fields: dict[str, Any], **content: Any) -> Ingest:
