@@ -102,11 +102,14 @@ class EventLog:
         timestamp: datetime | None = None,
         received_at: datetime | None = None,
     ) -> int:
-        """Log one applied call; its id (the order). ``data`` or ``context`` over the cap is
-        cut (:func:`bounded`)."""
+        """Log one applied call; its id (the order). ``data`` (or a track's traits in
+        ``context``) over the cap is cut (:func:`bounded`)."""
         received = received_at or datetime.now(UTC)
         kept, truncated = bounded(data, self.max_bytes)
-        context, context_truncated = bounded(context or {}, self.max_bytes)
+        context = dict(context or {})
+        context_truncated = False
+        if isinstance(context.get("traits"), dict):  # a track's context.traits
+            context["traits"], context_truncated = bounded(context["traits"], self.max_bytes)
         with self.engine.begin() as db:
             inserted = db.execute(
                 insert(event_log).values(
