@@ -169,6 +169,14 @@ class EventLog:
         with self.engine.connect() as db:
             return [_logged(row) for row in db.execute(query)]
 
+    def tail(self, limit: int, since: datetime | None = None) -> list[LoggedEvent]:
+        """The last ``limit`` calls (received since ``since``), oldest of them first."""
+        query = select(event_log).order_by(event_log.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(event_log.c.received_at >= since)
+        with self.engine.connect() as db:
+            return [_logged(row) for row in reversed(db.execute(query).all())]
+
     def count(self, since: datetime | None = None, customers: Sequence[str] | None = None) -> int:
         query = select(func.count()).select_from(event_log)
         if since is not None:

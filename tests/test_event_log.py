@@ -11,18 +11,21 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from typer.testing import CliRunner
 
+from cli import app
 from config.project import EventLogSettings, ProjectConfig
 from ingestion.api import Api, create_app
 from ingestion.service import Ingestion
 from ops.export import Exporter
+from store.database import event_log
 from store.erasure import ErasureStore
 from store.event_log import EventLog, bounded, event_log_of
 from store.keys import WriteKeys
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
-from tests.conftest import Database, Routed
+from tests.conftest import ROOT, Database, Routed
 from tests.net import served
 
 KEY = b"k" * 32
@@ -237,3 +240,33 @@ async def test_export_caps_the_events_it_lists(
 
     assert [e["data"]["n"] for e in document["events"]] == [0, 1, 2]
     assert any("first 3" in note for note in document["notes"])
+
+
+def test_the_events_command_counts_and_tails_the_window(
+    cli: CliRunner, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = database.connect()
+    log = EventLog(engine)
+    for number in range(5):
+        log.append("max-1", "track", {"n": number}, f"cli/m-{number}", event="Product Viewed")
+    log.append("max-1", "identify", {"bio": "x" * 100}, "cli/i-1")
+    with engine.begin() as db:  # one call from two days ago: outside a 1d window
+        db.execute(
+            update(event_log)
+            .where(event_log.c.message_id == "cli/m-0")
+            .values(received_at=datetime.now(UTC) - timedelta(days=2))
+        )
+    monkeypatch.setenv("TOUCHPOINT_DATABASE_URL", database.url)
+
+    counted = cli.invoke(app, ["events", "count", "-C", str(ROOT)])
+    assert (counted.exit_code, counted.stdout.strip()) == (0, "5")
+    assert cli.invoke(app, ["events", "count", "--since", "3d", "-C", str(ROOT)]).stdout == "6\n"
+    tail = cli.invoke(app, ["events", "tail", "--limit", "2", "-C", str(ROOT)])
+    assert tail.exit_code == 0, tail.output
+    first, second = tail.stdout.splitlines()
+    assert "max-1" in first and "Product Viewed" in first and '{"n":4}' in first
+    assert (
+        "identify" in second and second.endswith("…") and "2 of 5 call(s) since 1d" in tail.stderr
+    )
+    wrong = cli.invoke(app, ["events", "tail", "--since", "soon", "-C", str(ROOT)])
+    assert wrong.exit_code == 2 and "--since 'soon' is not a duration" in wrong.stderr
