@@ -16,9 +16,10 @@ to :meth:`Ingestion.apply`, so a simulation runs exactly the production path:
 5. **route** its event, if it has one (:mod:`ingestion.router`): start the journeys it
    triggers, signal the runs that wait for it.
 
-After step 3 the call is appended to the event log (:mod:`store.event_log`), where one is
-kept. Steps 1–3, the profile read and the log entry are one trip to the store's thread. If
-anything fails, the claim is released and the log entry taken back, so the sender's retry is
+Step 1 also writes the call to the event log (:mod:`store.event_log`), where one is kept, in
+the claim's transaction (who the call is about is resolved just before). Steps 1–3 and the
+profile read are one trip to the store's thread. If anything fails (or step 3 refuses the
+call), the claim is released and the log entry taken back, so the sender's retry is
 processed: nothing is half done twice. The profile change of step 3 is undone too, unless
 another call changed the profile since, so the retry makes the same change and crosses the
 same segments again (runs its first attempt started are found by their workflow ids, and not
@@ -33,6 +34,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import Connection
 
 from ingestion.segment import Ingest, with_template_names
 from store.event_log import EventLog
@@ -132,16 +135,24 @@ class Ingestion:
         return await self.apply(call, scope)
 
     def _record(self, call: Ingest, scope: str) -> _Recorded:
-        """Claim the message id, link identities, update the profile and read it back."""
-        if not self.processed.claim(scope, call.message_id):
+        """Claim the message id (and log the call, in the same transaction), link identities,
+        update the profile and read it back."""
+        profiles = self.profiles
+        customer = profiles.resolve(call.user_id, call.anonymous_id)
+        linking = call.previous_id or (
+            call.anonymous_id if call.anonymous_id and call.anonymous_id != customer else None
+        )
+        logged: list[int] = []
+
+        def log_it(db: Connection) -> None:
+            logged.append(self._log(db, call, scope, customer, linking))
+
+        also = log_it if self.event_log is not None else None
+        if not self.processed.claim(scope, call.message_id, also=also):
             return _Recorded(first=False)
+        entry = logged[0] if logged else None
         change = None
         try:
-            profiles = self.profiles
-            customer = profiles.resolve(call.user_id, call.anonymous_id)
-            linking = call.previous_id or (
-                call.anonymous_id if call.anonymous_id and call.anonymous_id != customer else None
-            )
             traits = with_template_names(call.traits or {})
             if traits or linking:  # the whole change fits, or nothing of it is written
                 require_fits(
@@ -162,8 +173,7 @@ class Ingestion:
                     max_bytes=self.max_profile_bytes,
                 )
             if call.event is None:
-                logged = self._log(call, scope, customer, linking)
-                return _Recorded(first=True, customer_id=customer, change=change, logged=logged)
+                return _Recorded(first=True, customer_id=customer, change=change, logged=entry)
             profile, linked = profiles.get_with_links(customer)
             return _Recorded(
                 first=True,
@@ -171,28 +181,25 @@ class Ingestion:
                 profile=profile,
                 linked=tuple(linked),
                 change=change,
-                logged=self._log(call, scope, customer, linking),
+                logged=entry,
             )
         except BaseException:
-            try:
-                if change is not None:
-                    self.profiles.undo(change)
-            finally:
-                self.processed.release(scope, call.message_id)
+            self._undo(_Recorded(first=True, change=change, logged=entry), scope, call.message_id)
             raise
 
-    def _log(self, call: Ingest, scope: str, customer: str, linking: str | None) -> int | None:
-        """Append the call to the event log (the last write of :meth:`_record`: a failure
-        before it leaves nothing to take back); its entry's id."""
-        if self.event_log is None:
-            return None
+    def _log(
+        self, db: Connection, call: Ingest, scope: str, customer: str, linking: str | None
+    ) -> int:
+        """Write the call's event log entry in the claim's transaction ``db``; its id."""
+        assert self.event_log is not None
         context = {
             "locale": call.locale,
             "timezone": call.timezone,
             "linked": linking,
             "traits": call.traits if call.event is not None else None,  # context.traits
         }
-        return self.event_log.append(
+        return self.event_log.write(
+            db,
             customer,
             "identify" if call.event is None else "track",
             (call.traits or {}) if call.event is None else call.properties,

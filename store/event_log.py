@@ -1,11 +1,11 @@
 """The event log: the calls the ingestion service applied, per customer, in order.
 
-:meth:`Ingestion.apply <ingestion.service.Ingestion.apply>` appends one row per call it
+:meth:`Ingestion.apply <ingestion.service.Ingestion.apply>` writes one row per call it
 processes — a track (track, page, screen: its event and properties) or an identify (its
-traits, locale, timezone, the id it linked) — after the call's claim and profile change, and
-deletes it again if the call fails and is released for the sender's retry. A duplicate is not
-processed, so it is logged once; a refused call (bad request, too large a profile) is not
-logged at all. The row's id is the order the calls were applied in.
+traits, locale, timezone, the id it linked) — in the transaction that claims the call's
+message id, and deletes it again if the call is then refused (too large a profile) or fails
+and is released for the sender's retry. A duplicate is not processed, so it is logged once; a
+refused call is not logged at all. The row's id is the order the calls were claimed in.
 
 It is bounded twice: a call's data larger than ``event_log.max_bytes`` keeps its smallest
 fields up to the cap and is flagged ``truncated``; rows older than
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from store.database import event_log, utc
 
@@ -37,6 +37,7 @@ DEFAULT_MAX_BYTES = 16_384
 """A call's data (properties or traits, as compact JSON) kept in full up to this size."""
 PAGE = 1_000
 """Rows read per query by :meth:`EventLog.read`."""
+_INSERT = insert(event_log)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,15 @@ class EventLog:
         self.max_bytes = max_bytes  # event_log.max_bytes in touchpoint.yaml
 
     def append(
+        self, customer_id: str, kind: Kind, data: dict[str, Any], message_id: str, **fields: Any
+    ) -> int:
+        """Log one applied call in a transaction of its own; its id (see :meth:`write`)."""
+        with self.engine.begin() as db:
+            return self.write(db, customer_id, kind, data, message_id, **fields)
+
+    def write(
         self,
+        db: Connection,
         customer_id: str,
         kind: Kind,
         data: dict[str, Any],
@@ -102,7 +111,8 @@ class EventLog:
         timestamp: datetime | None = None,
         received_at: datetime | None = None,
     ) -> int:
-        """Log one applied call; its id (the order). ``data`` (or a track's traits in
+        """Log one applied call in ``db``'s transaction (the ingestion service's: the one that
+        claims its message id); its id (the order). ``data`` (or a track's traits in
         ``context``) over the cap is cut (:func:`bounded`)."""
         received = received_at or datetime.now(UTC)
         kept, truncated = bounded(data, self.max_bytes)
@@ -110,26 +120,26 @@ class EventLog:
         context_truncated = False
         if isinstance(context.get("traits"), dict):  # a track's context.traits
             context["traits"], context_truncated = bounded(context["traits"], self.max_bytes)
-        with self.engine.begin() as db:
-            inserted = db.execute(
-                insert(event_log).values(
-                    customer_id=customer_id,
-                    kind=kind,
-                    event=event,
-                    data=kept,
-                    context=context or None,
-                    truncated=truncated or context_truncated,
-                    timestamp=timestamp or received,
-                    received_at=received,
-                    message_id=message_id,
-                )
-            )
-            key = inserted.inserted_primary_key
-            assert key is not None, "an insert of one row has its primary key"
-            return int(key[0])
+        inserted = db.execute(
+            _INSERT,  # built once: building a statement per call cost more than running it
+            {
+                "customer_id": customer_id,
+                "kind": kind,
+                "event": event,
+                "data": kept,
+                "context": context or None,
+                "truncated": truncated or context_truncated,
+                "timestamp": timestamp or received,
+                "received_at": received,
+                "message_id": message_id,
+            },
+        )
+        key = inserted.inserted_primary_key
+        assert key is not None, "an insert of one row has its primary key"
+        return int(key[0])
 
     def remove(self, entry_id: int) -> None:
-        """Take back an entry whose call failed (the retry logs it again)."""
+        """Take back an entry whose call failed or was refused (a retry logs it again)."""
         with self.engine.begin() as db:
             db.execute(delete(event_log).where(event_log.c.id == entry_id))
 
