@@ -111,8 +111,9 @@ class Ingestion:
         return Applied(customer_id=recorded.customer_id, event=event, routed=routed)
 
     def _undo(self, recorded: _Recorded, scope: str, message_id: str) -> None:
-        """Release the claim, and undo the profile change if nobody changed the profile since:
-        the sender's retry is then processed as the first attempt was."""
+        """Release the claim, take the event log's entry back, and undo the profile change if
+        nobody changed the profile since: the sender's retry is then processed as the first
+        attempt was."""
         try:
             if recorded.logged is not None and self.event_log is not None:
                 self.event_log.remove(recorded.logged)
