@@ -211,8 +211,8 @@ class PrivacyActivities:
 
     @activity.defn(name=ERASE_PROFILE)
     async def erase_profile(self, subjects: ErasureSubjects) -> int:
-        """Delete the profiles, consent records and topic choices, aliases and plain
-        suppressions."""
+        """Delete the profiles, consent records and topic choices, event log rows, aliases and
+        plain suppressions."""
         store = self.erasures
         await asyncio.to_thread(store.delete_customer, subjects.ids, subjects.addresses)
         return len(subjects.ids)
