@@ -51,7 +51,7 @@ CHANNELS_OF = {MARKETING: ["email"], "sms": ["sms"]}
 """The channels each consent topic covers (:mod:`store.consent`)."""
 QUERY_SECONDS = 5.0  # a running run's state query; without a worker, the history is used
 MAX_MESSAGES = 100_000
-MAX_EVENTS = 100_000
+MAX_EVENTS = 10_000  # up to event_log.max_bytes each: the document stays in memory
 
 
 @dataclass
