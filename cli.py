@@ -1012,6 +1012,62 @@ def outbox_command(
         raise typer.Exit(1) from None
 
 
+events_app = typer.Typer(
+    help="The event log: the calls the API accepted, per customer, in order.",
+    no_args_is_help=True,
+)
+app.add_typer(events_app, name="events")
+SinceOption = Annotated[
+    str, typer.Option(help="Calls received within this long: 1d, 7d, 30d, 12h …")
+]
+
+
+@events_app.command("tail")
+def events_tail_command(
+    since: SinceOption = "1d",
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, the newest.")] = 20,
+    project: ProjectOption = Path("."),
+) -> None:
+    """The newest calls in the event log, oldest of them first."""
+    from ops.events import event_lines, open_event_log
+
+    start = _since(since)
+    log = open_event_log(project.resolve())
+    try:
+        events, total = log.tail(limit, start), log.count(start)
+    finally:
+        log.engine.dispose()
+    if events:
+        for line in aligned(event_lines(events)):
+            typer.echo(line)
+    typer.echo(f"{len(events)} of {total} call(s) since {since}", err=True)
+
+
+@events_app.command("count")
+def events_count_command(since: SinceOption = "1d", project: ProjectOption = Path(".")) -> None:
+    """How many calls the event log holds from this window."""
+    from ops.events import open_event_log
+
+    start = _since(since)
+    log = open_event_log(project.resolve())
+    try:
+        typer.echo(log.count(start))
+    finally:
+        log.engine.dispose()
+
+
+def _since(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    from ops.stats import since_of
+
+    try:
+        return since_of(text, datetime.now(UTC))
+    except ValueError as error:
+        typer.secho(f"✗ --since {error}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
 class JourneysCommands(TyperGroup):
     """``touchpoint journeys`` lists the journeys, ``touchpoint journeys JOURNEY`` shows one."""
 

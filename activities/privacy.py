@@ -26,6 +26,7 @@ from activities.email import maildir
 from activities.errors import permanent
 from config.project import ProjectConfig, RetentionSettings
 from store.erasure import ErasureStore
+from store.event_log import EventLog
 from store.ledger import Ledger
 from store.processed import ProcessedMessages
 from workflows.models import JourneyInput, customer_hash
@@ -210,8 +211,8 @@ class PrivacyActivities:
 
     @activity.defn(name=ERASE_PROFILE)
     async def erase_profile(self, subjects: ErasureSubjects) -> int:
-        """Delete the profiles, consent records and topic choices, aliases and plain
-        suppressions."""
+        """Delete the profiles, consent records and topic choices, event log rows, aliases and
+        plain suppressions."""
         store = self.erasures
         await asyncio.to_thread(store.delete_customer, subjects.ids, subjects.addresses)
         return len(subjects.ids)
@@ -226,7 +227,8 @@ class PrivacyActivities:
 
     @activity.defn(name=APPLY_RETENTION)
     async def apply_retention(self, request: RetentionRequest) -> RetentionResult:
-        """Delete processed message ids, ledger rows and outbox files older than configured."""
+        """Delete processed message ids, ledger rows, event log rows and outbox files older
+        than configured."""
         settings = self.retention or RetentionSettings()
         now = datetime.now(UTC)
 
@@ -235,16 +237,24 @@ class PrivacyActivities:
                 now, keep=timedelta(hours=settings.processed_ids_hours)
             )
             ledger = Ledger(self.engine).purge(now - timedelta(days=settings.ledger_days))
+            logged = EventLog(self.engine).purge(now - timedelta(days=settings.event_log_days))
             outbox = 0
             if self.outbox is not None:
                 outbox = maildir.purge(self.outbox, now - timedelta(days=settings.outbox_days))
-            return RetentionResult(processed_ids=processed, ledger_rows=ledger, outbox_files=outbox)
+            return RetentionResult(
+                processed_ids=processed,
+                ledger_rows=ledger,
+                outbox_files=outbox,
+                event_log_rows=logged,
+            )
 
         result = await asyncio.to_thread(apply)
         log.info(
-            "retention: %d processed id(s), %d ledger row(s), %d outbox file(s) deleted",
+            "retention: %d processed id(s), %d ledger row(s), %d event log row(s), "
+            "%d outbox file(s) deleted",
             result.processed_ids,
             result.ledger_rows,
+            result.event_log_rows,
             result.outbox_files,
         )
         return result

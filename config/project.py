@@ -171,6 +171,22 @@ class ProfileSettings(Model):
     )
 
 
+class EventLogSettings(Model):
+    """The event log (docs/operations.md, "The event log"): the calls the API accepted, per
+    customer, in order — what replaying journeys against real events reads."""
+
+    enabled: bool = Field(
+        True, description="log each accepted track, page, screen and identify call in the store"
+    )
+    max_bytes: int = Field(
+        16_384,
+        ge=1_024,
+        le=1_048_576,
+        description="the most a call's properties (or traits) take in the log, as compact JSON "
+        "in bytes; a larger call keeps its smallest fields up to it and is flagged truncated",
+    )
+
+
 class RetentionSettings(Model):
     """How long personal data is kept (docs/privacy.md, "Retention"). The worker registers a
     Temporal Schedule that deletes what is older, every ``every_hours``."""
@@ -190,6 +206,9 @@ class RetentionSettings(Model):
         description="message ids seen by the ingestion API (the deduplication window, at least "
         "48 hours) and the provider events among them",
     )
+    event_log_days: int = Field(
+        30, ge=1, description="event log rows (the calls the API accepted) older than this go"
+    )
     outbox_days: int = Field(30, ge=1, description="Maildir outbox files older than this go")
     every_hours: int = Field(24, ge=1, le=168, description="how often the retention job runs")
 
@@ -200,6 +219,7 @@ class ProjectConfig(Model):
     defaults: Defaults = Defaults()
     profiles: ProfileSettings = ProfileSettings()
     retention: RetentionSettings = RetentionSettings()
+    event_log: EventLogSettings = EventLogSettings()
     policies: PolicySettings = PolicySettings()
     topics: dict[Slug, Topic] = Field(
         default_factory=dict, description="subscription topics customers choose between, by id"

@@ -16,11 +16,14 @@ to :meth:`Ingestion.apply`, so a simulation runs exactly the production path:
 5. **route** its event, if it has one (:mod:`ingestion.router`): start the journeys it
    triggers, signal the runs that wait for it.
 
-Steps 1–3 and the profile read are one trip to the store's thread. If anything fails, the
-claim is released, so the sender's retry is processed: nothing is half done twice. The
-profile change of step 3 is undone too, unless another call changed the profile since, so the
-retry makes the same change and crosses the same segments again (runs its first attempt
-started are found by their workflow ids, and not started twice).
+Step 1 also writes the call to the event log (:mod:`store.event_log`), where one is kept, in
+the claim's transaction (who the call is about is resolved just before). Steps 1–3 and the
+profile read are one trip to the store's thread. If anything fails (or step 3 refuses the
+call), the claim is released and the log entry taken back, so the sender's retry is
+processed: nothing is half done twice. The profile change of step 3 is undone too, unless
+another call changed the profile since, so the retry makes the same change and crosses the
+same segments again (runs its first attempt started are found by their workflow ids, and not
+started twice).
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from ingestion.segment import Ingest, with_template_names
+from store.event_log import EventLog
 from store.processed import ProcessedMessages
 from store.profiles import DEFAULT_MAX_TRAITS_BYTES, ProfileChange, ProfileStore, require_fits
 from workflows.models import Event, Profile
@@ -60,6 +66,7 @@ class _Recorded:
     profile: Profile | None = None
     linked: tuple[str, ...] = ()
     change: ProfileChange | None = None  # the profile before and after this call's update
+    logged: int | None = None  # the call's event log entry, if one is kept
 
 
 @dataclass
@@ -69,6 +76,7 @@ class Ingestion:
     route: RouteEvent
     max_profile_bytes: int = DEFAULT_MAX_TRAITS_BYTES  # profiles.max_bytes in touchpoint.yaml
     enter_segments: EnterSegments | None = None  # None: no segment journeys (tests, tools)
+    event_log: EventLog | None = None  # None: no event log (event_log.enabled: false)
 
     async def apply(self, call: Ingest, scope: str) -> Applied:
         """Apply one call from the source ``scope`` (a write key's scope, ``cli``, ``sim``)."""
@@ -103,9 +111,12 @@ class Ingestion:
         return Applied(customer_id=recorded.customer_id, event=event, routed=routed)
 
     def _undo(self, recorded: _Recorded, scope: str, message_id: str) -> None:
-        """Release the claim, and undo the profile change if nobody changed the profile since:
-        the sender's retry is then processed as the first attempt was."""
+        """Release the claim, take the event log's entry back, and undo the profile change if
+        nobody changed the profile since: the sender's retry is then processed as the first
+        attempt was."""
         try:
+            if recorded.logged is not None and self.event_log is not None:
+                self.event_log.remove(recorded.logged)
             if recorded.change is not None:
                 self.profiles.undo(recorded.change)
         finally:  # whatever became of the profile, the retry must not be taken for a duplicate
@@ -125,15 +136,24 @@ class Ingestion:
         return await self.apply(call, scope)
 
     def _record(self, call: Ingest, scope: str) -> _Recorded:
-        """Claim the message id, link identities, update the profile and read it back."""
-        if not self.processed.claim(scope, call.message_id):
+        """Claim the message id (and log the call, in the same transaction), link identities,
+        update the profile and read it back."""
+        profiles = self.profiles
+        customer = profiles.resolve(call.user_id, call.anonymous_id)
+        linking = call.previous_id or (
+            call.anonymous_id if call.anonymous_id and call.anonymous_id != customer else None
+        )
+        logged: list[int] = []
+
+        def log_it(db: Connection) -> None:
+            logged.append(self._log(db, call, scope, customer, linking))
+
+        also = log_it if self.event_log is not None else None
+        if not self.processed.claim(scope, call.message_id, also=also):
             return _Recorded(first=False)
+        entry = logged[0] if logged else None
+        change = None
         try:
-            profiles = self.profiles
-            customer = profiles.resolve(call.user_id, call.anonymous_id)
-            linking = call.previous_id or (
-                call.anonymous_id if call.anonymous_id and call.anonymous_id != customer else None
-            )
             traits = with_template_names(call.traits or {})
             if traits or linking:  # the whole change fits, or nothing of it is written
                 require_fits(
@@ -145,7 +165,6 @@ class Ingestion:
                 )
             if linking:
                 profiles.link(linking, customer)
-            change = None
             if call.traits is not None or call.locale or call.timezone:
                 change = profiles.change(
                     customer,
@@ -155,7 +174,7 @@ class Ingestion:
                     max_bytes=self.max_profile_bytes,
                 )
             if call.event is None:
-                return _Recorded(first=True, customer_id=customer, change=change)
+                return _Recorded(first=True, customer_id=customer, change=change, logged=entry)
             profile, linked = profiles.get_with_links(customer)
             return _Recorded(
                 first=True,
@@ -163,10 +182,33 @@ class Ingestion:
                 profile=profile,
                 linked=tuple(linked),
                 change=change,
+                logged=entry,
             )
         except BaseException:
-            self.processed.release(scope, call.message_id)
+            self._undo(_Recorded(first=True, change=change, logged=entry), scope, call.message_id)
             raise
+
+    def _log(
+        self, db: Connection, call: Ingest, scope: str, customer: str, linking: str | None
+    ) -> int:
+        """Write the call's event log entry in the claim's transaction ``db``; its id."""
+        assert self.event_log is not None
+        context = {
+            "locale": call.locale,
+            "timezone": call.timezone,
+            "linked": linking,
+            "traits": call.traits if call.event is not None else None,  # context.traits
+        }
+        return self.event_log.write(
+            db,
+            customer,
+            "identify" if call.event is None else "track",
+            (call.traits or {}) if call.event is None else call.properties,
+            f"{scope}/{call.message_id}",
+            event=call.event,
+            context={name: value for name, value in context.items() if value},
+            timestamp=call.timestamp,
+        )
 
 
 def _call(customer_id: str, fields: dict[str, Any], **content: Any) -> Ingest:

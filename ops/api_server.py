@@ -27,6 +27,7 @@ from store.consent import ConsentStore
 from store.database import connect as connect_store
 from store.deployments import Deployments
 from store.entries import EntryStore
+from store.event_log import event_log_of
 from store.keys import ADMIN, WRITE, WriteKeys
 from store.plans import PlanStore
 from store.processed import ProcessedMessages
@@ -81,6 +82,7 @@ async def build_api(project: Path, deploy: bool = False) -> Api:
             router.route,
             max_profile_bytes=report.config.profiles.max_bytes,
             enter_segments=router.enter_segments,
+            event_log=event_log_of(engine, report.config.event_log),
         ),
         keys=WriteKeys(engine),
         unsubscribe=unsubscriber.withdraw,

@@ -6,7 +6,8 @@
 * the store: the profile (and the anonymous ids linked to it), consent (all marketing email,
   SMS) and the choices per subscription topic and channel (``topic_consent``),
   the suppression of the profile's address with its audit, the journey entries, the ledger's
-  messages;
+  messages, the calls the API accepted about them (the event log: ``events``, the first
+  ``MAX_EVENTS`` in order);
 * Temporal: every run found by the hashed customer id search attribute (the customer's own id
   and each linked anonymous id), each execution's history read for its trigger and the events
   signalled to it, and its timeline — from its result when it completed, from the input it
@@ -34,6 +35,7 @@ from activities.email.maildir import list_messages
 from store.analytics import Analytics
 from store.consent import CATEGORIES, MARKETING
 from store.database import consent, journey_entries, profiles, utc
+from store.event_log import EventLog
 from store.ledger import Delivery, Ledger
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
@@ -49,6 +51,7 @@ CHANNELS_OF = {MARKETING: ["email"], "sms": ["sms"]}
 """The channels each consent topic covers (:mod:`store.consent`)."""
 QUERY_SECONDS = 5.0  # a running run's state query; without a worker, the history is used
 MAX_MESSAGES = 100_000
+MAX_EVENTS = 10_000  # up to event_log.max_bytes each: the document stays in memory
 
 
 @dataclass
@@ -66,6 +69,10 @@ class Exporter:
         runs, keys, notes = await self._runs(ids)
         recorded = await asyncio.to_thread(self._recorded_runs, ids)
         entries = await asyncio.to_thread(self._entries, ids, keys)
+        events = await asyncio.to_thread(EventLog(self.engine).of_customers, ids, MAX_EVENTS + 1)
+        if len(events) > MAX_EVENTS:
+            notes.append(f"events: the first {MAX_EVENTS} of the event log's calls; there are more")
+            events = events[:MAX_EVENTS]
         messages = held.pop("messages")
         _attach_provider_events(messages, runs)
         document: dict[str, Any] = {
@@ -78,6 +85,7 @@ class Exporter:
             "runs": runs,
             "recorded_runs": recorded,
             "messages": messages,
+            "events": [event.as_json() for event in events],
             "notes": notes,
         }
         document["found"] = bool(
@@ -89,12 +97,14 @@ class Exporter:
             or messages
             or entries
             or recorded
+            or events
         ) or any(c["status"] != "not withdrawn" for c in held["consent"].values())
         log.info(
-            "exported a customer: %d run(s), %d message(s), %d entry record(s)",
+            "exported a customer: %d run(s), %d message(s), %d entry record(s), %d event(s)",
             len(runs),
             len(messages),
             len(entries),
+            len(events),
         )
         return document
 

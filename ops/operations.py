@@ -22,6 +22,7 @@ from ingestion.service import Applied, Ingestion
 from language.validator import require_valid
 from store.database import connect as connect_store
 from store.entries import EntryStore
+from store.event_log import event_log_of
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from workflows.models import CancelRequest, Outcome, Profile, RunView, customer_hash
@@ -63,6 +64,7 @@ class Emitter:
                 router.route,
                 max_profile_bytes=config.profiles.max_bytes,
                 enter_segments=router.enter_segments,
+                event_log=event_log_of(engine, config.event_log),
             )
         )
 

@@ -274,6 +274,26 @@ message_events = Table(
     Column("day", String(10), nullable=False),
 )
 
+# --- the event log (store/event_log.py): the calls the ingestion API accepted, per customer,
+# in order — the raw material for replaying journeys. Personal data, like the profile: kept
+# ``retention.event_log_days``, erased with the customer, exported.
+event_log = Table(
+    "event_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the order they were applied
+    Column("customer_id", String(200), nullable=False),  # the shop's id, as the profile's
+    Column("kind", String(16), nullable=False),  # track (track, page, screen) or identify
+    Column("event", String(200), nullable=True),  # a track's event name
+    Column("data", JSON, nullable=False),  # a track's properties, an identify's traits
+    Column("context", JSON, nullable=True),  # an identify's locale, timezone, linked id
+    Column("truncated", Boolean, nullable=False, default=False),  # data cut to the size cap
+    Column("timestamp", DateTime(timezone=True), nullable=False),  # the event's own time
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("message_id", String(300), nullable=False),  # "scope/message id", as the router's
+)
+Index("ix_event_log_customer_id_id", event_log.c.customer_id, event_log.c.id)
+Index("ix_event_log_received_at", event_log.c.received_at)
+
 DRIVER_PACKAGES = {
     "psycopg": "'psycopg[binary]'",
     "psycopg2": "psycopg2-binary",

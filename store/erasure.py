@@ -1,6 +1,7 @@
 """Erasing a customer from the store (``touchpoint forget``), and what stays to honour it.
 
-What goes: the profile, its consent records (and topic choices), its aliases (and the
+What goes: the profile, its consent records (and topic choices), its event log rows (the
+calls the API accepted about it), its aliases (and the
 profiles of the anonymous ids linked to it), its journey entries, and every link from the
 delivery ledger back to the customer (the ledger row stays for counts: journey, step, channel,
 status and time), and from the journey analytics (``journey_runs.customer``, and a failed run's
@@ -35,6 +36,7 @@ from store.database import (
     deliveries,
     erased_addresses,
     erasures,
+    event_log,
     journey_entries,
     journey_runs,
     profiles,
@@ -239,7 +241,8 @@ class ErasureStore:
             ).rowcount
 
     def delete_customer(self, ids: Sequence[str], addresses: Sequence[str]) -> None:
-        """Delete the profiles, consent records (topic choices too) and aliases of ``ids``,
+        """Delete the profiles, consent records (topic choices too), aliases and event log
+        rows of ``ids``,
         and the plain suppressions of ``addresses`` (kept as hashes by :meth:`keep_addresses`
         first); the suppression audit keeps its rows, under the address's hash. The analytics'
         runs of ``ids`` lose their link to the customer (:meth:`forget_runs`)."""
@@ -253,6 +256,7 @@ class ErasureStore:
                 )
             )
             db.execute(delete(profiles).where(profiles.c.customer_id.in_(ids)))
+            db.execute(delete(event_log).where(event_log.c.customer_id.in_(ids)))
             db.execute(delete(suppressions).where(suppressions.c.address.in_(addresses)))
             for address in addresses:
                 db.execute(

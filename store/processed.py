@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Connection, Engine, delete
 
 from store.atomic import insert_new
 from store.database import processed_messages
@@ -20,15 +22,21 @@ class ProcessedMessages:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def claim(self, scope: str, message_id: str) -> bool:
+    def claim(
+        self, scope: str, message_id: str, also: Callable[[Connection], Any] | None = None
+    ) -> bool:
         """``True`` the first time ``message_id`` is seen from ``scope``: of two API processes
-        given the same message at once, the primary key lets exactly one insert it."""
+        given the same message at once, the primary key lets exactly one insert it. ``also``
+        writes in the same transaction, when the claim is won (the event log's entry)."""
         with self.engine.begin() as db:
-            return insert_new(
+            claimed = insert_new(
                 db,
                 processed_messages,
                 {"scope": scope, "message_id": message_id, "received_at": datetime.now(UTC)},
             )
+            if claimed and also is not None:
+                also(db)
+            return claimed
 
     def release(self, scope: str, message_id: str) -> None:
         """Forget a claim whose processing failed, so the sender's retry is processed."""

@@ -453,6 +453,17 @@ async def test_emit_and_runs_commands(
     )
     from_file = await run("emit", "--file", str(calls))
     assert from_file.strip() == "3 call(s): 1 identified, 1 started"
+    # the event log has every call these commands applied, and not the refused identify
+    assert (await run("events", "count")).strip() == "6"
+    tail = (await run("events", "tail")).splitlines()
+    assert [line.split()[2:4] for line in tail] == [
+        [customer, "identify"],
+        [customer, "track"],
+        [customer, "track"],
+        [other, "identify"],
+        [other, "track"],
+        [other, "track"],
+    ]
     listed = ""
     for _ in range(50):  # visibility is eventually consistent
         listed = await run("runs", "list", "--customer", customer)

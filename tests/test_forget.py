@@ -31,6 +31,7 @@ from store.consent import ConsentStore
 from store.database import metadata
 from store.entries import EntryStore
 from store.erasure import ErasureStore
+from store.event_log import EventLog
 from store.ledger import Ledger
 from store.profiles import ProfileStore
 from tests.conftest import ROOT, Database
@@ -176,6 +177,10 @@ async def test_forget_erases_a_customer_everywhere(
         profiles.link(anonymous, customer)
         consent.withdraw(customer, "STOP", category="sms")
         profiles.upsert(other, {"email": "max@example.com"})
+        log = EventLog(engine)  # the calls the API took: a visit, then the sign-up
+        log.append(anonymous, "track", {"path": "/laptops"}, "key/a-1", event="Page Viewed")
+        log.append(customer, "identify", {"email": EMAIL}, "key/i-1", context={"linked": anonymous})
+        log.append(other, "identify", {"email": "max@example.com"}, "key/i-2")
         runs = await route(customer, "Signed Up")
         runs += await route(customer, "Order Completed", order_id="O-1", products=[])
         runs += await route(other, "Signed Up")
@@ -209,6 +214,7 @@ async def test_forget_erases_a_customer_everywhere(
         assert [m.to for m in list_messages(outbox)] == ["max@example.com"]
         assert counts(engine) == before, "counts stay"
         assert profiles.get(customer) is None and profiles.get(anonymous) is None
+        assert [e.customer_id for e in log.read()] == [other]
         [record] = erasures.records(erased.customer)
         assert (record.request_id, record.actor) == ("T-1", "dpo")
         assert record.completed_at is not None

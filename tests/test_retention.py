@@ -1,6 +1,7 @@
 """Retention: the schedule a worker registers (idempotently) runs the retention workflow on the
-real dev server, which deletes processed ids, ledger rows and outbox files older than
-configured and keeps the newer ones; the namespace's retention of closed runs is checked."""
+real dev server, which deletes processed ids, ledger rows, event log rows and outbox files
+older than configured and keeps the newer ones; the namespace's retention of closed runs is
+checked."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from activities.privacy import PrivacyActivities
 from config.project import ProjectConfig, RetentionSettings
 from config.settings import load_settings
 from ops.retention import namespace_retention, register_schedule, retention_warning
-from store.database import deliveries, processed_messages
+from store.database import deliveries, event_log, processed_messages
+from store.event_log import EventLog
 from store.ledger import Ledger
 from store.processed import ProcessedMessages
 from tests.conftest import Database
 from tests.temporal import running_workers
 
-RETENTION = RetentionSettings(ledger_days=30, processed_ids_hours=72, outbox_days=7)
+RETENTION = RetentionSettings(
+    ledger_days=30, processed_ids_hours=72, outbox_days=7, event_log_days=10
+)
 
 
 def outbox_file(outbox: Path, message_id: str, age: timedelta) -> None:
@@ -60,6 +64,16 @@ async def test_the_retention_schedule_deletes_what_is_older_than_configured(
                 .where(processed_messages.c.message_id == message_id)
                 .values(received_at=now - age)
             )
+    log = EventLog(engine)
+    for message_id, age in (
+        ("cli/old-event", timedelta(days=11)),
+        ("cli/new-event", timedelta(days=9)),
+    ):
+        entry = log.append("c-1", "track", {}, message_id, event="Product Viewed")
+        with engine.begin() as db:
+            db.execute(
+                update(event_log).where(event_log.c.id == entry).values(received_at=now - age)
+            )
     outbox = tmp_path / "outbox"
     outbox_file(outbox, "old-mail", timedelta(days=8))
     outbox_file(outbox, "new-mail", timedelta(days=6))
@@ -85,6 +99,7 @@ async def test_the_retention_schedule_deletes_what_is_older_than_configured(
 
     assert ledger.get("old-send") is None and ledger.get("new-send") is not None
     assert [m.subject for m in list_messages(outbox)] == ["new-mail"]
+    assert [e.message_id for e in log.read()] == ["cli/new-event"]
     assert not processed.claim("key:test", "new-call"), "still within its window"
     assert processed.claim("key:test", "old-call"), "purged: a new call with the id is new"
 

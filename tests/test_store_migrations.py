@@ -19,7 +19,7 @@ from store.profiles import ProfileStore
 from tests.conftest import Database, processes_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0011"
+HEAD = "0012"
 
 
 def test_a_new_database_is_migrated_to_the_newest_revision(database: Database) -> None:
@@ -33,6 +33,7 @@ def test_a_new_database_is_migrated_to_the_newest_revision(database: Database) -
         "processed_messages",
         "consent",
         "write_keys",
+        "event_log",
     }
 
 
@@ -117,6 +118,31 @@ def test_upgrading_from_0007_keeps_ledger_rows_and_counts_none_of_them(database:
             text("SELECT message_id, status, category, counted_at, deferred_since FROM deliveries")
         ).all()
     assert [tuple(row) for row in rows] == [("m1", "sent", None, None, None)]
+
+
+def test_upgrading_from_0011_adds_an_empty_event_log_and_keeps_profiles(
+    database: Database,
+) -> None:
+    """Calls accepted before the event log existed are not in it: it starts empty."""
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "store" / "migrations"))
+    old = create_engine(database.url.replace("postgresql://", "postgresql+psycopg://"))
+    with old.begin() as db:
+        config.attributes["connection"] = db
+        command.upgrade(config, "0011")
+        db.execute(
+            text(
+                "INSERT INTO profiles (customer_id, traits, created_at, updated_at) "
+                "VALUES ('max-1', '{}', '2026-11-27 10:00:00', '2026-11-27 10:00:00')"
+            )
+        )
+    old.dispose()
+    engine = database.connect()
+    with engine.connect() as db:
+        assert db.execute(text("SELECT customer_id FROM profiles")).scalar_one() == "max-1"
+        assert db.execute(text("SELECT count(*) FROM event_log")).scalar_one() == 0
+    indexes = {index["name"] for index in inspect(engine).get_indexes("event_log")}
+    assert {"ix_event_log_customer_id_id", "ix_event_log_received_at"} <= indexes
 
 
 def test_the_lookup_by_email_reads_an_index_not_the_table(database: Database) -> None:

@@ -63,3 +63,4 @@ class RetentionResult(Model):
     processed_ids: int = 0
     ledger_rows: int = 0
     outbox_files: int = 0
+    event_log_rows: int = 0
