@@ -71,7 +71,7 @@ def test_graph_of_a_broken_journey_reports_problems_and_exits_1(
 def test_validate_a_folder_given_explicitly(cli: CliRunner, in_project: Path) -> None:
     result = cli.invoke(app, ["validate", "journeys"])
     assert result.exit_code == 0
-    assert result.stdout.startswith("✓ 5 journeys")
+    assert result.stdout.startswith("✓ 7 journeys")
 
 
 def test_schema_command_prints_json_schema(cli: CliRunner) -> None:

@@ -30,8 +30,8 @@ EXAMPLE_MISSING = (
     "CRM_WEBHOOK_SECRET is not set (destinations.crm.secrets[0]); "
     "SLACK_SUPPORT_WEBHOOK_URL is not set (destinations.support-team.url); "
     "TOUCHPOINT_UNSUBSCRIBE_SECRET is not set (it signs the unsubscribe links of marketing "
-    "email: laptop-recommendation, monday-newsletter, newsletter-welcome, "
-    "post-purchase-accessories, vip-thank-you)"
+    "email: birthday-greeting, laptop-recommendation, monday-newsletter, newsletter-welcome, "
+    "post-purchase-accessories, vip-thank-you, warranty-reminder)"
     " — set them where it runs (`touchpoint validate --env` checks them)\n"
 )
 NEWSLETTER = """
@@ -83,14 +83,17 @@ def test_the_example_needs_what_its_journeys_use() -> None:
         ),
         (
             "TOUCHPOINT_UNSUBSCRIBE_SECRET",
-            "it signs the unsubscribe links of marketing email: laptop-recommendation, "
-            "monday-newsletter, newsletter-welcome, post-purchase-accessories, vip-thank-you",
+            "it signs the unsubscribe links of marketing email: birthday-greeting, "
+            "laptop-recommendation, monday-newsletter, newsletter-welcome, "
+            "post-purchase-accessories, vip-thank-you, warranty-reminder",
             (
+                "birthday-greeting",
                 "laptop-recommendation",
                 "monday-newsletter",
                 "newsletter-welcome",
                 "post-purchase-accessories",
                 "vip-thank-you",
+                "warranty-reminder",
             ),
         ),
     ]
@@ -192,9 +195,9 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
     assert without.returncode == 1
     assert without.stdout.splitlines() == [
         "touchpoint.yaml:3:1: environment variable TOUCHPOINT_UNSUBSCRIBE_SECRET is not set: "
-        "it signs the unsubscribe links of marketing email: laptop-recommendation, "
-        f"monday-newsletter, newsletter-welcome, post-purchase-accessories, vip-thank-you "
-        f"{hint})",
+        "it signs the unsubscribe links of marketing email: birthday-greeting, "
+        "laptop-recommendation, monday-newsletter, newsletter-welcome, "
+        f"post-purchase-accessories, vip-thank-you, warranty-reminder {hint})",
         "touchpoint.yaml:16:10: destinations.support-team.url: environment variable "
         f"SLACK_SUPPORT_WEBHOOK_URL is not set {hint}; used by post-purchase-accessories)",
         "touchpoint.yaml:21:9: destinations.crm.secrets[0]: environment variable "
@@ -204,7 +207,7 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
         "post-purchase-accessories)",
     ]
     assert without.stderr == (
-        "✗ 4 problems in 1 file (5 journeys, 39 template files, touchpoint.yaml checked)\n"
+        "✗ 4 problems in 1 file (7 journeys, 43 template files, touchpoint.yaml checked)\n"
     )
 
     complete = subprocess.run(
@@ -217,7 +220,7 @@ def test_validate_env_lists_every_missing_variable_where_it_is_referenced(
     )
     assert (complete.returncode, complete.stdout) == (
         0,
-        "✓ 5 journeys, 39 template files, touchpoint.yaml: no problems; the environment has "
+        "✓ 7 journeys, 43 template files, touchpoint.yaml: no problems; the environment has "
         "every variable they need\n",
     )
 
@@ -233,5 +236,5 @@ def test_validate_without_env_stays_as_it_was(example: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "✓ 5 journeys, 39 template files, touchpoint.yaml: no problems\n",
+        "✓ 7 journeys, 43 template files, touchpoint.yaml: no problems\n",
     )
