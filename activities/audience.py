@@ -32,7 +32,6 @@ from sqlalchemy import Connection, Engine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import (
-    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -63,7 +62,7 @@ from workflows.models import (
     workflow_id,
 )
 from workflows.plan import BROADCAST_EVENT, DateRule, Plan
-from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
+from workflows.search import CUSTOMER, JOURNEY_ID, at_start
 
 log = logging.getLogger("touchpoint.broadcasts")
 
@@ -333,14 +332,7 @@ class AudienceActivities:
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
         if not self.settings.index_runs:
             return None
-        return TypedSearchAttributes(
-            [
-                SearchAttributePair(JOURNEY_ID, plan.journey_id),
-                SearchAttributePair(JOURNEY_VERSION, plan.version),
-                SearchAttributePair(CUSTOMER, customer_hash(customer_id)),
-                SearchAttributePair(JOURNEY_STEP, plan.start),
-            ]
-        )
+        return at_start(plan.journey_id, plan.version, customer_hash(customer_id), plan.start)
 
 
 def _trigger(plan: Plan, customer_id: str, occurrence: datetime, tag: str | None = None) -> Event:

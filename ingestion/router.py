@@ -37,7 +37,6 @@ from typing import Literal
 from sqlalchemy import Connection
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
-    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -61,7 +60,7 @@ from workflows.models import (
     workflow_id,
 )
 from workflows.plan import EventMatch, Plan, WaitForNode
-from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
+from workflows.search import CUSTOMER, JOURNEY_ID, at_start
 
 log = logging.getLogger(__name__)
 Action = Literal["started", "signalled", "skipped", "not_running"]
@@ -309,14 +308,7 @@ class Router:
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
         if not self.settings.index_runs:
             return None
-        return TypedSearchAttributes(
-            [
-                SearchAttributePair(JOURNEY_ID, plan.journey_id),
-                SearchAttributePair(JOURNEY_VERSION, plan.version),
-                SearchAttributePair(CUSTOMER, customer_hash(customer_id)),
-                SearchAttributePair(JOURNEY_STEP, plan.start),
-            ]
-        )
+        return at_start(plan.journey_id, plan.version, customer_hash(customer_id), plan.start)
 
     # --- segments -------------------------------------------------------------------------
 

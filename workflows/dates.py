@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from workflows.timing import zone
+from workflows.timing import parse_iso, zone
 
 Every = Literal["year", "once"]
 
@@ -38,13 +38,8 @@ def local_date(value: Any, tz: ZoneInfo) -> date:
     """The calendar day ``value`` (a date, a datetime or ISO text) names in ``tz``;
     ``ValueError`` saying what was expected when it is none."""
     if isinstance(value, str):
-        text = value.strip().replace("Z", "+00:00")
         try:
-            value = (
-                datetime.fromisoformat(text)
-                if "T" in text or " " in text
-                else date.fromisoformat(text)
-            )
+            value = parse_iso(value)
         except ValueError:  # the value itself stays out of the message: it is personal data
             raise ValueError(
                 "not a date in ISO form (such as 1990-05-17 or 2027-03-28T09:30:00+01:00)"

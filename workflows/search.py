@@ -7,7 +7,7 @@ They must be registered on the server: ``touchpoint dev`` and the tests pass
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 JOURNEY_ID = SearchAttributeKey.for_keyword("TouchpointJourney")
 JOURNEY_VERSION = SearchAttributeKey.for_keyword("TouchpointVersion")
@@ -25,3 +25,17 @@ def dev_server_flags() -> list[str]:
     for key in ALL:
         flags += ["--search-attribute", f"{key.name}=Keyword"]
     return flags
+
+
+def at_start(journey_id: str, version: str, customer: str, step: str) -> TypedSearchAttributes:
+    """What a run is started with (by the router, a broadcast, a segment crossing): its
+    journey, version, first step and the customer's pseudonym (``customer``: a customer hash,
+    :func:`workflows.models.customer_hash`)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(JOURNEY_ID, journey_id),
+            SearchAttributePair(JOURNEY_VERSION, version),
+            SearchAttributePair(CUSTOMER, customer),
+            SearchAttributePair(JOURNEY_STEP, step),
+        ]
+    )

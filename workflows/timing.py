@@ -47,6 +47,12 @@ def next_time_of_day(now: datetime, tz: ZoneInfo, hhmm: str, days: tuple[int, ..
     raise ValueError(f"no allowed day in {days}")
 
 
+def parse_iso(text: str) -> date | datetime:
+    """ISO text as a date, or as a datetime when it has a time (``ValueError`` if neither)."""
+    text = text.strip().replace("Z", "+00:00")
+    return datetime.fromisoformat(text) if "T" in text or " " in text else date.fromisoformat(text)
+
+
 def moment_from(
     value: Any,
     tz: ZoneInfo,
@@ -63,13 +69,8 @@ def moment_from(
     (absolute seconds), kept for runs recorded before the fix.
     """
     if isinstance(value, str):
-        text = value.strip().replace("Z", "+00:00")
         try:
-            value = (
-                datetime.fromisoformat(text)
-                if "T" in text or " " in text
-                else date.fromisoformat(text)
-            )
+            value = parse_iso(value)
         except ValueError:
             shown = value if len(value) <= 40 else value[:37] + "..."
             raise ValueError(
