@@ -126,7 +126,8 @@ def test_ci_without_a_store_unknown_and_broken_journeys(tmp_path: Path) -> None:
     )
     broken = project.touchpoint("plan", "broken")
     assert broken.returncode == 1 and broken.stdout == ""
-    assert f"{project.root / 'journeys' / 'broken.yaml'}:" in broken.stderr
+    # validate's file:line:col (the path as validate shows it: relative to where it runs)
+    assert "shop/journeys/broken.yaml:19:11: steps[4].wait: " in broken.stderr
 
     # deployed, then Temporal unreachable: the diff, and a note instead of the counts
     assert project.touchpoint("deploy", project.journey_id).returncode == 0
