@@ -20,8 +20,6 @@ from raw_workflow import RawInput
 from stack import ROOT
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -41,7 +39,7 @@ from workflows.models import (
     workflow_id,
 )
 from workflows.plan import BROADCAST_EVENT, Plan
-from workflows.search import CUSTOMER, JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
+from workflows.search import at_start
 
 DAY_IN_SECONDS = 1 / 86_400
 
@@ -95,16 +93,11 @@ async def start_journey(
     the run starts with search attributes (the worker on that queue decides the rest);
     ``input_version`` 2 starts it as a router from before version 3 did."""
     event = trigger(plan, customer)
-    attributes = None
-    if settings.index_runs:
-        attributes = TypedSearchAttributes(
-            [
-                SearchAttributePair(JOURNEY_ID, plan.journey_id),
-                SearchAttributePair(JOURNEY_VERSION, plan.version),
-                SearchAttributePair(CUSTOMER, customer_hash(customer)),
-                SearchAttributePair(JOURNEY_STEP, plan.start),
-            ]
-        )
+    attributes = (
+        at_start(plan.journey_id, plan.version, customer_hash(customer), plan.start)
+        if settings.index_runs
+        else None
+    )
     return await client.start_workflow(
         "JourneyWorkflow",
         JourneyInput(
@@ -137,16 +130,11 @@ async def start_broadcast_run(
         customer_id=customer,
         timestamp=occurrence,
     )
-    attributes = None
-    if settings.index_runs:
-        attributes = TypedSearchAttributes(
-            [
-                SearchAttributePair(JOURNEY_ID, plan.journey_id),
-                SearchAttributePair(JOURNEY_VERSION, plan.version),
-                SearchAttributePair(CUSTOMER, customer_hash(customer)),
-                SearchAttributePair(JOURNEY_STEP, plan.start),
-            ]
-        )
+    attributes = (
+        at_start(plan.journey_id, plan.version, customer_hash(customer), plan.start)
+        if settings.index_runs
+        else None
+    )
     return await client.start_workflow(
         "JourneyWorkflow",
         JourneyInput(
