@@ -152,9 +152,9 @@ steps:
 
 
 def claimed_patches() -> set[str]:
-    """The patch ids the interpreter asks for (``self._patched`` or ``workflow.patched``)."""
-    source = (ROOT / "workflows" / "journey.py").read_text()
-    return set(re.findall(r'(?:workflow\.|self\._)patched\("([^"]+)"\)', source))
+    """The patch ids the interpreter's core asks for (``self._patched`` or ``host.patched``)."""
+    source = (ROOT / "workflows" / "core.py").read_text()
+    return set(re.findall(r'(?:host\.|self\._)patched\("([^"]+)"\)', source))
 
 
 def test_every_patched_branch_has_a_history_that_takes_it() -> None:
@@ -267,6 +267,7 @@ class InterpreterWithoutStepIndex(JourneyWorkflow):
     @workflow.init
     def __init__(self, run_input: JourneyInput) -> None:
         super().__init__(run_input)
+        self.core._index_step = self._index_step  # type: ignore[method-assign]
 
     @workflow.run
     async def run(self, run_input: JourneyInput) -> RunResult:
@@ -390,8 +391,9 @@ class InterpreterWithoutErasurePatch(ObservedInterpreter):
 
     @workflow.signal(name="cancel")
     def on_cancel(self, request: CancelRequest) -> None:
-        if self.state.outcome is None:
-            self._finish("erased" if request.erased else "cancelled", reason=request.reason)
+        if self.core.state.outcome is None:
+            kind = "erased" if request.erased else "cancelled"
+            self.core._finish(kind, reason=request.reason)
 
 
 def test_a_stored_plan_that_was_edited_is_refused(

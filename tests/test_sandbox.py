@@ -40,13 +40,13 @@ def sandboxed(checked: bool) -> _Instance:
     return instance
 
 
-def call_the_clock_from_the_interpreter(instance: _Instance) -> None:
+def call_the_clock_from_the_interpreter(instance: _Instance, module: str) -> None:
     """``datetime.now()`` as the interpreter module sees it, at workflow run time."""
     instance.importer.restriction_context.is_runtime = True
     try:
         instance._run_code(
             "with __temporal_importer.applied():\n"
-            f"  import {INTERPRETER} as interpreter\n"
+            f"  import {module} as interpreter\n"
             "  interpreter.datetime.now()\n",
             __temporal_importer=instance.importer,
         )
@@ -54,15 +54,20 @@ def call_the_clock_from_the_interpreter(instance: _Instance) -> None:
         instance.importer.restriction_context.is_runtime = False
 
 
-async def test_workers_load_the_interpreter_once_per_process() -> None:
+@pytest.mark.parametrize("module", INTERPRETER)
+async def test_workers_load_the_interpreter_once_per_process(module: str) -> None:
     """Shared, so nothing checks it there: the checked sandbox below is what does."""
     instance = sandboxed(checked=False)
-    assert instance.importer.new_modules[INTERPRETER] is sys.modules[INTERPRETER]
-    call_the_clock_from_the_interpreter(instance)  # not restricted
+    call_the_clock_from_the_interpreter(instance, module)  # not restricted
+    assert instance.importer.new_modules[module] is sys.modules[module]
 
 
-async def test_the_checked_sandbox_loads_the_interpreter_for_each_run_and_restricts_it() -> None:
+@pytest.mark.parametrize("module", INTERPRETER)
+async def test_the_checked_sandbox_loads_the_interpreter_for_each_run_and_restricts_it(
+    module: str,
+) -> None:
+    """The core and its shell alike: a clock read in either fails the replay corpus."""
     instance = sandboxed(checked=True)
-    assert instance.importer.new_modules[INTERPRETER] is not sys.modules[INTERPRETER]
+    assert instance.importer.new_modules[module] is not sys.modules[module]
     with pytest.raises(RestrictedWorkflowAccessError):
-        call_the_clock_from_the_interpreter(instance)
+        call_the_clock_from_the_interpreter(instance, module)

@@ -1,14 +1,15 @@
 """The workflow sandbox configuration every journey worker (and replayer) must use.
 
-Workers pass the interpreter (``workflows.journey``) through the sandbox like the deterministic
-helper modules it uses (see ``PASSED_THROUGH``): it is loaded once per worker, not once per run.
-Loading it afresh in the sandbox for every new run cost about 6 ms of worker CPU and 110 KiB of
-memory per cached run (BENCHMARKS.md, issue 13). That is safe because the interpreter keeps no
-state outside its instances and reaches the clock, randomness and I/O only through
-``temporalio.workflow``; the sandbox's checks that enforce this rule run where the interpreter
-is *checked* instead of passed through (``journey_workflow_runner(checked=True)``): the replay
-of every recorded history, and the tests that ask for it. A non-deterministic call added to the
-interpreter fails those replays in CI.
+Workers pass the interpreter (``workflows.core`` and its shell ``workflows.journey``) through
+the sandbox like the deterministic helper modules it uses (see ``PASSED_THROUGH``): it is loaded
+once per worker, not once per run. Loading it afresh in the sandbox for every new run cost about
+6 ms of worker CPU and 110 KiB of memory per cached run (BENCHMARKS.md, issue 13). That is safe
+because the interpreter keeps no state outside its instances and reaches the clock, randomness
+and I/O only through ``temporalio.workflow`` (the core through its host, the shell); the
+sandbox's checks that enforce this rule run where the interpreter is *checked* instead of passed
+through (``journey_workflow_runner(checked=True)``): the replay of every recorded history, and
+the tests that ask for it. A non-deterministic call added to the interpreter fails those replays
+in CI.
 
 Jinja2 compiles expressions to Python code that imports ``jinja2.runtime`` when it runs; inside
 the sandbox that import would load a second, restricted copy of Jinja2. Passing Jinja2 and
@@ -22,7 +23,7 @@ import dataclasses
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-INTERPRETER = "workflows.journey"
+INTERPRETER = ("workflows.core", "workflows.journey")  # the core and its Temporal shell
 
 PASSED_THROUGH = (
     "jinja2",
@@ -61,7 +62,7 @@ def journey_workflow_runner(*, checked: bool = False) -> SandboxedWorkflowRunner
     resets), and a proxied zone is not a ``tzinfo`` that ``datetime`` accepts. Zone lookups by
     name are deterministic for a given tzdata, so the workflow may use them.
     """
-    modules = PASSED_THROUGH if checked else (*PASSED_THROUGH, INTERPRETER)
+    modules = PASSED_THROUGH if checked else (*PASSED_THROUGH, *INTERPRETER)
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*modules)
     members = restrictions.invalid_module_members.with_child_unrestricted("zoneinfo", "ZoneInfo")
     restrictions = dataclasses.replace(restrictions, invalid_module_members=members)
