@@ -153,6 +153,9 @@ class Renderer:
         self._display_root = self.templates_dir.name or "templates"
         self._files: dict[tuple[str, str, str], _File | None] = {}
         self._sources: dict[str, _Source] = {}  # compiled filename → source
+        # Subjects and preheaders only, no email bodies: a population's simulation asks who
+        # gets what when (``touchpoint simulate --render subjects``), not how it reads.
+        self.subjects_only = False
 
     # --- public ------------------------------------------------------------------------------
 
@@ -222,6 +225,8 @@ class Renderer:
         if preheader_template is not None:
             preheader = _one_line(self._render(preheader_template, names)) or None
         html = None
+        if self.subjects_only:
+            return RenderedMessage(name, locale, subject=subject, preheader=preheader)
         if html_file is not None:
             html = self._render(html_file, names)
             self._check_shape(html, html_file.display)

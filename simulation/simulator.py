@@ -31,7 +31,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -228,74 +228,125 @@ class Simulator:
         report = progress or (lambda phase, done, total: None)
         async with AsyncExitStack() as stack:
             env = await stack.enter_async_context(await self.environment())
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="touchpoint-")))
-            engine = connect(f"sqlite:///{folder / 'simulation.db'}")
-            stack.callback(engine.dispose)
-            names = {plan.journey_id: plan.name for plan in scenario.plans}
-            delivery = SimulatedDelivery.create(
-                self.config, self.root, engine, scenario.lookups, names
-            )
-            stack.push_async_callback(delivery.close)
-            settings = RunSettings(
-                default_timezone=self.config.defaults.timezone,
-                default_locale=self.config.defaults.locale,
-                queue_prefix=QUEUE_PREFIX,
-                index_runs=False,
-            )
             clock = _SimulatedClock(env)
-            router = SimulationRouter(
-                env.client,
-                {p.journey_id: p for p in scenario.plans},
-                EntryStore(engine),
-                settings,
-                clock=clock.now,
-            )
+            parts = await self._prepare(stack, scenario, env.client, clock, report)
             for worker in build_workers(
                 env.client,
-                delivery.all(),
+                parts.delivery.all(),
                 WorkerOptions(
-                    queue_prefix=QUEUE_PREFIX,
-                    build_id=BUILD_ID,
-                    deployment=Deployment(
-                        index_runs=False,
-                        default_timezone=self.config.defaults.timezone,
-                        default_locale=self.config.defaults.locale,
-                    ),
+                    queue_prefix=QUEUE_PREFIX, build_id=BUILD_ID, deployment=self.deployment()
                 ),
             ):
                 await stack.enter_async_context(worker)
-            ingestion = Ingestion(
-                ProfileStore(engine),
-                ProcessedMessages(engine),
-                router.route,
-                max_profile_bytes=self.config.profiles.max_bytes,
-                enter_segments=router.enter_segments,  # an identify may start segment journeys
-            )
-            broadcast = SimulatedBroadcast(env.client, engine, settings, started=router.started)
-            session = _Session(router, ingestion, scenario, clock, report, broadcast)
-            await session.add_customers()
-            # Set the clock last: real time that passes before the first event moves the
-            # server's clock too, and would show as a late start.
-            offset = await clock.start_at(scenario.start)
-            router.settings = broadcast.settings = settings.model_copy(
-                update={"clock_offset_seconds": offset, "simulated": True}
-            )
-            await session.play()
-            runs = await _collect(env.client, session.runs, report)
-            return SimulationResult(
-                start=scenario.start,
-                end=scenario.end,
-                plans=scenario.plans,
-                customers=scenario.customers,
-                runs=runs,
-                not_entered=sorted(  # routed concurrently: in a fixed order
-                    session.not_entered,
-                    key=lambda n: (n.at, n.customer_id, n.journey_id, n.event, n.reason),
-                ),
-                messages=dict(delivery.delivered),
-                bodies=dict(delivery.bodies),
-                entries=list(scenario.entries),
-            )
+            return await self._play(parts, scenario, clock, env.client, report)
+
+    def deployment(self) -> Deployment:
+        """The journey worker's settings for the simulated runs."""
+        return Deployment(
+            index_runs=False,
+            default_timezone=self.config.defaults.timezone,
+            default_locale=self.config.defaults.locale,
+        )
+
+    async def _prepare(
+        self,
+        stack: AsyncExitStack,
+        scenario: Scenario,
+        client: Any,
+        clock: Clock,
+        report: Progress,
+    ) -> _Parts:
+        """The production parts a simulation runs through, on a throw-away SQLite store."""
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="touchpoint-")))
+        engine = connect(f"sqlite:///{folder / 'simulation.db'}")
+        stack.callback(engine.dispose)
+        names = {plan.journey_id: plan.name for plan in scenario.plans}
+        delivery = self.delivery(engine, scenario, names)
+        stack.push_async_callback(delivery.close)
+        settings = RunSettings(
+            default_timezone=self.config.defaults.timezone,
+            default_locale=self.config.defaults.locale,
+            queue_prefix=QUEUE_PREFIX,
+            index_runs=False,
+        )
+        router = SimulationRouter(
+            client,
+            {p.journey_id: p for p in scenario.plans},
+            EntryStore(engine),
+            settings,
+            clock=clock.now,
+        )
+        ingestion = Ingestion(
+            ProfileStore(engine),
+            ProcessedMessages(engine),
+            router.route,
+            max_profile_bytes=self.config.profiles.max_bytes,
+            enter_segments=router.enter_segments,  # an identify may start segment journeys
+        )
+        broadcast = SimulatedBroadcast(client, engine, settings, started=router.started)
+        session = _Session(router, ingestion, scenario, clock, report, broadcast)
+        return _Parts(delivery, router, broadcast, session, settings)
+
+    def delivery(
+        self, engine: Any, scenario: Scenario, names: Mapping[str, str]
+    ) -> SimulatedDelivery:
+        return SimulatedDelivery.create(self.config, self.root, engine, scenario.lookups, names)
+
+    async def _play(
+        self,
+        parts: _Parts,
+        scenario: Scenario,
+        clock: Clock,
+        client: Any,
+        report: Progress,
+    ) -> SimulationResult:
+        session = parts.session
+        await session.add_customers()
+        # Set the clock last: real time that passes before the first event moves the
+        # server's clock too, and would show as a late start.
+        offset = await clock.start_at(scenario.start)
+        parts.router.settings = parts.broadcast.settings = parts.settings.model_copy(
+            update={"clock_offset_seconds": offset, "simulated": True}
+        )
+        await session.play()
+        runs = await _collect(client, session.runs, report)
+        return SimulationResult(
+            start=scenario.start,
+            end=scenario.end,
+            plans=scenario.plans,
+            customers=scenario.customers,
+            runs=runs,
+            not_entered=sorted(  # routed concurrently: in a fixed order
+                session.not_entered,
+                key=lambda n: (n.at, n.customer_id, n.journey_id, n.event, n.reason),
+            ),
+            messages=dict(parts.delivery.delivered),
+            bodies=dict(parts.delivery.bodies),
+            entries=list(scenario.entries),
+        )
+
+
+@dataclass
+class _Parts:
+    delivery: SimulatedDelivery
+    router: SimulationRouter
+    broadcast: SimulatedBroadcast
+    session: _Session
+    settings: RunSettings
+
+
+class Clock(Protocol):
+    """The simulation's time, as the session and the router read and move it."""
+
+    real_time: bool
+
+    async def start_at(self, start: datetime) -> float: ...
+
+    async def now(self) -> datetime: ...
+
+    async def advance_to(self, moment: datetime) -> None: ...
+
+    async def settle(self) -> None: ...
 
 
 class _SimulatedClock:
@@ -304,6 +355,7 @@ class _SimulatedClock:
 
     def __init__(self, env: WorkflowEnvironment) -> None:
         self.env = env
+        self.real_time = not env.supports_time_skipping  # e.g. the benchmark's dev server
         self.offset = timedelta(0)
         self.moment: datetime | None = None
 
@@ -354,7 +406,7 @@ class _Session:
         router: SimulationRouter,
         ingestion: Ingestion,
         scenario: Scenario,
-        clock: _SimulatedClock,
+        clock: Clock,
         report: Progress,
         broadcast: SimulatedBroadcast,
     ) -> None:
@@ -399,8 +451,9 @@ class _Session:
                     *(self._apply(index, moment, spec, customer) for customer in customers)
                 )
             self.report("events", (moment - scenario.start).total_seconds(), total)
-        if not self.clock.env.supports_time_skipping:  # real time: stop when all have ended
-            await self._until_all_closed(scenario.end)
+        if self.clock.real_time:  # real time: stop when all have ended
+            assert isinstance(self.clock, _SimulatedClock)
+            await self._until_all_closed(self.clock, scenario.end)
             return
         # Skip the rest in slices, so a progress bar can follow the simulated days.
         now = await self.clock.now()
@@ -457,8 +510,8 @@ class _Session:
             )
             self.router.started.setdefault((plan.journey_id, customer), []).append(target)
 
-    async def _until_all_closed(self, end: datetime) -> None:
-        client = self.clock.env.client
+    async def _until_all_closed(self, clock: _SimulatedClock, end: datetime) -> None:
+        client = clock.env.client
         pending = {run.workflow_id for run in self.runs}
 
         async def closed(workflow_id: str) -> bool:
@@ -466,7 +519,7 @@ class _Session:
                 description = await client.get_workflow_handle(workflow_id).describe()
             return description.status != WorkflowExecutionStatus.RUNNING
 
-        while pending and await self.clock.env.get_current_time() + self.clock.offset < end:
+        while pending and await clock.env.get_current_time() + clock.offset < end:
             ids = sorted(pending)
             done = await asyncio.gather(*(closed(i) for i in ids))
             pending -= {i for i, is_closed in zip(ids, done, strict=True) if is_closed}
