@@ -735,11 +735,33 @@ def simulate_command(
         Path | None, typer.Option(help='Lookup answers: "<connection> <path>": JSON.')
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="Run on Temporal's time-skipping test server (the workflow itself), not the "
+            "fast in-process simulator.",
+        ),
+    ] = False,
+    render: Annotated[
+        str,
+        typer.Option(
+            "--render",
+            help="subjects: render subjects but no email bodies (fast, for populations); "
+            "all: render every message.",
+        ),
+    ] = "all",
     project: ProjectOption = Path("."),
 ) -> None:
-    """Run journeys for a customer (or a population) on a time-skipping Temporal server: what
+    """Run journeys for a customer (or a population) on the fast simulator (the production
+    interpreter core on a virtual clock; --exact: on a time-skipping Temporal server): what
     would be sent, when, and how each run ends. Nothing is sent."""
     from simulation.commands import simulate
+
+    if render not in ("subjects", "all"):
+        raise UserError(f'--render must be "subjects" or "all", not "{render}"')
+    if exact and render != "all":
+        raise UserError("--render subjects is for the fast simulator: leave out --exact")
 
     code = simulate(
         project,
@@ -753,6 +775,8 @@ def simulate_command(
         as_json_output=as_json,
         echo=typer.echo,
         progress_bar=sys.stderr.isatty(),
+        exact=exact,
+        render=render,
     )
     raise typer.Exit(code)
 
@@ -849,12 +873,20 @@ def test_command(
         ),
     ] = None,
     junit: Annotated[Path | None, typer.Option(help="Also write a JUnit XML report here.")] = None,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="Run every case on Temporal's time-skipping test server (default: the fast "
+            "simulator where the conformance suite covers the journey).",
+        ),
+    ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
     """Run journey tests (*.test.yaml): expected messages, steps and outcomes per case."""
     from simulation.commands import test
 
-    raise typer.Exit(test(project, paths or [], junit=junit, echo=typer.echo))
+    raise typer.Exit(test(project, paths or [], junit=junit, echo=typer.echo, exact=exact))
 
 
 @app.command("preview")

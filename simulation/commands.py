@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from language.schedules import describe_schedule
+from simulation.fast import FastSimulator
 from simulation.report import (
     as_json,
     display_zone,
@@ -75,6 +76,8 @@ def simulate(
     as_json_output: bool,
     echo: Echo,
     progress_bar: bool,
+    exact: bool = False,
+    render: str = "all",
 ) -> int:
     project, problems = _load(root, echo)
     if project is None:
@@ -101,7 +104,11 @@ def simulate(
             echo(problem.format(), err=True)
         return 1
     quiet_sdk_logs()
-    simulator = Simulator(project.root, project.config)
+    simulator = (
+        Simulator(project.root, project.config)
+        if exact
+        else FastSimulator(project.root, project.config, render=render)
+    )
     population = profiles is not None
     if progress_bar and population:
         result = run_with_progress(simulator, scenario)
@@ -221,7 +228,13 @@ def text_report(result: SimulationResult, funnels: list | None, default_zone: st
 
 
 def test(
-    root: Path, paths: list[Path], *, junit: Path | None, echo: Echo, colour: bool = True
+    root: Path,
+    paths: list[Path],
+    *,
+    junit: Path | None,
+    echo: Echo,
+    colour: bool = True,
+    exact: bool = False,
 ) -> int:
     """``touchpoint test``: run journey test files; 0 when every case passes."""
     from simulation.journey_tests import (
@@ -242,11 +255,12 @@ def test(
 
     def show(result: CaseResult) -> None:
         mark = "✓" if result.passed else "✗"
-        echo(f"{mark} {result.file} › {result.name} ({result.seconds:.1f}s)")
+        how = f", exact: {result.exact_because}" if result.exact_because else ""
+        echo(f"{mark} {result.file} › {result.name} ({result.seconds:.1f}s{how})")
         for line in result.report():
             echo(f"    {line}")
 
-    results, file_problems = asyncio.run(run_files(files, project, show))
+    results, file_problems = asyncio.run(run_files(files, project, show, exact=exact))
     for problem in file_problems:
         echo(problem.format(), err=True)
     if junit is not None:

@@ -49,8 +49,29 @@ from simulation.simulator import (
 from workflows import analytics, registry
 from workflows.core import JourneyCore, Retry
 from workflows.models import JOURNEY_QUEUE, JourneyInput, RunResult, RunView
+from workflows.plan import Plan, SendNode
 
 JOURNEY_TASK_QUEUE = QUEUE_PREFIX + JOURNEY_QUEUE
+CONFORMED_STEPS = frozenset(
+    {"send", "wait", "wait_until", "wait_for", "branch", "split", "set", "lookup", "end"}
+)
+CONFORMED_CHANNELS = frozenset({"email", "webhook", "chat"})
+"""The step kinds and channels the conformance suite (``tests/conformance``) runs on both
+simulators. A journey with anything else — a construct added to the language later — runs on
+the time-skipping server in ``touchpoint test`` until the suite covers it."""
+
+
+def not_conformed(plans: Sequence[Plan]) -> str | None:
+    """Why ``plans`` are not covered by the conformance suite (``None``: they are)."""
+    for plan in plans:
+        for node in plan.nodes.values():
+            if node.type not in CONFORMED_STEPS:
+                return f"{plan.journey_id}: {node.type} steps are not in the conformance suite"
+            if isinstance(node, SendNode) and node.channel not in CONFORMED_CHANNELS:
+                return (
+                    f"{plan.journey_id}: the {node.channel} channel is not in the conformance suite"
+                )
+    return None
 
 
 class FastSimulator(Simulator):

@@ -33,6 +33,7 @@ from language.schedules import describe_schedule
 from language.validator import schema_problems
 from language.yamlsource import SourceMap
 from simulation.entry import EntryMoment, entry_moments, without_event
+from simulation.fast import FastSimulator, not_conformed
 from simulation.occurrences import nearest
 from simulation.report import Held, Line, held, run_lines
 from simulation.scenario import (
@@ -162,6 +163,7 @@ class CaseResult:
     diff: list[str] = field(default_factory=list)
     held_diff: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    exact_because: str | None = None  # why the case ran on the time-skipping server
 
     @property
     def passed(self) -> bool:
@@ -808,8 +810,14 @@ async def run_files(
     files: Sequence[Path],
     project: Project,
     on_case: Callable[[CaseResult], None],
+    *,
+    exact: bool = False,
 ) -> tuple[list[CaseResult], list[Problem]]:
-    simulator = Simulator(project.root, project.config)
+    """Run the cases of ``files``: on the fast simulator where the conformance suite covers
+    their journeys (:func:`simulation.fast.not_conformed`), else — or with ``exact`` — on the
+    time-skipping server."""
+    fast = FastSimulator(project.root, project.config)
+    slow = Simulator(project.root, project.config)
     results: list[CaseResult] = []
     problems: list[Problem] = []
     for path in files:
@@ -819,7 +827,9 @@ async def run_files(
             problems += error.problems
             continue
         for case in cases:
-            result = await run_case(case, simulator)
+            because = None if exact else not_conformed(case.scenario.plans)
+            result = await run_case(case, slow if exact or because else fast)
+            result.exact_because = because
             on_case(result)
             results.append(result)
     return results, problems
