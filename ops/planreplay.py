@@ -165,20 +165,20 @@ def comparison_lines(comparison: ReplayComparison) -> list[str]:
             f"messages {before.sent:,} → {after.sent:,}"
         )
         for channel, delta in sorted(c.per_channel().items()):
-            if round(delta):
-                lines.append(f"    {_signed(delta)} {channel}s per week")
+            if round(delta, 1):
+                lines.append(f"    {_rate(delta, signed=True)} {channel}s per week")
     else:
         lines.append(
             f"    runs entered {after.funnel.entered:,}; converted {after.converted:,}; "
             f"messages {after.sent:,}"
         )
     for rate in c.messages:
-        if before is not None and round(rate.delta) == 0:
+        if before is not None and round(rate.delta, 1) == 0:
             continue
-        was = "" if rate.before is None else f"{rate.before:,.0f} → "
+        was = "" if rate.before is None else f"{_rate(rate.before)} → "
         lines.append(
-            f"      {rate.channel} {rate.template}: {was}{rate.after or 0:,.0f} per week"
-            + (f" ({_signed(rate.delta)})" if before is not None else "")
+            f"      {rate.channel} {rate.template}: {was}{_rate(rate.after or 0.0)} per week"
+            + (f" ({_rate(rate.delta, signed=True)})" if before is not None else "")
         )
     for step in c.reach:
         lines.append("    " + _reach_line(step, before is not None))
@@ -198,11 +198,14 @@ def _reach_line(step: StepReach, side_by_side: bool) -> str:
     if change is None:
         return f"{step.before:,} → {step.after:,} run(s) reach {step.step}"
     more = "more" if change > 0 else "fewer"
-    return f"{abs(change):.0%} {more} reach {step.step} ({step.before:,} → {step.after:,} runs)"
+    percent = f"{abs(change) * 100:.0f} %"
+    return f"{percent} {more} reach {step.step} ({step.before:,} → {step.after:,} runs)"
 
 
-def _signed(value: float) -> str:
-    return f"{value:+,.0f}"
+def _rate(value: float, signed: bool = False) -> str:
+    """Messages per week: whole numbers from 10 up, one decimal below (``1.5``, ``+1,240``)."""
+    sign = "+" if signed else ""
+    return f"{value:{sign},.0f}" if abs(value) >= 10 else f"{value:{sign},.1f}"
 
 
 def _rounded(value: float | None) -> float | None:

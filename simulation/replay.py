@@ -14,6 +14,7 @@ is there, the exact one (Temporal's time-skipping server) with ``--exact`` or wi
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -71,15 +72,24 @@ def simulator_for(root: Path, config: ProjectConfig, exact: bool) -> ReplaySimul
     """The fast in-process simulator (``simulation.fast``) when it is installed and not
     ``exact``; else the exact one on Temporal's time-skipping server. A replay counts messages
     per template, so the fast one renders subjects only."""
-    if not exact:
-        try:
-            from simulation.fast import FastSimulator  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            pass
-        else:
-            fast: Runs = FastSimulator(root, config, render="subjects")
-            return ReplaySimulator("fast", fast, render="subjects")
+    if not exact and _fast_beside_us():
+        from simulation.fast import FastSimulator  # type: ignore[import-not-found,unused-ignore]
+
+        fast: Runs = FastSimulator(root, config, render="subjects")
+        return ReplaySimulator("fast", fast, render="subjects")
     return ReplaySimulator("exact", Simulator(root, config))
+
+
+def _fast_beside_us() -> bool:
+    """Whether ``simulation.fast`` is there, in this checkout: an editable install of another
+    checkout (a git worktree's virtualenv) would otherwise lend its ``fast.py`` to this one's
+    simulator, which it was not written against."""
+    try:
+        spec = importlib.util.find_spec("simulation.fast")
+    except ImportError:
+        return False
+    origin = spec.origin if spec is not None else None
+    return origin is not None and Path(origin).parent == Path(__file__).resolve().parent
 
 
 # --- the window and the scenario ---------------------------------------------------------------
