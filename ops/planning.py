@@ -209,7 +209,13 @@ def replay_journeys(
     version and its folder version (each journey alone); a note for every journey instead when
     there is nothing to replay. Journeys without a change are not replayed."""
     from simulation.commands import quiet_sdk_logs
-    from simulation.replay import NothingToReplay, read_recorded, simulator_for
+    from simulation.replay import (
+        JourneyReplay,
+        NothingToReplay,
+        journey_replay,
+        read_recorded,
+        simulator_for,
+    )
 
     if options.days <= 0:
         return "not asked for (--replay-days 0)"
@@ -227,9 +233,7 @@ def replay_journeys(
     simulator = simulator_for(root, config, options.exact)
     store = PlanStore(engine)
 
-    async def one(plan: Plan) -> Any:
-        from simulation.replay import journey_replay
-
+    async def one(plan: Plan) -> JourneyReplay:
         result = await simulator.run(recorded.scenario([plan], options.lookups))
         return journey_replay(plan, result)
 

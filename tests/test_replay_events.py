@@ -204,6 +204,22 @@ def test_replay_as_a_command_prints_funnel_and_messages(shop: Shop) -> None:
 def test_plan_replays_the_active_and_the_new_version_side_by_side(
     shop: Shop, cli: CliRunner
 ) -> None:
+    subscribed, surveyed = len(shop.subscribed()), survey_runs(shop)
+    customers = len({call.customer_id for call in shop.generated.calls})
+    new = cli.invoke(
+        app, ["plan", "welcome-replay", "--replay-days", "14", "--exact", "-C", str(shop.root)]
+    )
+    assert new.exit_code == 0, new.output
+    lines = new.stdout.splitlines()
+    start = lines.index(
+        f"  replay: the last 14 days' recorded events ({customers} customers, "
+        f"{len(shop.generated.calls)} calls; exact simulator) under the new version"
+    )
+    assert lines[start + 1].startswith(f"    runs entered {subscribed}; converted ")
+    assert lines[start + 1].endswith(f"; messages {subscribed + surveyed}")
+    assert f"      email newsletter-welcome: {per_week(subscribed / 2)} per week" in lines
+    assert f"    {subscribed} run(s) reach hello" in lines
+
     deployed = cli.invoke(app, ["deploy", "welcome-replay", "-C", str(shop.root)])
     assert deployed.exit_code == 0, deployed.output
     v1 = deployed.stdout.split()[2]
@@ -212,9 +228,7 @@ def test_plan_replays_the_active_and_the_new_version_side_by_side(
         app, ["plan", "welcome-replay", "--replay-days", "14", "--exact", "-C", str(shop.root)]
     )
     assert planned.exit_code == 0, planned.output
-    subscribed, surveyed = len(shop.subscribed()), survey_runs(shop)
     half = subscribed / 2  # 14 days: a week is half of them
-    customers = len({call.customer_id for call in shop.generated.calls})
     lines = planned.stdout.splitlines()
     start = lines.index(
         f"  replay: the last 14 days' recorded events ({customers} customers, "
