@@ -119,12 +119,30 @@ class Recorded:
 
     def scenario(self, plans: Sequence[Plan], lookups: dict[str, Any] | None = None) -> Scenario:
         """The window under ``plans``; journeys that start without an event (schedules, dates
-        in the profile) enter the window's customers at their moments."""
-        zones = [(customer.id, customer.timezone) for customer in self.customers]
+        in the profile) enter the window's customers at their moments.
+
+        Only what can matter to ``plans`` is played: the tracks of the events they start on or
+        react to (trigger, ``wait_for``, exits, goal) and every identify; and when no journey
+        enters customers without such an event (a schedule, a date, a segment), only the
+        customers with one of those tracks. The rest would be routed to no journey."""
+        listened = {plan.trigger.event for plan in plans}
+        for plan in plans:
+            listened |= plan.listened_events()
+        events = [
+            (moment, spec)
+            for moment, spec in self.events
+            if spec.type == "identify" or spec.event in listened
+        ]
+        customers = self.customers
+        if not any(p.schedule or p.date_entry or p.segment for p in plans):
+            wanted = {spec.user for _, spec in events if spec.type == "track"}
+            customers = [customer for customer in customers if customer.id in wanted]
+            events = [(moment, spec) for moment, spec in events if spec.user in wanted]
+        zones = [(customer.id, customer.timezone) for customer in customers]
         return Scenario(
             plans=list(plans),
-            customers=self.customers,
-            events=self.events,
+            customers=customers,
+            events=events,
             start=self.start,
             until=self.end - self.start,
             lookups=lookups or {},
