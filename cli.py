@@ -304,18 +304,40 @@ def plan_command(
             help="Journey ids in journeys/ (or files); default: every journey of the project.",
         ),
     ] = None,
+    replay_days: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Replay this many days of recorded events under both versions (0: off)."
+        ),
+    ] = 7,
+    lookups: Annotated[
+        Path | None, typer.Option(help='Lookup answers for the replay: "<connection> <path>".')
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Replay on Temporal's time-skipping server.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document (for CI).")] = False,
     project: ProjectOption = Path("."),
 ) -> None:
-    """What `touchpoint deploy` would change: the diff against the active version, and the
-    runs now in each journey per step (they finish on their version). Deploys nothing.
+    """What `touchpoint deploy` would change: the diff against the active version, the runs
+    now in each journey per step (they finish on their version), and the last days' recorded
+    events replayed under both versions. Deploys nothing, sends nothing.
 
     Exit 0 whatever the diff, 1 when a journey has problems, 2 for an unknown journey."""
     import asyncio
 
     from config.settings import load_settings
     from ops.journeys import journey_files
-    from ops.planning import count_runs, json_document, open_store, plan_journeys, text_lines
+    from ops.planning import (
+        ReplayOptions,
+        count_runs,
+        json_document,
+        open_store,
+        plan_journeys,
+        replay_journeys,
+        text_lines,
+    )
+    from simulation.scenario import ScenarioError, load_lookups
 
     try:
         files = journey_files(project, journeys or [])
@@ -331,11 +353,19 @@ def plan_command(
     engine, store_note = open_store(settings)
     plans = plan_journeys(engine, list(report.plans.values()))
     runs_note = asyncio.run(count_runs(plans, engine, settings)) if engine is not None else None
+    try:
+        answers = load_lookups(lookups)
+    except ScenarioError as error:
+        for problem in error.problems:
+            typer.echo(problem.format(), err=True)
+        _fail("the --lookups file has problems")
+    options = ReplayOptions(days=replay_days, lookups=answers, exact=exact)
+    replay_note = replay_journeys(plans, engine, project.resolve(), report.config, options)
     if as_json:
-        document = json_document(plans, store_note, runs_note)
+        document = json_document(plans, store_note, runs_note, replay_note)
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
-    for line in text_lines(plans, store_note, runs_note):
+    for line in text_lines(plans, store_note, runs_note, replay_note):
         typer.echo(line)
     changed = sum(p.status != "unchanged" for p in plans)
     typer.echo(
@@ -777,6 +807,42 @@ def simulate_command(
         progress_bar=sys.stderr.isatty(),
         exact=exact,
         render=render,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("replay")
+def replay_command(
+    journeys: Annotated[
+        list[str], typer.Argument(help="Journey ids (or files) in the folder: new or changed.")
+    ],
+    since: Annotated[
+        str, typer.Option(help="Replay the calls recorded within this long: 30d, 7d, 36h …")
+    ] = "30d",
+    lookups: Annotated[
+        Path | None, typer.Option(help='Lookup answers: "<connection> <path>": JSON.')
+    ] = None,
+    exact: Annotated[
+        bool,
+        typer.Option("--exact", help="On Temporal's time-skipping server (slower, exact)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Run journeys from the folder against the events the API recorded (the event log) and
+    today's profiles of those customers: funnels, messages per template and day, conversions,
+    what the delivery policies held back, runs that would fail. Nothing is sent."""
+    from simulation.commands import replay
+
+    code = replay(
+        project,
+        journeys,
+        since=since,
+        lookups=lookups,
+        exact=exact,
+        as_json_output=as_json,
+        echo=typer.echo,
+        progress_bar=sys.stderr.isatty(),
     )
     raise typer.Exit(code)
 

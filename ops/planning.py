@@ -7,8 +7,10 @@ are never migrated: they finish on the version they entered (docs/operations.md,
 journeys"), so a run waiting at a step the new version removes or changes still goes through
 the old step. Nothing is written: no plan published, nothing deployed.
 
-The replay of recorded events under both versions comes with ``touchpoint replay``; the
-output keeps its place (``replay``) so that a pull request's reviewers know it is not there yet.
+And the **replay** (:mod:`ops.planreplay`): the event log's last ``--replay-days`` under the
+active version and under the folder's, each journey on its own, on the simulator ``touchpoint
+replay`` uses — messages per template per week, runs reaching each step, steps never reached.
+What it cannot know (today's profiles, fixtures for lookups, …): docs/simulate.md, "Replay".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +26,21 @@ from sqlalchemy import Engine, make_url
 from temporalio.client import Client
 
 from config.errors import StoreUnavailable, TemporalUnreachable
+from config.project import ProjectConfig
 from config.settings import Settings, connect
 from ops.plandiff import Change, diff, step_fate, step_summary
+from ops.planreplay import ReplayComparison, compare, comparison_lines
 from store.database import connect as connect_store
 from store.deployments import Deployments, Journey
 from store.plans import PlanStore
 from workflows.plan import Plan
 from workflows.search import JOURNEY_ID, JOURNEY_STEP, JOURNEY_VERSION
 
-JSON_FORMAT = 1
-"""Bumped when a key of ``touchpoint plan --json`` changes meaning or goes away."""
+JSON_FORMAT = 2
+"""Bumped when a key of ``touchpoint plan --json`` changes meaning or goes away (2: ``replay``
+is the side-by-side replay, ``replay_note`` why there is none)."""
 
-REPLAY_PENDING = "comes with `touchpoint replay` (not built yet): no replay of recorded events"
+DEFAULT_REPLAY_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class JourneyPlan:
     steps: list[str]  # the new version's steps, each summarised (a new journey lists them)
     runs: list[StepRuns] = field(default_factory=list)
     runs_note: str | None = None  # why there are no counts, when there are none
+    replay: ReplayComparison | None = None  # the last days' events under both versions
+    replay_note: str | None = None  # why there is no replay (or only the new version's)
 
     @property
     def status(self) -> str:
@@ -83,7 +91,8 @@ class JourneyPlan:
             "changes": [c.as_json() for c in self.changes],
             "runs": [r.as_json() for r in self.runs],
             "runs_note": self.runs_note,
-            "replay": None,
+            "replay": self.replay.as_json() if self.replay is not None else None,
+            "replay_note": self.replay_note,
         }
 
 
@@ -178,19 +187,108 @@ def _quote(value: str) -> str:
     return value.replace("'", "")
 
 
+# --- the replay ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    days: int = DEFAULT_REPLAY_DAYS  # 0: no replay
+    lookups: dict[str, Any] = field(default_factory=dict)
+    exact: bool = False  # the time-skipping simulator even when the fast one is there
+
+
+def replay_journeys(
+    plans: list[JourneyPlan],
+    engine: Engine | None,
+    root: Path,
+    config: ProjectConfig,
+    options: ReplayOptions,
+    now: datetime | None = None,
+) -> str | None:
+    """Replay the event log's last ``options.days`` under each new or changed journey's active
+    version and its folder version (each journey alone); a note for every journey instead when
+    there is nothing to replay. Journeys without a change are not replayed."""
+    from simulation.commands import quiet_sdk_logs
+    from simulation.replay import (
+        JourneyReplay,
+        NothingToReplay,
+        journey_replay,
+        read_recorded,
+        simulator_for,
+    )
+
+    if options.days <= 0:
+        return "not asked for (--replay-days 0)"
+    if engine is None:
+        return "no store, so no recorded events to replay"
+    wanted = [plan for plan in plans if plan.status != "unchanged"]
+    if not wanted:
+        return None
+    end = now or datetime.now(UTC).replace(microsecond=0)
+    try:
+        recorded = read_recorded(engine, end - timedelta(days=options.days), end)
+    except (NothingToReplay, StoreUnavailable) as error:
+        return str(error)
+    quiet_sdk_logs()
+    simulator = simulator_for(root, config, options.exact)
+    store = PlanStore(engine)
+
+    async def one(plan: Plan) -> JourneyReplay:
+        result = await simulator.run(recorded.scenario([plan], options.lookups))
+        return journey_replay(plan, result)
+
+    async def replay_all() -> None:
+        for journey in wanted:
+            active = None
+            if journey.deployed is not None:
+                active = store.get(journey.deployed.active_version)
+                if active is None:
+                    journey.replay_note = (
+                        f"the active version {journey.deployed.active_version} is not among the "
+                        "store's plans: replayed under the new version only"
+                    )
+            after = await one(journey.plan)
+            before = await one(active) if active is not None else None
+            journey.replay = compare(
+                before,
+                after,
+                days=(recorded.end - recorded.start).total_seconds() / 86_400,
+                customers=len(recorded.customers),
+                events=len(recorded.events),
+                simulator=simulator.name,
+            )
+
+    asyncio.run(replay_all())
+    return None
+
+
 # --- output -------------------------------------------------------------------------------------
 
 
 def text_lines(
-    plans: list[JourneyPlan], store_note: str | None, runs_note: str | None
+    plans: list[JourneyPlan],
+    store_note: str | None,
+    runs_note: str | None,
+    replay_note: str | None = None,
 ) -> list[str]:
     """The report for people (and pull requests): per journey a header, ``+``/``-``/``~``
-    lines, the runs now in it, and the replay's place."""
+    lines, the runs now in it, and the replay side by side."""
     lines: list[str] = []
     for plan in plans:
         if lines:
             lines.append("")
         lines += _journey_text(plan, store_note, runs_note)
+        lines += _replay_text(plan, replay_note)
+    return lines
+
+
+def _replay_text(plan: JourneyPlan, replay_note: str | None) -> list[str]:
+    if plan.status == "unchanged":
+        return []
+    lines = comparison_lines(plan.replay) if plan.replay is not None else []
+    note = plan.replay_note or (replay_note if plan.replay is None else None)
+    if note:
+        lines.append(f"  replay: {note}")
     return lines
 
 
@@ -211,7 +309,6 @@ def _journey_text(plan: JourneyPlan, store_note: str | None, runs_note: str | No
         lines.append(f"  note: the journey is {plan.deployed.state}; a deploy keeps that state")
     if plan.deployed is not None:
         lines += _runs_text(plan, runs_note)
-        lines.append(f"  replay: {REPLAY_PENDING}")
     return lines
 
 
@@ -238,7 +335,10 @@ def _runs_text(plan: JourneyPlan, runs_note: str | None) -> list[str]:
 
 
 def json_document(
-    plans: list[JourneyPlan], store_note: str | None, runs_note: str | None
+    plans: list[JourneyPlan],
+    store_note: str | None,
+    runs_note: str | None,
+    replay_note: str | None = None,
 ) -> dict[str, Any]:
     """``touchpoint plan --json`` (keys documented in docs/operations.md)."""
     journeys = []
@@ -251,5 +351,5 @@ def json_document(
         "format": JSON_FORMAT,
         "store_note": store_note,
         "journeys": journeys,
-        "replay_note": REPLAY_PENDING,
+        "replay_note": replay_note,
     }

@@ -6,14 +6,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from language.schedules import describe_schedule
 from simulation.fast import FastSimulator
+from simulation.replay import Runs
 from simulation.report import (
     as_json,
     display_zone,
@@ -25,8 +27,15 @@ from simulation.report import (
     sorted_runs,
     timeline_text,
 )
-from simulation.scenario import ScenarioError
-from simulation.setup import BrokenJourney, Project, UsageError, build_scenario, load_project
+from simulation.scenario import ScenarioError, load_lookups
+from simulation.setup import (
+    BrokenJourney,
+    Project,
+    UsageError,
+    build_scenario,
+    load_project,
+    pick_plans,
+)
 from simulation.simulator import Scenario, SimulationResult, Simulator
 
 Echo = Callable[..., None]
@@ -124,7 +133,7 @@ def simulate(
 
 
 def run_with_progress(
-    simulator: Simulator, scenario: Scenario, console: Console | None = None
+    simulator: Runs, scenario: Scenario, console: Console | None = None
 ) -> SimulationResult:
     """Run with a progress bar per phase: routing the events, simulated time, reading runs."""
     columns = (
@@ -225,6 +234,69 @@ def text_report(result: SimulationResult, funnels: list | None, default_zone: st
     echo("")
     echo(f"{sent} message(s) would be sent{by_policies}; nothing left this machine.")
     return lines
+
+
+def replay(
+    root: Path,
+    journeys: list[str],
+    *,
+    since: str,
+    lookups: Path | None,
+    exact: bool,
+    as_json_output: bool,
+    echo: Echo,
+    progress_bar: bool,
+) -> int:
+    """``touchpoint replay``: the folder's journeys against the event log's last ``since``
+    (:mod:`simulation.replay`). 2 for a usage mistake, 1 when there is nothing to replay."""
+    from config.settings import load_settings
+    from simulation.replay import (
+        open_recorded,
+        read_recorded,
+        simulator_for,
+        summarize,
+        text_lines,
+        window_start,
+    )
+
+    project, problems = _load(root, echo)
+    if project is None:
+        return 1
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        plans = pick_plans(project, journeys)
+        start = window_start(since, now)
+        answers = load_lookups(lookups)
+    except UsageError as error:
+        echo(f"✗ {error}", err=True)
+        return 2
+    except BrokenJourney as error:
+        echo(f"✗ {error}", err=True)
+        return 1
+    except ScenarioError as error:
+        for problem in error.problems:
+            echo(problem.format(), err=True)
+        return 1
+    engine = open_recorded(load_settings(project.config).database_url)
+    try:
+        recorded = read_recorded(engine, start, now)
+    finally:
+        engine.dispose()
+    quiet_sdk_logs()
+    simulator = simulator_for(project.root, project.config, exact)
+    scenario = recorded.scenario(plans, answers)
+    if progress_bar:
+        result = run_with_progress(simulator, scenario)
+    else:
+        result = asyncio.run(simulator.run(scenario))
+    zone = ZoneInfo(project.config.defaults.timezone)
+    summary = summarize(recorded, result, simulator.name, zone)
+    if as_json_output:
+        echo(json.dumps(summary.as_json(), indent=2, ensure_ascii=False))
+    else:
+        for line in text_lines(summary, zone):
+            echo(line)
+    return _problems_left(problems, echo)
 
 
 def test(

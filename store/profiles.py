@@ -119,6 +119,17 @@ class ProfileStore:
         with self.engine.connect() as db:
             return [_profile(row) for row in db.execute(query)]
 
+    def many(self, customer_ids: Sequence[str], chunk: int = 500) -> dict[str, Profile]:
+        """The profiles of ``customer_ids`` that exist, read ``chunk`` ids per query (a replay
+        reads every customer of a month's event log)."""
+        ids = sorted(set(customer_ids))
+        found: dict[str, Profile] = {}
+        for first in range(0, len(ids), chunk):
+            query = select(profiles).where(profiles.c.customer_id.in_(ids[first : first + chunk]))
+            with self.engine.connect() as db:
+                found.update((row.customer_id, _profile(row)) for row in db.execute(query))
+        return found
+
     def by_email(self, email: str) -> str | None:
         """The customer id with this email address (case-insensitive), if any."""
         with self.engine.connect() as db:
