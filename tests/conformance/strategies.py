@@ -40,7 +40,7 @@ STARTS = (
     datetime.fromisoformat("2027-03-25T22:30:00+00:00"),  # Berlin's clocks spring forward on 28th
 )
 DAYS = 20  # events fall within this many days of the start
-HORIZON = timedelta(days=DAYS + 5)  # and the simulation goes on a little longer
+HORIZON = timedelta(days=DAYS + 2)  # and a little longer: late runs are still going
 ZONES = (None, "Europe/Berlin", "America/New_York", "UTC")
 
 CONFIG = """\
@@ -108,7 +108,7 @@ def compile_journey(text: str, context: ProjectContext) -> tuple[Plan | None, li
 
 # --- journeys ---------------------------------------------------------------------------------
 
-DURATIONS = ("1h", "6h", "12h", "1d", "2d", "3d", "1d12h")
+DURATIONS = ("1h", "6h", "12h", "1d", "2d", "3d", "7d", "1d12h")
 TIMES = ("07:00", "09:00", "12:30", "23:00")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EVENT_CONDITIONS = (
@@ -119,6 +119,10 @@ PROFILE_CONDITIONS = (
     "profile.traits.vip | default(false)",
     "profile.traits.score | default(0) >= 5",
 )
+
+
+STEP_KINDS: tuple[str, ...] = ("send", "send", "wait", "wait", "wait_until", "wait_for")
+STEP_KINDS += ("wait_for", "branch", "split", "set")  # waits twice as often: runs that last
 
 
 @dataclass
@@ -197,11 +201,7 @@ def _wait_for(draw: st.DrawFn, keyed: bool) -> dict[str, Any]:
 
 @st.composite
 def _step(draw: st.DrawFn, keyed: bool, has_vars: bool) -> _Draft:
-    kind = draw(
-        st.sampled_from(
-            ("send", "send", "wait", "wait_until", "wait_for", "branch", "split", "set")
-        )
-    )
+    kind = draw(st.sampled_from(STEP_KINDS))
     if kind == "send":
         return _Draft(draw(_send()))
     if kind == "wait":
@@ -269,7 +269,7 @@ def journey_documents(draw: st.DrawFn, journey_id: str = "generated") -> dict[st
     """A journey as the mapping its YAML file holds."""
     keyed = draw(st.booleans())
     trigger: dict[str, Any] = {"event": TRIGGER}
-    if draw(st.booleans()):
+    if draw(st.integers(0, 2)) == 0:
         trigger["if"] = draw(st.sampled_from(EVENT_CONDITIONS))
     if keyed:
         trigger["key"] = "event.properties.k"
@@ -277,7 +277,7 @@ def journey_documents(draw: st.DrawFn, journey_id: str = "generated") -> dict[st
     entry: dict[str, Any] = {"reentry": reentry}
     if reentry == "one_at_a_time" and draw(st.booleans()):
         entry["after"] = draw(st.sampled_from(("1d", "3d")))
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:
         entry["if"] = draw(st.sampled_from(PROFILE_CONDITIONS))
     document: dict[str, Any] = {
         "id": journey_id,
@@ -325,8 +325,8 @@ def customers(draw: st.DrawFn) -> list[ProfileSpec]:
     people = []
     for index in range(count):
         traits: dict[str, Any] = {}
-        if draw(st.booleans()):
-            traits["vip"] = draw(st.booleans())
+        if draw(st.integers(0, 3)):
+            traits["vip"] = draw(st.sampled_from((True, True, False)))
         if draw(st.booleans()):
             traits["score"] = draw(st.integers(0, 9))
         people.append(
@@ -358,11 +358,13 @@ def _hours() -> st.SearchStrategy[int]:
     return st.one_of(st.integers(0, DAYS).map(lambda d: d * 24), st.integers(0, DAYS * 24))
 
 
+FOLLOW_UPS = (0, 0, 1, 3600, 6 * 3600, 12 * 3600, 86400, 86400 + 1, 2 * 86400, 3 * 86400, 7 * 86400)
+"""Seconds after a trigger that its follow-ups come at: at once, a second later, and at the
+ends of the waits and timeouts journeys draw (``DURATIONS``), so that they meet exactly."""
+
+
 @st.composite
-def _event(draw: st.DrawFn, people: list[ProfileSpec]) -> tuple[int, EventSpec]:
-    seconds = draw(_hours()) * 3600 + draw(st.sampled_from((0, 0, 0, 1, 1800)))
-    user = draw(st.sampled_from([p.id for p in people]))
-    kind = draw(st.sampled_from((TRIGGER, TRIGGER, REPLY, STOP, GOAL, NOISE, "identify")))
+def _event(draw: st.DrawFn, seconds: int, user: str, kind: str, key: str) -> tuple[int, EventSpec]:
     at = offset_text(seconds)
     if kind == "identify":
         traits: dict[str, Any] = draw(
@@ -371,7 +373,7 @@ def _event(draw: st.DrawFn, people: list[ProfileSpec]) -> tuple[int, EventSpec]:
             ).filter(bool)
         )
         return seconds, EventSpec(at=at, type="identify", user=user, traits=traits)
-    properties: dict[str, Any] = {"k": draw(st.sampled_from(KEYS))}
+    properties: dict[str, Any] = {"k": key}
     if kind == TRIGGER:
         properties["plan"] = draw(st.sampled_from(("pro", "basic")))
         properties["n"] = draw(st.integers(0, 3))
@@ -384,15 +386,37 @@ def _event(draw: st.DrawFn, people: list[ProfileSpec]) -> tuple[int, EventSpec]:
     return seconds, EventSpec(at=at, event=kind, user=user, properties=properties)
 
 
+KINDS = (TRIGGER, REPLY, REPLY, STOP, GOAL, GOAL, NOISE, "identify")
+
+
+@st.composite
+def _episode(
+    draw: st.DrawFn, people: list[ProfileSpec], first: bool
+) -> list[tuple[int, EventSpec]]:
+    """A trigger, and events for the same customer soon after (mostly with the same key)."""
+    user = draw(st.sampled_from([p.id for p in people]))
+    key = draw(st.sampled_from(KEYS))
+    start = 0 if first else draw(_hours()) * 3600
+    events = [draw(_event(start, user, TRIGGER, key))]
+    for _ in range(draw(st.integers(0, 4))):
+        seconds = min(start + draw(st.sampled_from(FOLLOW_UPS)), DAYS * 86400)
+        same_key = draw(st.sampled_from((key, key, key, *KEYS)))
+        events.append(draw(_event(seconds, user, draw(st.sampled_from(KINDS)), same_key)))
+    return events
+
+
 @st.composite
 def event_streams(draw: st.DrawFn, people: list[ProfileSpec]) -> list[tuple[int, EventSpec]]:
-    """Events at seconds after the start, in time order (file order among equals), some of them
-    twice at the same moment and some sent again with the same message id (a retry)."""
-    events = draw(st.lists(_event(people), min_size=1, max_size=12))
-    first = EventSpec(
-        at="+0", event=TRIGGER, user=people[0].id, properties={"k": "a", "plan": "pro", "n": 2}
-    )
-    events.insert(0, (0, first))  # someone enters (unless entry.if keeps them out)
+    """Events at seconds after the start, in time order (file order among equals): episodes of
+    a trigger and its follow-ups, a few events anywhere, some of them twice at the same moment
+    and some sent again with the same message id (a retry)."""
+    events: list[tuple[int, EventSpec]] = []
+    for index in range(draw(st.integers(1, 3))):
+        events += draw(_episode(people, first=index == 0))
+    for _ in range(draw(st.integers(0, 3))):
+        user = draw(st.sampled_from([p.id for p in people]))
+        kind = draw(st.sampled_from(KINDS))
+        events.append(draw(_event(draw(_hours()) * 3600, user, kind, draw(st.sampled_from(KEYS)))))
     if draw(st.booleans()):  # the same moment twice
         seconds, spec = draw(st.sampled_from(events))
         events.append((seconds, spec.model_copy()))
@@ -400,10 +424,10 @@ def event_streams(draw: st.DrawFn, people: list[ProfileSpec]) -> list[tuple[int,
         index = draw(st.integers(0, len(events) - 1))
         seconds, spec = events[index]
         if spec.type == "track":
-            first = spec.model_copy(update={"message_id": f"retried-{index}"})
-            events[index] = (seconds, first)
+            retried = spec.model_copy(update={"message_id": f"retried-{index}"})
+            events[index] = (seconds, retried)
             again = seconds + draw(st.sampled_from((0, 3600)))
-            events.append((again, first.model_copy(update={"at": offset_text(again)})))
+            events.append((again, retried.model_copy(update={"at": offset_text(again)})))
     return sorted(events, key=lambda item: item[0])  # stable: file order among equals
 
 
