@@ -7,7 +7,7 @@
    customer. Customers per second on the fast simulator rendering subjects only
    (``render="subjects"``), on the fast simulator rendering every body (``render="all"``), and
    on the exact simulator (the time-skipping server) — the baseline, in the same run, on a
-   smaller sample (``BENCH_EXACT_CUSTOMERS``: at ~10 customers/s the full population would take
+   smaller sample (``BENCH_EXACT_CUSTOMERS``: at 2–10 customers/s the full population would take
    minutes), compared by customers per second. The fast simulator runs that sample too, and
    its messages must be the exact simulator's (same ids, templates, subjects, bodies).
 2. Max's 90 days as a whole command (``touchpoint simulate …`` in a subprocess: interpreter
