@@ -21,8 +21,6 @@ import typer
 from typer.core import TyperGroup
 
 from config.errors import UserError
-from language.diagram import to_dot, to_mermaid
-from language.schema import config_schema, journey_schema
 from language.validator import JOURNEYS_DIR, Report, validate
 from ops.exits import exit_code, leave, refuse
 from workflows.plan import Plan
@@ -136,6 +134,8 @@ def graph_command(
     project: ProjectOption = Path("."),
 ) -> None:
     """Draw a journey: every step, labelled edges, grouped by stage."""
+    from language.diagram import to_dot, to_mermaid
+
     plan = _load_plan(journey, project)
     typer.echo(to_mermaid(plan) if output is GraphFormat.mermaid else to_dot(plan), nl=False)
 
@@ -145,6 +145,8 @@ def schema_command(
     kind: Annotated[SchemaKind, typer.Argument(help="journey or config.")] = SchemaKind.journey,
 ) -> None:
     """Print the JSON Schema of journey files or of touchpoint.yaml."""
+    from language.schema import config_schema, journey_schema
+
     schema = journey_schema() if kind is SchemaKind.journey else config_schema()
     typer.echo(json.dumps(schema, indent=2, ensure_ascii=False))
 

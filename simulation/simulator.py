@@ -50,7 +50,7 @@ from ops.workers import WorkerOptions, build_workers
 from simulation.delivery import SimulatedDelivery
 from simulation.entry import NOT_THEIR_DAY, EntryMoment, refusal
 from simulation.scenario import EventSpec, ProfileSpec
-from store.database import connect
+from store.database import scratch_store
 from store.entries import EntryStore
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
@@ -258,7 +258,7 @@ class Simulator:
     ) -> _Parts:
         """The production parts a simulation runs through, on a throw-away SQLite store."""
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="touchpoint-")))
-        engine = connect(f"sqlite:///{folder / 'simulation.db'}")
+        engine = scratch_store(folder / "simulation.db")
         stack.callback(engine.dispose)
         names = {plan.journey_id: plan.name for plan in scenario.plans}
         delivery = self.delivery(engine, scenario, names)

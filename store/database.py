@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     JSON,
     URL,
@@ -428,6 +426,9 @@ def migrate(engine: Engine) -> None:
     Processes starting together (workers and APIs, on one machine or many) take turns: the
     first migrates, the others wait, then find the schema current.
     """
+    from alembic import command  # here: a simulation's scratch store runs without Alembic
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with _sqlite_migration_lock(engine), engine.begin() as connection:
@@ -439,6 +440,18 @@ def migrate(engine: Engine) -> None:
             )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def scratch_store(path: Path) -> Engine:
+    """A new, throw-away SQLite store at ``path`` for a simulation: the model's tables created
+    straight from :data:`metadata`, which is the schema the migrations make
+    (tests/test_store_migrations.py holds the two equal), without loading Alembic and
+    replaying every revision — a cost ``touchpoint simulate`` would pay on each run. Not for a
+    store that outlives the process: only :func:`connect` migrates."""
+    engine = create_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", _sqlite_pragmas)
+    metadata.create_all(engine)
+    return engine
 
 
 MIGRATION_LOCK_ID = 7_305_201_817  # PostgreSQL advisory lock key: "one migration at a time"

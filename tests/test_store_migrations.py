@@ -11,10 +11,10 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
 from ops.postgres import Postgres
-from store.database import connect, metadata
+from store.database import connect, metadata, scratch_store
 from store.profiles import ProfileStore
 from tests.conftest import Database, processes_at_once
 
@@ -205,3 +205,32 @@ def test_connections_the_server_dropped_are_replaced_without_an_error(postgres: 
     assert profiles.by_email("max@example.com") == "max"
     engine.dispose()
     postgres.drop_database(url)
+
+
+def test_a_simulations_scratch_store_has_the_migrated_schema(tmp_path: Path) -> None:
+    """``scratch_store`` skips the migrations: its tables, columns, keys and indexes are still
+    the ones the migrations make."""
+    migrated = connect(f"sqlite:///{tmp_path / 'migrated.db'}")
+    scratch = scratch_store(tmp_path / "scratch.db")
+    try:
+        assert _schema(scratch) == _schema(migrated)
+    finally:
+        migrated.dispose()
+        scratch.dispose()
+
+
+def _schema(engine: Engine) -> set[tuple[str, str, str]]:
+    found = inspect(engine)
+    schema = set()
+    for table in set(found.get_table_names()) - {"alembic_version"}:
+        schema.add(("table", table, ""))
+        for column in found.get_columns(table):
+            shape = f"{column['type']} nullable={column['nullable']} {column['default']}"
+            schema.add(("column", f"{table}.{column['name']}", shape))
+        key = found.get_pk_constraint(table)["constrained_columns"]
+        schema.add(("primary key", table, ",".join(key)))
+        with engine.connect() as db:
+            query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
+            for name, sql in db.execute(text(query), {"t": table}):
+                schema.add(("index", name, " ".join((sql or "").split()[3:])))  # after its name
+    return schema
