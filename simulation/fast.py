@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, NoReturn
 
 from temporalio.client import WorkflowExecutionStatus
@@ -128,6 +129,7 @@ class VirtualClock:
         self._timers: list[_Timer] = []
         self._order = itertools.count()
         self._busy = 0  # runs that can go on, and activities in progress
+        self._deliveries: list[Callable[[], None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -142,9 +144,14 @@ class VirtualClock:
         return self.moment
 
     async def advance_to(self, moment: datetime) -> None:
-        """Fire every timer up to ``moment``, in order, each once the runs have done all they
-        could before it; then ``now()`` reads ``moment``."""
+        """Let the runs take what the events of the moment before brought them, then fire every
+        timer up to ``moment``, in order, each once the runs have done all they could before
+        it; then ``now()`` reads ``moment``. Staying at the moment does nothing: the events of
+        one moment are all routed before any run takes them (on the server, routing an event
+        takes a moment, a run's start or next step many)."""
         assert self.moment is not None, "start_at first"
+        if moment <= self.moment:
+            return
         await self.settled()
         while self._timers and self._timers[0].moment <= moment:
             timer = heapq.heappop(self._timers)
@@ -153,7 +160,7 @@ class VirtualClock:
             self.moment = max(self.moment, timer.moment)
             timer.fire()
             await self.settled()
-        self.moment = max(self.moment, moment)
+        self.moment = moment
 
     async def settle(self) -> None:
         """Let the timers that end at the last moment fire too (they end a little after the
@@ -172,6 +179,11 @@ class VirtualClock:
         heapq.heappush(self._timers, timer)
         return timer
 
+    def later(self, delivery: Callable[[], None]) -> None:
+        """A start or a signal the router made: delivered to its run when the clock moves on
+        (:meth:`advance_to`), in the order they were made."""
+        self._deliveries.append(delivery)
+
     def busy(self) -> None:
         self._busy += 1
         self._idle.clear()
@@ -182,7 +194,13 @@ class VirtualClock:
             self._idle.set()
 
     async def settled(self) -> None:
-        """Until no run can go on without a timer or an event."""
+        """Deliver the starts and signals made meanwhile, then wait until no run can go on
+        without a timer or an event."""
+        while self._deliveries:
+            deliveries, self._deliveries = self._deliveries, []
+            for deliver in deliveries:
+                deliver()
+            await asyncio.sleep(0)
         while self._busy:
             await self._idle.wait()
             await asyncio.sleep(0)  # a run woken meanwhile counts itself busy first
@@ -231,7 +249,10 @@ class FastRun:
     def running(self) -> bool:
         return self.status == WorkflowExecutionStatus.RUNNING
 
-    def start(self) -> None:
+    def start(self, events: Sequence[Any] = ()) -> None:
+        """Start the run; a signal-with-start's event comes first."""
+        for event in events:
+            self.core.on_event(event)
         self.client.clock.busy()
         self.task = asyncio.ensure_future(self._main())
 
@@ -424,15 +445,13 @@ class InProcessClient:
             if id_conflict_policy != WorkflowIDConflictPolicy.USE_EXISTING:
                 raise WorkflowAlreadyStartedError(id, workflow, run_id=current.run_id)
             if start_signal is not None:
-                current.signal(start_signal, *start_signal_args)
+                self.clock.later(partial(current.signal, start_signal, *start_signal_args))
             return InProcessHandle(self, id, current.run_id, started=False)
         if current is not None and id_reuse_policy == WorkflowIDReusePolicy.REJECT_DUPLICATE:
             raise WorkflowAlreadyStartedError(id, workflow, run_id=current.run_id)
         run = FastRun(self, id, f"fast-{next(self._run_ids)}", arg, dict(memo or {}))
         self.latest[id] = self.runs[run.run_id] = run
-        if start_signal is not None:  # signal-with-start: the signal comes first
-            run.core.on_event(*start_signal_args)
-        run.start()
+        self.clock.later(partial(run.start, start_signal_args if start_signal else ()))
         return InProcessHandle(self, id, run.run_id, started=True)
 
     def get_workflow_handle(
@@ -494,7 +513,7 @@ class InProcessHandle:
         run = self.client.find(self.id, self.run_id)
         if not run.running:
             raise RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
-        run.signal(name, arg)
+        self.client.clock.later(partial(run.signal, name, arg))
 
     async def describe(self) -> _Description:
         return _Description(self.client.find(self.id, self.run_id))

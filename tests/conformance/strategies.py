@@ -428,7 +428,26 @@ def event_streams(draw: st.DrawFn, people: list[ProfileSpec]) -> list[tuple[int,
             events[index] = (seconds, retried)
             again = seconds + draw(st.sampled_from((0, 3600)))
             events.append((again, retried.model_copy(update={"at": offset_text(again)})))
-    return sorted(events, key=lambda item: item[0])  # stable: file order among equals
+    ordered = sorted(events, key=lambda item: item[0])  # stable: file order among equals
+    return _one_trigger_a_moment(ordered)
+
+
+def _one_trigger_a_moment(events: list[tuple[int, EventSpec]]) -> list[tuple[int, EventSpec]]:
+    """Leave out a customer's second trigger (another message) at the moment of one before.
+    Whether it finds the first one's run still going — signalled — or ended — refused by
+    ``reentry`` — depends, on the time-skipping server, on real time: how fast the server
+    worked through a run that ends at once (docs/simulate.md, "Fast and exact"). The fast
+    simulator routes all of a moment's events before any run takes them."""
+    first: dict[tuple[int, str | None], str | None] = {}  # (moment, customer) → message id
+    kept = []
+    for seconds, spec in events:
+        if spec.event == TRIGGER:
+            moment = (seconds, spec.user)
+            if moment in first and (spec.message_id is None or first[moment] != spec.message_id):
+                continue  # another message (one without an id is a message of its own)
+            first.setdefault(moment, spec.message_id)
+        kept.append((seconds, spec))
+    return kept
 
 
 @dataclass
