@@ -1,6 +1,6 @@
 """Conformance: the fast simulator tells the same story as the exact one (the real workflow on
 Temporal's time-skipping server) — for every case of the example journeys' test files, and for
-generated journeys and event streams (``CONFORMANCE_EXAMPLES`` of them, default 40).
+generated journeys and event streams (``CONFORMANCE_EXAMPLES`` of them, default 300).
 
 Skipped until ``simulation/fast.py`` exists. ``pytest -m conformance`` runs this suite alone.
 A failure prints the differences and, for a generated example, the journeys and events to
@@ -35,7 +35,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.conformance
 
-EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "300"))
 
 
 class Simulates(Protocol):
