@@ -63,6 +63,17 @@ def _load(root: Path, echo: Echo) -> tuple[Project | None, int]:
     return project, len(problems)
 
 
+def _cannot_start(error: UsageError | BrokenJourney | ScenarioError, echo: Echo) -> int:
+    """Say why a simulation or replay cannot start: exit 2 for a wrong command line, 1 for a
+    journey or file with problems."""
+    if isinstance(error, ScenarioError):
+        for problem in error.problems:
+            echo(problem.format(), err=True)
+        return 1
+    echo(f"✗ {error}", err=True)
+    return 2 if isinstance(error, UsageError) else 1
+
+
 def _problems_left(count: int, echo: Echo) -> int:
     """The exit code's share of the project's problems: 1 when there were any."""
     if not count:
@@ -102,16 +113,8 @@ def simulate(
             start=start,
             until=until,
         )
-    except UsageError as error:
-        echo(f"✗ {error}", err=True)
-        return 2
-    except BrokenJourney as error:
-        echo(f"✗ {error}", err=True)
-        return 1
-    except ScenarioError as error:
-        for problem in error.problems:
-            echo(problem.format(), err=True)
-        return 1
+    except (UsageError, BrokenJourney, ScenarioError) as error:
+        return _cannot_start(error, echo)
     quiet_sdk_logs()
     simulator = (
         Simulator(project.root, project.config)
@@ -267,16 +270,8 @@ def replay(
         plans = pick_plans(project, journeys)
         start = window_start(since, now)
         answers = load_lookups(lookups)
-    except UsageError as error:
-        echo(f"✗ {error}", err=True)
-        return 2
-    except BrokenJourney as error:
-        echo(f"✗ {error}", err=True)
-        return 1
-    except ScenarioError as error:
-        for problem in error.problems:
-            echo(problem.format(), err=True)
-        return 1
+    except (UsageError, BrokenJourney, ScenarioError) as error:
+        return _cannot_start(error, echo)
     engine = open_recorded(load_settings(project.config).database_url)
     try:
         recorded = read_recorded(engine, start, now)
