@@ -24,6 +24,7 @@ from activities.webhooks import WebhookPost, webhook_body
 from config.project import ProjectConfig
 from store.consent import ConsentStore
 from store.ledger import Ledger
+from store.suppressions import Suppressions
 from workflows.channels import Channel
 from workflows.models import LookupRequest, LookupResult
 
@@ -70,6 +71,7 @@ class SimulatedDelivery(DeliveryActivities):
             unsubscribe_secret=SIMULATION_SECRET,
             environ={},
             consent=ConsentStore(engine),
+            suppressions=Suppressions(engine),  # none, unless a replay brings today's
         )
         delivery.lookup_answers = dict(lookups)
         delivery.delivered = {}

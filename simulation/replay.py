@@ -15,7 +15,7 @@ is there, the exact one (Temporal's time-skipping server) with ``--exact`` or wi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -32,8 +32,10 @@ from simulation.report import Funnel, funnel, funnel_text, held, iso, run_lines
 from simulation.scenario import EventSpec, ProfileSpec
 from simulation.setup import UsageError
 from simulation.simulator import Progress, Scenario, SimulationResult, Simulator
+from store.database import metadata as store_metadata
 from store.event_log import EventLog, LoggedEvent
 from store.profiles import ProfileStore
+from store.suppressions import normalise
 from workflows.durations import parse_duration
 from workflows.models import Profile
 from workflows.plan import Plan
@@ -101,6 +103,7 @@ class Recorded:
     customers: list[ProfileSpec]  # everyone with a call in the window, as they are today
     events: list[tuple[datetime, EventSpec]]  # every call, in the order it was applied
     without_profile: int = 0  # customers the log names who have no profile (any more)
+    consent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # as it is today
 
     def scenario(self, plans: Sequence[Plan], lookups: dict[str, Any] | None = None) -> Scenario:
         """The window under ``plans``; journeys that start without an event (schedules, dates
@@ -132,6 +135,7 @@ class Recorded:
             until=self.end - self.start,
             lookups=lookups or {},
             entries=entry_moments(plans, self.start, self.end, zones=zones),
+            consent=self.consent,
         )
 
 
@@ -157,6 +161,7 @@ def read_recorded(engine: Engine, start: datetime, end: datetime) -> Recorded:
         logged = list(EventLog(engine).read(since=start, until=end))
         ids = list(dict.fromkeys(event.customer_id for event in logged))
         profiles = ProfileStore(engine).many(ids)
+        consent = _consent_today(engine, ids, profiles)
     except SQLAlchemyError as error:
         raise StoreUnavailable(
             f"cannot read the event log: {type(error).__name__}; is the store reachable?"
@@ -174,7 +179,35 @@ def read_recorded(engine: Engine, start: datetime, end: datetime) -> Recorded:
         customers=customers,
         events=list(_timed(logged, start)),
         without_profile=sum(customer_id not in profiles for customer_id in ids),
+        consent=consent,
     )
+
+
+CONSENT_BATCH = 500
+
+
+def _consent_today(
+    engine: Engine, ids: Sequence[str], profiles: Mapping[str, Profile]
+) -> dict[str, list[dict[str, Any]]]:
+    """The customers' consent, topic consent and address suppressions as the store has them
+    now: a replay honours today's unsubscribes (it cannot know when they were made)."""
+    addresses = sorted({normalise(p.email) for p in profiles.values() if p.email})
+    found: dict[str, list[dict[str, Any]]] = {
+        "consent": [],
+        "topic_consent": [],
+        "suppressions": [],
+    }
+    with engine.connect() as db:
+        for name in ("consent", "topic_consent"):
+            table = store_metadata.tables[name]
+            for at in range(0, len(ids), CONSENT_BATCH):
+                chosen = table.select().where(table.c.customer_id.in_(ids[at : at + CONSENT_BATCH]))
+                found[name] += [dict(row._mapping) for row in db.execute(chosen)]
+        table = store_metadata.tables["suppressions"]
+        for at in range(0, len(addresses), CONSENT_BATCH):
+            chosen = table.select().where(table.c.address.in_(addresses[at : at + CONSENT_BATCH]))
+            found["suppressions"] += [dict(row._mapping) for row in db.execute(chosen)]
+    return found
 
 
 def _customer(customer_id: str, profile: Profile | None) -> ProfileSpec:

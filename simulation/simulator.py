@@ -50,6 +50,7 @@ from ops.workers import WorkerOptions, build_workers
 from simulation.delivery import SimulatedDelivery
 from simulation.entry import NOT_THEIR_DAY, EntryMoment, refusal
 from simulation.scenario import EventSpec, ProfileSpec
+from store.database import metadata as store_metadata
 from store.database import scratch_store
 from store.entries import EntryStore
 from store.processed import ProcessedMessages
@@ -87,6 +88,9 @@ class Scenario:
     until: timedelta
     lookups: Mapping[str, Any] = field(default_factory=dict)
     entries: list[EntryMoment] = field(default_factory=list)  # entry without an event
+    # rows the store starts with, by table of store.database (a replay: the customers'
+    # consent, topic consent and suppressions as they are today)
+    consent: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def end(self) -> datetime:
@@ -425,6 +429,11 @@ class _Session:
         await asyncio.to_thread(self._store_customers)  # one thread hop for the population
 
     def _store_customers(self) -> None:
+        if any(self.scenario.consent.values()):
+            with self.profiles.engine.begin() as db:
+                for name, rows in self.scenario.consent.items():
+                    if rows:
+                        db.execute(store_metadata.tables[name].insert(), rows)
         for customer in self.scenario.customers:
             self.profiles.upsert(
                 customer.id,

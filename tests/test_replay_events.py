@@ -23,7 +23,10 @@ from cli import app
 from demo.generate_events import Generated, generate, write
 from ops.planning import JSON_FORMAT as PLAN_JSON_FORMAT
 from simulation.replay import ReplaySimulator, simulator_for
+from store.consent import ConsentStore
 from store.database import connect
+from store.profiles import ProfileStore
+from store.suppressions import Suppressions
 from tests.conftest import ROOT
 
 CUSTOMERS = 24
@@ -361,3 +364,33 @@ def test_the_generator_is_deterministic_by_seed() -> None:
     assert all(end - timedelta(days=30) <= call.at < end for call in one.calls)
     names = {call.event for call in one.calls}
     assert {"Newsletter Subscribed", "Product Category Viewed", "Order Completed"} <= names
+
+
+def test_replay_honours_the_unsubscribes_and_suppressions_of_today(
+    shop: Shop, cli: CliRunner
+) -> None:
+    """On the fast simulator: a customer who unsubscribed since, and one whose address is
+    suppressed now, get no welcome in the replay — the policies skip it, and say why."""
+    unsubscribed, suppressed = sorted(shop.subscribed())[:2]
+    engine = connect(shop.url)
+    try:
+        ConsentStore(engine).withdraw(unsubscribed, "one-click")
+        address = ProfileStore(engine).get(suppressed)
+        assert address is not None and address.email
+        Suppressions(engine).add(address.email, "bounce", source="test", actor="test")
+    finally:
+        engine.dispose()
+    result = cli.invoke(
+        app, ["replay", "welcome-replay", "--since", "14d", "--json", "-C", str(shop.root)]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["simulator"] == "fast"
+    (journey,) = document["journeys"]
+    steps = {row["step"]: row for row in journey["funnel"]["steps"]}
+    assert steps["hello"]["reached"] == len(shop.subscribed())
+    assert steps["hello"]["sent"] == len(shop.subscribed()) - 2, journey["held"]
+    skipped = {row["reason"]: row["count"] for row in journey["held"] if row["step"] == "hello"}
+    assert sum(skipped.values()) == 2, skipped
+    assert any("unsubscribed" in reason for reason in skipped), skipped
+    assert any("suppress" in reason for reason in skipped), skipped
