@@ -66,6 +66,27 @@ def differences(
     return timeline_differences(expected, actual), expected
 
 
+TRIES = 3
+"""How often a scenario whose timelines differ is run again before the difference counts."""
+left_to_chance: list[str] = []  # scenarios a rerun of the exact simulator agreed on
+
+
+def lasting_differences(scenario: Scenario, exact: Simulates, fast: Simulates) -> list[str]:
+    """The differences that hold in :data:`TRIES` runs. Where one run agrees, the time-skipping
+    server left the scenario to chance (real time decided: how fast it worked through a run
+    that ends at once, docs/simulate.md), not the fast simulator: noted in
+    :data:`left_to_chance`, which the suite keeps small."""
+    found, _ = differences(scenario, exact, fast)
+    for _ in range(TRIES - 1):
+        if not found:
+            return []
+        again, _ = differences(scenario, exact, fast)
+        if not again:
+            left_to_chance.append("\n".join(found))
+            return []
+    return found
+
+
 def example_cases() -> list[Any]:
     """Every case of the example journeys' test files, as a pytest parameter."""
     project, _ = load_project(ROOT)
@@ -82,7 +103,7 @@ def test_the_examples_test_cases_conform(case: PreparedCase) -> None:
     simulator = fast_simulator()
     project, _ = load_project(ROOT)
     assert project is not None
-    found, _ = differences(
+    found = lasting_differences(
         case.scenario,
         Simulator(project.root, project.config),
         simulator(project.root, project.config),
@@ -112,9 +133,11 @@ def test_generated_journeys_conform(generated_project: tuple[Path, ProjectContex
     )
     @given(generated_cases(context))
     def check(case: GeneratedCase) -> None:
-        found, _ = differences(case.scenario, exact, fast)
+        found = lasting_differences(case.scenario, exact, fast)
         assert found == [], "\n".join(
             ["a: exact, b: fast", *found, "", "to reproduce:", case.describe()]
         )
 
+    left_to_chance.clear()
     check()
+    assert len(left_to_chance) <= max(3, EXAMPLES // 50), "\n\n".join(left_to_chance)
