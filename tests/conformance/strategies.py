@@ -433,19 +433,22 @@ def event_streams(draw: st.DrawFn, people: list[ProfileSpec]) -> list[tuple[int,
 
 
 def _one_trigger_a_moment(events: list[tuple[int, EventSpec]]) -> list[tuple[int, EventSpec]]:
-    """Leave out a customer's second trigger (another message) at the moment of one before.
-    Whether it finds the first one's run still going — signalled — or ended — refused by
-    ``reentry`` — depends, on the time-skipping server, on real time: how fast the server
-    worked through a run that ends at once (docs/simulate.md, "Fast and exact"). The fast
-    simulator routes all of a moment's events before any run takes them."""
-    first: dict[tuple[int, str | None], str | None] = {}  # (moment, customer) → message id
+    """Leave out a customer's trigger at a moment where another message of theirs came before
+    it (a second trigger, or an event that may end the run: a reply its ``wait_for`` ends on,
+    a goal, an exit). Whether the trigger finds the run still going — signalled — or ended —
+    refused by ``reentry`` — depends, on the time-skipping server, on real time: how fast the
+    server worked through the earlier message (docs/simulate.md, "Fast and exact"). The fast
+    simulator routes all of a moment's events before any run takes them. A retry of the same
+    message is kept: ingestion drops it as a duplicate on both engines."""
+    earlier: dict[tuple[int, str | None], list[str | None]] = {}  # (moment, customer) → ids
     kept = []
     for seconds, spec in events:
-        if spec.event == TRIGGER:
-            moment = (seconds, spec.user)
-            if moment in first and (spec.message_id is None or first[moment] != spec.message_id):
-                continue  # another message (one without an id is a message of its own)
-            first.setdefault(moment, spec.message_id)
+        before = earlier.setdefault((seconds, spec.user), [])
+        if spec.event == TRIGGER and any(
+            spec.message_id is None or other != spec.message_id for other in before
+        ):
+            continue  # another message came first (one without an id is a message of its own)
+        before.append(spec.message_id)
         kept.append((seconds, spec))
     return kept
 

@@ -4,6 +4,7 @@ of the language it promises; fast (no simulator)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ from hypothesis import HealthCheck, given, settings
 
 from language.compiler import ProjectContext
 from language.validator import validate
+from simulation.scenario import EventSpec
 from tests.conformance.strategies import (
     DAYS,
     STARTS,
+    TRIGGER,
     GeneratedCase,
     compile_journey,
     generated_cases,
@@ -23,6 +26,7 @@ from tests.conformance.strategies import (
     project_context,
     write_project,
 )
+from tests.conformance.strategies import _one_trigger_a_moment as one_trigger_a_moment
 
 pytestmark = pytest.mark.conformance
 
@@ -83,6 +87,7 @@ def test_generated_streams_fall_in_the_window_in_time_order(context: ProjectCont
         assert all(spec.user in users for _, spec in scenario.events)
         if len(moments) != len(set(moments)):
             drawn.add("events at the same moment")
+        assert not _trigger_after_another_message(scenario.events), "left to chance on the server"
         if any(spec.message_id for _, spec in scenario.events):
             drawn.add("a retried message id")
         if any(spec.type == "identify" for _, spec in scenario.events):
@@ -97,6 +102,42 @@ def test_generated_streams_fall_in_the_window_in_time_order(context: ProjectCont
         "an identify",
         "two journeys",
     }
+
+
+def _trigger_after_another_message(events: list[tuple[datetime, EventSpec]]) -> bool:
+    """Whether a customer's trigger follows another of their messages at the same moment."""
+    for index, (at, spec) in enumerate(events):
+        if spec.event != TRIGGER:
+            continue
+        for other_at, other in events[:index]:
+            same_moment = other_at == at and other.user == spec.user
+            if same_moment and (spec.message_id is None or other.message_id != spec.message_id):
+                return True
+    return False
+
+
+def test_a_trigger_after_another_message_of_the_moment_is_left_out() -> None:
+    def spec(event: str, message_id: str | None = None) -> EventSpec:
+        return EventSpec(at="+0", event=event, user="c0", message_id=message_id)
+
+    streams = [
+        (0, spec("Reply")),
+        (0, spec(TRIGGER)),  # may find the run ended by the reply: left out
+        (60, spec(TRIGGER, "m1")),
+        (60, spec(TRIGGER, "m1")),  # a retry of the same message: kept, ingestion drops it
+        (60, spec("Reply")),
+        (120, spec(TRIGGER)),
+        (120, spec("Buy")),  # after the trigger: kept
+    ]
+    kept = one_trigger_a_moment(streams)
+    assert [(s, spec.event) for s, spec in kept] == [
+        (0, "Reply"),
+        (60, TRIGGER),
+        (60, TRIGGER),
+        (60, "Reply"),
+        (120, TRIGGER),
+        (120, "Buy"),
+    ]
 
 
 def _steps(document: dict[str, Any]) -> list[Any]:
