@@ -56,7 +56,7 @@ JOURNEY_TASK_QUEUE = QUEUE_PREFIX + JOURNEY_QUEUE
 CONFORMED_STEPS = frozenset(
     {"send", "wait", "wait_until", "wait_for", "branch", "split", "set", "lookup", "end"}
 )
-CONFORMED_CHANNELS = frozenset({"email", "webhook", "chat"})
+CONFORMED_CHANNELS = frozenset({"email", "webhook", "chat", "sms"})
 """The step kinds and channels the conformance suite (``tests/conformance``) runs on both
 simulators. A journey with anything else — a construct added to the language later — runs on
 the time-skipping server in ``touchpoint test`` until the suite covers it."""

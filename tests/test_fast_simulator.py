@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from simulation import fast
 from simulation.fast import FastSimulator
+from simulation.journey_tests import find_test_files, run_files
 from simulation.report import as_json
 from simulation.setup import build_scenario, load_project
 from tests.conftest import ROOT
@@ -75,3 +77,21 @@ def test_render_options_are_checked(args: list[str], problem: str) -> None:
     done = touchpoint("simulate", "newsletter-welcome", *MAX, *args)
     assert done.returncode == 1
     assert problem in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_a_journey_outside_the_conformance_suite_is_tested_exactly_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shop = ROOT / "tests/fixtures/sms-shop"
+    project, problems = load_project(shop)
+    assert project is not None, problems
+    files = find_test_files([], project)
+
+    covered, _ = await run_files(files, project, lambda _: None)
+    assert [r.exact_because for r in covered] == [None, None]  # every channel is conformed
+
+    monkeypatch.setattr(fast, "CONFORMED_CHANNELS", frozenset({"email"}))
+    results, _ = await run_files(files, project, lambda _: None)
+    because = "delivery-update: the sms channel is not in the conformance suite"
+    assert [r.exact_because for r in results] == [because, because]
+    assert all(r.passed for r in results + covered)

@@ -50,6 +50,9 @@ defaults:
   sender: {email: hello@shop.example, name: Shop}
 email:
   provider: maildir
+channels:
+  sms:
+    from: "+4930901820"
 destinations:
   team:
     type: slack
@@ -79,6 +82,8 @@ TEMPLATES = {
     "nudge/en.html": "---\nsubject: Still thinking, {{ profile.id }}?\n---\n<p>Nudge</p>\n",
     "note/en.md": "Customer `{{ profile.id }}` is in {{ journey.name }}\n",
     "ping/en.json": '{"customer": {{ profile.id | tojson }}, "n": {{ vars.n | default(0) }}}\n',
+    "text/en.txt": "Hi {{ profile.traits.name | default('there') }}, {{ journey.name }}\n",
+    "text/de.txt": "Hallo {{ profile.id }}\n",
 }
 EMAIL_TEMPLATES = ("hello", "nudge")
 
@@ -135,9 +140,11 @@ class _Draft:
 
 @st.composite
 def _send(draw: st.DrawFn) -> dict[str, Any]:
-    channel = draw(st.sampled_from(("email", "email", "email", "chat", "webhook")))
+    channel = draw(st.sampled_from(("email", "email", "email", "chat", "webhook", "sms")))
     if channel == "email":
         step: dict[str, Any] = {"send": "email", "template": draw(st.sampled_from(EMAIL_TEMPLATES))}
+    elif channel == "sms":
+        step = {"send": "sms", "template": "text"}
     elif channel == "chat":
         step = {"send": "chat", "to": "team", "template": "note"}
     else:
@@ -333,6 +340,7 @@ def customers(draw: st.DrawFn) -> list[ProfileSpec]:
             ProfileSpec(
                 id=f"c{index}",
                 email=f"c{index}@example.com" if draw(st.integers(0, 5)) else None,
+                phone=f"+49151000000{index}" if draw(st.integers(0, 3)) else None,
                 locale=draw(st.sampled_from((None, "en", "de"))),
                 timezone=draw(st.sampled_from(ZONES)),
                 traits=traits,

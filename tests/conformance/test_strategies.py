@@ -159,6 +159,7 @@ CONSTRUCTS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "end": lambda d: "end" in _steps(d),
     "send chat": _has_step(lambda s: s.get("send") == "chat"),
     "send webhook": _has_step(lambda s: s.get("send") == "webhook"),
+    "send sms": _has_step(lambda s: s.get("send") == "sms"),
     "wait": _has_step(lambda s: "wait" in s),
     "wait_until with days": _has_step(lambda s: "days" in s.get("wait_until", {})),
     "wait_for with key": _has_step(lambda s: "wait_for" in s and "key" in s),
