@@ -30,8 +30,9 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Select, Table, false, text, update
+from sqlalchemy import Connection, Engine, Row, Select, Table, bindparam, false, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ClauseElement
 
 from store.prepared import Prepared
 
@@ -44,10 +45,36 @@ def dialect_insert(bind: Engine | Connection) -> Callable[[Table], Insert]:
 
 
 def insert_new(db: Connection, table: Table, values: Mapping[str, Any]) -> bool:
-    """Insert ``values`` unless a row with the same key exists; ``True`` if this call did."""
+    """Insert ``values`` unless a row with the same key exists; ``True`` if this call did.
+    Plain values (the claims every event and send makes) go through a statement compiled once
+    per table and columns (:mod:`store.prepared`); a SQL expression among them is built anew."""
+    if any(isinstance(value, ClauseElement) for value in values.values()):
+        key = table.primary_key.columns.values()[0]
+        statement = dialect_insert(db)(table).values(**values).on_conflict_do_nothing()
+        return db.execute(statement.returning(key)).first() is not None  # a row if inserted
+    filled = {**_scalar_defaults(table), **values}  # what SQLAlchemy would add, added here
+    prepared = _insert_new(db.dialect.name, table, tuple(filled))
+    return bool(prepared.run(db, filled))  # a row only if inserted
+
+
+@functools.cache
+def _scalar_defaults(table: Table) -> dict[str, Any]:
+    """The columns' Python-side defaults (the store's are all constants)."""
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        if column.default is not None:
+            if not column.default.is_scalar:
+                raise TypeError(f"{table.name}.{column.name}: only constant defaults are prepared")
+            defaults[column.name] = column.default.arg  # type: ignore[attr-defined]
+    return defaults
+
+
+@functools.cache
+def _insert_new(dialect: str, table: Table, columns: tuple[str, ...]) -> Prepared:
     key = table.primary_key.columns.values()[0]
-    statement = dialect_insert(db)(table).values(**values).on_conflict_do_nothing()
-    return db.execute(statement.returning(key)).first() is not None  # a row only if inserted
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    binds = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    return Prepared(insert(table).values(binds).on_conflict_do_nothing().returning(key))
 
 
 def read_for_update(db: Connection, query: Select[Any]) -> Row[Any] | None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, bindparam, delete, select
 
 from store.atomic import insert_new
 from store.database import consent
+from store.prepared import Prepared
 
 MARKETING = "marketing"  # marketing email: the one-click unsubscribe, bounces, spam reports
 SMS = "sms"  # every SMS: the customer replied STOP (Twilio's 21610)
@@ -44,23 +45,15 @@ class ConsentStore:
 
     def blocked(self, customer_id: str, category: str = MARKETING) -> str | None:
         """Why ``customer_id`` must not get ``category`` messages, or ``None``."""
-        with self.engine.connect() as db:
-            row = db.execute(
-                select(consent.c.status, consent.c.reason).where(
-                    consent.c.customer_id == customer_id, consent.c.category == category
-                )
-            ).first()
-        return None if row is None else f"{row.status} ({row.reason})"
+        found = self.status(customer_id, category)
+        return None if found is None else f"{found[0]} ({found[1]})"
 
     def status(self, customer_id: str, category: str = MARKETING) -> tuple[str, str | None] | None:
-        """``(status, reason)`` of the withdrawal of ``category``, or ``None``: none."""
+        """``(status, reason)`` of the withdrawal of ``category``, or ``None``: none. Read
+        before every send: a statement compiled once (:mod:`store.prepared`)."""
         with self.engine.connect() as db:
-            row = db.execute(
-                select(consent.c.status, consent.c.reason).where(
-                    consent.c.customer_id == customer_id, consent.c.category == category
-                )
-            ).first()
-        return None if row is None else (row.status, row.reason)
+            row = _STATUS.first(db, {"customer_id": customer_id, "category": category})
+        return None if row is None else (row["status"], row["reason"])
 
     def restore(self, customer_id: str, category: str = MARKETING) -> bool:
         """Lift the customer's own withdrawal (status ``unsubscribed``) of ``category``: they
@@ -75,3 +68,11 @@ class ConsentStore:
                 )
             ).rowcount
         return bool(lifted)
+
+
+_STATUS = Prepared(
+    select(consent.c.status, consent.c.reason).where(
+        consent.c.customer_id == bindparam("customer_id"),
+        consent.c.category == bindparam("category"),
+    )
+)

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from config.errors import NotDeployed
 from store.database import journey_audit, journeys, plans
+from store.prepared import Prepared
 from workflows.plan import Plan
 
 State = Literal["active", "paused", "stopped"]
@@ -247,13 +248,14 @@ class Deployments:
         return found
 
 
-_STATE = select(journeys.c.state).where(journeys.c.journey_id == bindparam("journey_id"))
+_STATE = Prepared(select(journeys.c.state).where(journeys.c.journey_id == bindparam("journey_id")))
 
 
 def journey_state(db: Connection, journey_id: str) -> State | None:
     """:meth:`Deployments.state` on a connection the caller holds (the router reads it in its
     entry transaction: one pool checkout for both)."""
-    return cast(State | None, db.execute(_STATE, {"journey_id": journey_id}).scalar())
+    rows = _STATE.run(db, {"journey_id": journey_id})
+    return cast(State | None, rows[0][0]) if rows else None
 
 
 def _locked(db: Connection, journey_id: str) -> Row[Any] | None:

@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, literal_column, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from store.atomic import dialect_insert
 from store.database import journey_entries as entries
 from store.database import utc
+from store.prepared import Prepared
 
 
 @dataclass(frozen=True)
@@ -67,34 +68,21 @@ class EntryStore:
 
         ``refuse``, if given, is asked first on the same connection (the router: is the
         journey paused or stopped?); a reason it gives refuses the entry."""
-        key = (entries.c.journey_id == journey_id) & (entries.c.subject == subject)
-        reserve = (
-            dialect_insert(self.engine)(entries)
-            .values(journey_id=journey_id, subject=subject, reserved=1, entered=0)
-            .on_conflict_do_update(
-                index_elements=[entries.c.journey_id, entries.c.subject],
-                set_={"reserved": entries.c.reserved + 1},
-            )
-            .returning(entries.c.reserved, entries.c.entered, entries.c.last_entered_at)
-        )
         try:
             with self.engine.begin() as db:
                 refusal = refuse(db) if refuse is not None else None
                 if refusal is not None:
                     return Entry(refused=refusal)
-                row = db.execute(reserve).one()
-                before = EntryRecord(int(row.entered), _aware(row.last_entered_at))
+                names = {"journey_id": journey_id, "subject": subject}
+                [(reserved, entered, last_entered_at)] = _RESERVE[db.dialect.name].run(db, names)
+                before = EntryRecord(int(entered), _aware(last_entered_at))
                 refusal = _refusal(before, at, once, cooldown_seconds)
                 if refusal is not None:
                     raise _Refused(refusal)  # rolls the entry number back
                 if not once and not cooldown_seconds:
-                    return Entry(sequence=int(row.reserved))
-                db.execute(
-                    update(entries)
-                    .where(key)
-                    .values(entered=entries.c.entered + 1, last_entered_at=at)
-                )
-                return Entry(sequence=int(row.reserved), claimed=before)
+                    return Entry(sequence=int(reserved))
+                _CLAIM.run(db, {**names, "at": at})
+                return Entry(sequence=int(reserved), claimed=before)
         except _Refused as refused:
             return Entry(refused=refused.reason)
 
@@ -139,3 +127,35 @@ def _refusal(before: EntryRecord, at: datetime, once: bool, cooldown_seconds: in
 
 def _aware(moment: datetime | None) -> datetime | None:
     return None if moment is None else utc(moment)
+
+
+# Run at every entry: compiled once (store/prepared.py). The first hands out the entry number
+# (creating or locking the row), the second takes the entry (``once`` and cooldowns).
+_ONE: ColumnElement[int] = literal_column("1")
+_RESERVE = {
+    name: Prepared(
+        insert(entries)
+        .values(
+            journey_id=bindparam("journey_id"),
+            subject=bindparam("subject"),
+            reserved=_ONE,
+            entered=literal_column("0"),
+        )
+        .on_conflict_do_update(
+            index_elements=[entries.c.journey_id, entries.c.subject],
+            set_={"reserved": entries.c.reserved + _ONE},
+        )
+        .returning(entries.c.reserved, entries.c.entered, entries.c.last_entered_at)
+    )
+    for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
+_CLAIM = Prepared(
+    update(entries)
+    .where(
+        entries.c.journey_id == bindparam("journey_id"), entries.c.subject == bindparam("subject")
+    )
+    .values(
+        entered=entries.c.entered + _ONE,
+        last_entered_at=bindparam("at", type_=entries.c.last_entered_at.type),
+    )
+)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
-from sqlalchemy import Engine, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, literal_column, null, or_, select, update
 
 from store.atomic import insert_new, lock_subject, read_for_update
 from store.database import deliveries, utc
@@ -110,6 +110,23 @@ _TAKE_SLOT = Prepared(
     .values(counted_at=bindparam("at"), category=bindparam("kind"))
 )
 
+_MARKED = (
+    update(deliveries)
+    .where(
+        deliveries.c.message_id == bindparam("message"),
+        deliveries.c.status != literal_column("'sent'"),
+    )
+    .values(
+        status=bindparam("status"),
+        provider=bindparam("provider"),
+        provider_id=bindparam("provider_id"),
+        reason=bindparam("reason"),
+        updated_at=bindparam("updated_at", type_=deliveries.c.updated_at.type),
+    )
+)
+_MARK = Prepared(_MARKED)  # an attempt's result
+_MARK_GIVING_BACK = Prepared(_MARKED.values(counted_at=null()))  # … and the slot it held
+
 
 class Ledger:
     def __init__(self, engine: Engine) -> None:
@@ -174,20 +191,16 @@ class Ledger:
         One ``UPDATE … WHERE status != 'sent'``: a concurrent writer of the row makes it wait,
         and PostgreSQL then checks the condition against the row as that writer left it."""
         values = {
+            "message": message_id,
             "status": status,
             "provider": provider,
             "provider_id": (provider_id or "")[:200] or None,
             "reason": (reason or "")[:1000] or None,
             "updated_at": datetime.now(UTC),
         }
-        if status not in HOLDS_SLOT:
-            values["counted_at"] = None  # a frequency cap's slot, given back
+        marks = _MARK if status in HOLDS_SLOT else _MARK_GIVING_BACK  # a cap's slot, given back
         with self.engine.begin() as db:
-            db.execute(
-                update(deliveries)
-                .where(deliveries.c.message_id == message_id, deliveries.c.status != "sent")
-                .values(**values)
-            )
+            marks.run(db, values)
 
     def take_slot(
         self,

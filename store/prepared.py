@@ -53,6 +53,13 @@ class Prepared:
     def __init__(self, statement: Select[Any] | UpdateBase | TextClause) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}  # by dialect and driver
+        self._columns = _returned(statement)
+        self._names = tuple(str(column.key) for column in self._columns)
+
+    def first(self, db: Connection, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row a read returns, by its columns' names; ``None``: no row."""
+        rows = self.run(db, values)
+        return dict(zip(self._names, rows[0], strict=True)) if rows else None
 
     def run(self, db: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Execute with ``values`` (by parameter name) in ``db``'s transaction; the rows it
@@ -99,11 +106,18 @@ class Prepared:
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 binds[name] = process
-        results: tuple[Processor | None, ...] = ()
-        if isinstance(self.statement, Select):
-            results = tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in self.statement.selected_columns
-            )
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in self._columns
+        )
         order = tuple(compiled.positiontup or ()) if compiled.positional else None
         return _Compiled(compiled.string, order, binds, results)
+
+
+def _returned(statement: Select[Any] | UpdateBase | TextClause) -> tuple[ColumnElement[Any], ...]:
+    """The columns a statement gives back: a read's, or a write's ``RETURNING``."""
+    if isinstance(statement, Select):
+        return tuple(statement.selected_columns)
+    if isinstance(statement, UpdateBase):
+        return tuple(statement.exported_columns)
+    return ()

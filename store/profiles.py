@@ -16,11 +16,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from config.errors import UserError
 from store.atomic import insert_new, read_for_update
 from store.database import aliases, profiles
+from store.prepared import Prepared
 from workflows.models import Profile
 
 DEFAULT_MAX_TRAITS_BYTES = 64 * 1024
@@ -90,8 +102,8 @@ class ProfileStore:
         self.engine = engine
 
     def get(self, customer_id: str) -> Profile | None:
-        with self.engine.connect() as db:
-            row = db.execute(select(profiles).where(profiles.c.customer_id == customer_id)).first()
+        with self.engine.connect() as db:  # before every send: compiled once
+            row = _BY_ID.first(db, {"customer_id": customer_id})
         return None if row is None else _profile(row)
 
     def page(
@@ -318,27 +330,31 @@ class ProfileStore:
         each event, for one pool checkout (on PostgreSQL each checkout is a ping, a ``BEGIN``
         and a ``ROLLBACK`` besides the reads)."""
         with self.engine.connect() as db:
-            row = db.execute(select(profiles).where(profiles.c.customer_id == customer_id)).first()
+            row = _BY_ID.first(db, {"customer_id": customer_id})
             return (None if row is None else _profile(row)), _linked_ids(db, customer_id)
 
 
+_BY_ID = Prepared(select(profiles).where(profiles.c.customer_id == bindparam("customer_id")))
+_LINKED = Prepared(
+    select(aliases.c.anonymous_id)
+    .where(aliases.c.customer_id == bindparam("customer_id"))
+    .order_by(aliases.c.anonymous_id)
+)
+
+
 def _linked_ids(db: Connection, customer_id: str) -> list[str]:
-    rows = db.execute(
-        select(aliases.c.anonymous_id)
-        .where(aliases.c.customer_id == customer_id)
-        .order_by(aliases.c.anonymous_id)
-    )
-    return [str(row.anonymous_id) for row in rows]
+    return [str(anonymous_id) for (anonymous_id,) in _LINKED.run(db, {"customer_id": customer_id})]
 
 
-def _profile(row: Row[Any]) -> Profile:
+def _profile(row: Row[Any] | Mapping[str, Any]) -> Profile:
+    values = row if isinstance(row, Mapping) else row._mapping
     return Profile(
-        id=row.customer_id,
-        email=row.email,
-        phone=row.phone,
-        locale=row.locale,
-        timezone=row.timezone,
-        traits=dict(row.traits or {}),
+        id=values["customer_id"],
+        email=values["email"],
+        phone=values["phone"],
+        locale=values["locale"],
+        timezone=values["timezone"],
+        traits=dict(values["traits"] or {}),
     )
 
 

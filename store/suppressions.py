@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, bindparam, delete, func, insert, select
 
 from store.atomic import insert_new
 from store.database import suppression_audit, suppressions, utc
+from store.prepared import Prepared
 
 MAX_ADDRESS = 320  # RFC 5321: 64 for the local part, @, 255 for the domain
 
@@ -120,8 +121,8 @@ class Suppressions:
             key = normalise(address)
         except ValueError:
             return None  # what is not an address was never suppressed
-        with self.engine.connect() as db:
-            row = db.execute(select(suppressions).where(suppressions.c.address == key)).first()
+        with self.engine.connect() as db:  # before every email: compiled once
+            row = _BY_ADDRESS.first(db, {"address": key})
         return None if row is None else _suppression(row)
 
     def blocked(self, address: str) -> str | None:
@@ -165,8 +166,11 @@ class Suppressions:
             ]
 
 
+_BY_ADDRESS = Prepared(select(suppressions).where(suppressions.c.address == bindparam("address")))
+
+
 def _suppression(row: object) -> Suppression:
-    values = row._mapping  # type: ignore[attr-defined]
+    values = row if isinstance(row, dict) else row._mapping  # type: ignore[attr-defined]
     return Suppression(
         address=values["address"],
         reason=values["reason"],

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, bindparam, delete, or_, select
 
 from store.atomic import dialect_insert
 from store.database import topic_consent, utc
+from store.prepared import Prepared, literal_in
 
 ALL = "all"  # the channel of a choice that holds on every channel
 Status = Literal["subscribed", "unsubscribed"]
@@ -85,17 +86,11 @@ class TopicConsent:
     def left(self, customer_id: str, topic: str, channel: str) -> str | None:
         """Why ``customer_id`` must not get ``topic`` on ``channel`` (the reason a message is
         skipped with), or ``None``: subscribed."""
-        with self.engine.connect() as db:
-            rows = db.execute(
-                select(
-                    topic_consent.c.channel, topic_consent.c.status, topic_consent.c.reason
-                ).where(
-                    topic_consent.c.customer_id == customer_id,
-                    topic_consent.c.topic == topic,
-                    topic_consent.c.channel.in_([channel, ALL]),
-                )
-            ).all()
-        decides = _most_specific(rows, channel)
+        with self.engine.connect() as db:  # before every send: compiled once
+            rows = _CHOICES.run(
+                db, {"customer_id": customer_id, "topic": topic, "channel": channel}
+            )
+        decides = _most_specific([_Choice(*row) for row in rows], channel)
         if decides is None or decides.status != UNSUBSCRIBED:
             return None
         where = "all channels" if decides.channel == ALL else channel
@@ -113,3 +108,21 @@ def _most_specific(rows: Iterable[Any], channel: str) -> Any:
     """The choice for ``channel`` itself, else the one for all channels, else ``None``."""
     by_channel = {row.channel: row for row in rows}
     return by_channel.get(channel) or by_channel.get(ALL)
+
+
+class _Choice(NamedTuple):
+    channel: str
+    status: str
+    reason: str | None
+
+
+_CHOICES = Prepared(
+    select(topic_consent.c.channel, topic_consent.c.status, topic_consent.c.reason).where(
+        topic_consent.c.customer_id == bindparam("customer_id"),
+        topic_consent.c.topic == bindparam("topic"),
+        or_(
+            topic_consent.c.channel == bindparam("channel"),
+            literal_in(topic_consent.c.channel, [ALL]),
+        ),
+    )
+)

@@ -10,9 +10,12 @@ import pytest
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from store.database import deliveries
+from store.atomic import insert_new
+from store.database import deliveries, profiles, utc
 from store.prepared import Prepared, literal_in
+from store.profiles import ProfileStore
 from tests.conftest import Database
+from workflows.models import Profile
 
 COUNTED_AT = datetime(2027, 1, 4, 10, 30, 15, 123456, tzinfo=UTC)
 
@@ -100,3 +103,36 @@ def test_a_driver_error_is_sqlalchemys_exception_naming_the_statement(database: 
 def test_only_plain_names_are_written_as_literals() -> None:
     with pytest.raises(ValueError, match="plain names"):
         literal_in(deliveries.c.status, ("sent' OR '1'='1",))
+
+
+def test_insert_new_writes_what_core_writes_with_the_defaults_and_inserts_once(
+    database: Database,
+) -> None:
+    engine = database.connect()
+    row = {"message_id": "m9", "journey_id": "j", "step_id": "s", "channel": "email"}
+    row |= {"customer": "c1", "status": "pending", "created_at": COUNTED_AT}
+    row |= {"updated_at": COUNTED_AT}  # no attempts: the column's default (0) goes in
+    with engine.begin() as db:
+        assert insert_new(db, deliveries, row) is True
+        assert insert_new(db, deliveries, {**row, "status": "sent"}) is False  # the key exists
+    with engine.connect() as db:
+        stored = db.execute(select(deliveries).where(deliveries.c.message_id == "m9")).one()
+    assert (stored.status, stored.attempts) == ("pending", 0)
+    assert utc(stored.created_at) == COUNTED_AT  # a datetime written as SQLAlchemy writes it
+    profile = {"customer_id": "c1", "traits": {"first_name": "Zoë", "vip": True}}
+    profile |= {"created_at": COUNTED_AT, "updated_at": COUNTED_AT}
+    with engine.begin() as db:
+        assert insert_new(db, profiles, profile) is True
+    assert ProfileStore(engine).get("c1") == Profile(id="c1", traits=profile["traits"])
+
+
+def test_first_gives_the_first_row_by_column_names_or_none(database: Database) -> None:
+    add(database, "m1", "pending")
+    add(database, "m2", "sent")
+    with database.connect().connect() as db:
+        assert _READ.first(db, {"customer": "c1"}) == {
+            "message_id": "m1",
+            "counted_at": None,
+            "status": "pending",
+        }
+        assert _READ.first(db, {"customer": "nobody"}) is None
