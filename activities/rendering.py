@@ -156,6 +156,9 @@ class Renderer:
         # Subjects and preheaders only, no email bodies: a population's simulation asks who
         # gets what when (``touchpoint simulate --render subjects``), not how it reads.
         self.subjects_only = False
+        # Render on the caller's thread: a simulation has nothing to overlap a render with,
+        # and the hop to a render thread and back cost more than the render.
+        self.inline = False
 
     # --- public ------------------------------------------------------------------------------
 
@@ -178,10 +181,12 @@ class Renderer:
         unsubscribe_url: str | None = None,
         escape: Callable[[Any], str] | None = None,
     ) -> RenderedMessage:
-        """:meth:`render` on the render threads, off the event loop."""
+        """:meth:`render` on the render threads, off the event loop (or at once, ``inline``)."""
         render = functools.partial(
             self.render, request, unsubscribe_url=unsubscribe_url, escape=escape
         )
+        if self.inline:
+            return render()
         return await asyncio.get_running_loop().run_in_executor(_render_pool(), render)
 
     def render(

@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -75,6 +77,46 @@ def not_conformed(plans: Sequence[Plan]) -> str | None:
     return None
 
 
+class _Inline(ThreadPoolExecutor):
+    """Runs what is submitted at once, on the caller's thread (it starts no thread)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        done: Future[Any] = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # as a thread would: handed to the awaiting caller
+            done.set_exception(error)
+        return done
+
+
+_inline_users: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextmanager
+def blocking_calls_inline(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """While a fast simulation runs, the production code's blocking calls handed to a thread
+    (``asyncio.to_thread``: the store, the policies) run at once on the loop's thread: one
+    process simulates, so there is nothing to overlap them with, and each hop to a thread and
+    back cost about a third of a customer's CPU. Every call finishes its transaction before it
+    returns, so none waits for another. Simulations running side by side on one loop share
+    it; the loop's own executor comes back when the last ends."""
+    users, previous = _inline_users.get(loop, (0, None))
+    if users == 0:
+        previous = getattr(loop, "_default_executor", None)  # no public getter
+        loop.set_default_executor(_Inline())
+    _inline_users[loop] = (users + 1, previous)
+    try:
+        yield
+    finally:
+        users, previous = _inline_users.pop(loop)
+        if users > 1:
+            _inline_users[loop] = (users - 1, previous)
+        else:
+            loop._default_executor = previous  # type: ignore[attr-defined]
+
+
 class FastSimulator(Simulator):
     """Runs scenarios on the fast engine (same interface as :class:`Simulator`).
 
@@ -91,6 +133,7 @@ class FastSimulator(Simulator):
     async def run(self, scenario: Scenario, progress: Progress | None = None) -> SimulationResult:
         report = progress or (lambda phase, done, total: None)
         async with AsyncExitStack() as stack:
+            stack.enter_context(blocking_calls_inline(asyncio.get_running_loop()))
             clock = VirtualClock()
             client = InProcessClient(clock)
             parts = await self._prepare(stack, scenario, client, clock, report)
@@ -104,6 +147,7 @@ class FastSimulator(Simulator):
     def delivery(self, engine: Any, scenario: Scenario, names: Any) -> SimulatedDelivery:
         delivery = super().delivery(engine, scenario, names)
         delivery.renderer.subjects_only = self.render == "subjects"
+        delivery.renderer.inline = True
         return delivery
 
 

@@ -4,16 +4,18 @@ timelines in depth: tests/conformance)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from simulation import fast
-from simulation.fast import FastSimulator
+from simulation.fast import FastSimulator, blocking_calls_inline
 from simulation.journey_tests import find_test_files, run_files
 from simulation.report import as_json
 from simulation.setup import build_scenario, load_project
@@ -95,3 +97,23 @@ async def test_a_journey_outside_the_conformance_suite_is_tested_exactly_and_say
     because = "delivery-update: the sms channel is not in the conformance suite"
     assert [r.exact_because for r in results] == [because, because]
     assert all(r.passed for r in results + covered)
+
+
+async def test_blocking_calls_run_inline_while_simulations_run_and_the_loop_gets_its_own_back() -> (
+    None
+):
+    loop = asyncio.get_running_loop()
+    own = getattr(loop, "_default_executor", None)
+    caller = threading.get_ident()
+
+    def boom() -> None:
+        raise ValueError("from the store")
+
+    with blocking_calls_inline(loop):
+        with blocking_calls_inline(loop):  # two simulations side by side on one loop
+            assert await asyncio.to_thread(threading.get_ident) == caller
+        assert await asyncio.to_thread(threading.get_ident) == caller  # the other still runs
+        with pytest.raises(ValueError, match="from the store"):
+            await asyncio.to_thread(boom)
+    assert getattr(loop, "_default_executor", None) is own
+    assert await asyncio.to_thread(threading.get_ident) != caller  # a thread again
