@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AsyncExitStack, contextmanager
@@ -89,32 +88,23 @@ class _Inline(ThreadPoolExecutor):
         return done
 
 
-_inline_users: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 @contextmanager
 def blocking_calls_inline(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
     """While a fast simulation runs, the production code's blocking calls handed to a thread
     (``asyncio.to_thread``: the store, the policies) run at once on the loop's thread: one
     process simulates, so there is nothing to overlap them with, and each hop to a thread and
     back cost about a third of a customer's CPU. Every call finishes its transaction before it
-    returns, so none waits for another. Simulations running side by side on one loop share
-    it; the loop's own executor comes back when the last ends."""
-    users, previous = _inline_users.get(loop, (0, None))
-    if users == 0:
-        previous = getattr(loop, "_default_executor", None)  # no public getter
-        loop.set_default_executor(_Inline())
-    _inline_users[loop] = (users + 1, previous)
+    returns, so none waits for another. A simulation started inside another finds the calls
+    inline already and leaves them so; the outer one gives the loop its own executor back."""
+    previous = getattr(loop, "_default_executor", None)  # no public getter
+    if isinstance(previous, _Inline):
+        yield
+        return
+    loop.set_default_executor(_Inline())
     try:
         yield
     finally:
-        users, previous = _inline_users.pop(loop)
-        if users > 1:
-            _inline_users[loop] = (users - 1, previous)
-        else:
-            loop._default_executor = previous  # type: ignore[attr-defined]
+        loop._default_executor = previous  # type: ignore[attr-defined]
 
 
 class FastSimulator(Simulator):

@@ -27,7 +27,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
-    Table,
     and_,
     bindparam,
     case,
@@ -37,9 +36,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from store.atomic import dialect_insert
+from store.atomic import dialect_insert, insert_new
 from store.database import deliveries, journey_runs, message_events, plans, step_passes, utc
 from store.prepared import Prepared
 from workflows.analytics import Record, RunEnded, RunEntered, StepPassed
@@ -213,15 +211,14 @@ class Analytics:
         ignored), where each run is now (only from a pass newer than the one it has), runs
         ended (the first end wins; the step it was at stays, for "exited at")."""
         with self.engine.begin() as db:
-            new_run, new_pass = _NEW_RUN[db.dialect.name], _NEW_PASS[db.dialect.name]
             for record in records:
                 if isinstance(record, StepPassed):
-                    new_pass.run(db, _pass_row(record))
+                    insert_new(db, step_passes, _pass_row(record))
                     _MOVE.run(db, _move_values(record))
                     if record.holdout:
                         _HELD_OUT.run(db, {"b_run": record.workflow_id, "b_holdout": True})
                 elif isinstance(record, RunEntered):
-                    new_run.run(db, _run_row(record))
+                    insert_new(db, journey_runs, _run_row(record))
                 else:
                     _END.run(db, _end_values(record))
 
@@ -507,19 +504,8 @@ class RetryingRecorder:
 # --- writing -------------------------------------------------------------------------------
 
 
-def _insert_new(table: Table) -> dict[str, Prepared]:
-    """``INSERT … ON CONFLICT DO NOTHING`` of a whole row of ``table``, per database."""
-    row: dict[str, Any] = {column.name: bindparam(column.name) for column in table.columns}
-    return {
-        "sqlite": Prepared(sqlite.insert(table).values(row).on_conflict_do_nothing()),
-        "postgresql": Prepared(postgresql.insert(table).values(row).on_conflict_do_nothing()),
-    }
-
-
 # A run's records are written on every workflow task that moved it: the statements are
-# compiled once and run on the driver's cursor (store/prepared.py), as the frequency cap's are.
-_NEW_RUN = _insert_new(journey_runs)
-_NEW_PASS = _insert_new(step_passes)
+# compiled once and run on the driver's cursor (store/prepared.py; new rows by insert_new).
 _MOVE = Prepared(
     update(journey_runs)
     .where(

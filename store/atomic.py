@@ -41,7 +41,12 @@ Insert = postgresql.Insert | sqlite.Insert
 
 def dialect_insert(bind: Engine | Connection) -> Callable[[Table], Insert]:
     """``insert`` with the ``ON CONFLICT`` clauses, for the database of ``bind``."""
-    return postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
+    return insert_for(bind.dialect.name)
+
+
+def insert_for(dialect: str) -> Callable[[Table], Insert]:
+    """``insert`` with the ``ON CONFLICT`` clauses, for the database named ``dialect``."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def insert_new(db: Connection, table: Table, values: Mapping[str, Any]) -> bool:
@@ -72,9 +77,10 @@ def _scalar_defaults(table: Table) -> dict[str, Any]:
 @functools.cache
 def _insert_new(dialect: str, table: Table, columns: tuple[str, ...]) -> Prepared:
     key = table.primary_key.columns.values()[0]
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     binds = {name: bindparam(name, type_=table.c[name].type) for name in columns}
-    return Prepared(insert(table).values(binds).on_conflict_do_nothing().returning(key))
+    return Prepared(
+        insert_for(dialect)(table).values(binds).on_conflict_do_nothing().returning(key)
+    )
 
 
 def read_for_update(db: Connection, query: Select[Any]) -> Row[Any] | None:

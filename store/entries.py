@@ -6,13 +6,14 @@ cooldowns are decided from this record.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, literal_column, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from store.atomic import insert_for
 from store.database import journey_entries as entries
 from store.database import utc
 from store.prepared import Prepared
@@ -74,7 +75,7 @@ class EntryStore:
                 if refusal is not None:
                     return Entry(refused=refusal)
                 names = {"journey_id": journey_id, "subject": subject}
-                [(reserved, entered, last_entered_at)] = _RESERVE[db.dialect.name].run(db, names)
+                [(reserved, entered, last_entered_at)] = _reserve(db.dialect.name).run(db, names)
                 before = EntryRecord(int(entered), _aware(last_entered_at))
                 refusal = _refusal(before, at, once, cooldown_seconds)
                 if refusal is not None:
@@ -132,9 +133,12 @@ def _aware(moment: datetime | None) -> datetime | None:
 # Run at every entry: compiled once (store/prepared.py). The first hands out the entry number
 # (creating or locking the row), the second takes the entry (``once`` and cooldowns).
 _ONE: ColumnElement[int] = literal_column("1")
-_RESERVE = {
-    name: Prepared(
-        insert(entries)
+
+
+@functools.cache
+def _reserve(dialect: str) -> Prepared:
+    return Prepared(
+        insert_for(dialect)(entries)
         .values(
             journey_id=bindparam("journey_id"),
             subject=bindparam("subject"),
@@ -147,8 +151,8 @@ _RESERVE = {
         )
         .returning(entries.c.reserved, entries.c.entered, entries.c.last_entered_at)
     )
-    for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
-}
+
+
 _CLAIM = Prepared(
     update(entries)
     .where(
