@@ -229,19 +229,26 @@ def _timed(logged: Iterable[LoggedEvent], start: datetime) -> Iterable[tuple[dat
     moment = start
     for event in logged:
         moment = max(moment, event.received_at)
+        context = {
+            "locale": event.context.get("locale"),
+            "timezone": event.context.get("timezone"),
+        }
         if event.kind == "identify":
             spec = EventSpec(
                 type="identify",
                 user=event.customer_id,
                 traits=event.data,
                 message_id=event.message_id,
+                **context,
             )
         else:
             spec = EventSpec(
                 event=event.event,
                 user=event.customer_id,
                 properties=event.data,
+                traits=event.context.get("traits") or {},
                 message_id=event.message_id,
+                **context,
             )
         yield moment, spec
 

@@ -67,7 +67,9 @@ class EventSpec(Strict):
     event: str | None = None
     user: str | None = None  # the customer; default: every customer of the simulation
     properties: dict[str, Any] = Field(default_factory=dict)
-    traits: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)  # a track's: Segment's context.traits
+    locale: str | None = None  # Segment's context.locale: the profile's locale from then on
+    timezone: str | None = None  # context.timezone: the profile's time zone from then on
     message_id: str | None = None
 
     @model_validator(mode="after")

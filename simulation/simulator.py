@@ -538,10 +538,12 @@ class _Session:
     async def _apply(self, index: int, moment: datetime, spec: EventSpec, customer: str) -> None:
         """One event of the scenario, through the production ingestion service."""
         message_id = spec.message_id or f"sim-{index}-{customer}"
+        context = {"locale": spec.locale, "timezone": spec.timezone}
+        fields = {name: value for name, value in context.items() if value is not None}
         async with self._limit:
             if spec.type == "identify":
                 identified = await self.ingestion.identify(
-                    customer, spec.traits, SIMULATION_SCOPE, message_id=message_id
+                    customer, spec.traits, SIMULATION_SCOPE, message_id=message_id, **fields
                 )
                 crossing = segment_trigger(customer, message_id, moment)
                 for routed in identified.routed:  # the segment journeys it made them enter
@@ -555,6 +557,8 @@ class _Session:
                 SIMULATION_SCOPE,
                 message_id=message_id,
                 timestamp=moment,
+                **fields,
+                **({"traits": dict(spec.traits)} if spec.traits else {}),
             )
             for routed in applied.routed:
                 assert applied.event is not None
