@@ -430,7 +430,7 @@ def _check_syntax(
     refuse; what it reads. ``lines`` is the whole file, to find columns in."""
     try:
         tree = env.parse(source)
-        env.compile(tree)  # unknown filters and tests fail here
+        env.compile(tree, raw=True)  # unknown filters and tests fail here (no Python compile)
     except TemplateSyntaxError as error:
         line = first_line + (error.lineno or 1) - 1
         message, hint = _syntax_words(env, error.message or "")
