@@ -9,7 +9,10 @@ and the delivery policies are checked when the run sends, as for every run.
 **Once per occurrence.** A run's workflow id is ``journey/<journey>/<customer hash>/b<occurrence>``
 and it is started with ``REJECT_DUPLICATE``: a page retried after a crash, or the occurrence
 run a second time, finds the run there (closed or not) and counts the customer as *already
-started*. ``one_at_a_time`` (each occurrence has its own ids) is kept by asking Temporal's
+started*. An entry the store claimed (``once``, cooldowns) at the occurrence's moment is the
+occurrence's own (``EntryStore.enter(per_occurrence=True)``): a retry after a worker died
+between the claim and the start resumes it instead of refusing the customer.
+``one_at_a_time`` (each occurrence has its own ids) is kept by asking Temporal's
 visibility, once per page, which of the page's customers still have a run of the journey
 running (needs the run index, ``worker.index_runs``; without it, each occurrence enters them).
 
@@ -296,6 +299,7 @@ class AudienceActivities:
             once=plan.entry.policy == "once",
             cooldown_seconds=plan.entry.cooldown_seconds or 0,
             refuse=held,
+            per_occurrence=True,  # the run's id names the occurrence: a retry resumes its entry
         )
         if entry.refused is not None:
             return "refused"
@@ -325,7 +329,7 @@ class AudienceActivities:
             if entry.claimed is not None:
                 await asyncio.to_thread(entries.undo_entry, journey, subject, entry.claimed)
             raise
-        if entry.claimed is None:
+        if entry.claimed is None and not entry.resumed:
             await asyncio.to_thread(entries.record_entry, journey, subject, occurrence)
         return "started"
 

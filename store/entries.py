@@ -32,6 +32,7 @@ class Entry:
     sequence: int = 0
     claimed: EntryRecord | None = None  # set when a once/cooldown entry was taken
     refused: str | None = None
+    resumed: bool = False  # the entry an earlier attempt of this occurrence took (see enter)
 
 
 class EntryStore:
@@ -54,6 +55,7 @@ class EntryStore:
         once: bool,
         cooldown_seconds: int,
         refuse: Callable[[Connection], str | None] | None = None,
+        per_occurrence: bool = False,
     ) -> Entry:
         """Everything the router asks of the store before it starts a run, in one transaction:
         may this customer (and key) enter now, and under which entry number? For ``once`` and
@@ -68,7 +70,14 @@ class EntryStore:
         PostgreSQL).
 
         ``refuse``, if given, is asked first on the same connection (the router: is the
-        journey paused or stopped?); a reason it gives refuses the entry."""
+        journey paused or stopped?); a reason it gives refuses the entry.
+
+        ``per_occurrence``: the caller's run belongs to the occurrence ``at`` (a broadcast's or
+        a date journey's: its workflow id names the occurrence and is started with
+        ``REJECT_DUPLICATE``). An entry taken at ``at`` itself is then this occurrence's own,
+        taken by an attempt that died (a worker killed) between the claim and the start, or
+        after the start: it is not refused but *resumed* — nothing is taken again, and the
+        start decides (Temporal refuses a run that already started)."""
         try:
             with self.engine.begin() as db:
                 refusal = refuse(db) if refuse is not None else None
@@ -77,6 +86,9 @@ class EntryStore:
                 names = {"journey_id": journey_id, "subject": subject}
                 [(reserved, entered, last_entered_at)] = _reserve(db.dialect.name).run(db, names)
                 before = EntryRecord(int(entered), _aware(last_entered_at))
+                claiming = once or bool(cooldown_seconds)
+                if per_occurrence and claiming and before.last_entered_at == at:
+                    return Entry(sequence=int(reserved), resumed=True)
                 refusal = _refusal(before, at, once, cooldown_seconds)
                 if refusal is not None:
                     raise _Refused(refusal)  # rolls the entry number back
