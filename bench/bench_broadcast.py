@@ -22,7 +22,7 @@ starts. Then, interleaved:
 
 Also: the worker's RSS (VmRSS sampled every 0.2 s: idle, peak per phase), worker and server CPU
 per run, every execution of the BroadcastWorkflow chain (events and bytes of its history:
-continue-as-new after each page keeps it bounded), and — **standalone, in this process, on the
+continue-as-new every 20 pages keeps it bounded), and — **standalone, in this process, on the
 same store after the broadcast** — the page query the activity runs (``ProfileStore.page``,
 500 profiles; median/p95 over every page), the audience on a page, and the entry store's two
 transactions per start.
@@ -31,8 +31,9 @@ For each execution of the chain, from its history's event times: how long it liv
 of it was the page activity, and the gap to the next. Temporal holds each execution of a
 continue-as-new chain open for at least ``history.workflowIdReuseMinimalInterval`` (1 s by
 default; the server delays the next run's first workflow task), so one page per execution
-reads at most 500 profiles a second; TOUCHPOINT_BENCH_ID_REUSE_INTERVAL=0s starts the dev
-server with it lowered, to see what the chain does without that floor.
+(as before 2026-12) read at most 500 profiles a second, 20 pages read 10,000;
+TOUCHPOINT_BENCH_ID_REUSE_INTERVAL=0s starts the dev server with it lowered, to see what the
+chain does without that floor.
 
 Sizes: TOUCHPOINT_BENCH_PROFILES (100000), TOUCHPOINT_BENCH_PG_PROFILES (the same),
 TOUCHPOINT_BENCH_EVERY (25: one profile in 25 is in the audience, 4,000 runs of 100,000 —

@@ -20,7 +20,10 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -106,6 +109,25 @@ Rate = Annotated[
 ]
 
 
+def _one_date_problem(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A date or a time, or one problem saying why not (pydantic has one for each side of
+    the union, and its reason only where both agree: "month value is outside …")."""
+    try:
+        return handler(value)
+    except ValidationError as error:
+        reasons = {str(e["msg"]).partition(", ")[2] for e in error.errors()}
+        why = f": {reasons.pop()}" if len(reasons) == 1 and "" not in reasons else ""
+        shown = f'"{value}"' if isinstance(value, str) else repr(value)
+        raise PydanticCustomError(
+            "schedule_date",
+            "expected a date (YYYY-MM-DD) or a time with an offset, got {value}{why}",
+            {"value": shown, "why": why},
+        ) from None
+
+
+ScheduleDate = Annotated[date | datetime, WrapValidator(_one_date_problem)]
+
+
 class Schedule(Model):
     """When a scheduled journey goes out: ``every`` or ``cron``, in a time zone."""
 
@@ -114,8 +136,8 @@ class Schedule(Model):
     timezone: TimeZone | None = Field(
         None, description="an IANA time zone (default: defaults.timezone in touchpoint.yaml)"
     )
-    start: date | datetime | None = Field(None, description="no occurrence before this")
-    end: date | datetime | None = Field(None, description="no occurrence after this")
+    start: ScheduleDate | None = Field(None, description="no occurrence before this")
+    end: ScheduleDate | None = Field(None, description="no occurrence after this")
     rate: Rate | None = Field(
         None, description="how fast one occurrence starts runs, e.g. 50/s (default: the project's)"
     )

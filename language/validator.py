@@ -57,6 +57,7 @@ _KIND_HINTS = {
     "cron": 'minute hour day-of-month month day-of-week, e.g. "0 9 * * MON"',
     "timezone": "an IANA name such as Europe/Berlin, America/New_York or UTC",
     "rate": "a number of starts per second or per minute, e.g. rate: 50/s",
+    "schedule_date": "e.g. 2027-01-04 (a whole day) or 2027-01-04T09:00:00+01:00",
 }
 _UNREADABLE = "check that it is readable and saved as UTF-8 text"
 _EMPTY_HINTS = {

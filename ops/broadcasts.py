@@ -10,8 +10,11 @@ time.
 * **Spec**: ``every`` becomes a calendar (weekdays, hour, minute), ``cron`` a cron expression,
   both in the journey's time zone (Temporal handles daylight saving); ``start`` is the first
   moment (a date: its midnight in that zone), ``end`` the last (a date: the whole day).
-* **Overlap SKIP**: an occurrence that comes while the previous one still starts runs is
-  skipped (the previous one reaches everybody anyway).
+* **Overlap** (:func:`overlap_policy`): a broadcast's occurrence that comes while the
+  previous one still starts runs is skipped (``SKIP``: the previous one reaches everybody
+  anyway). A date journey's occurrences each reach other time zones, so none is skipped:
+  ``BUFFER_ALL`` starts it when the one before has finished (the run ids, one per customer and
+  local date, keep a late occurrence from starting anybody twice).
 * **Catchup window one hour** (:data:`CATCHUP_WINDOW`): an occurrence missed while the
   Temporal server was down still goes out if it comes back within the hour; one missed longer
   ago is dropped rather than sent late (a Monday newsletter on Thursday).
@@ -96,6 +99,15 @@ def describe_entry(plan: Plan) -> str:
     return describe_schedule(plan.schedule)
 
 
+def overlap_policy(plan: Plan) -> ScheduleOverlapPolicy:
+    """``SKIP`` for a broadcast; ``BUFFER_ALL`` for a date journey, whose quarter-hourly
+    occurrences each cover different time zones: skipping one would skip those customers'
+    day."""
+    if plan.date_entry is not None:
+        return ScheduleOverlapPolicy.BUFFER_ALL
+    return ScheduleOverlapPolicy.SKIP
+
+
 def broadcast_schedule(plan: Plan, queue_prefix: str = "", *, paused: bool = False) -> Schedule:
     """The Temporal Schedule of a scheduled (or date) journey's active version."""
     rule = plan.schedule
@@ -139,7 +151,7 @@ def _schedule(
             task_queue=queue_prefix + BROADCAST_QUEUE,
         ),
         spec=spec,
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
+        policy=SchedulePolicy(overlap=overlap_policy(plan), catchup_window=CATCHUP_WINDOW),
         state=ScheduleState(
             paused=paused,
             note=f"journey {plan.journey_id} version {plan.version}"
