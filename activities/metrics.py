@@ -15,6 +15,8 @@ The SDK adds ``namespace``, ``task_queue`` and ``activity_type`` to every series
 | ``touchpoint_lookups_total`` | connection, result (found, not_found, retryable, permanent, |
 | | cancelled) |
 | ``touchpoint_lookup_seconds`` (histogram) | connection |
+| ``touchpoint_runs_started_total`` | journey (runs a broadcast or date journey's page started; |
+| | the API counts the runs its router starts under the same name) |
 
 Label values come from bounded sets only: journey ids, channel, provider and connection names
 of the project, policy names, the error kinds of :mod:`activities.errors`. Never a customer
@@ -57,6 +59,14 @@ def count_message(
     _meter().create_counter(
         "touchpoint_messages_total", "Messages by journey, channel, status"
     ).add(1, {"journey": journey, "channel": channel, "status": status, "policy": policy})
+
+
+def count_run_started(journey: str) -> None:
+    """A run the worker started (a broadcast's or a date journey's page): counted once the
+    server accepted the start, so a customer whose run already existed counts nothing."""
+    _meter().create_counter(
+        "touchpoint_runs_started_total", "Runs started by the worker's pages, by journey"
+    ).add(1, {"journey": journey})
 
 
 def count_decision(policy: str | None, action: str) -> None:
