@@ -272,13 +272,16 @@ class Analytics:
         since: datetime,
         until: datetime | None = None,
         version: str | None = None,
+        unpublished: Plan | None = None,
     ) -> JourneyStats:
         """The numbers of runs that entered ``journey_id`` in [since, until) (until: now).
 
         Entered, outcomes, steps, edges, waiting and lift are of those runs (a cohort);
         templates count the journey's messages created in the window, days what happened on
         each day of it. Without ``until`` nothing later is cut off (a time-skipping or
-        simulated clock may run ahead of the wall clock)."""
+        simulated clock may run ahead of the wall clock). ``unpublished``: the plan whose
+        steps and templates to show when the store has none of the journey (a journey of the
+        project not deployed yet: its numbers are zeros)."""
         since = _utc(since)
         end = _utc(until) if until is not None else None
         cohort = _cohort(journey_id, since, end, version)
@@ -293,6 +296,8 @@ class Analytics:
                 )
             ]
             known_plans = _plans_of(db, journey_id, [version] if version else versions)
+            if not known_plans and unpublished is not None:
+                known_plans = [unpublished]
             entered = db.scalar(select(func.count()).select_from(journey_runs).where(*cohort)) or 0
             outcomes = _outcomes(db, cohort)
             steps = _steps(db, cohort, known_plans)
