@@ -129,6 +129,24 @@ class DayCount:
 
 
 @dataclass(frozen=True)
+class TemplateDayCount:
+    """One send step's messages on one day: the ledger's by the day each message was created,
+    the provider's by the day of the event (messages with such an event that day)."""
+
+    step: str
+    template: str
+    channel: str
+    day: str  # YYYY-MM-DD
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    bounced: int = 0
+
+
+@dataclass(frozen=True)
 class JourneyStats:
     journey_id: str
     versions: list[str]  # the versions runs entered in the window, oldest first
@@ -142,6 +160,7 @@ class JourneyStats:
     templates: list[TemplateCount]
     days: list[DayCount]
     lift: Lift | None = None  # None: the journey has no holdout (or nobody in it yet)
+    template_days: list[TemplateDayCount] = field(default_factory=list)  # only days with some
 
 
 @dataclass(frozen=True)
@@ -304,6 +323,7 @@ class Analytics:
             edges = _edges(db, cohort)
             templates = _templates(db, journey_id, since, end, known_plans)
             days = _days(db, journey_id, since, end, version, cohort)
+            template_days = _template_days(db, journey_id, since, end, templates)
             lift = _lift(db, cohort, known_plans)
         return JourneyStats(
             journey_id=journey_id,
@@ -318,6 +338,7 @@ class Analytics:
             templates=templates,
             days=days,
             lift=lift,
+            template_days=template_days,
         )
 
     def overview(self, now: datetime) -> list[JourneyOverview]:
@@ -848,6 +869,65 @@ def _days(
             for n in range((last - since.date()).days + 1)
         }
     return [DayCount(day=day, **tally.get(day, {})) for day in sorted(days)]
+
+
+TEMPLATE_DAY_EVENTS = {"delivered": "delivered", "open": "opened", "click": "clicked",
+                       "bounce": "bounced"}  # fmt: skip
+"""The provider's events a :class:`TemplateDayCount` counts, by SendGrid's name."""
+
+
+def _template_days(
+    db: Connection,
+    journey_id: str,
+    since: datetime,
+    until: datetime | None,
+    templates: Sequence[TemplateCount],
+) -> list[TemplateDayCount]:
+    """Each send step's sent, skipped and failed messages per day of their creation, and its
+    messages delivered, opened, clicked and bounced per day of the provider's event (joined
+    by message id); only the days with something, in the order of ``templates``."""
+    ledger, events = deliveries.c, message_events.c
+    tally: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    created = [
+        ledger.journey_id == journey_id,
+        ledger.status.in_(("sent", "skipped", "failed")),
+        ledger.created_at >= since,
+    ]
+    if until is not None:
+        created.append(ledger.created_at < until)
+    day = _utc_day(db, ledger.created_at).label("day")
+    for row in db.execute(
+        select(ledger.step_id, day, ledger.status, func.count().label("n"))
+        .where(*created)
+        .group_by(ledger.step_id, day, ledger.status)
+    ):
+        tally[(str(row.step_id), str(row.day))][str(row.status)] += int(row.n)
+    seen = [
+        ledger.journey_id == journey_id,
+        events.at >= since,
+        events.event.in_(TEMPLATE_DAY_EVENTS),
+    ]
+    if until is not None:
+        seen.append(events.at < until)
+    for row in db.execute(
+        select(
+            ledger.step_id,
+            events.day,
+            events.event,
+            func.count(distinct(events.message_id)).label("n"),
+        )
+        .select_from(message_events.join(deliveries, ledger.message_id == events.message_id))
+        .where(*seen)
+        .group_by(ledger.step_id, events.day, events.event)
+    ):
+        tally[(str(row.step_id), str(row.day))][TEMPLATE_DAY_EVENTS[str(row.event)]] += int(row.n)
+    order = {t.step: n for n, t in enumerate(templates)}
+    names = {t.step: (t.template, t.channel) for t in templates}
+    found: list[TemplateDayCount] = []
+    for step, day in sorted(tally, key=lambda key: (order.get(key[0], len(order)), *key)):
+        template, channel = names.get(step, ("", ""))
+        found.append(TemplateDayCount(step, template, channel, day, **tally[(step, day)]))
+    return found
 
 
 def _utc_day(db: Connection, moment: Any) -> Any:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from cli import app
 from store.analytics import Analytics
 from store.database import connect
+from store.ledger import Ledger
 from store.plans import PlanStore
 from tests.conftest import ROOT
 from tests.test_analytics_store import PLAN, through_split
@@ -141,3 +142,32 @@ def test_the_installed_command_prints_zeros_for_a_journey_not_run_yet(database_u
     document = json.loads(found.stdout)
     assert document["entered"] == 0 and len(document["steps"]) == 15
     assert "Traceback" not in found.stderr
+
+
+def test_stats_shows_each_templates_messages_per_day(cli: CliRunner, database_url: str) -> None:
+    engine = connect(database_url)
+    ledger, store = Ledger(engine), Analytics(engine)
+    for n, (step, status) in enumerate([("hello", "sent"), ("hello", "sent"),
+                                        ("hello", "skipped"), ("offer", "failed")]):  # fmt: skip
+        ledger.claim(f"msg_{n}", "welcome", step, "email", "c-hash")
+        ledger.mark(f"msg_{n}", status)  # type: ignore[arg-type]
+    store.record_message_event("e1", "msg_0", "delivered", "sendgrid", datetime.now(UTC))
+    store.record_message_event("e2", "msg_1", "open", "sendgrid", datetime.now(UTC))
+    engine.dispose()
+    today = datetime.now(UTC).date().isoformat()
+    done = cli.invoke(app, ["stats", "welcome", "--json", "-C", str(ROOT)])
+    assert done.exit_code == 0, done.output
+    days = {
+        (d["step"], d["template"], d["day"]): (d["sent"], d["skipped"], d["failed"],
+                                                d["delivered"], d["opened"])
+        for d in json.loads(done.output)["template_days"]
+    }  # fmt: skip
+    assert days == {
+        ("hello", "newsletter-welcome", today): (2, 1, 0, 1, 1),
+        ("offer", "first-order-discount", today): (0, 0, 1, 0, 0),
+    }
+    text = cli.invoke(app, ["stats", "welcome", "-C", str(ROOT)]).output
+    assert "hello (newsletter-welcome) per day (UTC)" in text
+    assert f"│ {today} │ 2    │ 1       │ 0      │ 1         │ 1      │ 0       │ 0       │" in text
+    assert "offer (first-order-discount) per day (UTC)" in text
+    assert f"│ {today} │ 0    │ 0       │ 1      │ 0         │ 0      │ 0       │ 0       │" in text
