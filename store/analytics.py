@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Connection,
@@ -424,6 +424,15 @@ class Analytics:
         return found
 
 
+class RecorderMetrics(Protocol):
+    """Where a :class:`RetryingRecorder` reports what it drops and holds (the worker's
+    Prometheus metrics: :class:`activities.metrics.AnalyticsMetrics`)."""
+
+    def dropped(self, batches: int) -> None: ...
+
+    def backlog(self, batches: int) -> None: ...
+
+
 class RetryingRecorder:
     """The worker's :class:`workflows.analytics.Recorder`: one writer thread writes the batches
     of every workflow task in order, several at once in one transaction when they queue up.
@@ -435,7 +444,9 @@ class RetryingRecorder:
     logged — its error's type only, never its values — and the batches stay in a bounded
     backlog that the thread writes, oldest first, once the store takes them; meanwhile
     :meth:`record` returns at once. Never raises: analytics must not fail or hold up a run.
-    Beyond ``capacity`` batches the oldest are dropped, counted in :attr:`lost`."""
+    Beyond ``capacity`` batches the oldest are dropped, counted in :attr:`lost`. ``metrics``
+    hears of each drop, and of the backlog's length after each write the thread tried (off the
+    workflow tasks' path)."""
 
     def __init__(
         self,
@@ -444,8 +455,10 @@ class RetryingRecorder:
         retry_seconds: float = 1.0,
         wait_seconds: float = 1.0,
         group: int = 200,
+        metrics: RecorderMetrics | None = None,
     ) -> None:
         self.analytics = analytics
+        self.metrics = metrics
         self.capacity = capacity
         self.retry_seconds = retry_seconds
         self.wait_seconds = wait_seconds
@@ -474,6 +487,8 @@ class RetryingRecorder:
             if len(self._backlog) >= self.capacity:
                 self._backlog.pop(0)[1].set()
                 self.lost += 1
+                if self.metrics is not None:
+                    self.metrics.dropped(1)
                 if self.lost == 1 or self.lost % 1000 == 0:
                     log.warning("analytics backlog full: %d batch(es) dropped", self.lost)
             self._backlog.append((batch, written))
@@ -513,9 +528,13 @@ class RetryingRecorder:
                     self._failing = True
                     for _, written in self._backlog:
                         written.set()  # their tasks go on; the batches stay here
+                    held = len(self._backlog)
                     if self._closed:
                         return
-                    self._changed.wait(pause)
+                self._report_backlog(held)
+                with self._changed:
+                    if not self._closed:
+                        self._changed.wait(pause)
                 pause = min(pause * 2, 30.0)
                 continue
             pause = self.retry_seconds
@@ -523,8 +542,14 @@ class RetryingRecorder:
             with self._changed:
                 self._backlog = [item for item in self._backlog if id(item) not in done]
                 self._failing = False
+                held = len(self._backlog)
             for _, written in taken:
                 written.set()
+            self._report_backlog(held)
+
+    def _report_backlog(self, batches: int) -> None:
+        if self.metrics is not None:
+            self.metrics.backlog(batches)
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -388,6 +388,40 @@ def test_a_full_backlog_drops_its_oldest(store: Analytics) -> None:
         recorder.close(timeout=0.1)
 
 
+class Reported:
+    """What a recorder reports to its metrics (the worker's are Prometheus series)."""
+
+    def __init__(self) -> None:
+        self.drops = 0
+        self.backlogs: list[int] = []
+
+    def dropped(self, batches: int) -> None:
+        self.drops += batches
+
+    def backlog(self, batches: int) -> None:
+        self.backlogs.append(batches)
+
+
+def test_the_recorder_reports_its_drops_and_its_backlog_until_the_store_takes_it(
+    store: Analytics,
+) -> None:
+    reported = Reported()
+    recorder = RetryingRecorder(
+        Flaky(store.engine, failures=3), capacity=2, retry_seconds=0.05, metrics=reported
+    )
+    try:
+        for i in range(3):
+            recorder.record([entered(f"r{i}")])
+        deadline = time.monotonic() + 10
+        while recorder.backlog and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        recorder.close()
+    assert reported.drops == recorder.lost == 1
+    assert max(reported.backlogs) == 2 and reported.backlogs[-1] == 0
+    assert store.journey("welcome", T0 - timedelta(days=1)).entered == 2
+
+
 def test_records_from_many_threads_count_once(database: Database) -> None:
     engines = [database.connect() for _ in range(3)]
     PlanStore(engines[0]).publish([PLAN])

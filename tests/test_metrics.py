@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -30,7 +32,7 @@ from config.project import SendGridSettings
 from config.settings import metrics_runtime
 from ingestion.api import create_app
 from ingestion.router import Router
-from ops.workers import WorkerOptions, build_workers
+from ops.workers import WorkerOptions, analytics_recorded, build_workers
 from simulation.recording import RecordingActivities
 from store.consent import ConsentStore
 from store.database import connect
@@ -51,7 +53,8 @@ from tests.test_delivery import project_config
 from tests.test_policies import HoldFor
 from tests.test_policies import delivery as policy_delivery
 from workflows import registry
-from workflows.models import Profile, RunResult, RunSettings, workflow_id
+from workflows.analytics import RunEntered
+from workflows.models import JOURNEY_QUEUE, Profile, RunResult, RunSettings, workflow_id
 from workflows.registry import Deployment
 
 JOURNEY = """
@@ -311,6 +314,31 @@ async def test_the_worker_counts_the_runs_a_broadcast_page_started_by_journey(
     assert value(samples, name, journey=journey) == 3
     assert value(samples, name, journey=journey, activity_type="broadcast_page") == 3
     assert not any(f"fan{n}" in text for n in range(4)), "no customer id in a label"
+
+
+async def test_analytics_batches_dropped_and_held_show_on_the_worker_s_metrics(
+    tmp_path: Path,
+) -> None:
+    """The store is down (its folder is missing): the worker's recorder holds what it cannot
+    write, and once its backlog is full drops the oldest — both on the metrics page."""
+    port = free_port()
+    runtime = metrics_runtime(f"127.0.0.1:{port}")
+    down = create_engine(f"sqlite:///{tmp_path / 'missing' / 'touchpoint.db'}")
+    queue = f"m{uuid.uuid4().hex[:8]}-{JOURNEY_QUEUE}"
+    with analytics_recorded(queue, down, runtime.metric_meter) as recorder:
+        recorder.capacity, recorder.retry_seconds = 2, 0.05
+        for n in range(5):
+            recorder.record([RunEntered(f"r{n}", "metered", "v1", "c-hash", datetime.now(UTC))])
+        assert (recorder.lost, recorder.backlog) == (3, 2)
+        url = f"http://127.0.0.1:{port}/metrics"
+        for _ in range(50):  # the backlog is reported after the writer's next try
+            samples, text = await asyncio.to_thread(scrape, url)
+            if value(samples, "touchpoint_analytics_backlog") == 2:
+                break
+            await asyncio.sleep(0.1)
+    assert value(samples, "touchpoint_analytics_dropped_total") == 3
+    assert value(samples, "touchpoint_analytics_backlog") == 2
+    assert "c-hash" not in text
 
 
 Stores = tuple[ProfileStore, ProcessedMessages, WriteKeys]
