@@ -1068,7 +1068,7 @@ def stats_command(
         raise typer.Exit(2) from None
     analytics = stats.open_analytics(project.resolve())
     try:
-        found = stats.journey_stats(analytics, journey, start, version)
+        found = stats.journey_stats(analytics, journey, start, version, project.resolve())
     except stats.UnknownJourney as error:
         typer.secho(f"✗ {error}", fg="red", err=True)
         raise typer.Exit(2) from None

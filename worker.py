@@ -102,7 +102,11 @@ async def run_worker(
     async with AsyncExitStack() as stack:
         stack.callback(store.dispose)  # last: its connections close once the workers stopped
         if options.analytics and role != "activities":  # on before the workflows run, off after
-            stack.enter_context(analytics_recorded(options.queue_prefix + JOURNEY_QUEUE, store))
+            runtime = client.service_client.config.runtime  # set: TOUCHPOINT_METRICS_ADDRESS
+            meter = runtime.metric_meter if runtime is not None else None
+            stack.enter_context(
+                analytics_recorded(options.queue_prefix + JOURNEY_QUEUE, store, meter)
+            )
         for worker in workers:
             await stack.enter_async_context(worker)
         if health is not None:

@@ -41,6 +41,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from activities.metrics import count_run_started
 from store.deployments import journey_state
 from store.entries import EntryStore
 from store.plans import PlanStore
@@ -331,6 +332,7 @@ class AudienceActivities:
             raise
         if entry.claimed is None and not entry.resumed:
             await asyncio.to_thread(entries.record_entry, journey, subject, occurrence)
+        count_run_started(journey)
         return "started"
 
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:

@@ -15,6 +15,10 @@ The SDK adds ``namespace``, ``task_queue`` and ``activity_type`` to every series
 | ``touchpoint_lookups_total`` | connection, result (found, not_found, retryable, permanent, |
 | | cancelled) |
 | ``touchpoint_lookup_seconds`` (histogram) | connection |
+| ``touchpoint_runs_started_total`` | journey (runs a broadcast or date journey's page started; |
+| | the API counts the runs its router starts under the same name) |
+| ``touchpoint_analytics_dropped_total`` | — (batches of analytics records the worker dropped) |
+| ``touchpoint_analytics_backlog`` (gauge) | — (batches waiting for the store to take them) |
 
 Label values come from bounded sets only: journey ids, channel, provider and connection names
 of the project, policy names, the error kinds of :mod:`activities.errors`. Never a customer
@@ -57,6 +61,14 @@ def count_message(
     _meter().create_counter(
         "touchpoint_messages_total", "Messages by journey, channel, status"
     ).add(1, {"journey": journey, "channel": channel, "status": status, "policy": policy})
+
+
+def count_run_started(journey: str) -> None:
+    """A run the worker started (a broadcast's or a date journey's page): counted once the
+    server accepted the start, so a customer whose run already existed counts nothing."""
+    _meter().create_counter(
+        "touchpoint_runs_started_total", "Runs started by the worker's pages, by journey"
+    ).add(1, {"journey": journey})
 
 
 def count_decision(policy: str | None, action: str) -> None:
@@ -117,3 +129,24 @@ async def lookup_call(connection: str) -> AsyncIterator[dict[str, str]]:
         meter.create_counter("touchpoint_lookups_total", "Lookups by connection and result").add(
             1, {**labels, **outcome}
         )
+
+
+class AnalyticsMetrics:
+    """The worker's analytics recorder (:class:`store.analytics.RetryingRecorder`) on the
+    runtime's meter: batches dropped because its backlog was full, and its backlog's length.
+    Not an activity's meter: the recorder's thread reports, outside any activity."""
+
+    def __init__(self, meter: MetricMeter) -> None:
+        self._dropped = meter.create_counter(
+            "touchpoint_analytics_dropped_total",
+            "Batches of analytics records dropped: the store refused them and the backlog was full",
+        )
+        self._backlog = meter.create_gauge(
+            "touchpoint_analytics_backlog", "Batches of analytics records waiting for the store"
+        )
+
+    def dropped(self, batches: int) -> None:
+        self._dropped.add(batches)
+
+    def backlog(self, batches: int) -> None:
+        self._backlog.set(batches)

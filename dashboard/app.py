@@ -281,6 +281,7 @@ def _journey_page(
         "outcomes": views.outcome_counts(stats.outcomes),
         "conversion_rate": views.percent(stats.conversion_rate),
         "daily": views.daily_json(stats),
+        "template_days": views.template_days(stats),
         "percent": views.percent,
         "points": views.points,
     }

@@ -2,7 +2,9 @@
 
 ``touchpoint_runs_started_total{journey}`` counts the runs the router started: a signal-with-
 start the server answered with a new run (an event that only reached a running run is not a
-start). It is counted in the process that started the run — the API, or ``touchpoint emit``.
+start). It is counted in the process that started the run — the API, or ``touchpoint emit``;
+the runs a broadcast's or date journey's page starts are counted by the worker under the same
+name (:func:`activities.metrics.count_run_started`).
 """
 
 from __future__ import annotations

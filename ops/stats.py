@@ -15,16 +15,17 @@ from rich.table import Table
 from config.errors import UserError
 from config.project import ProjectConfig
 from config.settings import load_settings
-from language.validator import CONFIG_FILE, load_config
-from store.analytics import Analytics, JourneyStats
+from language.validator import CONFIG_FILE, JOURNEYS_DIR, load_config, validate
+from store.analytics import Analytics, JourneyStats, TemplateDayCount
 from store.database import connect as connect_store
 from workflows.durations import parse_duration
+from workflows.plan import Plan
 
 SINCE_HINT = "a duration such as 1d, 7d, 30d or 12h"
 
 
 class UnknownJourney(UserError):
-    """No plan and no run of the journey in the store."""
+    """No plan and no run of the journey in the store, and no such journey in the project."""
 
 
 def since_of(text: str, now: datetime) -> datetime:
@@ -50,13 +51,29 @@ def open_analytics(root: Path) -> Analytics:
 
 
 def journey_stats(
-    analytics: Analytics, journey_id: str, since: datetime, version: str | None
+    analytics: Analytics,
+    journey_id: str,
+    since: datetime,
+    version: str | None,
+    root: Path | None = None,
 ) -> JourneyStats:
-    if not analytics.known(journey_id):
+    """The journey's numbers; for a journey the store does not know yet but the project in
+    ``root`` has (not deployed, or nobody entered it), zeros on its compiled plan's steps and
+    templates, as the dashboard shows it."""
+    if analytics.known(journey_id):
+        return analytics.journey(journey_id, since, version=version)
+    plan = project_plan(root, journey_id) if root is not None else None
+    if plan is None:
         known = analytics.journey_ids()
         listed = f"journeys with numbers: {', '.join(known)}" if known else "no journey has run yet"
         raise UnknownJourney(f"no journey {journey_id!r} in the store; {listed}")
-    return analytics.journey(journey_id, since, version=version)
+    return analytics.journey(journey_id, since, version=version, unpublished=plan)
+
+
+def project_plan(root: Path, journey_id: str) -> Plan | None:
+    """``journey_id``'s compiled plan from the project's journeys, if its file compiles (a
+    broken file of another journey does not matter)."""
+    return validate([root / JOURNEYS_DIR], root=root).plans.get(journey_id)
 
 
 def as_json(stats: JourneyStats) -> str:
@@ -154,3 +171,21 @@ def _print_templates(stats: JourneyStats, console: Console) -> None:
         )  # fmt: skip
     console.print(sent)
     console.print(provider)
+    _print_template_days(stats, console)
+
+
+def _print_template_days(stats: JourneyStats, console: Console) -> None:
+    """A small table per send step: its messages on each day that had any."""
+    by_step: dict[str, list[TemplateDayCount]] = {}
+    for day in stats.template_days:
+        by_step.setdefault(day.step, []).append(day)
+    for step, days in by_step.items():
+        title = f"{step} ({days[0].template or 'no template'}) per day (UTC)"
+        table = Table(
+            "day", "sent", "skipped", "failed", "delivered", "opened", "clicked", "bounced",
+            title=title, title_justify="left",
+        )  # fmt: skip
+        for d in days:
+            table.add_row(d.day, *(str(n) for n in (d.sent, d.skipped, d.failed, d.delivered,
+                                                    d.opened, d.clicked, d.bounced)))  # fmt: skip
+        console.print(table)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -22,6 +23,7 @@ from temporalio.worker import (
     Worker,
 )
 
+from activities.metrics import AnalyticsMetrics
 from config.settings import Settings
 from store.analytics import Analytics, RetryingRecorder
 from store.plans import PlanStore
@@ -194,11 +196,15 @@ def worker_options(settings: Settings) -> WorkerOptions:
 
 
 @contextmanager
-def analytics_recorded(journey_queue: str, store: Engine) -> Iterator[RetryingRecorder]:
+def analytics_recorded(
+    journey_queue: str, store: Engine, meter: MetricMeter | None = None
+) -> Iterator[RetryingRecorder]:
     """Runs on ``journey_queue`` (its prefix included) record into ``store`` while inside;
     on the way out the recorder is taken off the queue and writes what it still holds. Enter
-    it before the workers start and leave it after they stopped."""
-    recorder = RetryingRecorder(Analytics(store))
+    it before the workers start and leave it after they stopped. ``meter``: the runtime's, on
+    which the recorder counts what it drops and holds (none: not counted)."""
+    metrics = AnalyticsMetrics(meter) if meter is not None else None
+    recorder = RetryingRecorder(Analytics(store), metrics=metrics)
     analytics.register(journey_queue, recorder)
     try:
         yield recorder

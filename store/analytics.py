@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Connection,
@@ -129,6 +129,24 @@ class DayCount:
 
 
 @dataclass(frozen=True)
+class TemplateDayCount:
+    """One send step's messages on one day: the ledger's by the day each message was created,
+    the provider's by the day of the event (messages with such an event that day)."""
+
+    step: str
+    template: str
+    channel: str
+    day: str  # YYYY-MM-DD
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    bounced: int = 0
+
+
+@dataclass(frozen=True)
 class JourneyStats:
     journey_id: str
     versions: list[str]  # the versions runs entered in the window, oldest first
@@ -142,6 +160,7 @@ class JourneyStats:
     templates: list[TemplateCount]
     days: list[DayCount]
     lift: Lift | None = None  # None: the journey has no holdout (or nobody in it yet)
+    template_days: list[TemplateDayCount] = field(default_factory=list)  # only days with some
 
 
 @dataclass(frozen=True)
@@ -272,13 +291,16 @@ class Analytics:
         since: datetime,
         until: datetime | None = None,
         version: str | None = None,
+        unpublished: Plan | None = None,
     ) -> JourneyStats:
         """The numbers of runs that entered ``journey_id`` in [since, until) (until: now).
 
         Entered, outcomes, steps, edges, waiting and lift are of those runs (a cohort);
         templates count the journey's messages created in the window, days what happened on
         each day of it. Without ``until`` nothing later is cut off (a time-skipping or
-        simulated clock may run ahead of the wall clock)."""
+        simulated clock may run ahead of the wall clock). ``unpublished``: the plan whose
+        steps and templates to show when the store has none of the journey (a journey of the
+        project not deployed yet: its numbers are zeros)."""
         since = _utc(since)
         end = _utc(until) if until is not None else None
         cohort = _cohort(journey_id, since, end, version)
@@ -293,12 +315,15 @@ class Analytics:
                 )
             ]
             known_plans = _plans_of(db, journey_id, [version] if version else versions)
+            if not known_plans and unpublished is not None:
+                known_plans = [unpublished]
             entered = db.scalar(select(func.count()).select_from(journey_runs).where(*cohort)) or 0
             outcomes = _outcomes(db, cohort)
             steps = _steps(db, cohort, known_plans)
             edges = _edges(db, cohort)
             templates = _templates(db, journey_id, since, end, known_plans)
             days = _days(db, journey_id, since, end, version, cohort)
+            template_days = _template_days(db, journey_id, since, end, templates)
             lift = _lift(db, cohort, known_plans)
         return JourneyStats(
             journey_id=journey_id,
@@ -313,6 +338,7 @@ class Analytics:
             templates=templates,
             days=days,
             lift=lift,
+            template_days=template_days,
         )
 
     def overview(self, now: datetime) -> list[JourneyOverview]:
@@ -398,6 +424,15 @@ class Analytics:
         return found
 
 
+class RecorderMetrics(Protocol):
+    """Where a :class:`RetryingRecorder` reports what it drops and holds (the worker's
+    Prometheus metrics: :class:`activities.metrics.AnalyticsMetrics`)."""
+
+    def dropped(self, batches: int) -> None: ...
+
+    def backlog(self, batches: int) -> None: ...
+
+
 class RetryingRecorder:
     """The worker's :class:`workflows.analytics.Recorder`: one writer thread writes the batches
     of every workflow task in order, several at once in one transaction when they queue up.
@@ -409,7 +444,9 @@ class RetryingRecorder:
     logged — its error's type only, never its values — and the batches stay in a bounded
     backlog that the thread writes, oldest first, once the store takes them; meanwhile
     :meth:`record` returns at once. Never raises: analytics must not fail or hold up a run.
-    Beyond ``capacity`` batches the oldest are dropped, counted in :attr:`lost`."""
+    Beyond ``capacity`` batches the oldest are dropped, counted in :attr:`lost`. ``metrics``
+    hears of each drop, and of the backlog's length after each write the thread tried (off the
+    workflow tasks' path)."""
 
     def __init__(
         self,
@@ -418,8 +455,10 @@ class RetryingRecorder:
         retry_seconds: float = 1.0,
         wait_seconds: float = 1.0,
         group: int = 200,
+        metrics: RecorderMetrics | None = None,
     ) -> None:
         self.analytics = analytics
+        self.metrics = metrics
         self.capacity = capacity
         self.retry_seconds = retry_seconds
         self.wait_seconds = wait_seconds
@@ -448,6 +487,8 @@ class RetryingRecorder:
             if len(self._backlog) >= self.capacity:
                 self._backlog.pop(0)[1].set()
                 self.lost += 1
+                if self.metrics is not None:
+                    self.metrics.dropped(1)
                 if self.lost == 1 or self.lost % 1000 == 0:
                     log.warning("analytics backlog full: %d batch(es) dropped", self.lost)
             self._backlog.append((batch, written))
@@ -487,9 +528,13 @@ class RetryingRecorder:
                     self._failing = True
                     for _, written in self._backlog:
                         written.set()  # their tasks go on; the batches stay here
+                    held = len(self._backlog)
                     if self._closed:
                         return
-                    self._changed.wait(pause)
+                self._report_backlog(held)
+                with self._changed:
+                    if not self._closed:
+                        self._changed.wait(pause)
                 pause = min(pause * 2, 30.0)
                 continue
             pause = self.retry_seconds
@@ -497,8 +542,14 @@ class RetryingRecorder:
             with self._changed:
                 self._backlog = [item for item in self._backlog if id(item) not in done]
                 self._failing = False
+                held = len(self._backlog)
             for _, written in taken:
                 written.set()
+            self._report_backlog(held)
+
+    def _report_backlog(self, batches: int) -> None:
+        if self.metrics is not None:
+            self.metrics.backlog(batches)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -843,6 +894,65 @@ def _days(
             for n in range((last - since.date()).days + 1)
         }
     return [DayCount(day=day, **tally.get(day, {})) for day in sorted(days)]
+
+
+TEMPLATE_DAY_EVENTS = {"delivered": "delivered", "open": "opened", "click": "clicked",
+                       "bounce": "bounced"}  # fmt: skip
+"""The provider's events a :class:`TemplateDayCount` counts, by SendGrid's name."""
+
+
+def _template_days(
+    db: Connection,
+    journey_id: str,
+    since: datetime,
+    until: datetime | None,
+    templates: Sequence[TemplateCount],
+) -> list[TemplateDayCount]:
+    """Each send step's sent, skipped and failed messages per day of their creation, and its
+    messages delivered, opened, clicked and bounced per day of the provider's event (joined
+    by message id); only the days with something, in the order of ``templates``."""
+    ledger, events = deliveries.c, message_events.c
+    tally: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    created = [
+        ledger.journey_id == journey_id,
+        ledger.status.in_(("sent", "skipped", "failed")),
+        ledger.created_at >= since,
+    ]
+    if until is not None:
+        created.append(ledger.created_at < until)
+    day = _utc_day(db, ledger.created_at).label("day")
+    for row in db.execute(
+        select(ledger.step_id, day, ledger.status, func.count().label("n"))
+        .where(*created)
+        .group_by(ledger.step_id, day, ledger.status)
+    ):
+        tally[(str(row.step_id), str(row.day))][str(row.status)] += int(row.n)
+    seen = [
+        ledger.journey_id == journey_id,
+        events.at >= since,
+        events.event.in_(TEMPLATE_DAY_EVENTS),
+    ]
+    if until is not None:
+        seen.append(events.at < until)
+    for row in db.execute(
+        select(
+            ledger.step_id,
+            events.day,
+            events.event,
+            func.count(distinct(events.message_id)).label("n"),
+        )
+        .select_from(message_events.join(deliveries, ledger.message_id == events.message_id))
+        .where(*seen)
+        .group_by(ledger.step_id, events.day, events.event)
+    ):
+        tally[(str(row.step_id), str(row.day))][TEMPLATE_DAY_EVENTS[str(row.event)]] += int(row.n)
+    order = {t.step: n for n, t in enumerate(templates)}
+    names = {t.step: (t.template, t.channel) for t in templates}
+    found: list[TemplateDayCount] = []
+    for step, day in sorted(tally, key=lambda key: (order.get(key[0], len(order)), *key)):
+        template, channel = names.get(step, ("", ""))
+        found.append(TemplateDayCount(step, template, channel, day, **tally[(step, day)]))
+    return found
 
 
 def _utc_day(db: Connection, moment: Any) -> Any:

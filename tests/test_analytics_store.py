@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from store.analytics import Analytics, RetryingRecorder, lift_of
+from store.database import deliveries
 from store.erasure import ErasureStore
 from store.ledger import Ledger
 from store.plans import PlanStore
@@ -233,6 +234,70 @@ def test_days_count_what_happened_on_each_day(store: Analytics) -> None:
     }
 
 
+def test_template_days_count_each_send_steps_messages_per_day(store: Analytics) -> None:
+    ledger = Ledger(store.engine)
+    for message, step, status, day in [
+        ("msg_old", "hello", "sent", -2),  # created before the window; opened in it
+        ("msg_a", "hello", "sent", 0),
+        ("msg_b", "hello", "sent", 1),
+        ("msg_c", "hello", "skipped", 1),
+        ("msg_d", "hello", "failed", 1),
+        ("msg_e", "offer", "sent", 2),
+        ("msg_f", "hello", "pending", 0),  # in flight: not counted
+        ("msg_late", "offer", "sent", 5),  # after the window
+    ]:
+        ledger.claim(message, "welcome", step, "email", "c-hash")
+        if status != "pending":
+            ledger.mark(message, status, reason="no email address" if status == "skipped" else None)  # type: ignore[arg-type]
+        with store.engine.begin() as db:
+            db.execute(
+                update(deliveries)
+                .where(deliveries.c.message_id == message)
+                .values(created_at=T0 + timedelta(days=day))
+            )
+    for n, (message, event, day) in enumerate(
+        [
+            ("msg_a", "delivered", 0),
+            ("msg_a", "open", 1),
+            ("msg_a", "open", 1),  # twice on one day: one opened message
+            ("msg_a", "click", 1),
+            ("msg_old", "open", 1),
+            ("msg_b", "bounce", 1),
+            ("msg_b", "spamreport", 1),  # not a per-day number
+            ("msg_a", "open", 2),  # opened again the next day: opened that day too
+            ("msg_e", "open", 2),
+        ]
+    ):
+        at = T0 + timedelta(days=day, hours=1)
+        assert store.record_message_event(f"e{n}", message, event, "sendgrid", at)
+    stats = store.journey("welcome", T0, T0 + timedelta(days=3))
+    numbers = {
+        (d.step, d.day): (d.sent, d.skipped, d.failed, d.delivered, d.opened, d.clicked, d.bounced)
+        for d in stats.template_days
+    }
+    assert list(numbers) == [
+        ("hello", "2026-12-01"),
+        ("hello", "2026-12-02"),
+        ("hello", "2026-12-03"),
+        ("offer", "2026-12-03"),
+    ], "the plan's send steps in order, each day with something"
+    assert numbers == {
+        ("hello", "2026-12-01"): (1, 0, 0, 1, 0, 0, 0),
+        ("hello", "2026-12-02"): (1, 1, 1, 0, 2, 1, 1),
+        ("hello", "2026-12-03"): (0, 0, 0, 0, 1, 0, 0),
+        ("offer", "2026-12-03"): (1, 0, 0, 0, 1, 0, 0),
+    }
+    first = stats.template_days[0]
+    assert (first.template, first.channel) == ("newsletter-welcome", "email")
+    for day in stats.days:  # the journey's days are the sums of its templates' days
+        of_day = [t for t in stats.template_days if t.day == day.day]
+        assert (day.sent, day.opened, day.clicked) == (
+            sum(t.sent for t in of_day),
+            sum(t.opened for t in of_day),
+            sum(t.clicked for t in of_day),
+        ), day.day
+
+
 def test_overview_and_a_customers_runs(store: Analytics) -> None:
     now = T0 + timedelta(hours=2)
     store.record([entered("r1", T0, "c1"), entered("r2", T0 - timedelta(days=3), "c1")])
@@ -321,6 +386,40 @@ def test_a_full_backlog_drops_its_oldest(store: Analytics) -> None:
         assert (recorder.backlog, recorder.lost) == (2, 2)
     finally:
         recorder.close(timeout=0.1)
+
+
+class Reported:
+    """What a recorder reports to its metrics (the worker's are Prometheus series)."""
+
+    def __init__(self) -> None:
+        self.drops = 0
+        self.backlogs: list[int] = []
+
+    def dropped(self, batches: int) -> None:
+        self.drops += batches
+
+    def backlog(self, batches: int) -> None:
+        self.backlogs.append(batches)
+
+
+def test_the_recorder_reports_its_drops_and_its_backlog_until_the_store_takes_it(
+    store: Analytics,
+) -> None:
+    reported = Reported()
+    recorder = RetryingRecorder(
+        Flaky(store.engine, failures=3), capacity=2, retry_seconds=0.05, metrics=reported
+    )
+    try:
+        for i in range(3):
+            recorder.record([entered(f"r{i}")])
+        deadline = time.monotonic() + 10
+        while recorder.backlog and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        recorder.close()
+    assert reported.drops == recorder.lost == 1
+    assert max(reported.backlogs) == 2 and reported.backlogs[-1] == 0
+    assert store.journey("welcome", T0 - timedelta(days=1)).entered == 2
 
 
 def test_records_from_many_threads_count_once(database: Database) -> None:

@@ -45,6 +45,7 @@ from store.analytics import (
     RunRow,
     StepCount,
     TemplateCount,
+    TemplateDayCount,
 )
 from store.consent import SMS, ConsentStore
 from store.database import connect as connect_store
@@ -127,6 +128,24 @@ STATS = JourneyStats(
         )
     ],
     days=[DayCount("2026-12-06", entered=15, converted=2, sent=12), DayCount("2026-12-07", 25)],
+    template_days=[
+        TemplateDayCount(
+            "hello",
+            "newsletter-welcome",
+            "email",
+            "2026-12-06",
+            sent=12,
+            skipped=3,
+            failed=1,
+            delivered=11,
+            opened=6,
+            clicked=2,
+            bounced=1,
+        ),
+        TemplateDayCount(
+            "hello", "newsletter-welcome", "email", "2026-12-07", sent=21, opened=11, clicked=7
+        ),
+    ],
     lift=Lift(
         treatment_runs=30,
         treatment_converted=6,
@@ -466,6 +485,18 @@ async def test_the_journey_page_shows_the_map_with_counts_and_every_number(
         "spam_reported": "1",
         "unsubscribed": "2",
     }
+    assert '<table class="template-days" data-step="hello">' in page
+    assert "<caption>hello (newsletter-welcome)</caption>" in page
+    assert cells(page, '<tr data-step="hello" data-day="2026-12-06">') == {
+        "sent": "12",
+        "skipped": "3",
+        "failed": "1",
+        "delivered": "11",
+        "opened": "6",
+        "clicked": "2",
+        "bounced": "1",
+    }
+    assert cells(page, '<tr data-step="hello" data-day="2026-12-07">')["clicked"] == "7"
     assert '<div id="daily-chart"></div>' in page
     daily = re.search(r'<script type="application/json" id="daily-data">(.*?)</script>', page)
     assert daily is not None and '"day":"2026-12-06","entered":15,"converted":2' in daily.group(1)

@@ -21,6 +21,7 @@ def test_the_demo_shows_max_s_journeys(tmp_path: Path) -> None:
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHPOINT_")}
+    dashboard = free_port()
     done = subprocess.run(
         [
             sys.executable,
@@ -35,7 +36,7 @@ def test_the_demo_shows_max_s_journeys(tmp_path: Path) -> None:
             "--api-port",
             str(free_port()),
             "--dashboard-port",
-            str(free_port()),
+            str(dashboard),
             "--metrics-port",
             str(free_port()),
         ],
@@ -52,6 +53,7 @@ def test_the_demo_shows_max_s_journeys(tmp_path: Path) -> None:
     assert "laptop-recommendation" in out and "converted" in out, "buying ended the recommendations"
     assert "next wake-up:" in out
     assert "max@example.com" in out.split("The emails in the outbox")[1]
+    assert f"Dashboard     http://127.0.0.1:{dashboard}  (Max's journeys, live)" in out
 
 
 def test_make_demo_hands_its_ports_to_touchpoint_dev() -> None:

@@ -146,3 +146,14 @@ def test_the_deployment_guide_names_every_setting_and_only_real_commands() -> No
     used = set(re.findall(r"`touchpoint ([a-z-]+)", text))
     assert {"api", "worker", "migrate", "setup", "deploy"} <= used
     assert sorted(used - commands) == []
+
+
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_every_image_the_readme_shows_exists() -> None:
+    readme = ROOT / "README.md"
+    images = IMAGE.findall(readme.read_text())
+    assert "docs/images/journey-page.png" in images
+    missing = [i for i in images if not i.startswith("http") and not (ROOT / i).is_file()]
+    assert missing == [], f"README.md shows images that are not in the repository: {missing}"

@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.audience import AudienceActivities
 from activities.delivery import DeliveryActivities
 from activities.email.sendgrid import SendGridProvider
 from activities.http import make_client
@@ -29,23 +32,29 @@ from config.project import SendGridSettings
 from config.settings import metrics_runtime
 from ingestion.api import create_app
 from ingestion.router import Router
-from ops.workers import WorkerOptions, build_workers
+from ops.workers import WorkerOptions, analytics_recorded, build_workers
+from simulation.recording import RecordingActivities
 from store.consent import ConsentStore
 from store.database import connect
+from store.deployments import Deployments
 from store.entries import EntryStore
 from store.keys import WriteKeys
 from store.ledger import Ledger
+from store.plans import PlanStore
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from tests.conftest import ROOT, api_of
 from tests.httpstub import HttpStub, Reply
 from tests.net import free_port
 from tests.sendgrid_standin import SendGridStandIn
-from tests.temporal import binary, event, plan_from, start_run
+from tests.temporal import binary, event, plan_from, running_workers, start_run
+from tests.test_broadcast import MONDAY, broadcast, newsletter, sent_to
 from tests.test_delivery import project_config
 from tests.test_policies import HoldFor
 from tests.test_policies import delivery as policy_delivery
-from workflows.models import Profile, RunResult, RunSettings, workflow_id
+from workflows import registry
+from workflows.analytics import RunEntered
+from workflows.models import JOURNEY_QUEUE, Profile, RunResult, RunSettings, workflow_id
 from workflows.registry import Deployment
 
 JOURNEY = """
@@ -270,6 +279,66 @@ async def test_the_api_counts_the_runs_the_router_started_by_journey(
     for customer in ("max", "erika"):  # no worker runs them: leave nothing running
         handle = time_env.client.get_workflow_handle(workflow_id("metered", customer, None, None))
         await handle.terminate("test done")
+
+
+async def test_the_worker_counts_the_runs_a_broadcast_page_started_by_journey(
+    time_env: WorkflowEnvironment, metered_client: tuple[Client, str], tmp_path: Path
+) -> None:
+    """Three fans of four profiles get a run: three starts; the same occurrence again starts
+    nobody (their runs exist) and counts nothing more."""
+    client, url = metered_client
+    engine = connect(f"sqlite:///{tmp_path / 'touchpoint.db'}")
+    for n, interests in enumerate(["laptops", "laptops", "phones", "laptops"]):
+        traits = {"interests": [interests], "opted_in": True}
+        ProfileStore(engine).upsert(f"fan{n}", {**traits, "email": f"fan{n}@example.com"})
+    plan = plan_from(newsletter())
+    PlanStore(engine).publish([plan])
+    Deployments(engine).deploy([plan], actor="test", reason=None)
+    registry.register([plan])
+    recorder = RecordingActivities()
+    prefix = f"m{uuid.uuid4().hex[:8]}-"
+    audience = AudienceActivities(
+        client, engine, RunSettings(queue_prefix=prefix, index_runs=False)
+    )
+    async with running_workers(client, [*recorder.all(), *audience.all()], prefix):
+        first, _ = await broadcast(time_env, prefix, plan, MONDAY)
+        await sent_to(recorder, 3)
+        again, _ = await broadcast(time_env, prefix, plan, MONDAY)
+    assert (first.counts.started, again.counts.started, again.counts.already_started) == (3, 0, 3)
+    name, journey = "touchpoint_runs_started_total", plan.journey_id
+    for _ in range(50):  # the runtime exports what it has at a scrape
+        samples, text = await asyncio.to_thread(scrape, url)
+        if value(samples, name, journey=journey) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert value(samples, name, journey=journey) == 3
+    assert value(samples, name, journey=journey, activity_type="broadcast_page") == 3
+    assert not any(f"fan{n}" in text for n in range(4)), "no customer id in a label"
+
+
+async def test_analytics_batches_dropped_and_held_show_on_the_worker_s_metrics(
+    tmp_path: Path,
+) -> None:
+    """The store is down (its folder is missing): the worker's recorder holds what it cannot
+    write, and once its backlog is full drops the oldest — both on the metrics page."""
+    port = free_port()
+    runtime = metrics_runtime(f"127.0.0.1:{port}")
+    down = create_engine(f"sqlite:///{tmp_path / 'missing' / 'touchpoint.db'}")
+    queue = f"m{uuid.uuid4().hex[:8]}-{JOURNEY_QUEUE}"
+    with analytics_recorded(queue, down, runtime.metric_meter) as recorder:
+        recorder.capacity, recorder.retry_seconds = 2, 0.05
+        for n in range(5):
+            recorder.record([RunEntered(f"r{n}", "metered", "v1", "c-hash", datetime.now(UTC))])
+        assert (recorder.lost, recorder.backlog) == (3, 2)
+        url = f"http://127.0.0.1:{port}/metrics"
+        for _ in range(50):  # the backlog is reported after the writer's next try
+            samples, text = await asyncio.to_thread(scrape, url)
+            if value(samples, "touchpoint_analytics_backlog") == 2:
+                break
+            await asyncio.sleep(0.1)
+    assert value(samples, "touchpoint_analytics_dropped_total") == 3
+    assert value(samples, "touchpoint_analytics_backlog") == 2
+    assert "c-hash" not in text
 
 
 Stores = tuple[ProfileStore, ProcessedMessages, WriteKeys]
