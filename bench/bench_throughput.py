@@ -18,13 +18,21 @@ difference between it and ``touchpoint``.
 with input version 2, as routers did before version 3 (the run asks ``workflow.patched`` for
 each patch: a marker and a ``TemporalChangeVersion`` upsert each), in the same rounds.
 
+Each side has a dev server of its own (and its own worker process, store and record file):
+a server's deferred work for a batch — visibility writes, timers, clean-up — used to land in
+whichever side's batch ran next on a shared server, and moved the server's CPU per run of one
+side by 40 % from one pass to the next. Each batch is measured until BENCH_DRAIN_SECONDS (3)
+after its last run ended.
+
 Sizes: BENCH_RUNS (customers per round, default 200), BENCH_ROUNDS (default 3).
-Also reports the CPU each side's worker process and the server spent per run, which is far
+Also reports the CPU each side's worker process and its server spent per run, which is far
 less noisy than wall-clock throughput on a small shared machine, and the ratio of those totals
 (on two busy cores, throughput is the inverse of CPU per run)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,25 +69,33 @@ class Side:
     name: str
     start: Callable[[str], object]
     worker_pid: int
+    server_pid: int
     rates: list[float] = field(default_factory=list)
     worker_cpu_ms: list[float] = field(default_factory=list)
     server_cpu_ms: list[float] = field(default_factory=list)
 
 
-async def measure(side: Side, runs: int, server_pid: int) -> None:
+async def measure(side: Side, runs: int, drain: float) -> None:
+    """One batch of ``side``: its rate, and the CPU its worker and its own server spent on it
+    — measured until ``drain`` seconds after the last run ended, so that the server's deferred
+    work for the batch (visibility, timers, clean-up) is counted with it; what still comes later
+    lands in this side's next batch, never in another side's."""
     customers = [f"{side.name}-{uuid.uuid4().hex[:10]}" for _ in range(runs)]
-    worker0, server0 = cpu_seconds(side.worker_pid), cpu_seconds(server_pid)
+    worker0, server0 = cpu_seconds(side.worker_pid), cpu_seconds(side.server_pid)
     seconds = await run_batch(side.start, customers)  # type: ignore[arg-type]
+    await asyncio.sleep(drain)
     side.rates.append(runs / seconds)
     side.worker_cpu_ms.append((cpu_seconds(side.worker_pid) - worker0) * 1000 / runs)
-    side.server_cpu_ms.append((cpu_seconds(server_pid) - server0) * 1000 / runs)
+    side.server_cpu_ms.append((cpu_seconds(side.server_pid) - server0) * 1000 / runs)
 
 
 async def main() -> None:
     runs, rounds = env_int("BENCH_RUNS", 200), env_int("BENCH_ROUNDS", 3)
+    drain = float(env_int("BENCH_DRAIN_SECONDS", 3))
     header(
         "Journey throughput: 3 sends + 2 waits of 1 s, Touchpoint vs hand-written",
-        f"{runs} customers per round, {rounds} interleaved rounds, dev server WAL/normal",
+        f"{runs} customers per round, {rounds} interleaved rounds, a dev server (WAL/normal) "
+        f"per side, {drain:.0f} s drain after each batch",
     )
     journey = BENCH / "throughput-journey.yaml"
     with temporary_directory("throughput") as tmp:
@@ -92,78 +108,91 @@ async def main() -> None:
             directory, "project-no-analytics", [journey], {"analytics": False}
         )
         plan = project_plans(project)["bench-three-sends"]
-        async with dev_server(directory) as server:
-            client = await connect(server.address)
-            with (
-                touchpoint_worker(
-                    server, directory, project, TOUCHPOINT_QUEUE_PREFIX="tp-"
-                ) as worker,
-                touchpoint_worker(
-                    server,
-                    directory,
-                    plain_project,
-                    log="worker-no-index",
-                    TOUCHPOINT_QUEUE_PREFIX="tpn-",
-                    TOUCHPOINT_DATABASE_URL=f"sqlite:///{directory / 'no-index.db'}",
-                    TOUCHPOINT_RECORD_FILE=str(directory / "no-index-sent.jsonl"),
-                ) as plain_worker,
-                touchpoint_worker(
-                    server,
-                    directory,
-                    quiet_project,
-                    log="worker-no-analytics",
-                    TOUCHPOINT_QUEUE_PREFIX="tpq-",
-                    TOUCHPOINT_DATABASE_URL=f"sqlite:///{directory / 'no-analytics.db'}",
-                    TOUCHPOINT_RECORD_FILE=str(directory / "no-analytics-sent.jsonl"),
-                ) as quiet_worker,
-                raw_worker(server, directory, "raw-bench") as raw,
-            ):
-                indexed = RunSettings(queue_prefix="tp-", time_scale=DAY_IN_SECONDS)
-                quiet = RunSettings(queue_prefix="tpq-", time_scale=DAY_IN_SECONDS)
-                unindexed = RunSettings(
-                    queue_prefix="tpn-", time_scale=DAY_IN_SECONDS, index_runs=False
+        names = ["raw", "raw-activity-queue", "touchpoint", "touchpoint-no-index"]
+        names += ["touchpoint-no-analytics"]
+        if env_int("BENCH_INPUT_V2", 0):
+            names.append("touchpoint-input-v2")
+        async with contextlib.AsyncExitStack() as stack:
+            servers = {
+                name: await stack.enter_async_context(
+                    dev_server(directory, name=f"temporal-{name}")
                 )
-                own_queue = activity_queue("raw-bench")
-                sides = [
-                    Side("raw", lambda c: start_raw(client, "raw-bench", c, RAW_STEPS), raw.pid),
-                    Side(
-                        "raw-activity-queue",
-                        lambda c: start_raw(client, "raw-bench", c, RAW_STEPS, own_queue),
-                        raw.pid,
-                    ),
-                    Side(
-                        "touchpoint", lambda c: start_journey(client, plan, c, indexed), worker.pid
-                    ),
-                    Side(
-                        "touchpoint-no-index",
-                        lambda c: start_journey(client, plan, c, unindexed),
-                        plain_worker.pid,
-                    ),
-                    Side(
-                        "touchpoint-no-analytics",
-                        lambda c: start_journey(client, plan, c, quiet),
-                        quiet_worker.pid,
-                    ),
-                ]
-                if env_int("BENCH_INPUT_V2", 0):
-                    sides.append(
-                        Side(
-                            "touchpoint-input-v2",
-                            lambda c: start_journey(client, plan, c, indexed, input_version=2),
-                            worker.pid,
-                        )
+                for name in names
+            }
+            clients = {name: await connect(server.address) for name, server in servers.items()}
+
+            def worker_of(name: str, chosen: Path, **extra: str) -> int:
+                """The real worker of side ``name``, on its own server, store and record."""
+                process = stack.enter_context(
+                    touchpoint_worker(
+                        servers[name],
+                        directory,
+                        chosen,
+                        log=f"worker-{name}",
+                        TOUCHPOINT_DATABASE_URL=f"sqlite:///{directory / f'{name}.db'}",
+                        TOUCHPOINT_RECORD_FILE=str(directory / f"{name}-sent.jsonl"),
+                        **extra,
                     )
-                for side in sides:  # warm-up: one run each
-                    await run_batch(side.start, [f"warmup-{side.name}"])  # type: ignore[arg-type]
-                for round_number in range(rounds):
-                    order = sides if round_number % 2 == 0 else list(reversed(sides))
-                    for side in order:
-                        await measure(side, runs, server.pid)
-                    print(
-                        f"  round {round_number + 1}: "
-                        + ", ".join(f"{s.name} {s.rates[-1]:.1f} runs/s" for s in sides),
-                        flush=True,
-                    )
+                )
+                return process.pid
+
+            def raw_of(name: str) -> int:
+                return stack.enter_context(raw_worker(servers[name], directory, "raw-bench")).pid
+
+            indexed = RunSettings(queue_prefix="tp-", time_scale=DAY_IN_SECONDS)
+            quiet = RunSettings(queue_prefix="tpq-", time_scale=DAY_IN_SECONDS)
+            unindexed = RunSettings(
+                queue_prefix="tpn-", time_scale=DAY_IN_SECONDS, index_runs=False
+            )
+            own_queue = activity_queue("raw-bench")
+            starters: dict[str, tuple[Callable[[str], object], int]] = {
+                "raw": (
+                    lambda c: start_raw(clients["raw"], "raw-bench", c, RAW_STEPS),
+                    raw_of("raw"),
+                ),
+                "raw-activity-queue": (
+                    lambda c: start_raw(
+                        clients["raw-activity-queue"], "raw-bench", c, RAW_STEPS, own_queue
+                    ),
+                    raw_of("raw-activity-queue"),
+                ),
+                "touchpoint": (
+                    lambda c: start_journey(clients["touchpoint"], plan, c, indexed),
+                    worker_of("touchpoint", project, TOUCHPOINT_QUEUE_PREFIX="tp-"),
+                ),
+                "touchpoint-no-index": (
+                    lambda c: start_journey(clients["touchpoint-no-index"], plan, c, unindexed),
+                    worker_of("touchpoint-no-index", plain_project, TOUCHPOINT_QUEUE_PREFIX="tpn-"),
+                ),
+                "touchpoint-no-analytics": (
+                    lambda c: start_journey(clients["touchpoint-no-analytics"], plan, c, quiet),
+                    worker_of(
+                        "touchpoint-no-analytics", quiet_project, TOUCHPOINT_QUEUE_PREFIX="tpq-"
+                    ),
+                ),
+            }
+            if "touchpoint-input-v2" in names:
+                starters["touchpoint-input-v2"] = (
+                    lambda c: start_journey(
+                        clients["touchpoint-input-v2"], plan, c, indexed, input_version=2
+                    ),
+                    worker_of("touchpoint-input-v2", project, TOUCHPOINT_QUEUE_PREFIX="tp-"),
+                )
+            sides = [
+                Side(name, starters[name][0], starters[name][1], servers[name].pid)
+                for name in names
+            ]
+            for side in sides:  # warm-up: one run each
+                await run_batch(side.start, [f"warmup-{side.name}"])  # type: ignore[arg-type]
+            for round_number in range(rounds):
+                order = sides if round_number % 2 == 0 else list(reversed(sides))
+                for side in order:
+                    await measure(side, runs, drain)
+                print(
+                    f"  round {round_number + 1}: "
+                    + ", ".join(f"{s.name} {s.rates[-1]:.1f} runs/s" for s in sides),
+                    flush=True,
+                )
     raw_side = sides[0]
     rows = []
     for side in sides:
