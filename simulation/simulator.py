@@ -31,13 +31,12 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.audience import AudienceActivities, run_tag
 from activities.messages import RenderedMessage
@@ -46,7 +45,6 @@ from ingestion.router import Routed, Router
 from ingestion.segments import segment_trigger
 from ingestion.service import Ingestion
 from ops.binaries import find_binary
-from ops.workers import WorkerOptions, build_workers
 from simulation.delivery import SimulatedDelivery
 from simulation.entry import NOT_THEIR_DAY, EntryMoment, refusal
 from simulation.scenario import EventSpec, ProfileSpec
@@ -70,6 +68,9 @@ from workflows.models import (
 )
 from workflows.plan import BROADCAST_EVENT, Plan
 from workflows.registry import Deployment
+
+if TYPE_CHECKING:  # the fast simulator imports this module but starts no server or worker
+    from temporalio.testing import WorkflowEnvironment
 
 QUEUE_PREFIX = "simulation-"
 BUILD_ID = "touchpoint-simulation"
@@ -206,10 +207,12 @@ class SimulatedBroadcast(AudienceActivities):
         return busy
 
 
-Environment = Callable[[], Awaitable[WorkflowEnvironment]]
+Environment = Callable[[], Awaitable["WorkflowEnvironment"]]
 
 
 async def time_skipping_server() -> WorkflowEnvironment:
+    from temporalio.testing import WorkflowEnvironment
+
     return await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(find_binary("temporal-test-server")),
         data_converter=pydantic_data_converter,
@@ -229,6 +232,8 @@ class Simulator:
         self.environment = environment
 
     async def run(self, scenario: Scenario, progress: Progress | None = None) -> SimulationResult:
+        from ops.workers import WorkerOptions, build_workers
+
         report = progress or (lambda phase, done, total: None)
         async with AsyncExitStack() as stack:
             env = await stack.enter_async_context(await self.environment())

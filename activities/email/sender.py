@@ -8,9 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from activities.email.address import InvalidEmailAddress, email_address, refusal
-from activities.email.maildir import MaildirProvider
-from activities.email.sendgrid import SendGridProvider
-from activities.email.smtp import SmtpProvider
 from activities.errors import permanent
 from activities.messages import DeliveryKit, EmailProvider, OutgoingEmail, Prepared
 from config.errors import MissingEnvironment
@@ -20,17 +17,25 @@ from workflows.models import SendRequest
 
 
 def email_provider(config: ProjectConfig, root: Path, environ: Mapping[str, str]) -> EmailProvider:
-    """The provider ``touchpoint.yaml`` names, with its secrets from the environment."""
+    """The provider ``touchpoint.yaml`` names, with its secrets from the environment. Each
+    provider's module is imported when it is chosen (SendGrid's client and the Maildir's
+    ``mailbox`` cost a simulation, which sends nothing, a tenth of a second)."""
     settings = config.email
     if settings.provider == "sendgrid":
+        from activities.email.sendgrid import SendGridProvider
+
         key = environ.get("SENDGRID_API_KEY")
         if not key:
             raise MissingEnvironment("email.provider is sendgrid: set SENDGRID_API_KEY")
         return SendGridProvider(settings.sendgrid, key)
     if settings.provider == "smtp":
+        from activities.email.smtp import SmtpProvider
+
         return SmtpProvider(
             settings.smtp, environ.get("SMTP_USERNAME"), environ.get("SMTP_PASSWORD")
         )
+    from activities.email.maildir import MaildirProvider
+
     return MaildirProvider(root / settings.maildir.path)
 
 
