@@ -8,12 +8,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowHandle
 
 from language.compiler import ProjectContext
 from language.validator import compile_text, validate
 from ops.binaries import find_binary
 from ops.workers import WorkerOptions, build_workers
+from store.deployments import Deployments
+from store.plans import PlanStore
 from tests.conftest import ROOT
 from workflows import analytics, registry
 from workflows.analytics import Recorder
@@ -39,6 +42,16 @@ def plan_from(text: str) -> Plan:
     plan, problems, _ = compile_text(text, "test.yaml", CONTEXT)
     assert problems == [], [p.format() for p in problems]
     assert plan is not None
+    return plan
+
+
+def deployed_from(engine: Engine, text: str) -> Plan:
+    """The journey ``text`` compiled, published to the store, deployed (active) and registered
+    with this process's workers — as ``touchpoint deploy`` and a worker's start leave it."""
+    plan = plan_from(text)
+    PlanStore(engine).publish([plan])
+    Deployments(engine).deploy([plan], actor="test", reason=None)
+    registry.register([plan])
     return plan
 
 

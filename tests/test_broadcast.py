@@ -22,10 +22,8 @@ from activities.audience import AudienceActivities, count_audience, in_audience
 from simulation.recording import RecordingActivities
 from store.database import connect, profiles
 from store.deployments import Deployments
-from store.plans import PlanStore
 from store.profiles import ProfileStore
-from tests.temporal import plan_from, running_workers
-from workflows import registry
+from tests.temporal import deployed_from, plan_from, running_workers
 from workflows.broadcast_models import (
     BROADCAST_QUEUE,
     BroadcastInput,
@@ -97,11 +95,7 @@ def expected() -> set[str]:
 
 
 def deployed(engine: Engine, reentry: str = "every_time") -> Plan:
-    plan = plan_from(newsletter(reentry))
-    PlanStore(engine).publish([plan])
-    Deployments(engine).deploy([plan], actor="test", reason=None)
-    registry.register([plan])
-    return plan
+    return deployed_from(engine, newsletter(reentry))
 
 
 async def broadcast(

@@ -22,15 +22,12 @@ from activities.rendering import Renderer
 from language.validator import validate
 from store.consent import ConsentStore
 from store.database import connect
-from store.deployments import Deployments
 from store.ledger import Ledger
-from store.plans import PlanStore
 from store.profiles import ProfileStore
 from store.suppressions import Suppressions
 from store.topic_consent import ALL, UNSUBSCRIBED, TopicConsent
 from tests.conftest import ROOT
-from tests.temporal import finish, plan_from, running_workers
-from workflows import registry
+from tests.temporal import deployed_from, finish, running_workers
 from workflows.broadcast_models import (
     BROADCAST_QUEUE,
     BroadcastInput,
@@ -89,11 +86,7 @@ def shop(tmp_path: Path) -> Engine:
 
 
 def deployed(engine: Engine) -> Plan:
-    plan = plan_from(NEWSLETTER.replace("{tag}", uuid.uuid4().hex[:8]))
-    PlanStore(engine).publish([plan])
-    Deployments(engine).deploy([plan], actor="test", reason=None)
-    registry.register([plan])
-    return plan
+    return deployed_from(engine, NEWSLETTER.replace("{tag}", uuid.uuid4().hex[:8]))
 
 
 async def test_a_broadcast_skips_whoever_withdrew_consent_with_the_reason_in_the_ledger(

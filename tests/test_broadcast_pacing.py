@@ -17,10 +17,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.audience import AudienceActivities
 from simulation.recording import RecordingActivities
 from store.database import connect, profiles
-from store.deployments import Deployments
-from store.plans import PlanStore
-from tests.temporal import plan_from, running_workers
-from workflows import registry
+from tests.temporal import deployed_from, running_workers
 from workflows.broadcast_models import DEFAULT_STARTS_PER_SECOND, PageRequest, PageResult
 from workflows.models import RunSettings
 from workflows.plan import Plan
@@ -65,11 +62,7 @@ def store_of(tmp_path: Path, count: int) -> Engine:
 
 
 def deployed(engine: Engine, rate: str | None) -> Plan:
-    plan = plan_from(journey(rate))
-    PlanStore(engine).publish([plan])
-    Deployments(engine).deploy([plan], actor="test", reason=None)
-    registry.register([plan])
-    return plan
+    return deployed_from(engine, journey(rate))
 
 
 async def one_page(

@@ -28,8 +28,7 @@ from store.database import connect, profiles
 from store.deployments import Deployments
 from store.plans import PlanStore
 from store.profiles import ProfileStore
-from tests.temporal import event, plan_from, running_workers, start_run
-from workflows import registry
+from tests.temporal import deployed_from, event, plan_from, running_workers, start_run
 from workflows.broadcast_models import BROADCAST_QUEUE, BroadcastInput, BroadcastResult
 from workflows.models import Profile, RunResult, RunSettings, workflow_id
 from workflows.plan import Plan
@@ -94,11 +93,7 @@ def engine(tmp_path: Path) -> Engine:
 
 
 def deployed(engine: Engine) -> Plan:
-    plan = plan_from(birthday_journey())
-    PlanStore(engine).publish([plan])
-    Deployments(engine).deploy([plan], actor="test", reason=None)
-    registry.register([plan])
-    return plan
+    return deployed_from(engine, birthday_journey())
 
 
 async def occurrence(

@@ -36,23 +36,20 @@ from ops.workers import WorkerOptions, analytics_recorded, build_workers
 from simulation.recording import RecordingActivities
 from store.consent import ConsentStore
 from store.database import connect
-from store.deployments import Deployments
 from store.entries import EntryStore
 from store.keys import WriteKeys
 from store.ledger import Ledger
-from store.plans import PlanStore
 from store.processed import ProcessedMessages
 from store.profiles import ProfileStore
 from tests.conftest import ROOT, api_of
 from tests.httpstub import HttpStub, Reply
 from tests.net import free_port
 from tests.sendgrid_standin import SendGridStandIn
-from tests.temporal import binary, event, plan_from, running_workers, start_run
+from tests.temporal import binary, deployed_from, event, plan_from, running_workers, start_run
 from tests.test_broadcast import MONDAY, broadcast, newsletter, sent_to
 from tests.test_delivery import project_config
 from tests.test_policies import HoldFor
 from tests.test_policies import delivery as policy_delivery
-from workflows import registry
 from workflows.analytics import RunEntered
 from workflows.models import JOURNEY_QUEUE, Profile, RunResult, RunSettings, workflow_id
 from workflows.registry import Deployment
@@ -291,10 +288,7 @@ async def test_the_worker_counts_the_runs_a_broadcast_page_started_by_journey(
     for n, interests in enumerate(["laptops", "laptops", "phones", "laptops"]):
         traits = {"interests": [interests], "opted_in": True}
         ProfileStore(engine).upsert(f"fan{n}", {**traits, "email": f"fan{n}@example.com"})
-    plan = plan_from(newsletter())
-    PlanStore(engine).publish([plan])
-    Deployments(engine).deploy([plan], actor="test", reason=None)
-    registry.register([plan])
+    plan = deployed_from(engine, newsletter())
     recorder = RecordingActivities()
     prefix = f"m{uuid.uuid4().hex[:8]}-"
     audience = AudienceActivities(
