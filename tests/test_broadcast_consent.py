@@ -28,10 +28,8 @@ from store.suppressions import Suppressions
 from store.topic_consent import ALL, UNSUBSCRIBED, TopicConsent
 from tests.conftest import ROOT
 from tests.temporal import deployed_from, finish, running_workers
+from tests.test_broadcast import broadcast
 from workflows.broadcast_models import (
-    BROADCAST_QUEUE,
-    BroadcastInput,
-    BroadcastResult,
     occurrence_tag,
 )
 from workflows.models import RunSettings, customer_hash, workflow_id
@@ -112,15 +110,7 @@ async def test_a_broadcast_skips_whoever_withdrew_consent_with_the_reason_in_the
         time_env.client, engine, RunSettings(queue_prefix=prefix, index_runs=False)
     )
     async with running_workers(time_env.client, [*delivery.all(), *audience.all()], prefix):
-        handle = await time_env.client.start_workflow(
-            "BroadcastWorkflow",
-            BroadcastInput(
-                journey_id=plan.journey_id, plan_version=plan.version, occurrence=MONDAY
-            ),
-            id=f"broadcast-{uuid.uuid4()}",
-            task_queue=prefix + BROADCAST_QUEUE,
-        )
-        result = BroadcastResult.model_validate(await handle.result())
+        result, _ = await broadcast(time_env, prefix, plan, MONDAY)
         for name in CUSTOMERS:
             run = workflow_id(plan.journey_id, name, None, occurrence_tag(MONDAY))
             assert (await finish(time_env, run)).outcome.kind == "completed"
