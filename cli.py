@@ -225,7 +225,11 @@ def dashboard_command(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8400,
     dev: Annotated[
         bool,
-        typer.Option("--dev", help="No login, on 127.0.0.1/localhost only (touchpoint dev)."),
+        typer.Option(
+            "--dev",
+            hidden=True,  # touchpoint dev's: no login, loopback only, refused outside it
+            help="No login, on 127.0.0.1/localhost only (only inside touchpoint dev).",
+        ),
     ] = False,
     project: ProjectOption = Path("."),
 ) -> None:
@@ -236,11 +240,12 @@ def dashboard_command(
 
     from config.errors import ConfigurationError
     from config.settings import dashboard_secret
-    from dashboard.server import serve_dashboard, startup_problem
+    from dashboard.server import DEV_STACK_ENV, serve_dashboard, startup_problem
 
     try:
         secret = None if dev else dashboard_secret(os.environ)
-        problem = startup_problem(host, port, dev, secret)
+        in_dev_stack = os.environ.get(DEV_STACK_ENV) == "1"
+        problem = startup_problem(host, port, dev, secret, in_dev_stack)
     except ConfigurationError as error:
         problem = str(error)
     if problem is not None:

@@ -16,6 +16,7 @@ from store.analytics import Analytics
 from store.database import connect as connect_store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DEV_STACK_ENV = "TOUCHPOINT_DEV_STACK"  # set by `touchpoint dev` for the processes it starts
 
 
 def build_sources(project: Path, secret: str | None) -> Sources:
@@ -42,8 +43,16 @@ async def serve_dashboard(project: Path, host: str, port: int, secret: str | Non
     await uvicorn.Server(config).serve()
 
 
-def startup_problem(host: str, port: int, dev: bool, secret: str | None) -> str | None:
-    """Why the dashboard must not start so (the command exits 2 with it), or ``None``."""
+def startup_problem(
+    host: str, port: int, dev: bool, secret: str | None, in_dev_stack: bool = True
+) -> str | None:
+    """Why the dashboard must not start so (the command exits 2 with it), or ``None``.
+    ``in_dev_stack``: started by ``touchpoint dev`` (the only place ``--dev`` is for)."""
+    if dev and not in_dev_stack:
+        return (
+            f"--dev (no login) is how `touchpoint dev` starts the dashboard, not a mode to run "
+            f"it in: run `touchpoint dev`, or drop --dev and set {DASHBOARD_SECRET_ENV}"
+        )
     if dev and host not in LOOPBACK:
         return (
             f"--dev serves the dashboard with no login: only on 127.0.0.1 or localhost, not "

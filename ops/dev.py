@@ -221,6 +221,7 @@ def run_dev(project: Path, ports: DevPorts, echo: Callable[[str], None] = print)
                     *[sys.executable, "-m", "cli", "dashboard", "--dev"],
                     *["--port", str(ports.dashboard), "-C", str(project)],
                 ],
+                {"TOUCHPOINT_DEV_STACK": "1"},  # the one place the login-less --dev is allowed
             )
             wait_for_port(ports.dashboard, 60, dashboard)
         echo(

@@ -788,8 +788,12 @@ def test_the_command_refuses_to_start_without_a_secret_or_off_loopback_in_dev() 
         "(at least 16 bytes, e.g. `openssl rand -hex 32`); `touchpoint dev` starts one without "
         "login on 127.0.0.1\n"
     )
-    dev = command("ui", "--dev", "--host", "0.0.0.0")
+    dev = command("ui", "--dev", "--host", "0.0.0.0", TOUCHPOINT_DEV_STACK="1")
     assert dev.returncode == 2 and "--dev serves the dashboard with no login" in dev.stderr
+    outside = command("dashboard", "--dev", "--port", str(free_port()))  # not touchpoint dev's
+    assert (outside.returncode, outside.stdout) == (2, "")
+    assert outside.stderr.startswith("✗ --dev (no login) is how `touchpoint dev` starts")
+    assert "--dev" not in command("dashboard", "--help").stdout, "touchpoint dev's, not a user's"
     short = command("dashboard", TOUCHPOINT_DASHBOARD_SECRET="short")
     assert short.returncode == 2 and "TOUCHPOINT_DASHBOARD_SECRET is too short" in short.stderr
     with socket.socket() as other:
