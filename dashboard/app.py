@@ -256,6 +256,9 @@ def _journey_rows(sources: Sources, stores: _Stores) -> list[JourneyRow]:
     return rows
 
 
+REFRESH_SECONDS = 10  # the journey page asks for its numbers and map again this often
+
+
 def _journey_page(
     sources: Sources, stores: _Stores, journey_id: str, since: str
 ) -> dict[str, Any] | None:
@@ -281,6 +284,8 @@ def _journey_page(
         "outcomes": views.outcome_counts(stats.outcomes),
         "conversion_rate": views.percent(stats.conversion_rate),
         "daily": views.daily_json(stats),
+        "as_of": now,
+        "refresh_seconds": REFRESH_SECONDS,
         "template_days": views.template_days(stats),
         "percent": views.percent,
         "points": views.points,

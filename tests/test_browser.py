@@ -307,6 +307,43 @@ def mid(step: str) -> str:
     return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", step)
 
 
+def test_an_open_journey_page_shows_a_new_entry_without_a_reload(
+    logged_in: Any, stack: Stack, store: Analytics
+) -> None:
+    """The journey page asks for its numbers and map again every 10 s (htmx): a customer who
+    enters while it is open shows in the count and on the redrawn map, no reload. The segment
+    journey ``vip-thank-you`` (not the demo's: their counts are pinned by the tests above)."""
+    page = logged_in
+    journey = "vip-thank-you"
+    page.goto(f"{stack.dashboard}/journeys/{journey}?since=7d")
+    page.locator("#journey-map svg g.node").first.wait_for()
+    before, as_of = int(page.inner_text("#entered")), page.inner_text("#as-of")
+    with stack.shop() as shop:
+        for value in (10, 1500):  # below the line, then across it: one crossing
+            answer = shop.post(
+                "/v1/identify",
+                json={
+                    "userId": "lena",
+                    "traits": {"email": "lena@example.com", "lifetime_value": value},
+                },
+            )
+            assert answer.status_code == 200, answer.text
+    page.wait_for_function(
+        "n => Number(document.querySelector('#entered').textContent) === n",
+        arg=before + 1,
+        timeout=30_000,
+    )
+    assert page.inner_text("#as-of") != as_of, "the page's moment moved on"
+    page.locator("#journey-map svg g.node").first.wait_for()  # drawn again after the swap
+    nodes = node_texts(page)
+    assert any(n.startswith("⚡") and f"entered {before + 1}" in n for n in nodes), nodes
+    since = datetime.now(UTC) - timedelta(days=7)
+    assert store.journey(journey, since=since).entered == before + 1
+    deadline = time.monotonic() + 30  # leave no run in flight for the tests that count them
+    while store.journey(journey, since=since).outcomes.active and time.monotonic() < deadline:
+        time.sleep(0.25)
+
+
 @pytest.mark.parametrize("journey_id", DEMO_JOURNEYS)
 def test_a_journey_page_draws_the_map_with_the_store_s_counts(
     logged_in: Any, stack: Stack, store: Analytics, shots: Path, journey_id: str

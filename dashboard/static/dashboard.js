@@ -1,11 +1,12 @@
 // The dashboard's one script of its own (the page allows no inline script): it starts the
 // vendored mermaid on the journey map and draws the per-day chart with the vendored uPlot
-// from the JSON the page carries in <script type="application/json" id="daily-data">.
+// from the JSON the page carries in <script type="application/json" id="daily-data"> — on
+// load, and again each time htmx swaps in the journey page's fresh numbers (#live).
 (function () {
   "use strict";
 
   function drawMap() {
-    var map = document.querySelector("#journey-map pre.mermaid");
+    var map = document.querySelector("#journey-map pre.mermaid:not([data-processed])");
     if (!map || !window.mermaid) return;
     window.mermaid.initialize({
       startOnLoad: false,
@@ -27,7 +28,7 @@
   function drawChart() {
     var box = document.getElementById("daily-chart");
     var data = document.getElementById("daily-data");
-    if (!box || !data || !window.uPlot) return;
+    if (!box || !data || !window.uPlot || box.childElementCount) return;
     var days = JSON.parse(data.textContent || "[]");
     if (!days.length) {
       box.textContent = "No runs in this period.";
@@ -56,5 +57,12 @@
   document.addEventListener("DOMContentLoaded", function () {
     drawMap();
     drawChart();
+  });
+  // both draw only what is not drawn yet, so any swap may call them
+  ["htmx:after:swap", "htmx:after:settle"].forEach(function (name) {
+    document.addEventListener(name, function () {
+      drawMap();
+      drawChart();
+    });
   });
 })();
