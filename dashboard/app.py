@@ -286,7 +286,7 @@ def _journey_page(
         "daily": views.daily_json(stats),
         "as_of": now,
         "refresh_seconds": REFRESH_SECONDS,
-        "template_days": views.template_days(stats),
+        "template_days": stats.template_days_by_step(),
         "percent": views.percent,
         "points": views.points,
     }

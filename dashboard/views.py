@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from language.diagram import TRIGGER_ID, Annotations, Edge, describe, edges, to_mermaid
-from store.analytics import EdgeCount, JourneyStats, Outcomes, TemplateDayCount
+from store.analytics import EdgeCount, JourneyStats, Outcomes
 from workflows.plan import BranchNode, EndNode, Plan, SplitNode, WaitForNode
 
 SINCE = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -121,14 +121,6 @@ def percent(rate: float) -> str:
 def points(difference: float) -> str:
     """``0.05`` → ``+5.0 points``."""
     return f"{difference * 100:+.1f} points"
-
-
-def template_days(stats: JourneyStats) -> list[tuple[str, str, list[TemplateDayCount]]]:
-    """Each send step with its template and its days with messages, in the plan's order."""
-    by_step: dict[str, list[TemplateDayCount]] = {}
-    for day in stats.template_days:
-        by_step.setdefault(day.step, []).append(day)
-    return [(step, days[0].template, days) for step, days in by_step.items()]
 
 
 def daily_json(stats: JourneyStats) -> str:

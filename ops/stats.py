@@ -16,7 +16,7 @@ from config.errors import UserError
 from config.project import ProjectConfig
 from config.settings import load_settings
 from language.validator import CONFIG_FILE, JOURNEYS_DIR, load_config, validate
-from store.analytics import Analytics, JourneyStats, TemplateDayCount
+from store.analytics import Analytics, JourneyStats
 from store.database import connect as connect_store
 from workflows.durations import parse_duration
 from workflows.plan import Plan
@@ -176,11 +176,8 @@ def _print_templates(stats: JourneyStats, console: Console) -> None:
 
 def _print_template_days(stats: JourneyStats, console: Console) -> None:
     """A small table per send step: its messages on each day that had any."""
-    by_step: dict[str, list[TemplateDayCount]] = {}
-    for day in stats.template_days:
-        by_step.setdefault(day.step, []).append(day)
-    for step, days in by_step.items():
-        title = f"{step} ({days[0].template or 'no template'}) per day (UTC)"
+    for step, template, days in stats.template_days_by_step():
+        title = f"{step} ({template or 'no template'}) per day (UTC)"
         table = Table(
             "day", "sent", "skipped", "failed", "delivered", "opened", "clicked", "bounced",
             title=title, title_justify="left",

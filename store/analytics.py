@@ -162,6 +162,14 @@ class JourneyStats:
     lift: Lift | None = None  # None: the journey has no holdout (or nobody in it yet)
     template_days: list[TemplateDayCount] = field(default_factory=list)  # only days with some
 
+    def template_days_by_step(self) -> list[tuple[str, str, list[TemplateDayCount]]]:
+        """Each send step with its template and its days with messages, in the plan's order
+        (as ``touchpoint stats`` and the dashboard show them)."""
+        by_step: dict[str, list[TemplateDayCount]] = {}
+        for day in self.template_days:
+            by_step.setdefault(day.step, []).append(day)
+        return [(step, days[0].template, days) for step, days in by_step.items()]
+
 
 @dataclass(frozen=True)
 class JourneyOverview:
