@@ -338,7 +338,7 @@ class AudienceActivities:
     def _search_attributes(self, plan: Plan, customer_id: str) -> TypedSearchAttributes | None:
         if not self.settings.index_runs:
             return None
-        return at_start(plan.journey_id, plan.version, customer_hash(customer_id), plan.start)
+        return at_start(plan.journey_id, plan.version, customer_hash(customer_id))
 
 
 def _trigger(plan: Plan, customer_id: str, occurrence: datetime, tag: str | None = None) -> Event:

@@ -63,8 +63,10 @@ from starts import DAY_IN_SECONDS
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from store.analytics import Analytics
+from store.database import connect as connect_store
 from workflows.models import RunResult, customer_hash
-from workflows.search import CUSTOMER, JOURNEY_STEP
+from workflows.search import CUSTOMER
 
 DEFAULT_JSON = BENCH / "capacity.json"
 SECRETS = {  # what the example project needs in its environment; nothing real is reached
@@ -364,6 +366,7 @@ async def run_journey(stack: Stack, scenario: Scenario, customers: int) -> Journ
     await asyncio.gather(*(enter(c) for c in names))
     query = f'TouchpointJourney = "{scenario.journey}"'
     answered: set[tuple[str, str]] = set()
+    analytics = Analytics(connect_store(f"sqlite:///{stack.database}"))
     deadline = time.monotonic() + 180
     while True:
         executions = [e async for e in stack.client.list_workflows(query)]
@@ -376,8 +379,11 @@ async def run_journey(stack: Stack, scenario: Scenario, customers: int) -> Journ
         }
         if len(done) == customers:
             break
+        # where each run is: the analytics store (runs of input version 4 keep it only there)
+        where = analytics.latest_runs([e.id for e in mine])
         for execution in mine:
-            step = execution.typed_search_attributes.get(JOURNEY_STEP) or ""
+            run = where.get(execution.id)
+            step = (run.current_step if run else None) or ""
             customer = by_hash[execution.typed_search_attributes.get(CUSTOMER) or ""]
             if execution.status != WorkflowExecutionStatus.RUNNING or step not in scenario.replies:
                 continue

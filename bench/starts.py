@@ -94,7 +94,7 @@ async def start_journey(
     ``input_version`` 2 starts it as a router from before version 3 did."""
     event = trigger(plan, customer)
     attributes = (
-        at_start(plan.journey_id, plan.version, customer_hash(customer), plan.start)
+        at_start(plan.journey_id, plan.version, customer_hash(customer))
         if settings.index_runs
         else None
     )
@@ -131,7 +131,7 @@ async def start_broadcast_run(
         timestamp=occurrence,
     )
     attributes = (
-        at_start(plan.journey_id, plan.version, customer_hash(customer), plan.start)
+        at_start(plan.journey_id, plan.version, customer_hash(customer))
         if settings.index_runs
         else None
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowExecutionDescription
+from temporalio.client import WorkflowExecution, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
 from config.errors import NoSuchRun
@@ -20,6 +20,7 @@ from ingestion.router import Routed
 from ingestion.segment import Ingest
 from ingestion.service import Applied, Ingestion
 from language.validator import require_valid
+from store.analytics import Analytics
 from store.database import connect as connect_store
 from store.entries import EntryStore
 from store.event_log import event_log_of
@@ -129,29 +130,55 @@ async def list_runs(
     running: bool,
     limit: int,
 ) -> list[list[str]]:
+    """Runs from Temporal's visibility (journey and customer are search attributes set at the
+    start), with the step and outcome each is at: from its search attributes if it was started
+    before input version 4, else from the analytics store, which is where those runs keep them
+    (``outcome`` then filters what visibility finds, page by page, until ``limit`` match)."""
     _, config = _project(project)
-    client = await connect(load_settings(config))
+    settings = load_settings(config)
+    client = await connect(settings)
+    analytics = Analytics(connect_store(settings.database_url))
     clauses = ["WorkflowType = 'JourneyWorkflow'"]
     if journey:
         clauses.append(f"{JOURNEY_ID.name} = '{_quote(journey)}'")
     if customer:
         clauses.append(f"{CUSTOMER.name} = '{customer_hash(customer)}'")
     if outcome:
-        clauses.append(f"{JOURNEY_OUTCOME.name} = '{_quote(outcome)}'")
+        clauses.append("ExecutionStatus != 'Running'")  # an outcome is had once it ended
     if running:
         clauses.append("ExecutionStatus = 'Running'")
-    rows = []
-    async for run in client.list_workflows(" AND ".join(clauses), limit=limit):
-        attributes = run.typed_search_attributes
-        rows.append(
-            [
-                run.id,
-                run.status.name.lower() if run.status else "?",
-                attributes.get(JOURNEY_STEP) or "-",
-                attributes.get(JOURNEY_OUTCOME) or "-",
-                run.start_time.isoformat(timespec="seconds"),
-            ]
-        )
+    rows: list[list[str]] = []
+    page: list[WorkflowExecution] = []
+
+    async def take(executions: list[WorkflowExecution]) -> None:
+        stored = await asyncio.to_thread(analytics.latest_runs, [e.id for e in executions])
+        for execution in executions:
+            attributes = execution.typed_search_attributes
+            run = stored.get(execution.id)
+            step = attributes.get(JOURNEY_STEP) or (run.current_step if run else None)
+            ended = attributes.get(JOURNEY_OUTCOME) or (run.outcome if run else None)
+            if outcome and ended != outcome:
+                continue
+            if len(rows) < limit:
+                rows.append(
+                    [
+                        execution.id,
+                        execution.status.name.lower() if execution.status else "?",
+                        step or "-",
+                        ended or "-",
+                        execution.start_time.isoformat(timespec="seconds"),
+                    ]
+                )
+
+    listing = client.list_workflows(" AND ".join(clauses), limit=None if outcome else limit)
+    async for execution in listing:
+        page.append(execution)
+        if len(page) == 100:
+            await take(page)
+            page = []
+            if len(rows) >= limit:
+                break
+    await take(page)
     return rows
 
 

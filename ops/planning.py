@@ -30,6 +30,7 @@ from config.project import ProjectConfig
 from config.settings import Settings, connect
 from ops.plandiff import Change, diff, step_fate, step_summary
 from ops.planreplay import ReplayComparison, compare, comparison_lines
+from store.analytics import Analytics
 from store.database import connect as connect_store
 from store.deployments import Deployments, Journey
 from store.plans import PlanStore
@@ -153,20 +154,26 @@ async def count_runs(
 async def _count_journey(client: Client, engine: Engine, plan: JourneyPlan) -> None:
     """Per version that has running runs: per step of its plan, how many runs are there.
     The versions are those the audit says were ever deployed (a handful), so no run is
-    listed: one count per version, then one per step of each version with running runs."""
+    listed: one count per version from Temporal's visibility; where in the version its runs
+    are from the analytics store, which every run writes as it moves (runs of input version
+    4 keep their step nowhere else) — or, for runs the store does not have, from the
+    ``TouchpointStep`` search attribute that runs started before version 4 carry."""
     journey = f"{JOURNEY_ID.name} = '{_quote(plan.journey_id)}' AND ExecutionStatus = 'Running'"
     history = Deployments(engine).history(plan.journey_id)
     versions = sorted({c.version for c in history if c.action == "deployed" and c.version})
     by_version = await _counts(client, journey, JOURNEY_VERSION.name, versions)
+    stored = await asyncio.to_thread(Analytics(engine).running_by_step, plan.journey_id)
     store = PlanStore(engine)
     for version, running in by_version.items():
         if not running:
             continue
         old = store.get(version)
         steps = list(old.nodes) if old is not None else []
-        query = f"{journey} AND {JOURNEY_VERSION.name} = '{_quote(version)}'"
-        at = await _counts(client, query, JOURNEY_STEP.name, steps)
-        for step, count in at.items():
+        at = {step: n for (v, step), n in stored.items() if v == version and step in steps}
+        if not at:  # runs the store does not know: their search attribute, if they have it
+            query = f"{journey} AND {JOURNEY_VERSION.name} = '{_quote(version)}'"
+            at = await _counts(client, query, JOURNEY_STEP.name, steps)
+        for step, count in sorted(at.items(), key=lambda item: steps.index(item[0])):
             if count and old is not None:
                 plan.runs.append(StepRuns(version, step, count, step_fate(old, plan.plan, step)))
         elsewhere = running - sum(at.values())

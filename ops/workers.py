@@ -1,6 +1,11 @@
 """Build the Temporal workers that run journeys: one for the interpreter workflow and one per
 activity task queue (one per channel of :mod:`workflows.channels`, and lookups), so each can
-be scaled and rate-limited on its own."""
+be scaled and rate-limited on its own.
+
+Sends and lookups of channels without a rate limit are scheduled on the run's own journey
+queue: in a worker of role ``all`` the journey worker runs them itself and the server hands
+each to it with the answer to the workflow task that scheduled it (eager dispatch, no trip
+through matching); a worker of role ``activities`` polls the journey queue for them."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from sqlalchemy import Engine
@@ -81,24 +86,50 @@ def build_workers(
     workers: list[Worker] = []
     prefix = options.queue_prefix
     by_name = {getattr(fn, "__temporal_activity_definition").name: fn for fn in activities}
+    journeys = prefix + JOURNEY_QUEUE
+    # a rate-limited channel keeps its own queue: the server enforces the limit per queue
+    deployment = replace(
+        options.deployment,
+        queued_channels=options.deployment.queued_channels | frozenset(options.rate_limits),
+    )
+    queues = {c.activity: (c.queue, c.name) for c in CHANNELS.values()}
+    queues[LOOKUP_ACTIVITY] = (LOOKUP_QUEUE, "")
+    # Sends and lookups go on the run's own journey queue unless their channel is rate-limited
+    # (core.JourneyCore._activity_queue); the channel queues stay polled for those and for
+    # activities scheduled there before.
+    on_journey_queue = [
+        by_name[name]
+        for name, (_, channel) in queues.items()
+        if name in by_name and channel not in deployment.queued_channels
+    ]
+    activity_options: dict[str, Any] = {
+        "max_concurrent_activities": options.max_concurrent_activities,
+        "interceptors": [ExpectedRetries()],
+        "graceful_shutdown_timeout": _seconds(options.graceful_shutdown_seconds),
+        "build_id": options.build_id,
+    }
     if role in ("all", "workflows"):
-        journeys = prefix + JOURNEY_QUEUE
-        registry.deploy(journeys, options.deployment)
+        registry.deploy(journeys, deployment)
         local = [by_name[READ_PROFILE_ACTIVITY]] if READ_PROFILE_ACTIVITY in by_name else []
+        # With the activities in this process too, they run in the journey worker itself:
+        # the server hands each to it in the answer to the workflow task that scheduled it.
+        here = on_journey_queue if role == "all" else []
         workers.append(
             Worker(
                 client,
                 task_queue=journeys,
                 workflows=[JourneyWorkflow],
-                activities=local,  # read_profile runs as a local activity of the workflow
+                activities=local + here,  # read_profile runs as a local activity
                 workflow_runner=journey_workflow_runner(),
                 max_cached_workflows=options.max_cached_workflows,
-                build_id=options.build_id,
+                **(activity_options if here else {"build_id": options.build_id}),
             )
         )
     if role in ("all", "activities"):
-        queues = {c.activity: (c.queue, c.name) for c in CHANNELS.values()}
-        queues[LOOKUP_ACTIVITY] = (LOOKUP_QUEUE, "")
+        if role == "activities" and on_journey_queue:  # the journey queue's activities
+            workers.append(
+                Worker(client, task_queue=journeys, activities=on_journey_queue, **activity_options)
+            )
         for name, (queue, channel) in queues.items():
             if name not in by_name:
                 continue
@@ -107,11 +138,8 @@ def build_workers(
                     client,
                     task_queue=prefix + queue,
                     activities=[by_name[name]],
-                    max_concurrent_activities=options.max_concurrent_activities,
-                    interceptors=[ExpectedRetries()],
                     max_task_queue_activities_per_second=options.rate_limits.get(channel),
-                    graceful_shutdown_timeout=_seconds(options.graceful_shutdown_seconds),
-                    build_id=options.build_id,
+                    **activity_options,
                 )
             )
         privacy = [by_name[name] for name in PRIVACY_ACTIVITIES if name in by_name]

@@ -19,11 +19,12 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Select,
@@ -397,6 +398,56 @@ class Analytics:
                 .order_by(journey_runs.c.entered_at.desc(), journey_runs.c.workflow_id)
             ).all()
         return [_run_of(row) for row in rows]
+
+    def latest_runs(self, workflow_ids: Sequence[str]) -> dict[str, RunRow]:
+        """Per workflow id, the newest run the store has under it (a customer's later entries
+        use the id again, stored as ``<id>#<entry>``): where a run is and how it ended, for
+        runs that keep it here and not in search attributes (input version 4 on)."""
+        ids = list(dict.fromkeys(workflow_ids))
+        if not ids:
+            return {}
+        wanted = set(ids)
+        found: dict[str, RunRow] = {}
+        with self.engine.connect() as db:
+            for chunk in (ids[i : i + 200] for i in range(0, len(ids), 200)):
+                clauses: list[ColumnElement[bool]] = [journey_runs.c.workflow_id.in_(chunk)]
+                clauses += [
+                    journey_runs.c.workflow_id.startswith(f"{i}{ENTRY_MARK}", autoescape=True)
+                    for i in chunk
+                ]
+                for row in db.execute(select(journey_runs).where(or_(*clauses))):
+                    run = _run_of(row)
+                    if run.workflow_id not in wanted:
+                        continue
+                    kept = found.get(run.workflow_id)
+                    if kept is None or (run.entry, run.entered_at) > (kept.entry, kept.entered_at):
+                        found[run.workflow_id] = run
+            starting = [r for r in found.values() if r.current_step is None and r.outcome is None]
+            for journey_id in {r.journey_id for r in starting}:  # none passed yet: at the start
+                versions = sorted({r.version for r in starting if r.journey_id == journey_id})
+                starts = {p.version: p.start for p in _plans_of(db, journey_id, versions)}
+                for run in starting:
+                    if run.journey_id == journey_id and run.version in starts:
+                        found[run.workflow_id] = replace(run, current_step=starts[run.version])
+        return found
+
+    def running_by_step(self, journey_id: str) -> dict[tuple[str, str], int]:
+        """How many of a journey's runs are running, per (version, step they are at) — a run
+        that has passed no step yet is at its plan's start (known from the stored plans)."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                select(journey_runs.c.version, journey_runs.c.current_step, func.count())
+                .where(journey_runs.c.journey_id == journey_id, journey_runs.c.outcome.is_(None))
+                .group_by(journey_runs.c.version, journey_runs.c.current_step)
+            ).all()
+            versions = sorted({str(row[0]) for row in rows})
+            starts = {plan.version: plan.start for plan in _plans_of(db, journey_id, versions)}
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for version, step, n in rows:
+            at = step or starts.get(str(version))
+            if at is not None:
+                counts[(str(version), str(at))] += int(n)
+        return dict(counts)
 
     def failing(self, limit: int = 50) -> list[RunRow]:
         """Runs that ended ``failed``, newest first."""

@@ -88,6 +88,8 @@ def worker_process(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[dic
         "TOUCHPOINT_LOOKUP_FIXTURES": str(fixtures),
         "TOUCHPOINT_TIME_SCALE": str(DAY_IN_SECONDS),
         "TOUCHPOINT_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        # the store the commands of a test share with the worker (its analytics: runs list)
+        "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/touchpoint.db",
     }
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
@@ -239,11 +241,13 @@ async def test_the_three_examples_end_to_end(
         "apology",
     ]
 
-    query = (
-        f"{JOURNEY_ID.name} = 'post-purchase-accessories' AND {JOURNEY_OUTCOME.name} = 'completed'"
-    )
+    query = f"{JOURNEY_ID.name} = 'post-purchase-accessories' AND ExecutionStatus = 'Completed'"
     found = [run.id async for run in client.list_workflows(query)]
     assert found, "runs can be found by the Touchpoint search attributes"
+    # runs of input version 4 keep their step and outcome in the analytics store only
+    for workflow_id in stories.values():
+        described = await client.get_workflow_handle(workflow_id).describe()
+        assert described.typed_search_attributes.get(JOURNEY_OUTCOME) is None, workflow_id
 
     # the replay corpus: these runs replay today; `make histories` stores them
     worker = worker_options(load_settings(report.config, worker_process["env"])).deployment
@@ -399,7 +403,7 @@ async def test_emit_and_runs_commands(
         **os.environ,
         "TOUCHPOINT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "TOUCHPOINT_QUEUE_PREFIX": worker_process["prefix"],
-        "TOUCHPOINT_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+        "TOUCHPOINT_DATABASE_URL": worker_process["env"]["TOUCHPOINT_DATABASE_URL"],
         # an hour a second: the run must still be waiting when the test cancels it
         "TOUCHPOINT_TIME_SCALE": str(1 / 3600),
     }
@@ -491,6 +495,19 @@ async def test_emit_and_runs_commands(
     _, err = await asyncio.wait_for(again.communicate(), 60)
     assert again.returncode == 1 and "no running run" in err.decode()  # an ended run: no crash
     assert shown.startswith("newsletter-welcome (version ")
+    # the step it waited at and its outcome come from the analytics store (input version 4
+    # upserts neither), and --outcome finds it there
+    ended = ""
+    for _ in range(50):
+        ended = await run("runs", "list", "--customer", customer, "--outcome", "cancelled")
+        if ended.strip():
+            break
+        await asyncio.sleep(0.2)
+    (cancelled,) = ended.splitlines()[1:]
+    assert cancelled.split()[:4] == [run_id, "completed", row.split()[2], "cancelled"]
+    assert row.split()[2].startswith("wait"), row  # the welcome series' first wait
+    none = await run("runs", "list", "--customer", customer, "--outcome", "converted")
+    assert none.strip() == ""
 
 
 async def test_show_says_how_a_run_ended(

@@ -53,7 +53,7 @@ steps:
 
 
 def test_version_3_runs_take_the_patches_they_were_started_with() -> None:
-    assert INPUT_VERSION == 3, "new runs start with version 3"
+    assert INPUT_VERSION == 4, "new runs start with version 4 (the patches of version 3 too)"
     for patch in PATCHES_OF_VERSION_3:
         assert started_with_patch(3, patch) and started_with_patch(4, patch), patch
         assert not started_with_patch(2, patch) and not started_with_patch(1, patch), patch

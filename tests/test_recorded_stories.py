@@ -208,12 +208,14 @@ async def test_a_customer_in_the_control_group_is_held_out_of_the_offer(workers:
     )  # fmt: skip
 
 
-async def test_a_run_of_input_version_3_takes_its_patches_without_markers(
+async def test_a_run_of_input_version_4_takes_its_patches_and_upserts_nothing(
     workers: Shop,
 ) -> None:
-    """The whole welcome series as the router starts it today: every patched branch it passes
-    (bounded expressions, search attributes only while waiting, long send retries,
-    continue-as-new in waits) taken without a marker or a ``TemporalChangeVersion`` upsert."""
+    """The whole welcome series as the router starts it today (input version 4): every
+    patched branch it passes (bounded expressions, long send retries, continue-as-new in
+    waits) taken without a marker or a ``TemporalChangeVersion`` upsert, and no step, stage or
+    outcome upsert either — the run keeps where it is and how it ended in the analytics store
+    (``tests/test_step_index_in_store.py``). The version 3 history stays in the corpus."""
     router = workers.router(DAY_A_SECOND)
     who = customer("subscriber")
     workers.recorder.profiles[who] = Profile(
@@ -227,14 +229,19 @@ async def test_a_run_of_input_version_3_takes_its_patches_without_markers(
         "newsletter-recommendations",
     ]
     history = await workers.client.get_workflow_handle(run).fetch_history()
-    assert corpus.run_input(history).input_version == 3
+    assert corpus.run_input(history).input_version == 4
     assert corpus.patches(history) == []
-    upserted = corpus.upserted(history)
-    assert "TemporalChangeVersion" not in upserted and "TouchpointOutcome" in upserted
+    assert corpus.upserted(history) == []
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert set(started.search_attributes.indexed_fields) == {
+        "TouchpointJourney",
+        "TouchpointVersion",
+        "TouchpointCustomer",
+    }
     await corpus.record(
-        workers.client, run, "whole-series-input-v3",
+        workers.client, run, "whole-series-input-v4",
         "A subscriber interested in laptops gets the whole welcome series, started as input "
-        "version 3: the patched branches taken without markers",
+        "version 4: the patched branches taken without markers, no search-attribute upserts",
         recorded_on=corpus.DEV_SERVER, plans=workers.plans.values(),
     )  # fmt: skip
 
@@ -308,7 +315,8 @@ async def test_an_erasure_ends_a_waiting_run_as_erased(workers: Shop) -> None:
     result = await workers.result(run)
     assert (result.outcome.kind, result.outcome.reason) == ("erased", None)
     assert [s.template for s in workers.recorder.sent] == ["newsletter-welcome"]
-    assert (await handle.describe()).typed_search_attributes.get(JOURNEY_OUTCOME) == "erased"
+    # input version 4: the outcome is kept in the analytics store, not upserted
+    assert (await handle.describe()).typed_search_attributes.get(JOURNEY_OUTCOME) is None
     await corpus.record(
         workers.client, run, "erased-while-waiting",
         "The customer is erased (touchpoint forget) during the two-day wait: the run ends as "

@@ -74,18 +74,23 @@ async def test_roles_split_workflows_from_activities(time_env: WorkflowEnvironme
     options = worker_options(load_settings(CONFIG, environ={}))
     activities = RecordingActivities().all()
     workflows_only = build_workers(time_env.client, activities, options, "workflows")
-    activities_only = build_workers(time_env.client, activities, options, "activities")
-    # a worker registers its queue on creation: "all" needs queues of its own in this process
+    # a worker registers its queue on creation: each role needs queues of its own in this process
+    activities_only = build_workers(
+        time_env.client, activities, replace(options, queue_prefix="a-"), "activities"
+    )
     everything = build_workers(time_env.client, activities, replace(options, queue_prefix="x-"))
     assert [w.task_queue for w in workflows_only] == ["eu-touchpoint-journeys"]
+    # the journey queue too: sends and lookups of channels without a rate limit are scheduled
+    # there (eager dispatch when the journey worker runs them itself, as in role "all")
     assert sorted(w.task_queue for w in activities_only) == [
-        "eu-touchpoint-chat",
-        "eu-touchpoint-email",
-        "eu-touchpoint-lookups",
-        "eu-touchpoint-sms",
-        "eu-touchpoint-webhook",
+        "a-touchpoint-chat",
+        "a-touchpoint-email",
+        "a-touchpoint-journeys",
+        "a-touchpoint-lookups",
+        "a-touchpoint-sms",
+        "a-touchpoint-webhook",
     ]
-    assert len(everything) == 6
+    assert len(everything) == 6  # the journey worker runs workflows and activities
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "inf", "nan", ""])

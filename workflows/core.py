@@ -450,7 +450,7 @@ class JourneyCore:
             topic=node.topic,
             policies=node.policies,
         )
-        queue = self._queue(_CHANNEL_QUEUES[node.channel])
+        queue = self._activity_queue(_CHANNEL_QUEUES[node.channel], node.channel)
         # patched 2026-12: outages are waited out for hours, not ten attempts (~17 minutes)
         if self._patched("long-send-retries"):
             retry, deadline = OUTAGE_RETRY, self._send_deadline(node.channel)
@@ -546,7 +546,7 @@ class JourneyCore:
             )
         except evaluation.ExpressionFailed as error:
             raise StepFailed(node.id, str(error)) from None
-        queue = self._queue(LOOKUP_QUEUE)
+        queue = self._activity_queue(LOOKUP_QUEUE)
         try:
             result = await self._activity(
                 LOOKUP_ACTIVITY, request, queue, LOOKUP_RETRY, LookupResult, 30
@@ -793,6 +793,16 @@ class JourneyCore:
         prefix = own[: -len(JOURNEY_QUEUE)] if own.endswith(JOURNEY_QUEUE) else ""
         return prefix + name
 
+    def _activity_queue(self, own_queue: str, channel: str = "") -> str:
+        """Where a send or lookup is scheduled: the run's own journey queue (the worker that
+        answers the workflow task gets the activity with the answer — no trip through the
+        server's matching), unless its channel is rate-limited, which its own queue does.
+        Replay-safe either way: Temporal checks an activity's id and type on replay, not its
+        queue, so a worker may change this (a new rate limit) while runs are in flight."""
+        if self.legacy or channel in self.deployment.queued_channels:
+            return self._queue(own_queue)
+        return self.host.task_queue()
+
     def _send_deadline(self, channel: str) -> timedelta:
         hours = self.deployment.send_retry_hours.get(channel, registry.DEFAULT_SEND_RETRY_HOURS)
         return timedelta(hours=hours)
@@ -996,7 +1006,7 @@ class JourneyCore:
         """Show the step a run waits at in its search attributes. Instant steps would only add
         history events; sends and lookups last moments (and, since 2026-11, are not indexed:
         each upsert is a visibility write on the server — see BENCHMARKS.md)."""
-        if not self.deployment.index_runs or node.type in INSTANT_KINDS:
+        if not self.deployment.index_runs or node.type in INSTANT_KINDS or self._where_in_store:
             return
         if node.type in QUICK_KINDS and self._patched("index-waiting-steps-only"):
             return
@@ -1083,9 +1093,25 @@ class JourneyCore:
             return
         self.host.write_records(recorder, records)
 
+    @property
+    def _where_in_store(self) -> bool:
+        """Runs of input version 4 on keep where they are and how they ended in the analytics
+        store only (``touchpoint runs list``, ``plan``, ``stats`` read it there): no
+        ``TouchpointStep``/``TouchpointStage``/``TouchpointOutcome`` upserts, each of which
+        was a history event and a visibility write on the server (BENCHMARKS.md, issue 13).
+        Decided by the input, so a run does the same on every replay and every worker."""
+        return self.input.input_version >= STEP_INDEX_IN_STORE_SINCE
+
     def _index_outcome(self) -> None:
+        if self._where_in_store:
+            return
         if self.deployment.index_runs and self.state.outcome is not None:
             self.host.index_outcome(self.state.outcome.kind)
+
+
+STEP_INDEX_IN_STORE_SINCE = 4
+"""The input version from which runs no longer upsert their step and outcome (see
+:attr:`JourneyCore._where_in_store`)."""
 
 
 def started_with_patch(input_version: int, patch_id: str) -> bool:

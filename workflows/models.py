@@ -12,6 +12,10 @@ rolling deploy decodes on an older one. ``INPUT_VERSION`` says which shape a run
   ``workflows.journey.PATCHES_OF_VERSION_3``: the run takes them without ``workflow.patched``
   markers. A worker that knows only version 2 refuses it (its workflow task fails and is
   retried, by a newer worker too).
+* **4** — the shape of 3; the run keeps where it is and how it ended in the analytics store
+  only: it is started without ``TouchpointStep`` and upserts no step, stage or outcome search
+  attribute (each upsert was a history event and a visibility write). A worker that knows only
+  version 3 refuses it, as above.
 
 Pure pydantic, passed through the workflow sandbox.
 """
@@ -28,7 +32,7 @@ from workflows.channels import CHANNELS
 from workflows.plan import Plan
 from workflows.policy_models import SendPolicies
 
-INPUT_VERSION = 3
+INPUT_VERSION = 4
 SEEN_IDS_LIMIT = 500
 INBOX_LIMIT = 100
 TIMELINE_LIMIT = 300

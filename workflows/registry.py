@@ -74,6 +74,10 @@ class Deployment:
     default_timezone: str = "UTC"
     default_locale: str = "en"
     send_retry_hours: dict[str, float] = field(default_factory=dict)  # by channel; default 24
+    # Channels whose sends keep a task queue of their own (the server rate-limits it); every
+    # other send and lookup goes on the run's own journey queue, where the server hands it to
+    # the worker with the workflow task's answer (eager dispatch) when that worker runs it.
+    queued_channels: frozenset[str] = frozenset()
 
 
 DEFAULT_SEND_RETRY_HOURS = 24.0

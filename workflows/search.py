@@ -27,15 +27,16 @@ def dev_server_flags() -> list[str]:
     return flags
 
 
-def at_start(journey_id: str, version: str, customer: str, step: str) -> TypedSearchAttributes:
+def at_start(journey_id: str, version: str, customer: str) -> TypedSearchAttributes:
     """What a run is started with (by the router, a broadcast, a segment crossing): its
-    journey, version, first step and the customer's pseudonym (``customer``: a customer hash,
-    :func:`workflows.models.customer_hash`)."""
+    journey, version and the customer's pseudonym (``customer``: a customer hash,
+    :func:`workflows.models.customer_hash`). Runs of input version 4 keep their step and
+    outcome in the analytics store; ``TouchpointStep``, ``TouchpointStage`` and
+    ``TouchpointOutcome`` belong to runs started before."""
     return TypedSearchAttributes(
         [
             SearchAttributePair(JOURNEY_ID, journey_id),
             SearchAttributePair(JOURNEY_VERSION, version),
             SearchAttributePair(CUSTOMER, customer),
-            SearchAttributePair(JOURNEY_STEP, step),
         ]
     )
