@@ -8,7 +8,7 @@
    context (issue 13: input under 1 KB, context trimmed to what the template reads);
 3. the recorded example runs in tests/histories (recorded earlier, not in this run).
 
-Runs start as the router starts them (input version 3, a reference to the plan); the workers
+Runs start as the router starts them (input version 4, a reference to the plan); the workers
 run in this process, one with search attributes (the default) and one without; the profile a
 run reads comes from the recording stand-in (the store, in production)."""
 
@@ -288,7 +288,11 @@ def example_rows(raw_cost: dict[str, int], raw_base: int) -> list[list[object]]:
         types = collections.Counter(e["eventType"].removeprefix("EVENT_TYPE_") for e in events)
         done = events[-1]["workflowExecutionCompletedEventAttributes"]["result"]["payloads"][0]
         result = json.loads(base64.b64decode(done["data"]))
-        kinds = [per_timeline[entry["kind"]] for entry in result["timeline"]]
+        kinds = [  # entries that are no step of their own (a wait "moved" …) cost no step
+            per_timeline[entry["kind"]]
+            for entry in result["timeline"]
+            if entry["kind"] in per_timeline
+        ]
         late_signals = (
             types["WORKFLOW_EXECUTION_SIGNALED"] - 1 - kinds.count("wait_for (event came)")
         )

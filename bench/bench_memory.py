@@ -2,7 +2,7 @@
 10k journeys waiting, beside the hand-written baseline's worker holding as many waiting runs.
 
 Touchpoint runs the example ``newsletter-welcome`` journey (a welcome email, then a 2-day wait),
-started as the router starts it (input version 3: a reference to the plan the worker compiled);
+started as the router starts it (input version 4: a reference to the plan the worker compiled);
 the baseline sends one email and sleeps 2 days. A level counts once every run has sent its
 email (the record files say so). RSS is VmRSS from /proc/PID/status.
 Sizes: BENCH_LEVELS (default "1000,2000", a few minutes; the issue's "1000,5000,10000" takes

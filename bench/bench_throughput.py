@@ -6,7 +6,7 @@ A second baseline, ``raw-activity-queue``, is the same hand-written workflow wit
 on a queue of their own, as Touchpoint's sends are (one queue per channel): on the workflow's
 own queue the server hands activities to the worker eagerly, in the workflow task's answer.
 
-Touchpoint runs start as the router starts them (input version 3: a reference to the plan,
+Touchpoint runs start as the router starts them (input version 4: a reference to the plan,
 which each worker compiled from its project; search attributes on the start). Two Touchpoint
 workers, each its own process and queue prefix: the default one, and one whose project says
 ``worker: index_runs: false`` (no search attributes). A third, ``touchpoint-no-analytics``,
