@@ -3,8 +3,9 @@ run by the real worker) against a hand-written Temporal workflow doing the same 
 timers on the same dev server; interleaved rounds.
 
 A second baseline, ``raw-activity-queue``, is the same hand-written workflow with its activities
-on a queue of their own, as Touchpoint's sends are (one queue per channel): on the workflow's
-own queue the server hands activities to the worker eagerly, in the workflow task's answer.
+on a queue of their own, as Touchpoint's sends were before 2026-12-08 (and are for a channel
+with a rate limit): on the workflow's own queue the server hands activities to the worker
+eagerly, in the workflow task's answer — where Touchpoint schedules its sends now.
 
 Touchpoint runs start as the router starts them (input version 4: a reference to the plan,
 which each worker compiled from its project; search attributes on the start). Two Touchpoint
