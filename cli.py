@@ -726,7 +726,8 @@ def runs_list_command(
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     project: ProjectOption = Path("."),
 ) -> None:
-    """List runs, newest first, by the Touchpoint search attributes."""
+    """List runs, newest first, by the Touchpoint search attributes; step and outcome from the
+    analytics store (runs started since input version 4 keep them only there)."""
     import asyncio
 
     from ops.operations import RUN_COLUMNS, list_runs

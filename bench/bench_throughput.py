@@ -28,7 +28,8 @@ after its last run ended.
 Sizes: BENCH_RUNS (customers per round, default 200), BENCH_ROUNDS (default 3).
 Also reports the CPU each side's worker process and its server spent per run, which is far
 less noisy than wall-clock throughput on a small shared machine, and the ratio of those totals
-(on two busy cores, throughput is the inverse of CPU per run)."""
+(on two busy cores, throughput is the inverse of CPU per run); and the median of that ratio
+taken within each round, where both sides ran under the same load."""
 
 from __future__ import annotations
 
@@ -206,6 +207,12 @@ async def main() -> None:
                 median(side.worker_cpu_ms),
                 median(side.server_cpu_ms),
                 cpu_per_run(raw_side) / cpu_per_run(side),
+                median(
+                    [
+                        raw / this
+                        for raw, this in zip(round_cpu(raw_side), round_cpu(side), strict=True)
+                    ]
+                ),
             ]
         )
     print(
@@ -218,15 +225,16 @@ async def main() -> None:
                 "worker CPU ms/run",
                 "server CPU ms/run",
                 "CPU ratio (raw / this)",
+                "CPU ratio per round (median)",
             ],
             rows,
         )
     )
     for side, row in zip(sides[2:], rows[2:], strict=True):
-        ratio, by_cpu = float(row[2]), float(row[6])  # type: ignore[arg-type]
+        ratio, by_cpu, paired = float(row[2]), float(row[6]), float(row[7])  # type: ignore[arg-type]
         print(
             f"throughput ratio {side.name}/raw = {ratio:.2f}: {verdict(ratio, 0.9)} (aim 1.0); "
-            f"by CPU per run (worker + server) {by_cpu:.2f}"
+            f"by CPU per run (worker + server) {by_cpu:.2f}, per round {paired:.2f}"
         )
     named = {side.name: side for side in sides}
     recorded, unrecorded = named["touchpoint"], named["touchpoint-no-analytics"]
@@ -244,6 +252,12 @@ async def main() -> None:
     if "touchpoint-input-v2" in named:
         v2, v3 = cpu_per_run(named["touchpoint-input-v2"]), cpu_per_run(named["touchpoint"])
         print(f"CPU per run, input version 3 / version 2 = {v3 / v2:.2f} ({v3:.0f} vs {v2:.0f} ms)")
+
+
+def round_cpu(side: Side) -> list[float]:
+    """Worker + server CPU per run of each round: a round's sides ran back to back, under the
+    same load, so the ratio within a round is less moved by the machine's drift."""
+    return [w + s for w, s in zip(side.worker_cpu_ms, side.server_cpu_ms, strict=True)]
 
 
 def cpu_per_run(side: Side) -> float:

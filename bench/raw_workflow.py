@@ -24,7 +24,7 @@ class RawInput(BaseModel):
     steps: list[str]  # "send:<template>", "wait:<seconds>", "wait_for:<seconds>"
     # None: activities on the workflow's own task queue, which lets the server hand them to
     # the worker eagerly (in the workflow task's answer); a name: a queue of their own, as
-    # Touchpoint's sends (one queue per channel)
+    # Touchpoint's sends of a rate-limited channel (one queue per channel)
     activity_queue: str | None = None
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import WorkflowExecution, WorkflowExecutionDescription
 from temporalio.service import RPCError, RPCStatusCode
 
-from config.errors import NoSuchRun
+from config.errors import NoSuchRun, StoreUnavailable
 from config.project import ProjectConfig
 from config.settings import connect, load_settings, warn_about_time_scale
 from ingestion.body import parse_json
@@ -137,7 +139,12 @@ async def list_runs(
     _, config = _project(project)
     settings = load_settings(config)
     client = await connect(settings)
-    analytics = Analytics(connect_store(settings.database_url))
+    unread: list[str] = []  # why the store's columns are missing, said once on stderr
+    try:
+        analytics: Analytics | None = Analytics(connect_store(settings.database_url))
+    except StoreUnavailable as error:
+        analytics, unread = None, [str(error)]
+        print(f"! step and outcome not read from the store: {error}", file=sys.stderr)
     clauses = ["WorkflowType = 'JourneyWorkflow'"]
     if journey:
         clauses.append(f"{JOURNEY_ID.name} = '{_quote(journey)}'")
@@ -151,7 +158,14 @@ async def list_runs(
     page: list[WorkflowExecution] = []
 
     async def take(executions: list[WorkflowExecution]) -> None:
-        stored = await asyncio.to_thread(analytics.latest_runs, [e.id for e in executions])
+        stored: dict[str, Any] = {}
+        if analytics is not None and not unread:
+            try:
+                ids = [e.id for e in executions]
+                stored = await asyncio.to_thread(analytics.latest_runs, ids)
+            except SQLAlchemyError as error:  # the list still comes, without those columns
+                unread.append(type(error).__name__)
+                print(f"! step and outcome not read from the store: {unread[0]}", file=sys.stderr)
         for execution in executions:
             attributes = execution.typed_search_attributes
             run = stored.get(execution.id)

@@ -508,6 +508,16 @@ async def test_emit_and_runs_commands(
     assert row.split()[2].startswith("wait"), row  # the welcome series' first wait
     none = await run("runs", "list", "--customer", customer, "--outcome", "converted")
     assert none.strip() == ""
+    # the store unreachable: the runs are listed all the same, without its columns, and said so
+    unreachable = {**env, "TOUCHPOINT_DATABASE_URL": "postgresql://touchpoint@127.0.0.1:1/none"}
+    listing = await asyncio.create_subprocess_exec(
+        touchpoint, "runs", "list", "--customer", customer, cwd=ROOT, env=unreachable,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(listing.communicate(), 60)
+    assert listing.returncode == 0, err.decode()
+    assert out.decode().splitlines()[1].split()[:4] == [run_id, "completed", "-", "-"]
+    assert "! step and outcome not read from the store: " in err.decode()
 
 
 async def test_show_says_how_a_run_ended(
