@@ -6,9 +6,7 @@ step. Real dev server (search attributes registered), real SQLite store."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from store.database import connect
 from store.plans import PlanStore
 from tests import corpus
 from tests.temporal import event, plan_from, running_workers, start_run
+from tests.test_analytics_runs import eventually
 from workflows.models import RunResult, RunSettings
 from workflows.registry import Deployment
 from workflows.search import JOURNEY_OUTCOME, JOURNEY_STEP
@@ -50,14 +49,6 @@ def store(tmp_path: Path) -> Analytics:
     return Analytics(connect(f"sqlite:///{tmp_path / 'touchpoint.db'}"))
 
 
-async def until(check: object, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not so within {seconds} s")
-        await asyncio.sleep(0.05)
-
-
 async def test_version_4_runs_upsert_nothing_and_the_store_says_where_they_are(
     dev_env: WorkflowEnvironment, store: Analytics
 ) -> None:
@@ -80,15 +71,17 @@ async def test_version_4_runs_upsert_nothing_and_the_store_says_where_they_are(
                 input_version=version,
             )
         ids = [h.id for h in handles.values()]
-        await until(
-            lambda: [r.current_step for r in store.latest_runs(ids).values()] == 2 * ["pause"]
+        await eventually(
+            lambda: [r.current_step for r in store.latest_runs(ids).values()] == 2 * ["pause"],
+            seconds=20,
         )
         assert store.running_by_step(plan.journey_id) == {(plan.version, "pause"): 2}
         for handle in handles.values():
             await handle.signal("cancel", {"reason": "test over"})
         results = {v: RunResult.model_validate(await h.result()) for v, h in handles.items()}
-        await until(
-            lambda: [r.outcome for r in store.latest_runs(ids).values()] == 2 * ["cancelled"]
+        await eventually(
+            lambda: [r.outcome for r in store.latest_runs(ids).values()] == 2 * ["cancelled"],
+            seconds=20,
         )
     assert {r.outcome.kind for r in results.values()} == {"cancelled"}
     ended = store.latest_runs(ids)
