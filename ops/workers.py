@@ -122,6 +122,8 @@ def build_workers(
                 activities=local + here,  # read_profile runs as a local activity
                 workflow_runner=journey_workflow_runner(),
                 max_cached_workflows=options.max_cached_workflows,
+                # role workflows: never take the journey queue's sends (it has not got them)
+                no_remote_activities=not here,
                 **(activity_options if here else {"build_id": options.build_id}),
             )
         )

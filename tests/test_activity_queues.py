@@ -58,7 +58,9 @@ async def run_with(
     prefix: str,
     rate_limits: dict[str, float] | None = None,
     roles: tuple[tuple[Client, Role], ...] | None = None,
+    runs: int = 1,
 ) -> tuple[RunResult, dict[str, str], RecordingActivities]:
+    """``runs`` runs of the journey; the first one's result and queues (all must complete)."""
     recorder = RecordingActivities(lookups={"shop-api": {"products": []}})
     options = WorkerOptions(
         queue_prefix=prefix,
@@ -69,14 +71,20 @@ async def run_with(
         for client, role in roles or ((env.client, "all"),):
             for worker in build_workers(client, recorder.all(), options, role):
                 await stack.enter_async_context(worker)
-        handle = await start_run(env.client, plan_from(JOURNEY), prefix, event("Signed Up"))
-        result = RunResult.model_validate(await handle.result())
-        return result, await scheduled_queues(handle), recorder
+        plan = plan_from(JOURNEY)
+        handles = [
+            await start_run(env.client, plan, prefix, event("Signed Up", customer=f"c{n}"))
+            for n in range(runs)
+        ]
+        results = [RunResult.model_validate(await h.result()) for h in handles]
+        for other in results[1:]:
+            assert other.outcome.kind == "completed", other.outcome
+        return results[0], await scheduled_queues(handles[0]), recorder
 
 
 async def test_sends_and_lookups_go_on_the_runs_own_queue(time_env: WorkflowEnvironment) -> None:
     result, queues, recorder = await run_with(time_env, "own-")
-    assert result.outcome.kind == "completed"
+    assert result.outcome.kind == "completed", result.outcome
     assert queues == {
         "lookup": "own-touchpoint-journeys",
         "send_email": "own-touchpoint-journeys",
@@ -88,7 +96,7 @@ async def test_sends_and_lookups_go_on_the_runs_own_queue(time_env: WorkflowEnvi
 
 async def test_a_rate_limited_channel_keeps_its_own_queue(time_env: WorkflowEnvironment) -> None:
     result, queues, recorder = await run_with(time_env, "limited-", rate_limits={"email": 50})
-    assert result.outcome.kind == "completed"
+    assert result.outcome.kind == "completed", result.outcome
     assert queues == {
         "lookup": "limited-touchpoint-journeys",
         "send_email": "limited-touchpoint-email",  # the server's rate limit is per queue
@@ -101,15 +109,21 @@ async def test_split_roles_run_the_journey_queues_activities(
     time_env: WorkflowEnvironment,
 ) -> None:
     """Workflows in one worker, activities in another (two connections, as two processes
-    have): the activity worker polls the journey queue for the sends and lookups."""
+    have): the activity worker polls the journey queue for the sends and lookups, and the
+    workflow worker does not (it has only the local profile read: taking a send, it failed it
+    with "Activity function send_email … is not registered" — several runs, so that a worker
+    taking what it cannot run would show)."""
     other = await Client.connect(
         time_env.client.service_client.config.target_host,
         namespace=time_env.client.namespace,
         data_converter=pydantic_data_converter,
     )
     result, queues, recorder = await run_with(
-        time_env, "split-", roles=((time_env.client, "workflows"), (other, "activities"))
+        time_env,
+        "split-",
+        roles=((time_env.client, "workflows"), (other, "activities")),
+        runs=8,
     )
-    assert result.outcome.kind == "completed"
+    assert result.outcome.kind == "completed", result.outcome
     assert set(queues.values()) == {"split-touchpoint-journeys"}
-    assert [m.step_id for m in recorder.sent] == ["hello", "tell-crm"]
+    assert len(recorder.sent) == 8 * 2 and len(recorder.looked_up) == 8

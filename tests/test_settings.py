@@ -80,6 +80,9 @@ async def test_roles_split_workflows_from_activities(time_env: WorkflowEnvironme
     )
     everything = build_workers(time_env.client, activities, replace(options, queue_prefix="x-"))
     assert [w.task_queue for w in workflows_only] == ["eu-touchpoint-journeys"]
+    # it has only the local profile read: taking the journey queue's sends, it would fail them
+    assert workflows_only[0].config()["no_remote_activities"] is True
+    assert everything[0].config()["no_remote_activities"] is False  # it runs them itself
     # the journey queue too: sends and lookups of channels without a rate limit are scheduled
     # there (eager dispatch when the journey worker runs them itself, as in role "all")
     assert sorted(w.task_queue for w in activities_only) == [
