@@ -410,9 +410,10 @@ class Analytics:
         found: dict[str, RunRow] = {}
         with self.engine.connect() as db:
             for chunk in (ids[i : i + 200] for i in range(0, len(ids), 200)):
-                clauses: list[ColumnElement[bool]] = [journey_runs.c.workflow_id.in_(chunk)]
-                clauses += [
-                    journey_runs.c.workflow_id.startswith(f"{i}{ENTRY_MARK}", autoescape=True)
+                key = journey_runs.c.workflow_id
+                clauses: list[ColumnElement[bool]] = [key.in_(chunk)]
+                clauses += [  # "<id>#<entry>" as a range of the key (a LIKE scans the table)
+                    and_(key > f"{i}{ENTRY_MARK}", key < f"{i}{chr(ord(ENTRY_MARK) + 1)}")
                     for i in chunk
                 ]
                 for row in db.execute(select(journey_runs).where(or_(*clauses))):
@@ -424,8 +425,7 @@ class Analytics:
                         found[run.workflow_id] = run
             starting = [r for r in found.values() if r.current_step is None and r.outcome is None]
             for journey_id in {r.journey_id for r in starting}:  # none passed yet: at the start
-                versions = sorted({r.version for r in starting if r.journey_id == journey_id})
-                starts = {p.version: p.start for p in _plans_of(db, journey_id, versions)}
+                starts = _starts(db, journey_id, {r.version for r in starting})
                 for run in starting:
                     if run.journey_id == journey_id and run.version in starts:
                         found[run.workflow_id] = replace(run, current_step=starts[run.version])
@@ -440,8 +440,7 @@ class Analytics:
                 .where(journey_runs.c.journey_id == journey_id, journey_runs.c.outcome.is_(None))
                 .group_by(journey_runs.c.version, journey_runs.c.current_step)
             ).all()
-            versions = sorted({str(row[0]) for row in rows})
-            starts = {plan.version: plan.start for plan in _plans_of(db, journey_id, versions)}
+            starts = _starts(db, journey_id, {str(row[0]) for row in rows})
         counts: dict[tuple[str, str], int] = defaultdict(int)
         for version, step, n in rows:
             at = step or starts.get(str(version))
@@ -719,6 +718,14 @@ def _cohort(
 
 def _count_if(condition: Any) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _starts(db: Connection, journey_id: str, versions: set[str]) -> dict[str, str]:
+    """The first step of each stored plan of ``versions``: where a run that has passed no
+    step yet is."""
+    if not versions:
+        return {}
+    return {plan.version: plan.start for plan in _plans_of(db, journey_id, sorted(versions))}
 
 
 def _plans_of(db: Connection, journey_id: str, versions: Sequence[str]) -> list[Plan]:
